@@ -1,0 +1,80 @@
+"""firebox: self-hosted serverless compute. `import firebox as modal` runs Modal apps."""
+
+from contextlib import contextmanager
+from collections.abc import Iterator
+
+from . import exceptions as exception
+from .exceptions import Error
+from .sdk.app import App
+from .sdk.cls import Cls
+from .sdk.context import current_function_call_id, current_input_id, is_local
+from .sdk.function import Function, FunctionCall
+from .sdk.partial import batched, concurrent, enter, exit, method, parameter
+from .sdk.retries import Retries
+from .sdk.unsupported import (
+    CloudBucketMount,
+    Cron,
+    Dict,
+    Image,
+    Mount,
+    NetworkFileSystem,
+    Period,
+    Queue,
+    Sandbox,
+    Secret,
+    Stub,
+    Volume,
+    asgi_app,
+    fastapi_endpoint,
+    forward,
+    web_endpoint,
+    web_server,
+    wsgi_app,
+)
+
+__version__ = "0.1.0"
+
+
+@contextmanager
+def enable_output(show_progress: bool = True) -> Iterator[None]:
+    """Accepted for Modal compatibility: firebox always shows container output in app.run()."""
+    yield
+
+
+__all__ = [
+    "App",
+    "Cls",
+    "CloudBucketMount",
+    "Cron",
+    "Dict",
+    "Error",
+    "Function",
+    "FunctionCall",
+    "Image",
+    "Mount",
+    "NetworkFileSystem",
+    "Period",
+    "Queue",
+    "Retries",
+    "Sandbox",
+    "Secret",
+    "Stub",
+    "Volume",
+    "asgi_app",
+    "batched",
+    "concurrent",
+    "current_function_call_id",
+    "current_input_id",
+    "enable_output",
+    "enter",
+    "exception",
+    "exit",
+    "fastapi_endpoint",
+    "forward",
+    "is_local",
+    "method",
+    "parameter",
+    "web_endpoint",
+    "web_server",
+    "wsgi_app",
+]

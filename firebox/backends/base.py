@@ -1,0 +1,41 @@
+"""The contract between the scheduler and whatever runs containers."""
+
+from __future__ import annotations
+
+import signal
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Protocol
+
+OnOutput = Callable[[str, str, str], None]  # container id, "stdout" | "stderr", text
+OnExit = Callable[[str, int | None, str], None]  # container id, return code, cause in words
+
+
+@dataclass(frozen=True)
+class Launch:
+    container_id: str
+    env: dict[str, str]
+    cpu: float
+    memory_mb: int
+    label: str
+
+
+class Backend(Protocol):
+    async def start(self, launch: Launch) -> None:
+        """Start the container; return once its process exists."""
+
+    async def kill(self, container_id: str) -> None:
+        """Kill the container at once; its exit is still reported through on_exit."""
+
+    async def close(self) -> None: ...
+
+
+def describe_exit(returncode: int) -> str:
+    """'exited with code 3' or 'was killed by signal SIGKILL'."""
+    if returncode < 0:
+        try:
+            name = signal.Signals(-returncode).name
+        except ValueError:
+            name = str(-returncode)
+        return f"was killed by signal {name}"
+    return f"exited with code {returncode}"

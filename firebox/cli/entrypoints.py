@@ -1,0 +1,176 @@
+"""Loading a user's app file and turning a runnable's parameters into command-line options."""
+
+from __future__ import annotations
+
+import datetime
+import importlib.util
+import inspect
+import sys
+import typing
+from collections.abc import Callable
+from pathlib import Path
+from types import ModuleType
+from typing import Any
+
+import click
+
+from ..exceptions import InvalidError
+from ..sdk.app import App
+from ..sdk.cls import Cls
+from ..sdk.function import Function
+
+
+def import_file(path_text: str) -> ModuleType:
+    path = Path(path_text).resolve()
+    if not path.exists():
+        raise click.UsageError(f"No such file: {path_text}")
+    if path.suffix != ".py":
+        raise click.UsageError(f"{path_text} is not a Python file.")
+    sys.path.insert(0, str(path.parent))
+    name = path.stem
+    spec = importlib.util.spec_from_file_location(name, path)
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[name] = module
+    spec.loader.exec_module(module)
+    return module
+
+
+def find_app(module: ModuleType, app_name: str | None = None) -> App:
+    apps = {k: v for k, v in vars(module).items() if isinstance(v, App)}
+    if app_name:
+        if app_name not in apps:
+            raise click.UsageError(f"{module.__file__} has no App named '{app_name}'.")
+        return apps[app_name]
+    if not apps:
+        raise click.UsageError(f"{module.__file__} defines no firebox.App.")
+    if len(apps) > 1:
+        found = ", ".join(sorted(apps))
+        raise click.UsageError(f"{module.__file__} defines several apps ({found}); pick one.")
+    return next(iter(apps.values()))
+
+
+Runnable = tuple[str, Callable[..., Any], Callable[..., Any]]  # label, signature source, runner
+
+
+def find_runnable(app: App, ref: str | None) -> Runnable:
+    """The local entrypoint, function or Cls.method to run: `ref`, or the only candidate."""
+    entrypoints = app.registered_entrypoints
+    functions = {k: v for k, v in app.registered_functions.items() if k not in app.registered_classes}
+    if ref:
+        if ref in entrypoints:
+            return _entrypoint(ref, entrypoints[ref])
+        if ref in functions:
+            return _function(ref, functions[ref])
+        cls_name, _, method = ref.partition(".")
+        if method and cls_name in app.registered_classes:
+            return _method(app.registered_classes[cls_name], method)
+        raise click.UsageError(
+            f"No local entrypoint, function or Cls.method named '{ref}' in the app."
+        )
+    if len(entrypoints) == 1:
+        name, f = next(iter(entrypoints.items()))
+        return _entrypoint(name, f)
+    if not entrypoints and len(functions) == 1:
+        name, fn = next(iter(functions.items()))
+        return _function(name, fn)
+    names = sorted(entrypoints) or sorted(functions)
+    raise click.UsageError(
+        "Say which to run with FILE::NAME; candidates: " + ", ".join(names or ["none"])
+    )
+
+
+def _entrypoint(name: str, f: Callable[..., Any]) -> Runnable:
+    def run(**kwargs: Any) -> Any:
+        result = f(**kwargs)
+        if inspect.iscoroutine(result):
+            import asyncio
+
+            result = asyncio.run(result)
+        return result
+
+    return name, f, run
+
+
+def _function(name: str, fn: Function) -> Runnable:
+    if fn._raw_f is None:
+        raise InvalidError(f"'{name}' has no local definition to read its parameters from.")
+
+    def run(**kwargs: Any) -> Any:
+        if fn._is_generator:
+            for value in fn.remote_gen(**kwargs):
+                print(value)
+            return None
+        result = fn.remote(**kwargs)
+        if result is not None:
+            print(result)
+        return None
+
+    return name, fn._raw_f, run
+
+
+def _method(cls: Cls, method: str) -> Runnable:
+    user_cls = cls._user_cls
+    raw = getattr(user_cls, method, None) if user_cls else None
+    if raw is None:
+        raise click.UsageError(f"{cls._name} has no method '{method}'.")
+    f = raw.raw_f if hasattr(raw, "raw_f") else raw
+
+    def run(**kwargs: Any) -> Any:
+        result = getattr(cls(), method).remote(**kwargs)
+        if result is not None:
+            print(result)
+
+    sig = inspect.signature(f)
+    params = list(sig.parameters.values())[1:]  # drop self
+
+    def signature_source(*args: Any, **kwargs: Any) -> None: ...
+
+    signature_source.__signature__ = sig.replace(parameters=params)  # type: ignore[attr-defined]
+    return f"{cls._name}.{method}", signature_source, run
+
+
+def build_command(label: str, f: Callable[..., Any], run: Callable[..., Any]) -> click.Command:
+    """A click command whose options are f's parameters."""
+    hints: dict[str, Any] = {}
+    try:
+        hints = typing.get_type_hints(f)
+    except Exception:
+        pass
+    params: list[click.Parameter] = []
+    for p in inspect.signature(f).parameters.values():
+        if p.kind in (p.VAR_POSITIONAL, p.VAR_KEYWORD):
+            continue
+        annotation = hints.get(p.name, p.annotation)
+        required = p.default is inspect.Parameter.empty
+        default = None if required else p.default
+        dashed = "--" + p.name.replace("_", "-")
+        names = [dashed] if "_" not in p.name else [dashed, "--" + p.name]
+        if annotation is bool:
+            params.append(
+                click.Option(
+                    [f"{dashed}/--no-{p.name.replace('_', '-')}"],
+                    default=bool(default),
+                    show_default=True,
+                    required=False,
+                    expose_value=True,
+                )
+            )
+            params[-1].name = p.name
+            continue
+        option = click.Option(names, type=_click_type(annotation), required=required,
+                              default=default, show_default=not required)
+        option.name = p.name
+        params.append(option)
+    return click.Command(label, params=params, callback=run,
+                         help=inspect.getdoc(f) or f"Run {label}.")
+
+
+def _click_type(annotation: Any) -> Any:
+    if annotation in (int, float, str):
+        return annotation
+    if annotation is datetime.datetime:
+        return click.DateTime()
+    if typing.get_origin(annotation) is typing.Literal:
+        return click.Choice([str(a) for a in typing.get_args(annotation)])
+    return str

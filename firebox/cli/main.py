@@ -1,0 +1,194 @@
+"""The `firebox` command."""
+
+from __future__ import annotations
+
+import asyncio
+import datetime
+import json
+import sys
+from pathlib import Path
+from typing import Any
+
+import click
+
+from .. import _sync, config
+from .. import client as client_mod
+from ..exceptions import Error
+from .entrypoints import build_command, find_app, find_runnable, import_file
+
+
+class FireboxGroup(click.Group):
+    """Turns firebox errors into one-line messages instead of tracebacks."""
+
+    def invoke(self, ctx: click.Context) -> Any:
+        try:
+            return super().invoke(ctx)
+        except Error as exc:
+            click.echo(f"Error: {exc}", err=True)
+            sys.exit(1)
+
+
+@click.group(cls=FireboxGroup)
+@click.version_option(package_name="firebox")
+def main() -> None:
+    """firebox: self-hosted serverless compute for Python."""
+
+
+def _split_ref(ref: str) -> tuple[str, str | None]:
+    path, _, name = ref.partition("::")
+    return path, name or None
+
+
+@main.command(context_settings={"ignore_unknown_options": True, "allow_extra_args": True,
+                                "help_option_names": []})
+@click.argument("app_ref")
+@click.option("-d", "--detach", is_flag=True, help="Keep the app running after the command.")
+@click.option("-q", "--quiet", is_flag=True, help="Don't show container output.")
+@click.option("-i", "--interactive", is_flag=True, help="Accepted for compatibility.")
+@click.pass_context
+def run(ctx: click.Context, app_ref: str, detach: bool, quiet: bool, interactive: bool) -> None:
+    """Run APP_REF (file.py or file.py::name) with an ephemeral app.
+
+    Options after APP_REF go to the local entrypoint or function being run.
+    """
+    path, name = _split_ref(app_ref)
+    module = import_file(path)
+    app = find_app(module)
+    label, signature, runner = find_runnable(app, name)
+    command = build_command(label, signature, runner)
+    args = list(ctx.args)
+    if "--help" in args or "-h" in args:
+        with click.Context(command, info_name=f"firebox run {app_ref}") as sub:
+            click.echo(command.get_help(sub))
+        return
+    sub_ctx = command.make_context(f"firebox run {app_ref}", args)
+    with app.run(detach=detach, show_logs=not quiet):
+        with sub_ctx:
+            command.invoke(sub_ctx)
+
+
+@main.command()
+@click.argument("app_ref")
+@click.option("--name", help="Deploy under this name instead of the App's own.")
+@click.option("--tag", default="", help="A label for this deployment.")
+def deploy(app_ref: str, name: str | None, tag: str) -> None:
+    """Deploy APP_REF to the configured server, replacing an earlier deploy of the same name."""
+    path, app_var = _split_ref(app_ref)
+    module = import_file(path)
+    app = find_app(module, app_var)
+    app.deploy(name=name or app.name, tag=tag)
+    click.echo(f"Deployed app '{app.name}' ({app.app_id}) with:")
+    for fname in app.registered_functions:
+        click.echo(f"  {fname}")
+
+
+@main.command()
+@click.option("--host", default=config.DEFAULT_HOST, show_default=True)
+@click.option("--port", default=config.DEFAULT_PORT, show_default=True, type=int)
+@click.option("--state-dir", type=click.Path(path_type=Path), default=None,
+              help="Where the database, blobs and container files live (~/.firebox/server).")
+@click.option("--database-url", envvar="FIREBOX_DATABASE_URL", default=None,
+              help="sqlite:///path or postgresql://user:pass@host/db (default: SQLite in "
+                   "the state directory).")
+def server(host: str, port: int, state_dir: Path | None, database_url: str | None) -> None:
+    """Run a lasting control plane."""
+    from ..server.serve import serve_forever
+
+    serve_forever(host, port, state_dir or config.state_dir(), database_url)
+
+
+@main.group()
+def token() -> None:
+    """Tokens (run on the server's machine; talks to its database directly)."""
+
+
+@token.command("create")
+@click.option("--workspace", default="main", show_default=True)
+@click.option("--state-dir", type=click.Path(path_type=Path), default=None)
+@click.option("--database-url", envvar="FIREBOX_DATABASE_URL", default=None)
+def token_create(workspace: str, state_dir: Path | None, database_url: str | None) -> None:
+    """Create a token for WORKSPACE (made if missing) and print it."""
+    from ..server.plane import Settings
+    from ..server.serve import bootstrap
+
+    settings = Settings.for_state_dir(state_dir or config.state_dir(), "", database_url)
+    click.echo(asyncio.run(bootstrap(settings, workspace=workspace)))
+
+
+# ---- app -----------------------------------------------------------------------------------
+
+
+def _request(method: str, path: str, **kwargs: Any) -> Any:
+    return _sync.run(client_mod.current().request(method, path, **kwargs))
+
+
+def _time(ts: float | None) -> str:
+    if ts is None:
+        return "-"
+    return datetime.datetime.fromtimestamp(ts).strftime("%Y-%m-%d %H:%M:%S")
+
+
+@main.group("app")
+def app_group() -> None:
+    """Apps: list, stop, logs, history."""
+
+
+@app_group.command("list")
+@click.option("--json", "as_json", is_flag=True)
+def app_list(as_json: bool) -> None:
+    """List the workspace's apps."""
+    apps = _request("GET", "/v1/apps")["apps"]
+    if as_json:
+        click.echo(json.dumps(apps, indent=2))
+        return
+    click.echo(f"{'APP ID':<22} {'NAME':<24} {'STATE':<10} {'FUNCS':>5} {'CONTAINERS':>10}  CREATED")
+    for a in apps:
+        click.echo(
+            f"{a['app_id']:<22} {(a['name'] or '-'):<24} {a['state']:<10} {a['functions']:>5} "
+            f"{a['containers']:>10}  {_time(a['created_at'])}"
+        )
+
+
+@app_group.command("stop")
+@click.argument("app")
+def app_stop(app: str) -> None:
+    """Stop APP (a name or an app id): its containers stop and new calls are refused."""
+    resp = _request("POST", f"/v1/apps/{app}/stop")
+    click.echo(f"Stopped {resp['app_id']}.")
+
+
+@app_group.command("logs")
+@click.argument("app")
+@click.option("-f", "--follow", is_flag=True, help="Keep printing new output until the app stops.")
+def app_logs(app: str, follow: bool) -> None:
+    """Print the output of APP's containers."""
+    from ..sdk.runner import print_log_line
+
+    async def stream() -> None:
+        c = client_mod.current()
+        async for line in c.stream_lines(f"/v1/apps/{app}/logs", {"follow": "1" if follow else "0"}):
+            print_log_line(line)
+
+    try:
+        _sync.run(stream())
+    except KeyboardInterrupt:
+        pass
+
+
+@app_group.command("history")
+@click.argument("app")
+@click.option("--json", "as_json", is_flag=True)
+def app_history(app: str, as_json: bool) -> None:
+    """Show APP's deployments and stops."""
+    history = _request("GET", f"/v1/apps/{app}/history")
+    if as_json:
+        click.echo(json.dumps(history, indent=2))
+        return
+    click.echo(f"{history['name'] or history['app_id']}:")
+    for e in history["events"]:
+        detail = ", ".join(f"{k}={v}" for k, v in e["detail"].items())
+        click.echo(f"  {_time(e['ts'])}  {e['kind']:<10} {detail}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,148 @@
+"""The typed client of the control plane. It lives on firebox's event loop (see _sync.py).
+
+Every request that changes state is idempotent (the client names calls and numbers inputs), so
+the client retries through connection failures: a server restart pauses callers, it does not
+fail them.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import time
+from collections.abc import AsyncIterator
+from typing import Any
+
+import httpx
+
+from . import config, exceptions, wire
+
+LONG_POLL = 50.0
+
+
+def reconnect_timeout() -> float:
+    return float(os.environ.get("FIREBOX_RECONNECT_TIMEOUT", "120"))
+
+
+_ERRORS: dict[str, type[Exception]] = {
+    "InvalidError": exceptions.InvalidError,
+    "NotFoundError": exceptions.NotFoundError,
+    "AuthError": exceptions.AuthError,
+    "AlreadyExistsError": exceptions.AlreadyExistsError,
+    "OutputExpiredError": exceptions.OutputExpiredError,
+}
+
+
+class Client:
+    def __init__(self, server_url: str, token: str) -> None:
+        self.server_url = server_url.rstrip("/")
+        self.token = token
+        self._http: httpx.AsyncClient | None = None
+
+    @property
+    def http(self) -> httpx.AsyncClient:
+        if self._http is None:
+            self._http = httpx.AsyncClient(
+                base_url=self.server_url,
+                headers={"Authorization": f"Bearer {self.token}"},
+                timeout=httpx.Timeout(LONG_POLL + 30, connect=10),
+                limits=httpx.Limits(max_connections=64, max_keepalive_connections=32),
+            )
+        return self._http
+
+    async def close(self) -> None:
+        if self._http is not None:
+            await self._http.aclose()
+            self._http = None
+
+    async def request(
+        self,
+        method: str,
+        path: str,
+        *,
+        body: Any = None,
+        packed: Any = None,
+        content: bytes | None = None,
+        params: dict[str, Any] | None = None,
+    ) -> Any:
+        headers: dict[str, str] = {}
+        data: bytes | None = content
+        if body is not None:
+            data = json.dumps(body).encode()
+            headers["content-type"] = "application/json"
+        elif packed is not None:
+            data = wire.pack(packed)
+            headers["content-type"] = wire.MSGPACK
+        deadline = time.monotonic() + reconnect_timeout()
+        delay = 0.05
+        while True:
+            try:
+                response = await self.http.request(
+                    method, path, content=data, headers=headers, params=params
+                )
+            except (httpx.ConnectError, httpx.RemoteProtocolError, httpx.ReadError,
+                    httpx.WriteError, httpx.ConnectTimeout) as exc:
+                if time.monotonic() > deadline:
+                    raise exceptions.ConnectionError(
+                        f"Could not reach the firebox server at {self.server_url} ({exc}); "
+                        "start it with `firebox server` or check FIREBOX_SERVER_URL."
+                    ) from None
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, 1.0)
+                continue
+            if response.status_code == 503 and time.monotonic() < deadline:
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, 1.0)
+                continue
+            return _decode(response)
+
+    async def stream_lines(self, path: str, params: dict[str, Any]) -> AsyncIterator[dict[str, Any]]:
+        async with self.http.stream("GET", path, params=params, timeout=None) as response:
+            if response.status_code >= 400:
+                await response.aread()
+                _decode(response)
+            async for line in response.aiter_lines():
+                if line.strip():
+                    yield json.loads(line)
+
+
+def _decode(response: httpx.Response) -> Any:
+    if response.status_code >= 400:
+        try:
+            err = response.json()
+            kind, message = err.get("type", ""), err.get("error", response.text)
+        except ValueError:
+            kind, message = "", response.text
+        raise _ERRORS.get(kind, exceptions.RemoteError)(message)
+    if response.headers.get("content-type", "").startswith(wire.MSGPACK):
+        return wire.unpack(response.content)
+    if response.headers.get("content-type", "").startswith("application/json"):
+        return response.json()
+    return response.content
+
+
+_client: Client | None = None
+_override: Client | None = None
+
+
+def use(client: Client | None) -> None:
+    """Point the SDK at a given server (the embedded one while `app.run()` lasts)."""
+    global _override
+    _override = client
+
+
+def current() -> Client:
+    """The client for the configured server; raises when none is configured."""
+    global _client
+    if _override is not None:
+        return _override
+    cfg = config.load()
+    if cfg is None:
+        raise exceptions.ConnectionError(
+            "No firebox server is configured; run the app with `firebox run` (it starts one for "
+            "the command), start `firebox server`, or set FIREBOX_SERVER_URL and FIREBOX_TOKEN."
+        )
+    if _client is None or (_client.server_url, _client.token) != (cfg.server_url, cfg.token):
+        _client = Client(cfg.server_url, cfg.token)
+    return _client

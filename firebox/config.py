@@ -1,0 +1,60 @@
+"""Where a client finds its control plane: ~/.firebox/config.toml, overridden by environment."""
+
+from __future__ import annotations
+
+import os
+import tomllib
+from dataclasses import dataclass
+from pathlib import Path
+
+DEFAULT_PORT = 8765
+DEFAULT_HOST = "127.0.0.1"
+
+
+def config_dir() -> Path:
+    return Path(os.environ.get("FIREBOX_CONFIG_DIR") or Path.home() / ".firebox")
+
+
+def config_file() -> Path:
+    return config_dir() / "config.toml"
+
+
+def state_dir() -> Path:
+    """Where a lasting server keeps its database, blobs and keys by default."""
+    return Path(os.environ.get("FIREBOX_STATE_DIR") or config_dir() / "server")
+
+
+@dataclass(frozen=True)
+class ClientConfig:
+    server_url: str
+    token: str
+
+
+def read_file() -> dict[str, str]:
+    path = config_file()
+    if not path.exists():
+        return {}
+    with open(path, "rb") as f:
+        return {k: str(v) for k, v in tomllib.load(f).items()}
+
+
+def write_file(server_url: str, token: str) -> Path:
+    """Write the client config, readable by its owner only."""
+    path = config_file()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(".tmp")
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w") as f:
+        f.write(f'server_url = "{server_url}"\ntoken = "{token}"\n')
+    os.replace(tmp, path)
+    return path
+
+
+def load() -> ClientConfig | None:
+    """The configured server, or None when none is configured (then an embedded one is used)."""
+    stored = read_file()
+    url = os.environ.get("FIREBOX_SERVER_URL") or stored.get("server_url")
+    token = os.environ.get("FIREBOX_TOKEN") or stored.get("token")
+    if not url:
+        return None
+    return ClientConfig(server_url=url.rstrip("/"), token=token or "")

@@ -1,0 +1,3 @@
+from .container import run
+
+run()

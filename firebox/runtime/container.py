@@ -1,0 +1,315 @@
+"""The runtime inside a container: dial the control plane, load the user's code, run lifecycle
+hooks, execute inputs with the function's concurrency and batching, and report outputs."""
+
+from __future__ import annotations
+
+import asyncio
+import contextvars
+import ctypes
+import importlib
+import inspect
+import os
+import signal
+import sys
+import threading
+import traceback
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import Any
+
+import httpx
+from websockets.asyncio.client import ClientConnection, connect
+
+from .. import wire
+from ..exceptions import InputCancellation, InvalidError
+from ..sdk.cls import instantiate, lifecycle_methods, unpack_params
+from ..sdk.context import current_call, current_input
+from .batching import Batcher
+
+
+def set_parent_death_signal() -> None:
+    """Die with the control plane: a killed server must not leave containers behind."""
+    try:
+        libc = ctypes.CDLL("libc.so.6", use_errno=True)
+        libc.prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
+    except OSError:
+        return
+    parent = os.environ.get("FIREBOX_PARENT_PID")
+    if parent and os.getppid() != int(parent):
+        os._exit(1)
+
+
+def fetch_code(hello: dict[str, Any], server_url: str, token: str, root: Path) -> None:
+    """Download the app's files (and a serialized definition) from the blob store."""
+    spec = hello["function"]
+    code = spec.get("code") or {}
+    wanted = dict(code.get("files") or {})
+    if spec.get("serialized"):
+        wanted["__serialized__.pkl"] = spec["serialized"]
+    with httpx.Client(base_url=server_url, headers={"Authorization": f"Bearer {token}"},
+                      timeout=60) as http:
+        for rel, digest in wanted.items():
+            path = root / rel
+            if not path.resolve().is_relative_to(root.resolve()):
+                raise InvalidError(f"refusing to write code outside the container: {rel}")
+            path.parent.mkdir(parents=True, exist_ok=True)
+            response = http.get(f"/v1/blobs/{digest}")
+            response.raise_for_status()
+            path.write_bytes(response.content)
+
+
+def load_target(spec: dict[str, Any], root: Path) -> Any:
+    """The user's function or class, by import (or unpickling when serialized=True)."""
+    if spec.get("serialized"):
+        return wire.deserialize((root / "__serialized__.pkl").read_bytes(), "function definition")
+    sys.path.insert(0, str(root))
+    module = importlib.import_module(spec["code"]["module"] if spec.get("code") else spec["module"])
+    obj: Any = module
+    for part in spec["qualname"].split("."):
+        obj = getattr(obj, part)
+    from ..sdk.cls import Cls
+    from ..sdk.function import Function
+
+    if isinstance(obj, Cls):
+        return obj._user_cls
+    if isinstance(obj, Function):
+        return obj._raw_f
+    return obj
+
+
+class Runtime:
+    def __init__(self, ws: ClientConnection, hello: dict[str, Any], target: Any) -> None:
+        self.ws = ws
+        self.spec: dict[str, Any] = hello["function"]
+        self.params = unpack_params(hello.get("params"))
+        self.target = target
+        self.instance: Any = None
+        self.tasks: dict[str, asyncio.Task[None]] = {}
+        self.threads: dict[str, int] = {}
+        self.outbox: list[dict[str, Any]] = []
+        self.outbox_ready = asyncio.Event()
+        self.stopping = asyncio.Event()
+        max_inputs = int(self.spec.get("max_inputs") or 1)
+        self.pool = ThreadPoolExecutor(max_workers=max_inputs, thread_name_prefix="input")
+        self.batchers: dict[str | None, Batcher] = {}
+
+    # ---- start and stop --------------------------------------------------------------------
+
+    async def enter(self) -> None:
+        if self.spec.get("kind") != "class":
+            return
+        self.instance = instantiate(self.target, self.params)
+        hooks = lifecycle_methods(self.target, "enter")
+        for hook in [h for h in hooks if h.snap] + [h for h in hooks if not h.snap]:
+            await self._call_hook(hook.raw_f)
+
+    async def exit(self) -> None:
+        if self.instance is None:
+            return
+        for hook in lifecycle_methods(self.target, "exit"):
+            try:
+                await self._call_hook(hook.raw_f)
+            except Exception:
+                traceback.print_exc()
+
+    async def _call_hook(self, f: Any) -> None:
+        if inspect.iscoroutinefunction(f):
+            await f(self.instance)
+        else:
+            await asyncio.get_running_loop().run_in_executor(self.pool, f, self.instance)
+
+    def callable_for(self, method: str | None) -> Any:
+        if self.spec.get("kind") == "class":
+            if method is None or method not in self.spec.get("methods", {}):
+                raise InvalidError(f"This class has no remote method {method!r}.")
+            return getattr(self.instance, method)
+        return self.target
+
+    # ---- the input loop --------------------------------------------------------------------
+
+    async def serve(self) -> None:
+        sender = asyncio.create_task(self._send_loop())
+        try:
+            async for raw in self.ws:
+                message = wire.unpack(raw)
+                kind = message.get("t")
+                if kind == "inputs":
+                    for item in message["items"]:
+                        self._start_input(item)
+                elif kind == "cancel":
+                    for input_id in message["ids"]:
+                        self._cancel(input_id)
+                elif kind == "stop":
+                    break
+        finally:
+            pending = list(self.tasks.values())
+            if pending:
+                await asyncio.wait(pending, timeout=30)
+            await self.exit()
+            await self._flush()
+            sender.cancel()
+
+    def _start_input(self, item: dict[str, Any]) -> None:
+        method = item.get("method")
+        info = self.spec.get("methods", {}).get(method, {}) if method else self.spec
+        batched = bool(info.get("batched")) if method else bool(self.spec.get("batch_max_size"))
+        if batched:
+            batcher = self.batchers.get(method)
+            if batcher is None:
+                batcher = self.batchers[method] = Batcher(
+                    int(self.spec["batch_max_size"]),
+                    float(self.spec.get("batch_wait_ms") or 0) / 1000,
+                    lambda items, m=method: self._run_batch(m, items),
+                )
+            batcher.add(item)
+            return
+        task = asyncio.create_task(self._run_one(item))
+        self.tasks[item["id"]] = task
+        task.add_done_callback(lambda _t, i=item["id"]: self.tasks.pop(i, None))
+
+    def _cancel(self, input_id: str) -> None:
+        task = self.tasks.get(input_id)
+        if task is not None:
+            task.cancel()
+        thread_id = self.threads.get(input_id)
+        if thread_id is not None:
+            ctypes.pythonapi.PyThreadState_SetAsyncExc(
+                ctypes.c_ulong(thread_id), ctypes.py_object(InputCancellation)
+            )
+
+    def _report(self, input_id: str, status: str, data: bytes | None) -> None:
+        self.outbox.append({"id": input_id, "status": status, "data": data})
+        self.outbox_ready.set()
+
+    async def _send_loop(self) -> None:
+        while True:
+            await self.outbox_ready.wait()
+            await self._flush()
+
+    async def _flush(self) -> None:
+        self.outbox_ready.clear()
+        items, self.outbox = self.outbox, []
+        if items:
+            await self.ws.send(wire.pack({"t": "outputs", "items": items}))
+
+    async def _run_one(self, item: dict[str, Any]) -> None:
+        input_id = item["id"]
+        token_input = current_input.set(input_id)
+        token_call = current_call.set(item["call_id"])
+        try:
+            args, kwargs = wire.deserialize(item["args"], "arguments")
+            f = self.callable_for(item.get("method"))
+            if inspect.isasyncgenfunction(f):
+                async for value in f(*args, **kwargs):
+                    self._report(input_id, wire.ITEM, wire.serialize(value, "yielded value"))
+                result: Any = None
+            elif inspect.iscoroutinefunction(f):
+                result = await f(*args, **kwargs)
+            else:
+                result = await self._in_thread(input_id, f, args, kwargs)
+            self._report(input_id, wire.SUCCESS, wire.serialize(result, "return value"))
+        except asyncio.CancelledError:
+            return  # the control plane already settled this input
+        except InputCancellation:
+            return
+        except Exception as exc:
+            self._report(input_id, wire.FAILURE, wire.encode_exception(exc))
+        finally:
+            current_input.reset(token_input)
+            current_call.reset(token_call)
+
+    async def _in_thread(self, input_id: str, f: Any, args: Any, kwargs: Any) -> Any:
+        ctx = contextvars.copy_context()
+        loop = asyncio.get_running_loop()
+
+        def run() -> Any:
+            self.threads[input_id] = threading.get_ident()
+            try:
+                if inspect.isgeneratorfunction(f):
+                    for value in f(*args, **kwargs):
+                        data = wire.serialize(value, "yielded value")
+                        loop.call_soon_threadsafe(self._report, input_id, wire.ITEM, data)
+                    return None
+                return f(*args, **kwargs)
+            finally:
+                self.threads.pop(input_id, None)
+
+        return await loop.run_in_executor(self.pool, ctx.run, run)
+
+    async def _run_batch(self, method: str | None, items: list[dict[str, Any]]) -> None:
+        try:
+            decoded = [wire.deserialize(i["args"], "arguments") for i in items]
+            f = self.callable_for(method)
+            columns = _columns([a for a, _ in decoded], [k for _, k in decoded], f)
+            if inspect.iscoroutinefunction(f):
+                results = await f(*columns[0], **columns[1])
+            else:
+                ctx = contextvars.copy_context()
+                results = await asyncio.get_running_loop().run_in_executor(
+                    self.pool, ctx.run, lambda: f(*columns[0], **columns[1])
+                )
+            if not isinstance(results, list) or len(results) != len(items):
+                raise InvalidError(
+                    f"A @batched function must return a list as long as its input "
+                    f"({len(items)}), not {type(results).__name__}"
+                    + (f" of {len(results)}" if isinstance(results, list) else "")
+                )
+            for item, result in zip(items, results):
+                self._report(item["id"], wire.SUCCESS, wire.serialize(result, "return value"))
+        except Exception as exc:
+            encoded = wire.encode_exception(exc)
+            for item in items:
+                self._report(item["id"], wire.FAILURE, encoded)
+
+
+def _columns(args_list: list[tuple[Any, ...]], kwargs_list: list[dict[str, Any]], f: Any
+             ) -> tuple[list[list[Any]], dict[str, list[Any]]]:
+    """Turn per-input arguments into one list per argument, as @batched functions take them."""
+    sig = inspect.signature(f)
+    names = [p.name for p in sig.parameters.values()
+             if p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD)]
+    merged: dict[str, list[Any]] = {}
+    for args, kwargs in zip(args_list, kwargs_list):
+        bound = dict(zip(names, args))
+        bound.update(kwargs)
+        for name in names:
+            if name not in bound:
+                raise InvalidError(f"Every input of a @batched function must pass '{name}'.")
+            merged.setdefault(name, []).append(bound[name])
+    return [], merged
+
+
+async def main() -> None:
+    set_parent_death_signal()
+    server_url = os.environ["FIREBOX_SERVER_URL"]
+    token = os.environ["FIREBOX_TOKEN"]
+    root = Path(os.environ.get("FIREBOX_CONTAINER_ROOT", ".")) / "code"
+    root.mkdir(parents=True, exist_ok=True)
+    ws_url = "ws" + server_url.removeprefix("http") + "/v1/containers/ws"
+    async with connect(ws_url, additional_headers={"Authorization": f"Bearer {token}"},
+                       max_size=None, ping_interval=None) as ws:
+        hello = wire.unpack(await ws.recv())
+        try:
+            await asyncio.to_thread(fetch_code, hello, server_url, token, root)
+            os.chdir(root)
+            target = load_target(hello["function"], root)
+            runtime = Runtime(ws, hello, target)
+            await runtime.enter()
+        except BaseException as exc:
+            traceback.print_exc()
+            await ws.send(wire.pack({"t": "init_failed", "error": wire.encode_exception(exc)}))
+            raise SystemExit(1) from None
+        loop = asyncio.get_running_loop()
+        loop.add_signal_handler(signal.SIGTERM, lambda: asyncio.ensure_future(ws.close()))
+        await ws.send(wire.pack({"t": "ready"}))
+        await runtime.serve()
+
+
+def run() -> None:
+    try:
+        asyncio.run(main())
+    except SystemExit:
+        raise
+    except Exception:
+        traceback.print_exc()
+        sys.exit(1)

@@ -1,0 +1,1 @@
+"""The public SDK: apps, functions, classes and the decorators users write."""

@@ -1,0 +1,28 @@
+"""Where code is running: on the caller's machine or in a container, and for which input."""
+
+from __future__ import annotations
+
+import contextvars
+import os
+
+current_input: contextvars.ContextVar[str | None] = contextvars.ContextVar(
+    "firebox_input_id", default=None
+)
+current_call: contextvars.ContextVar[str | None] = contextvars.ContextVar(
+    "firebox_call_id", default=None
+)
+
+
+def is_local() -> bool:
+    """True on the caller's machine, False inside a firebox container."""
+    return os.environ.get("FIREBOX_IS_REMOTE") != "1"
+
+
+def current_input_id() -> str | None:
+    """The id of the input being run, inside a container; None elsewhere."""
+    return current_input.get()
+
+
+def current_function_call_id() -> str | None:
+    """The id of the function call the running input belongs to; None outside a container."""
+    return current_call.get()

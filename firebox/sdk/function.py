@@ -1,0 +1,513 @@
+"""Function and FunctionCall: the verbs that send inputs to a function's containers."""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+import os
+import secrets
+from collections.abc import AsyncIterator, Callable, Iterable
+from typing import TYPE_CHECKING, Any
+
+from .. import client as client_mod
+from .. import wire
+from .._sync import live_classmethod, live_method, live_method_gen
+from ..exceptions import (
+    InvalidError,
+    NotSupportedYet,
+    RemoteError,
+)
+
+if TYPE_CHECKING:
+    from .app import App
+
+INPUT_BATCH = 1000  # inputs per request when fanning out
+INPUT_BATCH_BYTES = 4 * 1024 * 1024
+
+
+def new_call_id() -> str:
+    return f"fc-{secrets.token_hex(10)}"
+
+
+def result_of(status: str, data: bytes | None) -> Any:
+    """The value of a terminal output, or raise what the function raised."""
+    if status == wire.SUCCESS:
+        return wire.deserialize(data or b"", "result") if data is not None else None
+    if status == wire.CANCELLED:
+        raise RemoteError("The function call was cancelled before this input finished.")
+    raise wire.decode_exception(data or b"")
+
+
+def exception_of(status: str, data: bytes | None) -> BaseException | None:
+    try:
+        result_of(status, data)
+    except Exception as exc:
+        return exc
+    return None
+
+
+async def poll_outputs(call_id: str, after: int = 0, wait: float = client_mod.LONG_POLL) -> Any:
+    resp = await client_mod.current().request(
+        "POST", f"/v1/calls/{call_id}/outputs", packed={"after": after, "wait": wait}
+    )
+    return resp["outputs"]
+
+
+class Function:
+    """A function (or a bound class method) that runs in containers."""
+
+    def __init__(
+        self,
+        *,
+        name: str,
+        spec: dict[str, Any] | None = None,
+        raw_f: Callable[..., Any] | None = None,
+        app: App | None = None,
+        lookup: tuple[str, str] | None = None,
+    ) -> None:
+        self._name = name
+        self._spec = spec or {}
+        self._raw_f = raw_f
+        self._app = app
+        self._lookup = lookup
+        self._function_id: str | None = None
+        self._parent: Function | None = None
+        self._options: dict[str, Any] | None = None
+        self._method: str | None = None
+        self._params: bytes | None = None
+        self._local_obj: Callable[[], Any] | None = None
+        self._info: dict[str, Any] = {}
+
+    def __repr__(self) -> str:
+        return f"<firebox.Function {self._name}>"
+
+    # ---- identity --------------------------------------------------------------------------
+
+    @property
+    def object_id(self) -> str | None:
+        return self._function_id
+
+    def _clone(self) -> Function:
+        f = Function(name=self._name, spec=self._spec, raw_f=self._raw_f, app=self._app,
+                     lookup=self._lookup)
+        f._function_id = self._function_id
+        f._parent, f._options = self._parent, self._options
+        f._method, f._params, f._local_obj = self._method, self._params, self._local_obj
+        f._info = self._info
+        return f
+
+    def _bind(self, method: str, params: bytes | None, local_obj: Callable[[], Any] | None,
+              method_info: dict[str, Any]) -> Function:
+        f = self._clone()
+        f._name = f"{self._name}.{method}"
+        f._method, f._params, f._local_obj = method, params, local_obj
+        f._info = dict(method_info)
+        return f
+
+    def _hydrate_from(self, function_id: str) -> None:
+        self._function_id = function_id
+
+    @property
+    def _is_generator(self) -> bool:
+        if self._method is not None:
+            return bool(self._info.get("is_generator"))
+        if "is_generator" in self._info:
+            return bool(self._info["is_generator"])
+        return bool(self._spec.get("is_generator"))
+
+    async def _resolve(self) -> str:
+        if self._function_id is not None:
+            return self._function_id
+        c = client_mod.current()
+        if self._parent is not None:
+            parent_id = await self._parent._resolve()
+            resp = await c.request(
+                "POST", f"/v1/functions/{parent_id}/variants", body={"options": self._options}
+            )
+            self._function_id = resp["function_id"]
+            if not self._info:
+                self._info = self._parent._info
+            return resp["function_id"]
+        base = self._name.split(".")[0] if self._method else self._name
+        if self._lookup is not None:
+            params = {"app": self._lookup[0], "name": self._lookup[1].split(".")[0]}
+        elif os.environ.get("FIREBOX_APP_ID"):
+            params = {"app_id": os.environ["FIREBOX_APP_ID"], "name": base}
+        else:
+            raise InvalidError(
+                f"Function '{self._name}' is not running yet: call it inside `with app.run():` "
+                "or from `firebox run`, or deploy the app and use Function.from_name."
+            )
+        resp = await c.request("GET", "/v1/functions/lookup", params=params)
+        if self._method is None:
+            self._info = {k: resp[k] for k in ("kind", "is_generator", "methods", "parameters")}
+        self._function_id = resp["function_id"]
+        return resp["function_id"]
+
+    async def _check_callable(self, verb: str) -> str:
+        fid = await self._resolve()
+        kind = self._info.get("kind") or self._spec.get("kind", "function")
+        if kind == "class" and self._method is None:
+            raise InvalidError(
+                f"'{self._name}' is a class; call a method of an instance, like "
+                f"{self._name}().method.{verb}(...)."
+            )
+        return fid
+
+    def _request(self, fid: str, call_id: str, kind: str, inputs: list[Any],
+                 wait: float = 0.0) -> dict[str, Any]:
+        return {
+            "call_id": call_id,
+            "function_id": fid,
+            "kind": kind,
+            "method": self._method,
+            "params": self._params,
+            "inputs": inputs,
+            "wait": wait,
+        }
+
+    # ---- single calls ----------------------------------------------------------------------
+
+    @live_method
+    async def remote(self, *args: Any, **kwargs: Any) -> Any:
+        """Run the function in a container and return its result."""
+        fid = await self._check_callable("remote")
+        if self._is_generator:
+            raise InvalidError(f"'{self._name}' is a generator; use .remote_gen(...) instead.")
+        payload = wire.serialize((args, kwargs), "arguments")
+        call_id = new_call_id()
+        resp = await client_mod.current().request(
+            "POST", "/v1/calls",
+            packed=self._request(fid, call_id, "remote", [[0, payload]], client_mod.LONG_POLL),
+        )
+        outputs, after = resp["outputs"], 0
+        while True:
+            for seq, _idx, status, data in outputs:
+                after = seq
+                if status in wire.TERMINAL:
+                    return result_of(status, data)
+            outputs = await poll_outputs(call_id, after)
+
+    @live_method_gen
+    async def remote_gen(self, *args: Any, **kwargs: Any) -> AsyncIterator[Any]:
+        """Run a generator function in a container and yield its values as they come."""
+        fid = await self._check_callable("remote_gen")
+        if not self._is_generator:
+            raise InvalidError(f"'{self._name}' is not a generator; use .remote(...) instead.")
+        payload = wire.serialize((args, kwargs), "arguments")
+        call_id = new_call_id()
+        resp = await client_mod.current().request(
+            "POST", "/v1/calls", packed=self._request(fid, call_id, "generator", [[0, payload]])
+        )
+        after = 0
+        outputs = resp["outputs"]
+        while True:
+            for seq, _idx, status, data in outputs:
+                after = seq
+                if status == wire.ITEM:
+                    yield wire.deserialize(data, "generator value")
+                elif status in wire.TERMINAL:
+                    if status != wire.SUCCESS:
+                        result_of(status, data)
+                    return
+            outputs = await poll_outputs(call_id, after)
+
+    def local(self, *args: Any, **kwargs: Any) -> Any:
+        """Run the function here, in this process."""
+        if self._local_obj is not None and self._method is not None:
+            return getattr(self._local_obj(), self._method)(*args, **kwargs)
+        if self._raw_f is None:
+            raise InvalidError(
+                f"'{self._name}' was looked up by name; .local() needs the function's code."
+            )
+        return self._raw_f(*args, **kwargs)
+
+    @live_method
+    async def spawn(self, *args: Any, **kwargs: Any) -> FunctionCall:
+        """Start the function and return a FunctionCall to poll for its result."""
+        fid = await self._check_callable("spawn")
+        if self._is_generator:
+            raise InvalidError(f"'{self._name}' is a generator; spawn does not support it.")
+        payload = wire.serialize((args, kwargs), "arguments")
+        call_id = new_call_id()
+        await client_mod.current().request(
+            "POST", "/v1/calls", packed=self._request(fid, call_id, "spawn", [[0, payload]])
+        )
+        return FunctionCall(call_id)
+
+    # ---- fan-out ---------------------------------------------------------------------------
+
+    async def _send_inputs(self, fid: str, call_id: str, kind: str, items: Any,
+                           created: asyncio.Event | None = None) -> int:
+        """Serialize and post all inputs in batches; returns how many were sent."""
+        c = client_mod.current()
+        idx = 0
+        batch: list[Any] = []
+        size = 0
+        posted = False
+
+        async def flush() -> None:
+            nonlocal batch, size, posted
+            await c.request("POST", "/v1/calls", packed=self._request(fid, call_id, kind, batch))
+            batch, size, posted = [], 0, True
+            if created is not None:
+                created.set()
+
+        async for args, kwargs in _aiter_chunks(items):
+            payload = wire.serialize((args, kwargs), f"arguments of input {idx}")
+            batch.append([idx, payload])
+            size += len(payload)
+            idx += 1
+            if len(batch) >= INPUT_BATCH or size >= INPUT_BATCH_BYTES:
+                await flush()
+        if batch or not posted:
+            await flush()
+        return idx
+
+    async def _fan_out(
+        self, items: Any, order_outputs: bool, return_exceptions: bool
+    ) -> AsyncIterator[Any]:
+        fid = await self._check_callable("map")
+        if self._is_generator:
+            raise InvalidError(f"'{self._name}' is a generator; map does not support it.")
+        call_id = new_call_id()
+        total: int | None = None
+        created = asyncio.Event()
+        sender = asyncio.create_task(self._send_inputs(fid, call_id, "map", items, created))
+
+        def on_sent(t: asyncio.Task[int]) -> None:
+            nonlocal total
+            if not t.cancelled() and t.exception() is None:
+                total = t.result()
+
+        sender.add_done_callback(on_sent)
+        done: set[int] = set()
+        buffered: dict[int, tuple[str, bytes | None]] = {}
+        next_idx = 0
+        after = 0
+        try:
+            while total is None or len(done) < total:
+                if sender.done() and sender.exception() is not None:
+                    raise sender.exception()  # type: ignore[misc]
+                if not created.is_set():
+                    await asyncio.wait(
+                        [sender, asyncio.ensure_future(created.wait())],
+                        return_when=asyncio.FIRST_COMPLETED,
+                    )
+                    continue
+                wait = client_mod.LONG_POLL if sender.done() else 0.2
+                outputs = await poll_outputs(call_id, after, wait)
+                for seq, idx, status, data in outputs:
+                    after = seq
+                    if status not in wire.TERMINAL or idx in done:
+                        continue
+                    done.add(idx)
+                    if not return_exceptions and status != wire.SUCCESS:
+                        result_of(status, data)
+                    if not order_outputs:
+                        yield _value_or_exception(status, data)
+                        continue
+                    buffered[idx] = (status, data)
+                    while next_idx in buffered:
+                        yield _value_or_exception(*buffered.pop(next_idx))
+                        next_idx += 1
+        except BaseException:
+            if not sender.done():
+                sender.cancel()
+            if total is None or len(done) < (total or 0):
+                asyncio.ensure_future(_cancel_quietly(call_id))
+            raise
+
+    @live_method_gen
+    async def map(
+        self,
+        *input_iterators: Iterable[Any],
+        kwargs: dict[str, Any] | None = None,
+        order_outputs: bool = True,
+        return_exceptions: bool = False,
+    ) -> AsyncIterator[Any]:
+        """Run the function on every element of the zipped iterables, in parallel."""
+        items = _zip_args(input_iterators, kwargs or {})
+        async for value in self._fan_out(items, order_outputs, return_exceptions):
+            yield value
+
+    @live_method_gen
+    async def starmap(
+        self,
+        input_iterator: Iterable[Any],
+        *,
+        kwargs: dict[str, Any] | None = None,
+        order_outputs: bool = True,
+        return_exceptions: bool = False,
+    ) -> AsyncIterator[Any]:
+        """Like map, with each element unpacked as the positional arguments."""
+        extra = kwargs or {}
+        items = _map_items(input_iterator, lambda args: (tuple(args), extra))
+        async for value in self._fan_out(items, order_outputs, return_exceptions):
+            yield value
+
+    @live_method
+    async def for_each(
+        self,
+        *input_iterators: Iterable[Any],
+        kwargs: dict[str, Any] | None = None,
+        ignore_exceptions: bool = False,
+    ) -> None:
+        """Run the function on every element and wait for all of them, keeping no results."""
+        items = _zip_args(input_iterators, kwargs or {})
+        async for _ in self._fan_out(items, False, ignore_exceptions):
+            pass
+
+    @live_method
+    async def spawn_map(
+        self, *input_iterators: Iterable[Any], kwargs: dict[str, Any] | None = None
+    ) -> None:
+        """Queue the function on every element and return once all inputs are accepted."""
+        fid = await self._check_callable("spawn_map")
+        items = _zip_args(input_iterators, kwargs or {})
+        await self._send_inputs(fid, new_call_id(), "spawn_map", items)
+
+    # ---- variants --------------------------------------------------------------------------
+
+    def _variant(self, options: dict[str, Any]) -> Function:
+        f = self._clone()
+        f._function_id = None
+        base = self if self._parent is None else self._parent
+        f._parent = base
+        merged = dict(self._options or {})
+        merged.update({k: v for k, v in options.items() if v is not None})
+        f._options = merged
+        return f
+
+    def with_options(self, **options: Any) -> Function:
+        """A variant with other resources or scaling, served by its own pool of containers."""
+        from .app import variant_options
+
+        return self._variant(variant_options(self._name, options))
+
+    def with_concurrency(self, *, max_inputs: int, target_inputs: int | None = None) -> Function:
+        if max_inputs < 1 or (target_inputs is not None and not 1 <= target_inputs <= max_inputs):
+            raise InvalidError("Need 1 <= target_inputs <= max_inputs.")
+        return self._variant({"max_inputs": max_inputs, "target_inputs": target_inputs})
+
+    def with_batching(self, *, max_batch_size: int, wait_ms: int) -> Function:
+        if not 1 <= max_batch_size <= 1000 or not 0 <= wait_ms <= 600_000:
+            raise InvalidError("Need 1 <= max_batch_size <= 1000 and 0 <= wait_ms <= 600000.")
+        return self._variant({"batch_max_size": max_batch_size, "batch_wait_ms": wait_ms})
+
+    @live_method
+    async def hydrate(self) -> Function:
+        await self._resolve()
+        return self
+
+    def update_autoscaler(self, **_: Any) -> None:
+        raise NotSupportedYet(
+            "Function.update_autoscaler is not supported yet; set min_containers, max_containers "
+            "and scaledown_window in @app.function or with_options."
+        )
+
+    def get_web_url(self) -> str | None:
+        raise NotSupportedYet("Web endpoints are not supported yet in firebox.")
+
+    @classmethod
+    def from_name(cls, app_name: str, name: str, *, environment_name: str | None = None) -> Any:
+        """A deployed function, looked up when first used."""
+        if "." in name:
+            raise InvalidError(
+                f"'{name}' names a class method; use Cls.from_name('{app_name}', "
+                f"'{name.split('.')[0]}') and call the method on an instance."
+            )
+        return cls(name=name, lookup=(app_name, name))
+
+
+class FunctionCall:
+    """A handle on a spawned call: poll it, wait for it, cancel it."""
+
+    def __init__(self, call_id: str) -> None:
+        self.object_id = call_id
+
+    def __repr__(self) -> str:
+        return f"<firebox.FunctionCall {self.object_id}>"
+
+    @live_method
+    async def get(self, timeout: float | None = None) -> Any:
+        """The result; raises TimeoutError if it is not there within timeout seconds."""
+        loop = asyncio.get_running_loop()
+        deadline = None if timeout is None else loop.time() + timeout
+        after = 0
+        while True:
+            wait = client_mod.LONG_POLL
+            if deadline is not None:
+                wait = max(0.0, min(wait, deadline - loop.time()))
+            for seq, _idx, status, data in await poll_outputs(self.object_id, after, wait):
+                after = seq
+                if status in wire.TERMINAL:
+                    return result_of(status, data)
+            if deadline is not None and loop.time() >= deadline:
+                raise TimeoutError(f"Function call {self.object_id} did not finish in {timeout} s.")
+
+    @live_method
+    async def cancel(self, terminate_containers: bool = False) -> None:
+        await client_mod.current().request("POST", f"/v1/calls/{self.object_id}/cancel")
+
+    def get_call_graph(self) -> Any:
+        raise NotSupportedYet("FunctionCall.get_call_graph is not supported yet.")
+
+    @classmethod
+    def from_id(cls, function_call_id: str) -> FunctionCall:
+        return cls(function_call_id)
+
+    @live_classmethod
+    async def gather(cls, *calls: FunctionCall) -> list[Any]:
+        """Wait for all calls; results in argument order, the first failure raised."""
+        return list(await asyncio.gather(*(c.get.aio() for c in calls)))
+
+
+async def _cancel_quietly(call_id: str) -> None:
+    try:
+        await client_mod.current().request("POST", f"/v1/calls/{call_id}/cancel")
+    except Exception:
+        pass
+
+
+def _value_or_exception(status: str, data: bytes | None) -> Any:
+    exc = exception_of(status, data)
+    return exc if exc is not None else result_of(status, data)
+
+
+def _zip_args(iterators: tuple[Iterable[Any], ...], kwargs: dict[str, Any]) -> Any:
+    if not iterators:
+        raise InvalidError("map needs at least one iterable of inputs.")
+    if all(hasattr(it, "__aiter__") for it in iterators) and len(iterators) == 1:
+        return _amap(iterators[0], lambda x: ((x,), kwargs))
+    return _map_items(zip(*iterators), lambda args: (tuple(args), kwargs))
+
+
+def _map_items(items: Any, fn: Callable[[Any], Any]) -> Any:
+    if hasattr(items, "__aiter__"):
+        return _amap(items, fn)
+    return (fn(x) for x in items)
+
+
+async def _amap(items: Any, fn: Callable[[Any], Any]) -> AsyncIterator[Any]:
+    async for x in items:
+        yield fn(x)
+
+
+async def _aiter_chunks(items: Any) -> AsyncIterator[Any]:
+    """Iterate sync or async inputs; sync ones are pulled in a thread, a chunk at a time, so a
+    slow user iterator never stalls firebox's event loop."""
+    if hasattr(items, "__aiter__"):
+        async for x in items:
+            yield x
+        return
+    it = iter(items)
+    while True:
+        chunk = await asyncio.to_thread(lambda: list(itertools.islice(it, 512)))
+        if not chunk:
+            return
+        for x in chunk:
+            yield x
+
+
+__all__ = ["Function", "FunctionCall"]

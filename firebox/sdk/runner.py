@@ -1,0 +1,179 @@
+"""Bringing an App up on a control plane: upload its code, register its functions, keep it
+alive with heartbeats, show its containers' output, and stop it when the run ends."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import sys
+from typing import TYPE_CHECKING, Any
+
+from .. import _sync, config
+from .. import client as client_mod
+from ..exceptions import ConnectionError, InvalidError
+from ..store.blobs import sha256
+
+if TYPE_CHECKING:
+    from ..server.serve import EmbeddedServer
+    from .app import App
+
+HEARTBEAT_EVERY = 10.0
+
+
+async def upload_blobs(blobs: dict[str, bytes]) -> None:
+    """Send the blobs the server does not have yet."""
+    if not blobs:
+        return
+    c = client_mod.current()
+    missing = (await c.request("POST", "/v1/blobs/missing", body={"digests": list(blobs)}))[
+        "missing"
+    ]
+    await asyncio.gather(
+        *(c.request("PUT", f"/v1/blobs/{d}", content=blobs[d]) for d in missing)
+    )
+
+
+async def publish(app: App, mode: str, name: str | None) -> str:
+    """Create (or, for a deploy, update) the app on the server and register its functions."""
+    if not app._functions:
+        raise InvalidError(f"{app!r} has no functions; decorate some with @app.function().")
+    c = client_mod.current()
+    bundle = app._bundle()
+    blobs: dict[str, bytes] = {}
+    if bundle is not None:
+        blobs.update({sha256(data): data for data in bundle.files.values()})
+    serialized = {}
+    for fname, data in app._serialized_blobs().items():
+        digest = sha256(data)
+        blobs[digest] = data
+        serialized[fname] = digest
+    specs = app._function_specs(bundle, serialized)
+    resp = await c.request("POST", "/v1/apps", body={"name": name, "mode": mode})
+    app_id = resp["app_id"]
+    await upload_blobs(blobs)
+    ids = (await c.request("POST", f"/v1/apps/{app_id}/functions", body={"functions": specs}))[
+        "ids"
+    ]
+    for fname, fn in app._functions.items():
+        fn._hydrate_from(ids[fname])
+        fn._info = {}
+    app.app_id = app_id
+    return app_id
+
+
+async def deploy(app: App, name: str | None) -> str:
+    if not name:
+        raise InvalidError("A deployed app needs a name: App('my-app') or --name.")
+    if config.load() is None:
+        raise ConnectionError(
+            "Deploying needs a lasting server: start `firebox server` (or set FIREBOX_SERVER_URL "
+            "and FIREBOX_TOKEN), then deploy again."
+        )
+    app_id = await publish(app, "deploy", name)
+    app.name = name
+    return app_id
+
+
+def print_log_line(line: dict[str, Any]) -> None:
+    text, fn = line["text"], line.get("function") or "app"
+    if line["stream"] == "stdout":
+        print(f"[{fn}] {text}", flush=True)
+    else:
+        print(f"[{fn}] {text}", file=sys.stderr, flush=True)
+
+
+class RunContext:
+    """`with app.run():` and `async with app.run():` — an ephemeral app for the block."""
+
+    def __init__(self, app: App, *, detach: bool, show_logs: bool) -> None:
+        self.app = app
+        self.detach = detach
+        self.show_logs = show_logs
+        self.embedded: EmbeddedServer | None = None
+        self._tasks: list[asyncio.Task[None]] = []
+
+    def _connect(self) -> None:
+        if client_mod._override is not None or config.load() is not None:
+            return
+        from ..server.serve import EmbeddedServer
+
+        self.embedded = EmbeddedServer().start()
+        client_mod.use(client_mod.Client(self.embedded.url, self.embedded.token))
+
+    def _disconnect(self) -> None:
+        if self.embedded is not None:
+            with contextlib.suppress(Exception):
+                _sync.run(client_mod.current().close())
+            client_mod.use(None)
+            self.embedded.stop()
+            self.embedded = None
+
+    async def _start(self) -> None:
+        app_id = await publish(self.app, "ephemeral", self.app.name)
+        self._tasks.append(asyncio.create_task(self._heartbeat(app_id)))
+        if self.show_logs:
+            self._tasks.append(asyncio.create_task(self._follow_logs(app_id)))
+
+    async def _heartbeat(self, app_id: str) -> None:
+        c = client_mod.current()
+        while True:
+            await asyncio.sleep(HEARTBEAT_EVERY)
+            with contextlib.suppress(Exception):
+                await c.request("POST", f"/v1/apps/{app_id}/heartbeat")
+
+    async def _follow_logs(self, app_id: str) -> None:
+        c = client_mod.current()
+        after = 0
+        while True:
+            try:
+                async for line in c.stream_lines(
+                    f"/v1/apps/{app_id}/logs", {"follow": "1", "after": after}
+                ):
+                    after = line["id"]
+                    print_log_line(line)
+                return
+            except asyncio.CancelledError:
+                raise
+            except Exception:
+                await asyncio.sleep(0.5)  # the server restarted: pick up where we were
+
+    async def _stop(self) -> None:
+        heartbeat = self._tasks[0] if self._tasks else None
+        if heartbeat is not None:
+            heartbeat.cancel()
+        if self.app.app_id and not self.detach:
+            with contextlib.suppress(Exception):
+                await client_mod.current().request("POST", f"/v1/apps/{self.app.app_id}/stop")
+        for task in self._tasks[1:]:
+            try:
+                await asyncio.wait_for(task, 10)
+            except (TimeoutError, asyncio.CancelledError, Exception):
+                task.cancel()
+        self._tasks.clear()
+
+    def __enter__(self) -> App:
+        self._connect()
+        try:
+            _sync.run(self._start())
+        except BaseException:
+            _sync.run(self._stop())
+            self._disconnect()
+            raise
+        return self.app
+
+    def __exit__(self, *exc: object) -> None:
+        try:
+            _sync.run(self._stop())
+        finally:
+            self._disconnect()
+
+    async def __aenter__(self) -> App:
+        await asyncio.to_thread(self._connect)
+        await _sync.run_async(self._start())
+        return self.app
+
+    async def __aexit__(self, *exc: object) -> None:
+        try:
+            await _sync.run_async(self._stop())
+        finally:
+            await asyncio.to_thread(self._disconnect)

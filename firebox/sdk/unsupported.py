@@ -1,0 +1,96 @@
+"""Names of the Modal surface that other firebox issues will provide. Until then, using them
+says so clearly instead of failing with an AttributeError."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from ..exceptions import InvalidError, NotSupportedYet
+
+
+class _NotYetMeta(type):
+    def __getattr__(cls, name: str) -> Any:
+        if name.startswith("__"):
+            raise AttributeError(name)
+        raise NotSupportedYet(f"{cls.__name__}.{name}: {cls._what} are not supported yet in firebox.")
+
+
+class _NotYet(metaclass=_NotYetMeta):
+    _what = ""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        raise NotSupportedYet(f"{type(self)._what} are not supported yet in firebox.")
+
+
+class Image(_NotYet):
+    _what = "Images"
+
+
+class Volume(_NotYet):
+    _what = "Volumes"
+
+
+class Secret(_NotYet):
+    _what = "Secrets"
+
+
+class Dict(_NotYet):
+    _what = "Dicts"
+
+
+class Queue(_NotYet):
+    _what = "Queues"
+
+
+class Sandbox(_NotYet):
+    _what = "Sandboxes"
+
+
+class Cron(_NotYet):
+    _what = "Schedules"
+
+
+class Period(_NotYet):
+    _what = "Schedules"
+
+
+class NetworkFileSystem(_NotYet):
+    _what = "Network file systems"
+
+
+class CloudBucketMount(_NotYet):
+    _what = "Cloud bucket mounts"
+
+
+def _web(kind: str) -> Any:
+    def decorator(*args: Any, **kwargs: Any) -> Any:
+        raise NotSupportedYet(f"Web endpoints (@{kind}) are not supported yet in firebox.")
+
+    decorator.__name__ = kind
+    return decorator
+
+
+fastapi_endpoint = _web("fastapi_endpoint")
+asgi_app = _web("asgi_app")
+wsgi_app = _web("wsgi_app")
+web_server = _web("web_server")
+
+
+def web_endpoint(*args: Any, **kwargs: Any) -> Any:
+    raise InvalidError("@web_endpoint was renamed; use @fastapi_endpoint instead.")
+
+
+def forward(*args: Any, **kwargs: Any) -> Any:
+    raise NotSupportedYet("firebox.forward (tunnels) is not supported yet.")
+
+
+class Stub:
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        raise InvalidError("Stub was renamed; use firebox.App instead.")
+
+
+class Mount:
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        raise InvalidError(
+            "Mount was removed; use Image.add_local_dir or Image.add_local_python_source."
+        )

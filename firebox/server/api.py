@@ -1,0 +1,548 @@
+"""The client API: apps, functions, calls and their outputs, blobs and logs."""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import json
+import time
+from collections.abc import AsyncIterator
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.ext.asyncio import AsyncConnection
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response, StreamingResponse
+from starlette.routing import Route
+
+from .. import wire
+from ..store import schema as s
+from .auth import Identity
+from .errors import ApiError, invalid, not_found
+from .functions import VARIANT_OPTIONS
+from .plane import ControlPlane, new_app_id
+from .scheduler import Input
+
+MAX_WAIT = 50.0  # seconds a long poll is held before the client asks again
+
+
+def plane(request: Request) -> ControlPlane:
+    return request.app.state.plane  # type: ignore[no-any-return]
+
+
+def identity(request: Request) -> Identity:
+    return request.scope["identity"]  # type: ignore[no-any-return]
+
+
+async def json_body(request: Request) -> dict[str, Any]:
+    try:
+        body = await request.json()
+    except ValueError:
+        raise invalid("The request body is not valid JSON.") from None
+    if not isinstance(body, dict):
+        raise invalid("The request body must be a JSON object.")
+    return body
+
+
+async def msgpack_body(request: Request) -> dict[str, Any]:
+    data = await request.body()
+    limit = wire.max_payload_bytes() + 1024 * 1024
+    if len(data) > limit:
+        raise ApiError(413, "InvalidError", "The request is larger than the server accepts.")
+    try:
+        body = wire.unpack(data)
+    except Exception:
+        raise invalid("The request body is not valid msgpack.") from None
+    if not isinstance(body, dict):
+        raise invalid("The request body must be a msgpack map.")
+    return body
+
+
+def packed(message: Any, status: int = 200) -> Response:
+    return Response(wire.pack(message), status_code=status, media_type=wire.MSGPACK)
+
+
+# ---- apps --------------------------------------------------------------------------------
+
+
+async def create_app(request: Request) -> JSONResponse:
+    body = await json_body(request)
+    cp, who = plane(request), identity(request)
+    name = body.get("name")
+    mode = body.get("mode", "ephemeral")
+    if mode not in ("ephemeral", "deploy"):
+        raise invalid("mode must be 'ephemeral' or 'deploy'.")
+    if mode == "deploy" and not name:
+        raise invalid("A deployed app needs a name: App('my-app') or `firebox deploy --name`.")
+    now = time.time()
+    if mode == "deploy":
+        found = await cp.db.read(
+            sa.select(s.apps.c.id).where(
+                s.apps.c.workspace_id == who.workspace_id,
+                s.apps.c.name == name,
+                s.apps.c.state == "deployed",
+            )
+        )
+        if found:
+            return JSONResponse({"app_id": found[0][0], "created": False})
+    app_id = new_app_id()
+    state = "deployed" if mode == "deploy" else "ephemeral"
+    await cp.db.write(
+        lambda conn: conn.execute(
+            s.apps.insert().values(
+                id=app_id,
+                workspace_id=who.workspace_id,
+                name=name,
+                state=state,
+                created_at=now,
+                heartbeat_at=now,
+            )
+        )
+    )
+    await cp.app_event(app_id, "created", {"mode": mode})
+    return JSONResponse({"app_id": app_id, "created": True})
+
+
+async def app_row(cp: ControlPlane, who: Identity, ref: str) -> sa.Row[Any]:
+    """An app of the caller's workspace by id, or the newest one with that name."""
+    q = sa.select(s.apps).where(s.apps.c.workspace_id == who.workspace_id)
+    if ref.startswith("ap-"):
+        rows = await cp.db.read(q.where(s.apps.c.id == ref))
+    else:
+        rows = await cp.db.read(
+            q.where(s.apps.c.name == ref).order_by(
+                (s.apps.c.state == "stopped").asc(), s.apps.c.created_at.desc()
+            )
+        )
+    if not rows:
+        raise not_found(f"No app '{ref}' in this workspace; `firebox app list` shows the apps.")
+    return rows[0]
+
+
+async def register_functions(request: Request) -> JSONResponse:
+    body = await json_body(request)
+    cp, who = plane(request), identity(request)
+    app = await app_row(cp, who, request.path_params["app_id"])
+    if app.state == "stopped":
+        raise invalid(f"The app '{app.name or app.id}' is stopped; run or deploy it again.")
+    functions = body.get("functions")
+    if not isinstance(functions, list) or not functions:
+        raise invalid("functions must be a non-empty list.")
+    for f in functions:
+        spec = f.get("spec") or {}
+        problem = cp.scheduler.capacity.never_fits(
+            float(spec.get("cpu") or 0.125), int(spec.get("memory") or 128)
+        )
+        if problem:
+            raise invalid(
+                f"Function '{f.get('name')}' can never run here: {problem}; ask for less."
+            )
+    existing = {
+        r.name: r.id
+        for r in await cp.db.read(
+            sa.select(s.functions.c.id, s.functions.c.name).where(
+                s.functions.c.app_id == app.id, s.functions.c.parent_id.is_(None)
+            )
+        )
+    }
+    ids: dict[str, str] = {}
+    replaced: list[str] = []
+    now = time.time()
+
+    async def op(conn: AsyncConnection) -> None:
+        for f in functions:
+            name, spec = str(f["name"]), json.dumps(f["spec"])
+            if name in existing:
+                ids[name] = existing[name]
+                replaced.append(existing[name])
+                await conn.execute(
+                    s.functions.update()
+                    .where(s.functions.c.id == existing[name])
+                    .values(spec=spec, active=True)
+                )
+            else:
+                fid = ids[name] = f"fu-{hashlib.sha256((app.id + name).encode()).hexdigest()[:16]}"
+                await conn.execute(
+                    s.functions.insert().values(
+                        id=fid, app_id=app.id, name=name, spec=spec, active=True, created_at=now
+                    )
+                )
+
+    await cp.db.write(op)
+    for fid in replaced:
+        await cp.replace_function(fid)
+    if app.state == "deployed":
+        await cp.app_event(app.id, "deployed", {"functions": sorted(ids)})
+    return JSONResponse({"ids": ids})
+
+
+async def heartbeat(request: Request) -> JSONResponse:
+    cp, who = plane(request), identity(request)
+    app = await app_row(cp, who, request.path_params["app_id"])
+    now = time.time()
+    await cp.db.write(
+        lambda conn: conn.execute(
+            s.apps.update().where(s.apps.c.id == app.id).values(heartbeat_at=now)
+        )
+    )
+    return JSONResponse({"state": app.state})
+
+
+async def stop_app(request: Request) -> JSONResponse:
+    cp, who = plane(request), identity(request)
+    app = await app_row(cp, who, request.path_params["app_id"])
+    if app.state != "stopped":
+        await cp.stop_app(app.id, "stopped by request")
+    return JSONResponse({"app_id": app.id, "state": "stopped"})
+
+
+async def list_apps(request: Request) -> JSONResponse:
+    cp, who = plane(request), identity(request)
+    rows = await cp.db.read(
+        sa.select(s.apps)
+        .where(s.apps.c.workspace_id == who.workspace_id)
+        .order_by(s.apps.c.created_at.desc())
+        .limit(int(request.query_params.get("limit", "200")))
+    )
+    counts: dict[str, int] = {}
+    for c in cp.scheduler.containers.values():
+        counts[c.pool.function.app_id] = counts.get(c.pool.function.app_id, 0) + 1
+    fn_rows = await cp.db.read(
+        sa.select(s.functions.c.app_id, sa.func.count())
+        .where(s.functions.c.parent_id.is_(None))
+        .group_by(s.functions.c.app_id)
+    )
+    fn_counts = {r[0]: r[1] for r in fn_rows}
+    return JSONResponse(
+        {
+            "apps": [
+                {
+                    "app_id": r.id,
+                    "name": r.name,
+                    "state": r.state,
+                    "created_at": r.created_at,
+                    "stopped_at": r.stopped_at,
+                    "functions": fn_counts.get(r.id, 0),
+                    "containers": counts.get(r.id, 0),
+                }
+                for r in rows
+            ]
+        }
+    )
+
+
+async def app_history(request: Request) -> JSONResponse:
+    cp, who = plane(request), identity(request)
+    app = await app_row(cp, who, request.path_params["app_id"])
+    rows = await cp.db.read(
+        sa.select(s.app_events).where(s.app_events.c.app_id == app.id).order_by(s.app_events.c.id)
+    )
+    return JSONResponse(
+        {
+            "app_id": app.id,
+            "name": app.name,
+            "events": [
+                {"ts": r.ts, "kind": r.kind, "detail": json.loads(r.detail)} for r in rows
+            ],
+        }
+    )
+
+
+async def app_logs(request: Request) -> StreamingResponse:
+    cp, who = plane(request), identity(request)
+    app = await app_row(cp, who, request.path_params["app_id"])
+    follow = request.query_params.get("follow") in ("1", "true")
+    after = int(request.query_params.get("after", "0"))
+    live_app = app.state != "stopped" or any(
+        c.pool.function.app_id == app.id for c in cp.scheduler.containers.values()
+    )
+
+    async def lines() -> AsyncIterator[bytes]:
+        queue = cp.logs.follow(app.id) if follow and live_app else None
+        last = after
+        try:
+            for line in await cp.logs.history(app.id, after=after, limit=1_000_000):
+                last = line.id
+                yield (json.dumps(line.to_json()) + "\n").encode()
+            if queue is None:
+                return
+            while True:
+                try:
+                    item = await asyncio.wait_for(queue.get(), 15)
+                except TimeoutError:
+                    yield b"\n"  # keeps the connection alive; clients skip blank lines
+                    continue
+                if item is None:
+                    return
+                if item.id > last:
+                    last = item.id
+                    yield (json.dumps(item.to_json()) + "\n").encode()
+        finally:
+            if queue is not None:
+                cp.logs.unfollow(app.id, queue)
+
+    return StreamingResponse(lines(), media_type="application/x-ndjson")
+
+
+# ---- functions ---------------------------------------------------------------------------
+
+
+async def lookup_function(request: Request) -> JSONResponse:
+    cp, who = plane(request), identity(request)
+    q = request.query_params
+    name = q.get("name", "")
+    if q.get("app_id"):
+        app = await app_row(cp, who, q["app_id"])
+    else:
+        app_name = q.get("app", "")
+        rows = await cp.db.read(
+            sa.select(s.apps).where(
+                s.apps.c.workspace_id == who.workspace_id,
+                s.apps.c.name == app_name,
+                s.apps.c.state == "deployed",
+            )
+        )
+        if not rows:
+            raise not_found(
+                f"No deployed app named '{app_name}'; deploy it with `firebox deploy`."
+            )
+        app = rows[0]
+    rows = await cp.db.read(
+        sa.select(s.functions).where(
+            s.functions.c.app_id == app.id, s.functions.c.parent_id.is_(None)
+        )
+    )
+    by_name = {r.name: r for r in rows}
+    if name not in by_name:
+        known = ", ".join(sorted(by_name)) or "none"
+        raise not_found(
+            f"App '{app.name or app.id}' has no function or class '{name}' (it has: {known})."
+        )
+    row = by_name[name]
+    spec = json.loads(row.spec)
+    return JSONResponse(
+        {
+            "function_id": row.id,
+            "app_id": app.id,
+            "kind": spec.get("kind", "function"),
+            "is_generator": bool(spec.get("is_generator")),
+            "methods": spec.get("methods", {}),
+            "parameters": spec.get("parameters", {}),
+            "is_async": bool(spec.get("is_async")),
+        }
+    )
+
+
+async def create_variant(request: Request) -> JSONResponse:
+    body = await json_body(request)
+    cp, who = plane(request), identity(request)
+    parent = await cp.load_function(request.path_params["function_id"])
+    if parent is None or parent.workspace_id != who.workspace_id:
+        raise not_found("No such function.")
+    options = {k: v for k, v in (body.get("options") or {}).items() if v is not None}
+    unknown = set(options) - VARIANT_OPTIONS
+    if unknown:
+        raise invalid(f"Options not supported in a variant: {', '.join(sorted(unknown))}.")
+    problem = cp.scheduler.capacity.never_fits(
+        float(options.get("cpu", parent.get("cpu"))), int(options.get("memory", parent.get("memory")))
+    )
+    if problem:
+        raise invalid(f"This variant of '{parent.name}' can never run here: {problem}.")
+    key = json.dumps(options, sort_keys=True)
+    fid = f"fu-{hashlib.sha256((parent.id + key).encode()).hexdigest()[:16]}"
+    now = time.time()
+    await cp.db.write(
+        lambda conn: conn.execute(
+            cp.db.insert_ignore(s.functions).values(
+                id=fid,
+                app_id=parent.app_id,
+                name=parent.name,
+                spec=json.dumps({"options": options}),
+                parent_id=parent.id,
+                active=True,
+                created_at=now,
+            )
+        )
+    )
+    return JSONResponse({"function_id": fid})
+
+
+# ---- calls -------------------------------------------------------------------------------
+
+
+async def put_inputs(request: Request) -> Response:
+    """Create a call (idempotently) and accept a batch of its inputs; optionally wait for output.
+
+    The client names the call and numbers the inputs, so a request retried after a lost
+    response or a server restart adds nothing twice.
+    """
+    body = await msgpack_body(request)
+    cp, who = plane(request), identity(request)
+    call_id = str(body.get("call_id", ""))
+    if not call_id.startswith("fc-") or len(call_id) > 32:
+        raise invalid("call_id must look like 'fc-...'.")
+    fn = await cp.load_function(str(body.get("function_id", "")))
+    if fn is None or fn.workspace_id != who.workspace_id:
+        raise not_found("No such function in this workspace; look it up again by name.")
+    if fn.app_id in cp.scheduler.stopped_apps:
+        raise ApiError(
+            409,
+            "InvalidError",
+            f"The app of '{fn.name}' is stopped; deploy it again or call it inside `app.run()`.",
+        )
+    items = body.get("inputs") or []
+    params = body.get("params")
+    pool_key = hashlib.sha256(params).hexdigest()[:16] if params else ""
+    method = body.get("method")
+    now = time.time()
+    fresh: list[tuple[int, bytes]] = []
+
+    async def op(conn: AsyncConnection) -> None:
+        existed = (
+            await conn.execute(sa.select(s.calls.c.id).where(s.calls.c.id == call_id))
+        ).first()
+        if existed is None:
+            await conn.execute(
+                s.calls.insert().values(
+                    id=call_id,
+                    function_id=fn.id,
+                    workspace_id=who.workspace_id,
+                    kind=str(body.get("kind", "call")),
+                    method=method,
+                    params=params,
+                    pool_key=pool_key,
+                    closed=False,
+                    cancelled=False,
+                    created_at=now,
+                )
+            )
+            known: set[int] = set()
+        else:
+            idxs = [i for i, _ in items]
+            known = {
+                r[0]
+                for r in await conn.execute(
+                    sa.select(s.inputs.c.idx).where(
+                        s.inputs.c.call_id == call_id, s.inputs.c.idx.in_(idxs)
+                    )
+                )
+            } if idxs else set()
+        fresh.clear()
+        fresh.extend((int(i), a) for i, a in items if i not in known)
+        if fresh:
+            await conn.execute(
+                s.inputs.insert(),
+                [
+                    {
+                        "id": _input_id(call_id, i),
+                        "call_id": call_id,
+                        "idx": i,
+                        "args": a,
+                        "state": wire.PENDING,
+                        "attempts": 0,
+                        "created_at": now,
+                    }
+                    for i, a in fresh
+                ],
+            )
+
+    if items:
+        await cp.db.write(op)
+    await cp.outputs.open(call_id)
+    if fresh:
+        pool = cp.scheduler.pool(fn, pool_key, params)
+        cp.scheduler.submit(
+            pool,
+            [Input(_input_id(call_id, i), call_id, i, a, 0, pool, method) for i, a in fresh],
+        )
+    wait = min(float(body.get("wait") or 0), MAX_WAIT)
+    outputs = await cp.outputs.read(call_id, 0, wait) if wait else []
+    return packed({"call_id": call_id, "accepted": len(fresh), "outputs": outputs})
+
+
+def _input_id(call_id: str, idx: int) -> str:
+    return f"in-{call_id[3:]}-{idx}"
+
+
+async def call_owner(cp: ControlPlane, who: Identity, call_id: str) -> None:
+    rows = await cp.db.read(sa.select(s.calls.c.workspace_id).where(s.calls.c.id == call_id))
+    if not rows or rows[0][0] != who.workspace_id:
+        raise not_found(f"No function call '{call_id}' in this workspace.")
+
+
+async def get_outputs(request: Request) -> Response:
+    body = await msgpack_body(request)
+    cp, who = plane(request), identity(request)
+    call_id = request.path_params["call_id"]
+    await call_owner(cp, who, call_id)
+    wait = min(float(body.get("wait") or 0), MAX_WAIT)
+    outputs = await cp.outputs.read(call_id, int(body.get("after") or 0), wait)
+    return packed({"outputs": outputs})
+
+
+async def cancel_call(request: Request) -> JSONResponse:
+    cp, who = plane(request), identity(request)
+    call_id = request.path_params["call_id"]
+    await call_owner(cp, who, call_id)
+    await cp.outputs.open(call_id)
+    cancelled = cp.scheduler.cancel_call(call_id)
+    await cp.db.write(
+        lambda conn: conn.execute(
+            s.calls.update().where(s.calls.c.id == call_id).values(cancelled=True)
+        )
+    )
+    return JSONResponse({"cancelled": cancelled})
+
+
+# ---- blobs -------------------------------------------------------------------------------
+
+
+async def missing_blobs(request: Request) -> JSONResponse:
+    body = await json_body(request)
+    digests = body.get("digests") or []
+    cp = plane(request)
+    try:
+        missing = [d for d in digests if not cp.blobs.has(d)]
+    except ValueError as exc:
+        raise invalid(str(exc)) from None
+    return JSONResponse({"missing": missing})
+
+
+async def put_blob(request: Request) -> JSONResponse:
+    cp = plane(request)
+    digest = request.path_params["digest"]
+    data = await request.body()
+    try:
+        cp.blobs.put(digest, data)
+    except ValueError as exc:
+        raise invalid(str(exc)) from None
+    return JSONResponse({"sha256": digest, "size": len(data)})
+
+
+async def get_blob(request: Request) -> Response:
+    cp = plane(request)
+    digest = request.path_params["digest"]
+    try:
+        data = cp.blobs.get(digest)
+    except (ValueError, FileNotFoundError):
+        raise not_found(f"No blob {digest}.") from None
+    return Response(data, media_type="application/octet-stream")
+
+
+routes = [
+    Route("/v1/apps", create_app, methods=["POST"]),
+    Route("/v1/apps", list_apps, methods=["GET"]),
+    Route("/v1/apps/{app_id}/functions", register_functions, methods=["POST"]),
+    Route("/v1/apps/{app_id}/heartbeat", heartbeat, methods=["POST"]),
+    Route("/v1/apps/{app_id}/stop", stop_app, methods=["POST"]),
+    Route("/v1/apps/{app_id}/history", app_history, methods=["GET"]),
+    Route("/v1/apps/{app_id}/logs", app_logs, methods=["GET"]),
+    Route("/v1/functions/lookup", lookup_function, methods=["GET"]),
+    Route("/v1/functions/{function_id}/variants", create_variant, methods=["POST"]),
+    Route("/v1/calls", put_inputs, methods=["POST"]),
+    Route("/v1/calls/{call_id}/outputs", get_outputs, methods=["POST"]),
+    Route("/v1/calls/{call_id}/cancel", cancel_call, methods=["POST"]),
+    Route("/v1/blobs/missing", missing_blobs, methods=["POST"]),
+    Route("/v1/blobs/{digest}", put_blob, methods=["PUT"]),
+    Route("/v1/blobs/{digest}", get_blob, methods=["GET"]),
+]

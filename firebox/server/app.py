@@ -1,0 +1,56 @@
+"""The control plane's ASGI application and its lifespan."""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+from collections.abc import AsyncIterator
+
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+from starlette.routing import Route
+
+from .. import wire
+from . import api, containers
+from .auth import TokenAuth
+from .errors import ApiError, error_response
+from .plane import ControlPlane, Settings
+
+log = logging.getLogger("firebox.server")
+
+
+async def health(request: Request) -> JSONResponse:
+    return JSONResponse({"ok": True, "version": wire.VERSION})
+
+
+async def api_error(request: Request, exc: Exception) -> Response:
+    assert isinstance(exc, ApiError)
+    return error_response(exc.status, exc.kind, exc.message)
+
+
+async def internal_error(request: Request, exc: Exception) -> Response:
+    log.exception("internal error on %s", request.url.path, exc_info=exc)
+    return error_response(
+        500, "RemoteError", f"The server failed on this request ({type(exc).__name__}: {exc})."
+    )
+
+
+def create_app(settings: Settings) -> TokenAuth:
+    cp = ControlPlane(settings)
+
+    @contextlib.asynccontextmanager
+    async def lifespan(app: Starlette) -> AsyncIterator[None]:
+        await cp.start()
+        try:
+            yield
+        finally:
+            await cp.close()
+
+    app = Starlette(
+        routes=[Route("/health", health), *api.routes, *containers.routes],
+        exception_handlers={ApiError: api_error, Exception: internal_error},
+        lifespan=lifespan,
+    )
+    app.state.plane = cp
+    return TokenAuth(app, cp.db, cp.container_identity)

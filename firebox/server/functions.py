@@ -1,0 +1,74 @@
+"""What the scheduler needs to know about a function: its merged spec and where it belongs."""
+
+from __future__ import annotations
+
+import json
+import math
+from dataclasses import dataclass
+from typing import Any
+
+DEFAULTS: dict[str, Any] = {
+    "timeout": 300.0,
+    "startup_timeout": None,
+    "cpu": 0.125,
+    "memory": 128,
+    "retries": None,
+    "max_inputs": 1,
+    "target_inputs": None,
+    "batch_max_size": None,
+    "batch_wait_ms": None,
+    "min_containers": 0,
+    "max_containers": None,
+    "buffer_containers": 0,
+    "scaledown_window": 60.0,
+    "single_use_containers": False,
+}
+
+# Options a with_options / with_concurrency / with_batching variant may override.
+VARIANT_OPTIONS = set(DEFAULTS)
+
+
+@dataclass
+class FunctionRecord:
+    id: str
+    app_id: str
+    workspace_id: str
+    name: str
+    spec: dict[str, Any]
+
+    def get(self, key: str) -> Any:
+        value = self.spec.get(key)
+        return DEFAULTS.get(key) if value is None else value
+
+    @property
+    def per_container(self) -> int:
+        """How many inputs one container holds at once."""
+        return int(self.get("max_inputs")) * int(self.get("batch_max_size") or 1)
+
+    @property
+    def target_per_container(self) -> int:
+        target = self.get("target_inputs") or self.get("max_inputs")
+        return int(target) * int(self.get("batch_max_size") or 1)
+
+    def retry_delay(self, attempts_done: int) -> float | None:
+        """Seconds before retry number attempts_done + 1, or None when retries are used up."""
+        policy = self.spec.get("retries")
+        if not policy or attempts_done >= policy["max_retries"]:
+            return None
+        delay = policy["initial_delay"] * policy["backoff_coefficient"] ** attempts_done
+        return float(min(delay, policy["max_delay"]))
+
+    def wanted_containers(self, demand: int) -> int:
+        want = math.ceil(demand / self.target_per_container) if demand else 0
+        if demand:
+            want += int(self.get("buffer_containers"))
+        want = max(want, int(self.get("min_containers")))
+        limit = self.get("max_containers")
+        return want if limit is None else min(want, int(limit))
+
+
+def merged_spec(parent_spec: str, options: dict[str, Any] | None) -> dict[str, Any]:
+    spec = json.loads(parent_spec)
+    if options:
+        spec.update(options)
+    return spec

@@ -1,0 +1,107 @@
+"""The output log of each call: outputs get a per-call sequence number and reach callers only
+once committed, so a caller that resumes after a restart never misses or repeats one."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+from .. import wire
+from ..store import schema as s
+from ..store.db import Database
+
+
+@dataclass
+class CallLog:
+    next_seq: int
+    committed_seq: int
+    waiters: list[asyncio.Future[None]] = field(default_factory=list)
+    touched: float = field(default_factory=time.monotonic)
+
+
+class OutputLog:
+    def __init__(self, db: Database) -> None:
+        self.db = db
+        self.calls: dict[str, CallLog] = {}
+        self._loading: dict[str, asyncio.Future[CallLog]] = {}
+
+    async def open(self, call_id: str) -> CallLog:
+        log = self.calls.get(call_id)
+        if log is not None:
+            return log
+        rows = await self.db.read(
+            sa.select(sa.func.max(s.outputs.c.seq)).where(s.outputs.c.call_id == call_id)
+        )
+        last = rows[0][0] or 0
+        log = self.calls.setdefault(call_id, CallLog(next_seq=last + 1, committed_seq=last))
+        return log
+
+    def emit(self, call_id: str, idx: int, input_id: str, status: str, data: bytes | None) -> None:
+        """Append an output; terminal ones also mark the input done, in the same commit."""
+        log = self.calls[call_id]
+        seq = log.next_seq
+        log.next_seq += 1
+        log.touched = time.monotonic()
+        now = time.time()
+
+        async def op(conn: AsyncConnection) -> None:
+            await conn.execute(
+                s.outputs.insert().values(
+                    call_id=call_id, seq=seq, idx=idx, status=status, data=data, created_at=now
+                )
+            )
+            if status in wire.TERMINAL:
+                await conn.execute(
+                    s.inputs.update().where(s.inputs.c.id == input_id).values(state=wire.DONE)
+                )
+
+        fut = asyncio.ensure_future(self.db.write(op))
+        fut.add_done_callback(lambda f: self._committed(log, seq, f))
+
+    def _committed(self, log: CallLog, seq: int, fut: asyncio.Future[Any]) -> None:
+        if fut.cancelled() or fut.exception() is not None:
+            return
+        log.committed_seq = max(log.committed_seq, seq)
+        waiters, log.waiters = log.waiters, []
+        for w in waiters:
+            if not w.done():
+                w.set_result(None)
+
+    async def read(
+        self, call_id: str, after: int, wait: float, limit: int = 10_000
+    ) -> list[tuple[int, int, str, bytes | None]]:
+        """Committed outputs with seq > after, waiting up to `wait` seconds for the first one."""
+        log = await self.open(call_id)
+        log.touched = time.monotonic()
+        if log.committed_seq <= after and wait > 0:
+            w: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+            log.waiters.append(w)
+            try:
+                await asyncio.wait_for(w, wait)
+            except TimeoutError:
+                pass
+            finally:
+                if w in log.waiters:
+                    log.waiters.remove(w)
+        if log.committed_seq <= after:
+            return []
+        rows = await self.db.read(
+            sa.select(s.outputs.c.seq, s.outputs.c.idx, s.outputs.c.status, s.outputs.c.data)
+            .where(s.outputs.c.call_id == call_id, s.outputs.c.seq > after)
+            .order_by(s.outputs.c.seq)
+            .limit(limit)
+        )
+        return [(r[0], r[1], r[2], r[3]) for r in rows]
+
+    def forget_idle(self, older_than: float, live: set[str]) -> None:
+        """Drop the memory of calls nobody waits on and no live input will write to."""
+        cutoff = time.monotonic() - older_than
+        for call_id, log in list(self.calls.items()):
+            idle = log.touched < cutoff and not log.waiters and call_id not in live
+            if idle and log.next_seq - 1 == log.committed_seq:
+                del self.calls[call_id]

@@ -1,0 +1,202 @@
+"""The control plane object: owns the database, blobs, scheduler and backend for one server."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import secrets
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import sqlalchemy as sa
+
+from ..backends.local import LocalBackend
+from ..store import schema as s
+from ..store.blobs import BlobStore
+from ..store.db import Database
+from .auth import Identity
+from .functions import FunctionRecord, merged_spec
+from .logs import LogHub
+from .outputs import OutputLog
+from .scheduler import Capacity, Container, Scheduler
+
+log = logging.getLogger("firebox.server")
+
+HEARTBEAT_TIMEOUT = 60.0  # an ephemeral app whose client is silent this long is stopped
+
+
+@dataclass
+class Settings:
+    state_dir: Path
+    database_url: str
+    url: str  # how containers and clients reach this server
+
+    @classmethod
+    def for_state_dir(cls, state_dir: Path, url: str, database_url: str | None = None) -> Settings:
+        db = database_url or f"sqlite:///{state_dir / 'firebox.db'}"
+        return cls(state_dir=state_dir, database_url=db, url=url)
+
+
+class ControlPlane:
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+        settings.state_dir.mkdir(parents=True, exist_ok=True)
+        self.db = Database(settings.database_url)
+        self.blobs = BlobStore(settings.state_dir / "blobs")
+        self.outputs = OutputLog(self.db)
+        self.logs = LogHub(self.db)
+        self.backend = LocalBackend(
+            settings.state_dir / "containers",
+            on_output=self.logs.container_output,
+            on_exit=self._on_exit,
+        )
+        self.scheduler = Scheduler(
+            self.db,
+            self.backend,
+            self.outputs,
+            self.logs,
+            Capacity.of_this_machine(),
+            container_env=self._container_env,
+        )
+        self._tasks: list[asyncio.Task[None]] = []
+
+    async def start(self) -> None:
+        await self.db.migrate()
+        self.db.start()
+        await self.logs.open()
+        now = time.time()
+        await self.db.write(
+            lambda conn: conn.execute(
+                s.apps.update().where(s.apps.c.state == "ephemeral").values(heartbeat_at=now)
+            )
+        )
+        rows = await self.db.read(sa.select(s.apps.c.id).where(s.apps.c.state == "stopped"))
+        self.scheduler.stopped_apps.update(r[0] for r in rows)
+        self.scheduler.start()
+        recovered = await self.scheduler.recover(self.load_function)
+        if recovered:
+            log.info("queued %d accepted inputs again after a restart", recovered)
+        self._tasks.append(asyncio.create_task(self._expire_ephemeral_apps()))
+
+    async def close(self) -> None:
+        for t in self._tasks:
+            t.cancel()
+        await self.scheduler.shutdown()
+        await self.backend.close()
+        await self.db.close()
+
+    def _on_exit(self, container_id: str, returncode: int | None, cause: str) -> None:
+        self.scheduler.on_container_exit(container_id, returncode, cause)
+
+    def _container_env(self, c: Container) -> dict[str, str]:
+        fn = c.pool.function
+        token = f"ct-{c.id}.{c.token}"
+        return {
+            "FIREBOX_SERVER_URL": self.settings.url,
+            "FIREBOX_TOKEN": token,
+            "FIREBOX_CONTAINER_ID": c.id,
+            "FIREBOX_APP_ID": fn.app_id,
+            "FIREBOX_IS_REMOTE": "1",
+            "MODAL_IS_REMOTE": "1",
+            "MODAL_TASK_ID": c.id,
+            "MODAL_ENVIRONMENT": "main",
+        }
+
+    def container_identity(self, token: str) -> Identity | None:
+        cid, _, secret = token.removeprefix("ct-").partition(".")
+        c = self.scheduler.authenticate(cid, secret)
+        if c is None:
+            return None
+        return Identity(c.pool.function.workspace_id, "container", c.id)
+
+    async def load_function(self, function_id: str) -> FunctionRecord | None:
+        cached = self.scheduler.functions.get(function_id)
+        if cached is not None:
+            return cached
+        rows = await self.db.read(
+            sa.select(s.functions, s.apps.c.workspace_id)
+            .join(s.apps, s.apps.c.id == s.functions.c.app_id)
+            .where(s.functions.c.id == function_id)
+        )
+        if not rows:
+            return None
+        row = rows[0]
+        if row.parent_id:
+            parent = await self.load_function(row.parent_id)
+            if parent is None:
+                return None
+            spec = merged_spec(json.dumps(parent.spec), json.loads(row.spec).get("options"))
+        else:
+            spec = json.loads(row.spec)
+        fn = FunctionRecord(row.id, row.app_id, row.workspace_id, row.name, spec)
+        self.scheduler.functions[function_id] = fn
+        return fn
+
+    async def replace_function(self, function_id: str) -> None:
+        """Reload a function (and its variants) after a deploy changed its spec."""
+        ids = [function_id] + [
+            r[0]
+            for r in await self.db.read(
+                sa.select(s.functions.c.id).where(s.functions.c.parent_id == function_id)
+            )
+        ]
+        for fid in ids:
+            self.scheduler.functions.pop(fid, None)
+        for fid in ids:
+            fn = await self.load_function(fid)
+            if fn is not None:
+                self.scheduler.replace_function(fn)
+
+    async def app_event(self, app_id: str, kind: str, detail: dict[str, Any]) -> None:
+        now = time.time()
+        await self.db.write(
+            lambda conn: conn.execute(
+                s.app_events.insert().values(
+                    app_id=app_id, ts=now, kind=kind, detail=json.dumps(detail)
+                )
+            )
+        )
+
+    async def stop_app(self, app_id: str, reason: str) -> None:
+        now = time.time()
+        await self.db.write(
+            lambda conn: conn.execute(
+                s.apps.update().where(s.apps.c.id == app_id).values(state="stopped", stopped_at=now)
+            )
+        )
+        await self.app_event(app_id, "stopped", {"reason": reason})
+        self.scheduler.stop_app(app_id)
+        asyncio.create_task(self._close_logs_when_gone(app_id))
+
+    async def _close_logs_when_gone(self, app_id: str) -> None:
+        deadline = time.monotonic() + 15
+        while time.monotonic() < deadline:
+            if not any(
+                c.pool.function.app_id == app_id for c in self.scheduler.containers.values()
+            ):
+                break
+            await asyncio.sleep(0.02)
+        await asyncio.sleep(0.05)  # let the last lines of output arrive
+        self.logs.close_app(app_id)
+
+    async def _expire_ephemeral_apps(self) -> None:
+        while True:
+            await asyncio.sleep(5)
+            try:
+                cutoff = time.time() - HEARTBEAT_TIMEOUT
+                rows = await self.db.read(
+                    sa.select(s.apps.c.id).where(
+                        s.apps.c.state == "ephemeral", s.apps.c.heartbeat_at < cutoff
+                    )
+                )
+                for r in rows:
+                    await self.stop_app(r[0], "its client stopped sending heartbeats")
+            except Exception:
+                log.exception("ephemeral app check failed")
+
+
+def new_app_id() -> str:
+    return f"ap-{secrets.token_hex(8)}"

@@ -1,0 +1,602 @@
+"""The scheduler: a pool of containers per function variant, a queue of inputs per pool, and the
+rules that move inputs into containers, retry them, time them out and scale pools up and down."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import secrets
+import time
+from collections import deque
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+import sqlalchemy as sa
+
+from .. import wire
+from ..backends.base import Backend, Launch
+from ..store import schema as s
+from ..store.db import Database
+from .functions import FunctionRecord
+from .logs import LogHub
+from .outputs import OutputLog
+
+log = logging.getLogger("firebox.scheduler")
+
+STOP_GRACE = 5.0  # seconds a container gets to run its exit hooks before it is killed
+
+
+class Link(Protocol):
+    def send(self, message: dict[str, Any]) -> None: ...
+
+
+@dataclass(eq=False)
+class Input:
+    id: str
+    call_id: str
+    idx: int
+    args: bytes
+    attempts: int
+    pool: Pool
+    method: str | None
+    container: Container | None = None
+    timer: asyncio.TimerHandle | None = None
+
+
+@dataclass(eq=False)
+class Container:
+    id: str
+    pool: Pool
+    token: str
+    state: str = "starting"  # starting -> ready -> stopping
+    link: Link | None = None
+    running: dict[str, Input] = field(default_factory=dict)
+    idle_since: float = field(default_factory=time.monotonic)
+    init_error: bytes | None = None
+    served: int = 0
+    stop_reason: str | None = None
+
+
+@dataclass(eq=False)
+class Pool:
+    key: tuple[str, str]
+    function: FunctionRecord
+    params: bytes | None
+    queue: deque[Input] = field(default_factory=deque)
+    containers: dict[str, Container] = field(default_factory=dict)
+
+    @property
+    def running(self) -> int:
+        return sum(len(c.running) for c in self.containers.values())
+
+    def live_containers(self) -> list[Container]:
+        return [c for c in self.containers.values() if c.state != "stopping"]
+
+
+class Capacity:
+    """The machine's cores and memory; containers reserve their requests from it."""
+
+    def __init__(self, cpu: float, memory_mb: int) -> None:
+        self.cpu, self.memory_mb = cpu, memory_mb
+        self.used_cpu, self.used_memory = 0.0, 0
+
+    @classmethod
+    def of_this_machine(cls) -> Capacity:
+        cpu = float(os.environ.get("FIREBOX_CPU") or os.cpu_count() or 1)
+        memory = int(os.environ.get("FIREBOX_MEMORY_MB") or _total_memory_mb())
+        return cls(cpu, memory)
+
+    def never_fits(self, cpu: float, memory_mb: int) -> str | None:
+        if cpu > self.cpu:
+            return f"cpu={cpu} is more than this machine's {self.cpu:g} cores"
+        if memory_mb > self.memory_mb:
+            return f"memory={memory_mb} MiB is more than this machine's {self.memory_mb} MiB"
+        return None
+
+    def reserve(self, cpu: float, memory_mb: int) -> bool:
+        if self.used_cpu + cpu > self.cpu + 1e-9 or self.used_memory + memory_mb > self.memory_mb:
+            return False
+        self.used_cpu += cpu
+        self.used_memory += memory_mb
+        return True
+
+    def release(self, cpu: float, memory_mb: int) -> None:
+        self.used_cpu = max(0.0, self.used_cpu - cpu)
+        self.used_memory = max(0, self.used_memory - memory_mb)
+
+
+def _total_memory_mb() -> int:
+    return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") // (1024 * 1024)
+
+
+def new_id(prefix: str) -> str:
+    return f"{prefix}-{secrets.token_hex(8)}"
+
+
+class Scheduler:
+    def __init__(
+        self,
+        db: Database,
+        backend: Backend,
+        outputs: OutputLog,
+        logs: LogHub,
+        capacity: Capacity,
+        container_env: Callable[[Container], dict[str, str]],
+    ) -> None:
+        self.db = db
+        self.backend = backend
+        self.outputs = outputs
+        self.logs = logs
+        self.capacity = capacity
+        self.container_env = container_env
+        self.pools: dict[tuple[str, str], Pool] = {}
+        self.containers: dict[str, Container] = {}
+        self.by_call: dict[str, set[Input]] = {}
+        self.functions: dict[str, FunctionRecord] = {}
+        self.stopped_apps: set[str] = set()
+        self._tick: asyncio.Task[None] | None = None
+
+    # ---- lifecycle -------------------------------------------------------------------------
+
+    def start(self) -> None:
+        self._tick = asyncio.create_task(self._tick_loop(), name="scheduler-tick")
+
+    async def shutdown(self) -> None:
+        if self._tick:
+            self._tick.cancel()
+        for c in list(self.containers.values()):
+            self._stop_container(c, "the server is shutting down", grace=2.0)
+        deadline = time.monotonic() + 4.0
+        while self.containers and time.monotonic() < deadline:
+            await asyncio.sleep(0.02)
+        for c in list(self.containers.values()):
+            await self.backend.kill(c.id)
+
+    async def recover(self, load_function: Callable[[str], Any]) -> int:
+        """Queue again every accepted input without an output, after a restart."""
+        rows = await self.db.read(
+            sa.select(
+                s.inputs.c.id,
+                s.inputs.c.call_id,
+                s.inputs.c.idx,
+                s.inputs.c.args,
+                s.inputs.c.attempts,
+                s.calls.c.function_id,
+                s.calls.c.method,
+                s.calls.c.params,
+                s.calls.c.pool_key,
+            )
+            .join(s.calls, s.calls.c.id == s.inputs.c.call_id)
+            .where(s.inputs.c.state == wire.PENDING)
+            .order_by(s.inputs.c.created_at, s.inputs.c.idx)
+        )
+        touched: set[tuple[str, str]] = set()
+        for r in rows:
+            fn = await load_function(r.function_id)
+            await self.outputs.open(r.call_id)
+            if fn is None:
+                continue
+            pool = self.pool(fn, r.pool_key, r.params)
+            inp = Input(r.id, r.call_id, r.idx, r.args, r.attempts, pool, r.method)
+            self.by_call.setdefault(r.call_id, set()).add(inp)
+            if fn.app_id in self.stopped_apps:
+                self._finish(inp, wire.FAILURE, _app_stopped_error())
+                continue
+            pool.queue.append(inp)
+            touched.add(pool.key)
+        for key in touched:
+            self.dispatch(self.pools[key])
+        return len(rows)
+
+    # ---- pools and inputs ------------------------------------------------------------------
+
+    def pool(self, fn: FunctionRecord, pool_key: str, params: bytes | None) -> Pool:
+        key = (fn.id, pool_key)
+        pool = self.pools.get(key)
+        if pool is None:
+            pool = self.pools[key] = Pool(key, fn, params)
+        return pool
+
+    def submit(self, pool: Pool, inputs: list[Input]) -> None:
+        for inp in inputs:
+            self.by_call.setdefault(inp.call_id, set()).add(inp)
+            pool.queue.append(inp)
+        self.dispatch(pool)
+
+    def dispatch(self, pool: Pool) -> None:
+        """Hand queued inputs to ready containers with room, then scale the pool."""
+        if pool.queue and pool.function.app_id in self.stopped_apps:
+            for inp in list(pool.queue):
+                self._finish(inp, wire.FAILURE, _app_stopped_error())
+            pool.queue.clear()
+        if pool.queue:
+            ready = [c for c in pool.containers.values() if c.state == "ready" and c.link]
+            # Spread work: fill the emptiest containers first.
+            ready.sort(key=lambda c: len(c.running))
+            for c in ready:
+                room = pool.function.per_container - len(c.running)
+                if c.pool.function.get("single_use_containers"):
+                    room = min(room, 1 - c.served - len(c.running))
+                if room <= 0 or not pool.queue:
+                    continue
+                batch = [pool.queue.popleft() for _ in range(min(room, len(pool.queue)))]
+                self._assign(c, batch)
+        self.scale(pool)
+
+    def _assign(self, c: Container, batch: list[Input]) -> None:
+        loop = asyncio.get_running_loop()
+        timeout = float(c.pool.function.get("timeout"))
+        items = []
+        for inp in batch:
+            inp.container = c
+            c.running[inp.id] = inp
+            inp.timer = loop.call_later(timeout, self._on_timeout, inp)
+            items.append(
+                {
+                    "id": inp.id,
+                    "call_id": inp.call_id,
+                    "idx": inp.idx,
+                    "method": inp.method,
+                    "args": inp.args,
+                    "attempt": inp.attempts,
+                }
+            )
+        assert c.link is not None
+        c.link.send({"t": "inputs", "items": items})
+
+    def scale(self, pool: Pool) -> None:
+        if pool.function.app_id in self.stopped_apps:
+            return
+        live = pool.live_containers()
+        demand = len(pool.queue) + pool.running
+        want = pool.function.wanted_containers(demand)
+        for _ in range(want - len(live)):
+            if not self._start_container(pool):
+                break
+
+    def _start_container(self, pool: Pool) -> bool:
+        fn = pool.function
+        cpu, memory = float(fn.get("cpu")), int(fn.get("memory"))
+        if not self.capacity.reserve(cpu, memory):
+            self._evict_idle(pool, cpu, memory)
+            return False  # inputs wait in the queue until a container stops
+        c = Container(new_id("ta"), pool, token=secrets.token_urlsafe(24))
+        pool.containers[c.id] = c
+        self.containers[c.id] = c
+        self.logs.register(c.id, fn.app_id, fn.name)
+        now = time.time()
+        self.db.write_soon(
+            lambda conn: conn.execute(
+                s.containers.insert().values(
+                    id=c.id, app_id=fn.app_id, function_id=fn.id, state="starting", created_at=now
+                )
+            )
+        )
+        launch = Launch(
+            container_id=c.id,
+            env=self.container_env(c),
+            cpu=cpu,
+            memory_mb=memory,
+            label=fn.name,
+        )
+        startup = float(fn.get("startup_timeout") or max(fn.get("timeout"), 60.0))
+        asyncio.get_running_loop().call_later(startup, self._check_started, c, startup)
+        asyncio.create_task(self._launch(c, launch))
+        return True
+
+    async def _launch(self, c: Container, launch: Launch) -> None:
+        try:
+            await self.backend.start(launch)
+        except Exception as exc:
+            log.exception("could not start container %s", c.id)
+            c.init_error = wire.error_record(
+                "firebox.exceptions.RemoteError", f"The container could not be started: {exc}"
+            )
+            self.on_container_exit(c.id, None, f"could not be started ({exc})")
+
+    def _evict_idle(self, pool: Pool, cpu: float, memory: int) -> None:
+        """Stop idle containers of other pools to make room; their exits re-dispatch."""
+        freeing_cpu = sum(
+            float(c.pool.function.get("cpu")) for c in self.containers.values()
+            if c.state == "stopping"
+        )
+        idle = [
+            c for c in self.containers.values()
+            if c.pool is not pool and c.state == "ready" and not c.running
+            and len(c.pool.live_containers()) > int(c.pool.function.get("min_containers"))
+        ]
+        idle.sort(key=lambda c: c.idle_since)
+        for c in idle:
+            if self.capacity.cpu - self.capacity.used_cpu + freeing_cpu >= cpu:
+                break
+            freeing_cpu += float(c.pool.function.get("cpu"))
+            self._stop_container(c, "stopped while idle to make room for another function")
+
+    def _check_started(self, c: Container, startup: float) -> None:
+        if c.state == "starting" and c.id in self.containers:
+            c.init_error = wire.error_record(
+                "firebox.exceptions.FunctionTimeoutError",
+                f"The container did not become ready within its startup timeout of {startup:g} s; "
+                "make @enter hooks faster or raise startup_timeout.",
+            )
+            self._kill(c, "did not start in time")
+
+    # ---- container events ------------------------------------------------------------------
+
+    def authenticate(self, container_id: str, token: str) -> Container | None:
+        c = self.containers.get(container_id)
+        if c is None or not secrets.compare_digest(c.token, token):
+            return None
+        return c
+
+    def attach(self, c: Container, link: Link) -> dict[str, Any]:
+        """A container connected: what it must load."""
+        c.link = link
+        fn = c.pool.function
+        return {
+            "t": "hello",
+            "container_id": c.id,
+            "app_id": fn.app_id,
+            "function_id": fn.id,
+            "function": fn.spec,
+            "params": c.pool.params,
+        }
+
+    def on_ready(self, c: Container) -> None:
+        if c.state != "starting":
+            return
+        c.state = "ready"
+        c.idle_since = time.monotonic()
+        self.db.write_soon(
+            lambda conn: conn.execute(
+                s.containers.update().where(s.containers.c.id == c.id).values(state="ready")
+            )
+        )
+        self.dispatch(c.pool)
+
+    def on_init_failed(self, c: Container, error: bytes) -> None:
+        c.init_error = error
+
+    def on_outputs(self, c: Container, items: list[dict[str, Any]]) -> None:
+        for item in items:
+            inp = c.running.get(item["id"])
+            if inp is None:
+                continue  # cancelled or timed out meanwhile
+            status = item["status"]
+            if status == wire.ITEM:
+                self.outputs.emit(inp.call_id, inp.idx, inp.id, wire.ITEM, item["data"])
+                continue
+            del c.running[inp.id]
+            self._clear_timer(inp)
+            inp.container = None
+            c.served += 1
+            if status == wire.FAILURE:
+                self._fail_attempt(inp, wire.FAILURE, item["data"])
+            else:
+                self._finish(inp, status, item["data"])
+        if not c.running:
+            c.idle_since = time.monotonic()
+        if c.pool.function.get("single_use_containers") and c.served and not c.running:
+            self._stop_container(c, "single-use container served its input")
+        self.dispatch(c.pool)
+
+    def on_container_exit(self, container_id: str, returncode: int | None, cause: str) -> None:
+        c = self.containers.pop(container_id, None)
+        if c is None:
+            return
+        pool = c.pool
+        pool.containers.pop(c.id, None)
+        fn = pool.function
+        self.capacity.release(float(fn.get("cpu")), int(fn.get("memory")))
+        expected = c.stop_reason is not None
+        now = time.time()
+        text = c.stop_reason if expected else cause
+        self.db.write_soon(
+            lambda conn: conn.execute(
+                s.containers.update()
+                .where(s.containers.c.id == c.id)
+                .values(state="stopped", stopped_at=now, cause=text)
+            )
+        )
+        if not expected:
+            self.logs.system(fn.app_id, fn.name, c.id, f"container {c.id} {cause}")
+        if expected:  # inputs of a container we stopped are not at fault: run them again
+            self._requeue_running(c)
+        running = list(c.running.values())
+        c.running.clear()
+        for inp in running:
+            self._clear_timer(inp)
+            inp.container = None
+            error = wire.error_record(
+                "firebox.exceptions.RemoteError",
+                f"The container running this input {cause}; "
+                "see `firebox app logs` for its output, and add retries= to retry such inputs.",
+            )
+            self._fail_attempt(inp, wire.FAILURE, error)
+        if c.state == "starting" and not expected:
+            error = c.init_error or wire.error_record(
+                "firebox.exceptions.RemoteError",
+                f"The container {cause} before it was ready; its output is in `firebox app logs`.",
+            )
+            waiting = list(pool.queue)
+            pool.queue.clear()
+            for inp in waiting:
+                self._fail_attempt(inp, wire.FAILURE, error)
+        self.dispatch(pool)
+        for other in list(self.pools.values()):  # capacity was freed: waiting pools may start
+            if other is not pool and other.queue:
+                self.dispatch(other)
+
+    # ---- outcomes --------------------------------------------------------------------------
+
+    def _fail_attempt(self, inp: Input, status: str, data: bytes) -> None:
+        delay = inp.pool.function.retry_delay(inp.attempts)
+        if delay is None or inp.pool.function.app_id in self.stopped_apps:
+            self._finish(inp, status, data)
+            return
+        inp.attempts += 1
+        attempts = inp.attempts
+        self.db.write_soon(
+            lambda conn: conn.execute(
+                s.inputs.update().where(s.inputs.c.id == inp.id).values(attempts=attempts)
+            )
+        )
+        asyncio.get_running_loop().call_later(delay, self._requeue, inp)
+
+    def _requeue(self, inp: Input) -> None:
+        live = self.by_call.get(inp.call_id)
+        if live is None or inp not in live:
+            return  # cancelled while waiting
+        if inp.pool.function.app_id in self.stopped_apps:
+            self._finish(inp, wire.FAILURE, _app_stopped_error())
+            return
+        inp.pool.queue.append(inp)
+        self.dispatch(inp.pool)
+
+    def _finish(self, inp: Input, status: str, data: bytes | None) -> None:
+        live = self.by_call.get(inp.call_id)
+        if live is not None:
+            live.discard(inp)
+            if not live:
+                del self.by_call[inp.call_id]
+        self.outputs.emit(inp.call_id, inp.idx, inp.id, status, data)
+
+    def _on_timeout(self, inp: Input) -> None:
+        c = inp.container
+        if c is None or inp.id not in c.running:
+            return
+        del c.running[inp.id]
+        inp.timer = None
+        inp.container = None
+        timeout = float(inp.pool.function.get("timeout"))
+        error = wire.error_record(
+            "firebox.exceptions.FunctionTimeoutError",
+            f"The input ran longer than the function's timeout of {timeout:g} s and was stopped; "
+            "raise timeout= if it needs longer.",
+        )
+        self._fail_attempt(inp, wire.TIMEOUT, error)
+        self._kill(c, f"was stopped: an input exceeded the {timeout:g} s timeout")
+
+    def _clear_timer(self, inp: Input) -> None:
+        if inp.timer is not None:
+            inp.timer.cancel()
+            inp.timer = None
+
+    # ---- stopping --------------------------------------------------------------------------
+
+    def _kill(self, c: Container, reason: str) -> None:
+        """Kill a container now; inputs it held go back to the queue unharmed."""
+        self._requeue_running(c)
+        c.state = "stopping"
+        c.stop_reason = reason
+        asyncio.create_task(self.backend.kill(c.id))
+
+    def _requeue_running(self, c: Container) -> None:
+        for inp in reversed(list(c.running.values())):
+            self._clear_timer(inp)
+            inp.container = None
+            c.pool.queue.appendleft(inp)
+        c.running.clear()
+
+    def _stop_container(self, c: Container, reason: str, grace: float = STOP_GRACE) -> None:
+        if c.state == "stopping":
+            return
+        c.state = "stopping"
+        c.stop_reason = reason
+        if c.link is not None:
+            c.link.send({"t": "stop"})
+
+        def enforce() -> None:
+            if c.id in self.containers:
+                asyncio.ensure_future(self.backend.kill(c.id))
+
+        asyncio.get_running_loop().call_later(grace, enforce)
+
+    def cancel_call(self, call_id: str) -> int:
+        live = list(self.by_call.get(call_id, ()))
+        for inp in live:
+            c = inp.container
+            if c is not None:
+                c.running.pop(inp.id, None)
+                self._clear_timer(inp)
+                inp.container = None
+                if c.link is not None:
+                    c.link.send({"t": "cancel", "ids": [inp.id]})
+            else:
+                try:
+                    inp.pool.queue.remove(inp)
+                except ValueError:
+                    pass
+            self._finish(inp, wire.CANCELLED, None)
+        return len(live)
+
+    def stop_app(self, app_id: str) -> None:
+        self.stopped_apps.add(app_id)
+        for pool in [p for p in self.pools.values() if p.function.app_id == app_id]:
+            for inp in list(pool.queue):
+                self._finish(inp, wire.FAILURE, _app_stopped_error())
+            pool.queue.clear()
+            for c in list(pool.containers.values()):
+                self._requeue_running(c)
+                for inp in list(pool.queue):
+                    self._finish(inp, wire.FAILURE, _app_stopped_error())
+                pool.queue.clear()
+                self._stop_container(c, "the app was stopped")
+
+    def replace_function(self, fn: FunctionRecord) -> None:
+        """A new deploy changed a function: new containers use the new spec, old ones drain."""
+        self.functions[fn.id] = fn
+        for pool in [p for p in self.pools.values() if p.function.id == fn.id]:
+            pool.function = fn
+            for c in list(pool.containers.values()):
+                grace = float(fn.get("timeout")) if c.running else STOP_GRACE
+                self._stop_container(c, "a new version was deployed", grace=grace)
+            self.dispatch(pool)
+
+    # ---- periodic work ---------------------------------------------------------------------
+
+    async def _tick_loop(self) -> None:
+        while True:
+            await asyncio.sleep(0.5)
+            try:
+                self._scale_down_idle()
+                self.outputs.forget_idle(300.0, set(self.by_call))
+            except Exception:
+                log.exception("scheduler tick failed")
+
+    def _scale_down_idle(self) -> None:
+        now = time.monotonic()
+        for pool in list(self.pools.values()):
+            fn = pool.function
+            window = float(fn.get("scaledown_window"))
+            live = pool.live_containers()
+            keep = fn.wanted_containers(len(pool.queue) + pool.running)
+            idle = [c for c in live if c.state == "ready" and not c.running]
+            idle.sort(key=lambda c: c.idle_since)
+            surplus = len(live) - keep
+            for c in idle:
+                if surplus <= 0:
+                    break
+                if now - c.idle_since >= window:
+                    self._stop_container(c, "scaled down after being idle")
+                    surplus -= 1
+            if not pool.containers and not pool.queue and pool.key in self.pools:
+                if fn.app_id in self.stopped_apps or not fn.get("min_containers"):
+                    del self.pools[pool.key]
+
+    def stats(self) -> dict[str, Any]:
+        return {
+            "containers": len(self.containers),
+            "queued": sum(len(p.queue) for p in self.pools.values()),
+            "running": sum(p.running for p in self.pools.values()),
+        }
+
+
+def _app_stopped_error() -> bytes:
+    return wire.error_record(
+        "firebox.exceptions.RemoteError",
+        "The app was stopped before this input finished; run or deploy it again.",
+    )
+

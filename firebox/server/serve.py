@@ -1,0 +1,125 @@
+"""Starting a control plane: a lasting one (`firebox server`) or an embedded one that lives as
+long as one command (`firebox run` with no server configured)."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import shutil
+import socket
+import tempfile
+import threading
+from pathlib import Path
+
+import uvicorn
+
+from .. import config
+from ..store.db import Database
+from .app import create_app
+from .auth import create_token, ensure_workspace, token_workspace
+from .plane import Settings
+
+log = logging.getLogger("firebox.server")
+
+DEFAULT_WORKSPACE = "main"
+
+
+async def bootstrap(settings: Settings, keep_token: str | None = None,
+                    workspace: str = DEFAULT_WORKSPACE) -> str:
+    """Migrate the database, make sure the workspace exists, and return a valid token for it:
+    keep_token if it is still valid, else a new one."""
+    db = Database(settings.database_url)
+    try:
+        await db.migrate()
+        db.start()
+        ws = await ensure_workspace(db, workspace)
+        if keep_token and await token_workspace(db, keep_token) == ws:
+            return keep_token
+        return await create_token(db, ws)
+    finally:
+        await db.close()
+
+
+def bind(host: str, port: int) -> socket.socket:
+    sock = socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    sock.bind((host, port))
+    sock.set_inheritable(True)
+    return sock
+
+
+def serve_forever(host: str, port: int, state_dir: Path, database_url: str | None) -> None:
+    """Run a lasting server in this process; writes the client config on first start."""
+    sock = bind(host, port)
+    url_host = "127.0.0.1" if host in ("0.0.0.0", "") else host
+    url = f"http://{url_host}:{sock.getsockname()[1]}"
+    settings = Settings.for_state_dir(state_dir, url, database_url)
+    stored = config.read_file()
+    keep = stored.get("token") if stored.get("server_url") == url else None
+    token = asyncio.run(bootstrap(settings, keep))
+    if token != keep:
+        path = config.write_file(url, token)
+        print(f"firebox: wrote the client config for {url} to {path}", flush=True)
+    print(f"firebox: server listening on {url} (state in {state_dir})", flush=True)
+    server = uvicorn.Server(
+        uvicorn.Config(create_app(settings), log_level="warning", lifespan="on",
+                       timeout_graceful_shutdown=5, ws_max_size=1 << 30)
+    )
+    server.run(sockets=[sock])
+
+
+class EmbeddedServer:
+    """A control plane on a private port and state directory, in a thread of this process."""
+
+    def __init__(self) -> None:
+        self.state_dir = Path(tempfile.mkdtemp(prefix="firebox-embedded-"))
+        self.sock = bind("127.0.0.1", 0)
+        self.url = f"http://127.0.0.1:{self.sock.getsockname()[1]}"
+        self.token = ""
+        self._server: uvicorn.Server | None = None
+        self._thread: threading.Thread | None = None
+        self._error: BaseException | None = None
+
+    def start(self) -> EmbeddedServer:
+        settings = Settings.for_state_dir(self.state_dir, self.url)
+        started = threading.Event()
+
+        def run() -> None:
+            loop = asyncio.new_event_loop()
+            asyncio.set_event_loop(loop)
+            try:
+                self.token = loop.run_until_complete(bootstrap(settings))
+                self._server = uvicorn.Server(
+                    uvicorn.Config(create_app(settings), log_level="warning", lifespan="on",
+                                   timeout_graceful_shutdown=5, ws_max_size=1 << 30)
+                )
+                task = loop.create_task(self._server.serve(sockets=[self.sock]))
+
+                async def wait_started() -> None:
+                    while not self._server.started and not task.done():  # type: ignore[union-attr]
+                        await asyncio.sleep(0.005)
+                    started.set()
+
+                loop.run_until_complete(wait_started())
+                loop.run_until_complete(task)
+            except BaseException as exc:  # reported to the starting thread
+                self._error = exc
+            finally:
+                started.set()
+                loop.close()
+
+        self._thread = threading.Thread(target=run, name="firebox-embedded-server", daemon=True)
+        self._thread.start()
+        started.wait()
+        if self._error is not None or not (self._server and self._server.started):
+            self.stop()
+            raise RuntimeError(f"The embedded firebox server failed to start: {self._error}")
+        return self
+
+    def stop(self) -> None:
+        if self._server is not None:
+            self._server.should_exit = True
+        if self._thread is not None:
+            self._thread.join(timeout=15)
+        self.sock.close()
+        shutil.rmtree(self.state_dir, ignore_errors=True)

@@ -1,0 +1,132 @@
+"""The tables of the control plane's database. Migrations in migrations/versions mirror them."""
+
+from __future__ import annotations
+
+import sqlalchemy as sa
+
+metadata = sa.MetaData()
+
+workspaces = sa.Table(
+    "workspaces",
+    metadata,
+    sa.Column("id", sa.String(32), primary_key=True),
+    sa.Column("name", sa.String(128), nullable=False, unique=True),
+    sa.Column("created_at", sa.Float, nullable=False),
+)
+
+tokens = sa.Table(
+    "tokens",
+    metadata,
+    sa.Column("id", sa.String(32), primary_key=True),
+    sa.Column("workspace_id", sa.String(32), nullable=False),
+    sa.Column("secret_hash", sa.String(64), nullable=False, unique=True),
+    sa.Column("kind", sa.String(16), nullable=False),  # "user" or "container"
+    sa.Column("container_id", sa.String(32)),
+    sa.Column("created_at", sa.Float, nullable=False),
+)
+
+blobs = sa.Table(
+    "blobs",
+    metadata,
+    sa.Column("sha256", sa.String(64), primary_key=True),
+    sa.Column("size", sa.BigInteger, nullable=False),
+    sa.Column("created_at", sa.Float, nullable=False),
+)
+
+apps = sa.Table(
+    "apps",
+    metadata,
+    sa.Column("id", sa.String(32), primary_key=True),
+    sa.Column("workspace_id", sa.String(32), nullable=False, index=True),
+    sa.Column("name", sa.String(128)),
+    sa.Column("state", sa.String(16), nullable=False),  # "ephemeral", "deployed", "stopped"
+    sa.Column("created_at", sa.Float, nullable=False),
+    sa.Column("stopped_at", sa.Float),
+    sa.Column("heartbeat_at", sa.Float),
+)
+
+app_events = sa.Table(
+    "app_events",
+    metadata,
+    sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
+    sa.Column("app_id", sa.String(32), nullable=False, index=True),
+    sa.Column("ts", sa.Float, nullable=False),
+    sa.Column("kind", sa.String(32), nullable=False),
+    sa.Column("detail", sa.Text, nullable=False),
+)
+
+functions = sa.Table(
+    "functions",
+    metadata,
+    sa.Column("id", sa.String(32), primary_key=True),
+    sa.Column("app_id", sa.String(32), nullable=False, index=True),
+    sa.Column("name", sa.String(256), nullable=False),
+    sa.Column("spec", sa.Text, nullable=False),  # JSON
+    sa.Column("parent_id", sa.String(32)),  # set for with_options variants
+    sa.Column("active", sa.Boolean, nullable=False),
+    sa.Column("created_at", sa.Float, nullable=False),
+)
+
+calls = sa.Table(
+    "calls",
+    metadata,
+    sa.Column("id", sa.String(32), primary_key=True),
+    sa.Column("function_id", sa.String(32), nullable=False, index=True),
+    sa.Column("workspace_id", sa.String(32), nullable=False),
+    sa.Column("kind", sa.String(16), nullable=False),
+    sa.Column("method", sa.String(256)),
+    sa.Column("params", sa.LargeBinary),
+    sa.Column("pool_key", sa.String(64), nullable=False),
+    sa.Column("closed", sa.Boolean, nullable=False),
+    sa.Column("cancelled", sa.Boolean, nullable=False),
+    sa.Column("created_at", sa.Float, nullable=False),
+)
+
+inputs = sa.Table(
+    "inputs",
+    metadata,
+    sa.Column("id", sa.String(32), primary_key=True),
+    sa.Column("call_id", sa.String(32), nullable=False),
+    sa.Column("idx", sa.Integer, nullable=False),
+    sa.Column("args", sa.LargeBinary, nullable=False),
+    sa.Column("state", sa.String(16), nullable=False, index=True),
+    sa.Column("attempts", sa.Integer, nullable=False),
+    sa.Column("created_at", sa.Float, nullable=False),
+    sa.UniqueConstraint("call_id", "idx", name="uq_inputs_call_idx"),
+)
+
+outputs = sa.Table(
+    "outputs",
+    metadata,
+    sa.Column("call_id", sa.String(32), primary_key=True),
+    sa.Column("seq", sa.Integer, primary_key=True),
+    sa.Column("idx", sa.Integer, nullable=False),
+    sa.Column("status", sa.String(16), nullable=False),
+    sa.Column("data", sa.LargeBinary),
+    sa.Column("created_at", sa.Float, nullable=False),
+)
+
+containers = sa.Table(
+    "containers",
+    metadata,
+    sa.Column("id", sa.String(32), primary_key=True),
+    sa.Column("app_id", sa.String(32), nullable=False, index=True),
+    sa.Column("function_id", sa.String(32), nullable=False),
+    sa.Column("state", sa.String(16), nullable=False),
+    sa.Column("created_at", sa.Float, nullable=False),
+    sa.Column("stopped_at", sa.Float),
+    sa.Column("cause", sa.Text),
+)
+
+logs = sa.Table(
+    "logs",
+    metadata,
+    sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
+    sa.Column("app_id", sa.String(32), nullable=False),
+    sa.Column("container_id", sa.String(32)),
+    sa.Column("function_name", sa.String(256)),
+    sa.Column("stream", sa.String(8), nullable=False),
+    sa.Column("ts", sa.Float, nullable=False),
+    sa.Column("text", sa.Text, nullable=False),
+    sa.Index("ix_logs_app_id_id", "app_id", "id"),
+)

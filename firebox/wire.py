@@ -1,0 +1,120 @@
+"""Messages between client, control plane and container, and how values travel in them.
+
+Control messages are msgpack maps; Python values inside them (arguments, results, exceptions)
+are cloudpickled bytes. Every key and status below is named once, here.
+"""
+
+from __future__ import annotations
+
+import os
+import traceback
+from typing import Any
+
+import cloudpickle
+import msgpack
+
+from .exceptions import DeserializationError, ExecutionError, SerializationError
+
+VERSION = 1
+MSGPACK = "application/x-msgpack"
+
+# Outputs a container reports for an input.
+SUCCESS = "success"  # data: the pickled return value
+FAILURE = "failure"  # data: an encoded exception (see encode_exception)
+TIMEOUT = "timeout"  # the input outlived the function's timeout
+CANCELLED = "cancelled"  # the call was cancelled
+ITEM = "item"  # one value yielded by a generator; the input goes on
+
+# States of an input in the control plane's store.
+PENDING = "pending"
+RUNNING = "running"
+DONE = "done"
+
+TERMINAL = (SUCCESS, FAILURE, TIMEOUT, CANCELLED)
+
+
+def max_payload_bytes() -> int:
+    """The largest argument or result payload accepted, configurable by FIREBOX_MAX_PAYLOAD_MB."""
+    return int(float(os.environ.get("FIREBOX_MAX_PAYLOAD_MB", "64")) * 1024 * 1024)
+
+
+def pack(message: Any) -> bytes:
+    return msgpack.packb(message, use_bin_type=True)
+
+
+def unpack(data: bytes) -> Any:
+    return msgpack.unpackb(data, raw=False, strict_map_key=False)
+
+
+def serialize(value: Any, what: str = "value") -> bytes:
+    try:
+        data = cloudpickle.dumps(value)
+    except Exception as exc:
+        raise SerializationError(
+            f"Could not serialize the {what} ({type(exc).__name__}: {exc}); pass values that "
+            "cloudpickle can serialize, not open files, locks, sockets or live generators."
+        ) from None
+    limit = max_payload_bytes()
+    if len(data) > limit:
+        raise SerializationError(
+            f"The {what} is {len(data) / 1e6:.1f} MB serialized, over the "
+            f"{limit / 1e6:.0f} MB limit; store large data in a file or volume and pass its "
+            "path, or raise FIREBOX_MAX_PAYLOAD_MB."
+        )
+    return data
+
+
+def deserialize(data: bytes, what: str = "value") -> Any:
+    try:
+        return cloudpickle.loads(data)
+    except Exception as exc:
+        raise DeserializationError(
+            f"Could not deserialize the {what} ({type(exc).__name__}: {exc}); make sure the "
+            "same packages and modules are importable on both sides."
+        ) from None
+
+
+def encode_exception(exc: BaseException) -> bytes:
+    """Pickle an exception with its traceback text; falls back to its repr if it won't pickle."""
+    tb = "".join(traceback.format_exception(type(exc), exc, exc.__traceback__))
+    record: dict[str, Any] = {
+        "type": f"{type(exc).__module__}.{type(exc).__qualname__}",
+        "message": str(exc),
+        "traceback": tb,
+    }
+    try:
+        record["exc"] = cloudpickle.dumps(exc)
+    except Exception:
+        record["exc"] = None
+    return pack(record)
+
+
+def error_record(exc_type: str, message: str, traceback_text: str = "") -> bytes:
+    """An exception record made by the control plane rather than by user code."""
+    return pack({"type": exc_type, "message": message, "traceback": traceback_text, "exc": None})
+
+
+def decode_exception(data: bytes) -> BaseException:
+    """The original exception, its remote traceback attached; ExecutionError if it won't load."""
+    record = unpack(data)
+    tb = record.get("traceback") or ""
+    exc: BaseException | None = None
+    if record.get("exc") is not None:
+        try:
+            exc = cloudpickle.loads(record["exc"])
+        except Exception:
+            exc = None
+    if exc is None:
+        exc = _builtin_error(record["type"], record["message"])
+    if tb and hasattr(exc, "add_note"):
+        exc.add_note("Remote traceback:\n" + tb.rstrip())
+    return exc
+
+
+def _builtin_error(type_name: str, message: str) -> BaseException:
+    from . import exceptions
+
+    module, _, name = type_name.rpartition(".")
+    if module == "firebox.exceptions" and hasattr(exceptions, name):
+        return getattr(exceptions, name)(message)
+    return ExecutionError(f"{type_name}: {message}")
