@@ -28,6 +28,7 @@ async def bootstrap(settings: Settings, keep_token: str | None = None,
                     workspace: str = DEFAULT_WORKSPACE) -> str:
     """Migrate the database, make sure the workspace exists, and return a valid token for it:
     keep_token if it is still valid, else a new one."""
+    settings.state_dir.mkdir(parents=True, exist_ok=True)
     db = Database(settings.database_url)
     try:
         await db.migrate()

@@ -1,0 +1,1 @@
+"""Apps the tests run; containers import them from the uploaded code like any user's app."""
