@@ -104,6 +104,9 @@ outputs = sa.Table(
     sa.Column("status", sa.String(16), nullable=False),
     sa.Column("data", sa.LargeBinary),
     sa.Column("created_at", sa.Float, nullable=False),
+    # For metering: which container ran the input and for how long.
+    sa.Column("container_id", sa.String(32)),
+    sa.Column("exec_seconds", sa.Float),
 )
 
 containers = sa.Table(
@@ -116,6 +119,11 @@ containers = sa.Table(
     sa.Column("created_at", sa.Float, nullable=False),
     sa.Column("stopped_at", sa.Float),
     sa.Column("cause", sa.Text),
+    # What the container reserved, for metering: cores, MiB, and GPUs ("H100:2").
+    sa.Column("cpu", sa.Float),
+    sa.Column("memory_mb", sa.Integer),
+    sa.Column("gpu", sa.String(64)),
+    sa.Column("ready_at", sa.Float),
 )
 
 logs = sa.Table(
