@@ -18,6 +18,10 @@ class Launch:
     cpu: float
     memory_mb: int
     label: str
+    cpu_limit: float | None = None  # cores at most; None: it may use idle cores
+    memory_limit_mb: int | None = None  # killed above this; None: only the request (soft)
+    isolation: str | None = None  # process | namespaces | gvisor; None: the backend's default
+    gpus: tuple[int, ...] = ()  # indices of the GPUs reserved for it
 
 
 class Backend(Protocol):

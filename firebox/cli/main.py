@@ -90,11 +90,16 @@ def deploy(app_ref: str, name: str | None, tag: str) -> None:
 @click.option("--database-url", envvar="FIREBOX_DATABASE_URL", default=None,
               help="sqlite:///path or postgresql://user:pass@host/db (default: SQLite in "
                    "the state directory).")
-def server(host: str, port: int, state_dir: Path | None, database_url: str | None) -> None:
+@click.option("--isolation", envvar="FIREBOX_ISOLATION", default=None,
+              type=click.Choice(["process", "namespaces", "gvisor"]),
+              help="How containers of functions that don't choose are isolated (default: "
+                   "namespaces where bubblewrap is installed, else process).")
+def server(host: str, port: int, state_dir: Path | None, database_url: str | None,
+           isolation: str | None) -> None:
     """Run a lasting control plane."""
     from ..server.serve import serve_forever
 
-    serve_forever(host, port, state_dir or config.state_dir(), database_url)
+    serve_forever(host, port, state_dir or config.state_dir(), database_url, isolation)
 
 
 @main.group()

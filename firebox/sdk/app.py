@@ -12,6 +12,7 @@ from .. import client as client_mod
 from ..exceptions import InvalidError, NotFoundError, NotSupportedYet
 from .cls import Cls
 from .function import Function
+from .gpu import gpu_spec, isolation_spec
 from .package import CodeBundle, collect, module_name
 from .partial import PartialFunction, class_parameters
 from .retries import Retries, retries_spec
@@ -26,7 +27,6 @@ _NOT_YET = {
     "secrets": "Secrets",
     "volumes": "Volumes",
     "network_file_systems": "Network file systems",
-    "gpu": "GPUs",
     "schedule": "Schedules",
     "env": "Environment secrets (env=)",
     "cloud_bucket_mounts": "Cloud bucket mounts",
@@ -109,11 +109,14 @@ def variant_options(name: str, options: dict[str, Any]) -> dict[str, Any]:
     unknown = set(options) - allowed
     if unknown:
         raise InvalidError(f"with_options got unknown options: {', '.join(sorted(unknown))}.")
-    return resource_spec(
+    spec = resource_spec(
         options.get("cpu"), options.get("memory"), options.get("timeout"),
         options.get("scaledown_window"), options.get("min_containers"),
         options.get("max_containers"), options.get("buffer_containers"), options.get("retries"),
     )
+    if options.get("gpu") is not None:
+        spec["gpu"] = gpu_spec(options["gpu"])
+    return spec
 
 
 class App:
@@ -276,7 +279,8 @@ class App:
                  "single_use_containers", "enable_memory_snapshot", "block_network", "region",
                  "cloud", "ephemeral_disk", "max_inputs", "image", "secrets", "volumes", "gpu",
                  "env", "network_file_systems", "cloud_bucket_mounts", "proxy", "i6pn",
-                 "restrict_modal_access", "experimental_options", "nonpreemptible"}
+                 "restrict_modal_access", "experimental_options", "nonpreemptible",
+                 "isolation"}
         unknown = set(options) - known
         if unknown:
             raise InvalidError(f"Unexpected options: {', '.join(sorted(unknown))}.")
@@ -295,6 +299,8 @@ class App:
         if options.get("max_inputs"):
             spec["max_inputs"] = int(options["max_inputs"])
         spec["region"], spec["cloud"] = options.get("region"), options.get("cloud")
+        spec["gpu"] = gpu_spec(options.get("gpu"))
+        spec["isolation"] = isolation_spec(options.get("isolation"))
         return spec
 
     def _add_function(self, name: str, fn: Function, obj: Any) -> None:

@@ -131,7 +131,7 @@ async def register_functions(request: Request) -> JSONResponse:
     for f in functions:
         spec = f.get("spec") or {}
         problem = cp.scheduler.capacity.never_fits(
-            float(spec.get("cpu") or 0.125), int(spec.get("memory") or 128)
+            float(spec.get("cpu") or 0.125), int(spec.get("memory") or 128), spec.get("gpu")
         )
         if problem:
             raise invalid(
@@ -344,7 +344,9 @@ async def create_variant(request: Request) -> JSONResponse:
     if unknown:
         raise invalid(f"Options not supported in a variant: {', '.join(sorted(unknown))}.")
     problem = cp.scheduler.capacity.never_fits(
-        float(options.get("cpu", parent.get("cpu"))), int(options.get("memory", parent.get("memory")))
+        float(options.get("cpu", parent.get("cpu"))),
+        int(options.get("memory", parent.get("memory"))),
+        options.get("gpu", parent.get("gpu")),
     )
     if problem:
         raise invalid(f"This variant of '{parent.name}' can never run here: {problem}.")

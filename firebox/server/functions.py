@@ -22,6 +22,10 @@ DEFAULTS: dict[str, Any] = {
     "buffer_containers": 0,
     "scaledown_window": 60.0,
     "single_use_containers": False,
+    "cpu_limit": None,
+    "memory_limit": None,
+    "gpu": None,  # [{"type": "H100", "count": 2}, ...]: acceptable choices, best first
+    "isolation": None,  # None: the server's default
 }
 
 # Options a with_options / with_concurrency / with_batching variant may override.

@@ -13,6 +13,7 @@ from typing import Any
 
 import sqlalchemy as sa
 
+from .. import config
 from ..backends.local import LocalBackend
 from ..store import schema as s
 from ..store.blobs import BlobStore
@@ -33,6 +34,7 @@ class Settings:
     state_dir: Path
     database_url: str
     url: str  # how containers and clients reach this server
+    isolation: str | None = None  # containers' default isolation; None: the best available
 
     @classmethod
     def for_state_dir(cls, state_dir: Path, url: str, database_url: str | None = None) -> Settings:
@@ -52,6 +54,8 @@ class ControlPlane:
             settings.state_dir / "containers",
             on_output=self.logs.container_output,
             on_exit=self._on_exit,
+            isolation_mode=settings.isolation,
+            hidden=[settings.state_dir, config.config_dir(), Path.home() / ".firebox"],
         )
         self.scheduler = Scheduler(
             self.db,

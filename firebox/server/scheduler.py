@@ -16,6 +16,7 @@ from typing import Any, Protocol
 import sqlalchemy as sa
 
 from .. import wire
+from ..backends import gpus
 from ..backends.base import Backend, Launch
 from ..store import schema as s
 from ..store.db import Database
@@ -57,6 +58,7 @@ class Container:
     init_error: bytes | None = None
     served: int = 0
     stop_reason: str | None = None
+    gpu_indices: tuple[int, ...] = ()  # which of this machine's GPUs it holds
 
 
 @dataclass(eq=False)
@@ -75,36 +77,66 @@ class Pool:
         return [c for c in self.containers.values() if c.state != "stopping"]
 
 
-class Capacity:
-    """The machine's cores and memory; containers reserve their requests from it."""
+@dataclass(frozen=True)
+class Reservation:
+    gpus: tuple[int, ...] = ()  # indices of the GPUs it holds
 
-    def __init__(self, cpu: float, memory_mb: int) -> None:
+
+class Capacity:
+    """The machine's cores, memory and GPUs; containers reserve their requests from it."""
+
+    def __init__(self, cpu: float, memory_mb: int, gpu_list: list[gpus.Gpu] | None = None) -> None:
         self.cpu, self.memory_mb = cpu, memory_mb
         self.used_cpu, self.used_memory = 0.0, 0
+        self.gpus = list(gpu_list or [])
+        self.used_gpus: set[int] = set()
 
     @classmethod
     def of_this_machine(cls) -> Capacity:
         cpu = float(os.environ.get("FIREBOX_CPU") or os.cpu_count() or 1)
         memory = int(os.environ.get("FIREBOX_MEMORY_MB") or _total_memory_mb())
-        return cls(cpu, memory)
+        return cls(cpu, memory, gpus.inventory())
 
-    def never_fits(self, cpu: float, memory_mb: int) -> str | None:
+    def never_fits(self, cpu: float, memory_mb: int, gpu: Any = None) -> str | None:
         if cpu > self.cpu:
             return f"cpu={cpu} is more than this machine's {self.cpu:g} cores"
         if memory_mb > self.memory_mb:
             return f"memory={memory_mb} MiB is more than this machine's {self.memory_mb} MiB"
+        try:
+            gpus.options(gpu)
+        except (KeyError, TypeError, ValueError):
+            return f"gpu={gpu!r} is not a list of {{type, count}} choices"
+        if gpu and gpus.pick(self.gpus, gpu) is None:
+            return f"gpu={gpus.describe(gpu)} asks for more than this machine has " \
+                f"({gpus.summary(self.gpus)})"
         return None
 
-    def reserve(self, cpu: float, memory_mb: int) -> bool:
+    def reserve(self, cpu: float, memory_mb: int, gpu: Any = None) -> Reservation | None:
         if self.used_cpu + cpu > self.cpu + 1e-9 or self.used_memory + memory_mb > self.memory_mb:
-            return False
+            return None
+        indices: tuple[int, ...] = ()
+        if gpu:
+            free = [g for g in self.gpus if g.index not in self.used_gpus]
+            picked = gpus.pick(free, gpu)
+            if picked is None:
+                return None
+            indices = picked
         self.used_cpu += cpu
         self.used_memory += memory_mb
-        return True
+        self.used_gpus.update(indices)
+        return Reservation(indices)
 
-    def release(self, cpu: float, memory_mb: int) -> None:
+    def release(self, cpu: float, memory_mb: int, gpu_indices: tuple[int, ...] = ()) -> None:
         self.used_cpu = max(0.0, self.used_cpu - cpu)
         self.used_memory = max(0, self.used_memory - memory_mb)
+        self.used_gpus.difference_update(gpu_indices)
+
+    def gpu_label(self, indices: tuple[int, ...]) -> str | None:
+        """'H100:2' for the metering of a container holding these GPUs."""
+        if not indices:
+            return None
+        kind = next(g.type for g in self.gpus if g.index == indices[0])
+        return f"{kind}:{len(indices)}" if len(indices) > 1 else kind
 
 
 def _total_memory_mb() -> int:
@@ -259,10 +291,12 @@ class Scheduler:
     def _start_container(self, pool: Pool) -> bool:
         fn = pool.function
         cpu, memory = float(fn.get("cpu")), int(fn.get("memory"))
-        if not self.capacity.reserve(cpu, memory):
+        reservation = self.capacity.reserve(cpu, memory, fn.get("gpu"))
+        if reservation is None:
             self._evict_idle(pool, cpu, memory)
             return False  # inputs wait in the queue until a container stops
         c = Container(new_id("ta"), pool, token=secrets.token_urlsafe(24))
+        c.gpu_indices = reservation.gpus
         pool.containers[c.id] = c
         self.containers[c.id] = c
         self.logs.register(c.id, fn.app_id, fn.name)
@@ -280,6 +314,10 @@ class Scheduler:
             cpu=cpu,
             memory_mb=memory,
             label=fn.name,
+            cpu_limit=fn.get("cpu_limit"),
+            memory_limit_mb=fn.get("memory_limit"),
+            isolation=fn.get("isolation"),
+            gpus=reservation.gpus,
         )
         startup = float(fn.get("startup_timeout") or max(fn.get("timeout"), 60.0))
         asyncio.get_running_loop().call_later(startup, self._check_started, c, startup)
@@ -389,7 +427,7 @@ class Scheduler:
         pool = c.pool
         pool.containers.pop(c.id, None)
         fn = pool.function
-        self.capacity.release(float(fn.get("cpu")), int(fn.get("memory")))
+        self.capacity.release(float(fn.get("cpu")), int(fn.get("memory")), c.gpu_indices)
         expected = c.stop_reason is not None
         now = time.time()
         text = c.stop_reason if expected else cause

@@ -49,12 +49,14 @@ def bind(host: str, port: int) -> socket.socket:
     return sock
 
 
-def serve_forever(host: str, port: int, state_dir: Path, database_url: str | None) -> None:
+def serve_forever(host: str, port: int, state_dir: Path, database_url: str | None,
+                  isolation: str | None = None) -> None:
     """Run a lasting server in this process; writes the client config on first start."""
     sock = bind(host, port)
     url_host = "127.0.0.1" if host in ("0.0.0.0", "") else host
     url = f"http://{url_host}:{sock.getsockname()[1]}"
     settings = Settings.for_state_dir(state_dir, url, database_url)
+    settings.isolation = isolation
     stored = config.read_file()
     keep = stored.get("token") if stored.get("server_url") == url else None
     token = asyncio.run(bootstrap(settings, keep))

@@ -1,0 +1,80 @@
+"""GPU scheduling against a fake inventory: FIREBOX_FAKE_GPUS="H100:2,A100-80GB:1"."""
+
+from __future__ import annotations
+
+import pytest
+from apps import isolation_gpu_never, isolation_gpus
+from conftest import ServerProcess
+from helpers import use_server
+
+from firebox.backends import gpus
+from firebox.exceptions import InvalidError
+from firebox.sdk.gpu import gpu_spec
+
+FAKE = "H100:2,A100-80GB:1"  # indices 0 and 1 are H100s, 2 is the A100
+
+
+class GpuServer(ServerProcess):
+    def env(self) -> dict[str, str]:
+        return super().env() | {gpus.FAKE_ENV: FAKE}
+
+
+@pytest.fixture(scope="module")
+def gpu_server(tmp_path_factory):
+    srv = GpuServer(tmp_path_factory.mktemp("gpu-server"))
+    srv.start()
+    yield srv
+    srv.stop()
+
+
+@pytest.fixture
+def on_gpu_server(gpu_server, monkeypatch):
+    use_server(monkeypatch, gpu_server)
+    return gpu_server
+
+
+def test_exact_fit_gets_both_h100s(on_gpu_server):
+    with isolation_gpus.app.run():
+        assert isolation_gpus.two_h100.remote()["devices"] == "0,1"
+
+
+def test_concurrent_containers_get_distinct_devices(on_gpu_server):
+    with isolation_gpus.app.run():
+        results = list(isolation_gpus.one_h100.map([1.5, 1.5]))
+    assert sorted(r["devices"] for r in results) == ["0", "1"]
+    assert len({r["container_id"] for r in results}) == 2
+
+
+def test_oversubscription_waits_instead_of_failing(on_gpu_server):
+    with isolation_gpus.app.run():
+        results = list(isolation_gpus.one_h100.map([0.5] * 6))
+    assert len(results) == 6 and all(r["devices"] in ("0", "1") for r in results)
+    # Never two inputs on one GPU at once: per device, the inputs ran one after another.
+    for device in ("0", "1"):
+        spans = sorted((r["start"], r["end"]) for r in results if r["devices"] == device)
+        assert all(a_end <= b_start for (_, a_end), (b_start, _) in zip(spans, spans[1:]))
+
+
+def test_list_of_types_takes_the_first_that_exists(on_gpu_server):
+    with isolation_gpus.app.run():
+        assert isolation_gpus.b200_or_a100.remote()["devices"] == "2"
+        assert isolation_gpus.no_gpu.remote() == ""  # no GPU asked for: none visible
+
+
+def test_request_that_can_never_fit_fails_at_once(on_gpu_server):
+    with pytest.raises(InvalidError, match=r"gpu=A100-80GB:2 .*1 x A100-80GB"):
+        with isolation_gpu_never.app.run():
+            pass
+
+
+def test_gpu_option_parsing():
+    assert gpu_spec("a100-80gb:2") == [{"type": "A100-80GB", "count": 2}]
+    assert gpu_spec(["H100", "any"]) == [{"type": "H100", "count": 1}, {"type": "ANY", "count": 1}]
+    with pytest.raises(InvalidError):
+        gpu_spec("H100:0")
+    assert gpus.short_type("NVIDIA A100-SXM4-80GB") == "A100-80GB"
+    assert gpus.short_type("NVIDIA H100 80GB HBM3") == "H100"
+    inventory = gpus.parse_fake(FAKE)
+    assert gpus.pick(inventory, gpu_spec("any:3")) == (0, 1, 2)
+    assert gpus.pick(inventory, gpu_spec("A100")) == (2,)
+    assert gpus.pick(inventory[:2], gpu_spec("A100")) is None

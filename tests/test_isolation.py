@@ -1,0 +1,147 @@
+"""Containers are walls: the escapes in tests/apps/isolation_escapes.py stay contained."""
+
+from __future__ import annotations
+
+import errno
+import shutil
+import signal
+from pathlib import Path
+
+import httpx
+import pytest
+from apps import isolation_escapes as esc
+from helpers import eventually
+
+from firebox.backends import cgroups
+from firebox.exceptions import RemoteError
+
+pytestmark = pytest.mark.skipif(shutil.which("bwrap") is None, reason="needs bubblewrap")
+CGROUPS = cgroups.available()
+
+
+def healthy(server) -> bool:
+    return httpx.get(server.url + "/health", timeout=5).status_code == 200
+
+
+def host_pids_of(container_id: str) -> list[int]:
+    """Host pids of the python runtime of a container (not its bwrap wrappers)."""
+    found = []
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            cmdline = (entry / "cmdline").read_bytes().split(b"\0")
+            environ = (entry / "environ").read_bytes().split(b"\0")
+        except OSError:
+            continue
+        if cmdline[:1] != [b"bwrap"] and b"firebox.runtime" in cmdline and (
+            f"FIREBOX_CONTAINER_ID={container_id}".encode() in environ
+        ):
+            found.append(int(entry.name))
+    return found
+
+
+def test_default_is_namespaces_with_own_pid_namespace(server):
+    with esc.app.run():
+        info = esc.whoami.remote()
+    assert info["isolation"] == "namespaces"
+    assert info["pid"] < 10  # numbered inside its own pid namespace
+
+
+def test_other_containers_tmp_is_invisible(server):
+    with esc.app.run():
+        writer = esc.leave_in_tmp.remote("secret.txt", "from another container")
+        seen = esc.read_file.remote("/tmp/secret.txt")
+        unisolated = esc.read_file_unisolated.remote("/tmp/secret.txt")
+        assert esc.whoami.remote()["container_id"] != writer
+    assert isinstance(seen, str) and seen.startswith("FileNotFoundError")
+    assert not Path("/tmp/secret.txt").exists()  # it never reached the host's /tmp either
+    assert isinstance(unisolated, str)  # the control: without isolation the path is the host's
+    assert healthy(server)
+
+
+def test_server_state_and_client_token_are_invisible(server):
+    db = server.state_dir / "firebox.db"
+    token = server.config_dir / "config.toml"
+    assert db.exists() and token.exists()
+    with esc.app.run():
+        results = {p: esc.read_file.remote(str(p)) for p in (db, token, server.state_dir / "blobs")}
+        control = esc.read_file_unisolated.remote(str(token))
+    for path, result in results.items():
+        assert isinstance(result, str) and result.startswith(
+            ("FileNotFoundError", "IsADirectoryError")
+        ), (path, result)
+    assert server.token.encode() in control  # the control: a plain process reads the token
+    assert healthy(server)
+
+
+def test_cannot_write_under_usr(server):
+    target = Path("/usr/firebox-escape")
+    with esc.app.run():
+        result = esc.write_file.remote(str(target))
+    assert "Read-only file system" in result
+    assert not target.exists()
+
+
+def test_cannot_signal_another_containers_process(server):
+    with esc.app.run():
+        victim = esc.leave_in_tmp.remote("x", "y")  # stays warm, idle, after answering
+        pids = host_pids_of(victim)
+        assert len(pids) == 1
+        result = esc.send_signal.remote(pids[0], signal.SIGKILL)
+        server_probe = esc.send_signal.remote(server.proc.pid, 0)
+        assert result.startswith("ProcessLookupError")
+        assert server_probe.startswith("ProcessLookupError")
+        assert host_pids_of(victim) == pids  # still alive, and still serving
+        assert esc.leave_in_tmp.remote("x", "z") == victim
+    assert healthy(server)
+
+
+@pytest.mark.skipif(not CGROUPS, reason="needs writable cgroup v1")
+def test_fork_bomb_stops_at_the_pids_limit(server):
+    with esc.app.run():
+        result = esc.fork_bomb.remote(3 * cgroups.DEFAULT_PIDS_MAX)
+        assert result["error"] == errno.EAGAIN
+        assert 10 < result["started"] < cgroups.DEFAULT_PIDS_MAX
+        assert esc.whoami.remote()["isolation"] == "namespaces"  # others still start
+    assert healthy(server)
+    # The single-use container is gone, and its processes and cgroup with it.
+    group = cgroups.ROOT / "pids" / cgroups.PARENT / result["container_id"]
+    assert eventually(lambda: not group.exists(), timeout=15)
+
+
+@pytest.mark.skipif(not CGROUPS, reason="needs writable cgroup v1")
+def test_memory_bomb_is_killed_and_the_error_names_the_limit(server):
+    with esc.app.run():
+        with pytest.raises(RemoteError, match="more than its 256 MiB memory limit"):
+            esc.memory_bomb.remote()
+        assert esc.whoami.remote()["isolation"] == "namespaces"
+    assert healthy(server)
+
+
+@pytest.mark.skipif(not CGROUPS, reason="needs writable cgroup v1")
+def test_cpu_and_memory_limits_are_set_on_the_containers_cgroup(server):
+    with esc.app.run():
+        cid = esc.limited.remote()
+        cpu = cgroups.ROOT / "cpu" / cgroups.PARENT / cid
+        memory = cgroups.ROOT / "memory" / cgroups.PARENT / cid
+        assert (cpu / "cpu.cfs_quota_us").read_text().strip() == "50000"
+        assert (cpu / "cpu.shares").read_text().strip() == "256"
+        assert int((memory / "memory.limit_in_bytes").read_text()) == 300 * 1024 * 1024
+        assert int((memory / "memory.soft_limit_in_bytes").read_text()) == 100 * 1024 * 1024
+        assert host_pids_of(cid)[0] in [int(p) for p in (cpu / "cgroup.procs").read_text().split()]
+
+
+@pytest.mark.skipif(shutil.which("runsc") is None, reason="needs gVisor's runsc")
+def test_gvisor_function_runs_on_the_gvisor_kernel(server):
+    with esc.app.run():
+        result = esc.kernel.remote()
+    assert result["isolation"] == "gvisor"
+    assert result["version"] != Path("/proc/version").read_text()
+    assert healthy(server)
+
+
+def test_unknown_isolation_is_rejected_at_definition():
+    app = esc.firebox.App("bad-isolation")
+    with pytest.raises(esc.firebox.exceptions.InvalidError, match="isolation='vm'"):
+        app.function(isolation="vm")(lambda: None)
