@@ -5,7 +5,6 @@ from __future__ import annotations
 import pytest
 from apps import isolation_gpu_never, isolation_gpus
 from conftest import ServerProcess
-from helpers import use_server
 
 from firebox.backends import gpus
 from firebox.exceptions import InvalidError
@@ -29,7 +28,8 @@ def gpu_server(tmp_path_factory):
 
 @pytest.fixture
 def on_gpu_server(gpu_server, monkeypatch):
-    use_server(monkeypatch, gpu_server)
+    monkeypatch.setenv("FIREBOX_SERVER_URL", gpu_server.url)
+    monkeypatch.setenv("FIREBOX_TOKEN", gpu_server.token)
     return gpu_server
 
 

@@ -5,18 +5,25 @@ from __future__ import annotations
 import errno
 import shutil
 import signal
+import time
 from pathlib import Path
 
 import httpx
 import pytest
 from apps import isolation_escapes as esc
-from helpers import eventually
 
 from firebox.backends import cgroups
 from firebox.exceptions import RemoteError
 
 pytestmark = pytest.mark.skipif(shutil.which("bwrap") is None, reason="needs bubblewrap")
 CGROUPS = cgroups.available()
+
+
+def eventually(check, timeout: float = 10.0):
+    deadline = time.monotonic() + timeout
+    while not check() and time.monotonic() < deadline:
+        time.sleep(0.05)
+    return check()
 
 
 def healthy(server) -> bool:
