@@ -8,22 +8,21 @@ from .exceptions import Error
 from .sdk.app import App
 from .sdk.cls import Cls
 from .sdk.context import current_function_call_id, current_input_id, is_local
+from .sdk.dict import Dict
 from .sdk.function import Function, FunctionCall
 from .sdk.partial import batched, concurrent, enter, exit, method, parameter
+from .sdk.queue import Queue
 from .sdk.retries import Retries
+from .sdk.secret import Secret
 from .sdk.unsupported import (
     CloudBucketMount,
     Cron,
-    Dict,
     Image,
     Mount,
     NetworkFileSystem,
     Period,
-    Queue,
     Sandbox,
-    Secret,
     Stub,
-    Volume,
     asgi_app,
     fastapi_endpoint,
     forward,
@@ -31,6 +30,7 @@ from .sdk.unsupported import (
     web_server,
     wsgi_app,
 )
+from .sdk.volume import Volume
 
 __version__ = "0.1.0"
 

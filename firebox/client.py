@@ -31,6 +31,9 @@ _ERRORS: dict[str, type[Exception]] = {
     "AuthError": exceptions.AuthError,
     "AlreadyExistsError": exceptions.AlreadyExistsError,
     "OutputExpiredError": exceptions.OutputExpiredError,
+    "FileNotFoundError": FileNotFoundError,
+    "FileExistsError": FileExistsError,
+    "IsADirectoryError": IsADirectoryError,
 }
 
 

@@ -20,8 +20,9 @@ from typing import Any
 import httpx
 from websockets.asyncio.client import ClientConnection, connect
 
-from .. import wire
+from .. import _sync, wire
 from ..exceptions import InputCancellation, InvalidError
+from ..sdk import volume as volumes
 from ..sdk.cls import instantiate, lifecycle_methods, unpack_params
 from ..sdk.context import current_call, current_input
 from .batching import Batcher
@@ -291,6 +292,8 @@ async def main() -> None:
         hello = wire.unpack(await ws.recv())
         try:
             await asyncio.to_thread(fetch_code, hello, server_url, token, root)
+            await _sync.run_async(volumes.mount_all(hello["function"].get("volumes") or {},
+                                                    root.parent))
             os.chdir(root)
             target = load_target(hello["function"], root)
             runtime = Runtime(ws, hello, target)
@@ -303,6 +306,15 @@ async def main() -> None:
         loop.add_signal_handler(signal.SIGTERM, lambda: asyncio.ensure_future(ws.close()))
         await ws.send(wire.pack({"t": "ready"}))
         await runtime.serve()
+        await commit_volumes()
+
+
+async def commit_volumes() -> None:
+    """A stopping container commits its volumes; a failure is reported in its output."""
+    try:
+        await _sync.run_async(volumes.commit_all())
+    except Exception:
+        traceback.print_exc()
 
 
 def run() -> None:

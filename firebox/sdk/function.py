@@ -17,6 +17,7 @@ from ..exceptions import (
     NotSupportedYet,
     RemoteError,
 )
+from .attach import resolve_spec
 
 if TYPE_CHECKING:
     from .app import App
@@ -122,7 +123,8 @@ class Function:
         if self._parent is not None:
             parent_id = await self._parent._resolve()
             resp = await c.request(
-                "POST", f"/v1/functions/{parent_id}/variants", body={"options": self._options}
+                "POST", f"/v1/functions/{parent_id}/variants",
+                body={"options": await resolve_spec(self._options)},
             )
             self._function_id = resp["function_id"]
             if not self._info:

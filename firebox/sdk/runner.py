@@ -12,6 +12,7 @@ from .. import _sync, config
 from .. import client as client_mod
 from ..exceptions import ConnectionError, InvalidError
 from ..store.blobs import sha256
+from .attach import resolve_spec
 
 if TYPE_CHECKING:
     from ..server.serve import EmbeddedServer
@@ -48,6 +49,8 @@ async def publish(app: App, mode: str, name: str | None) -> str:
         blobs[digest] = data
         serialized[fname] = digest
     specs = app._function_specs(bundle, serialized)
+    for entry in specs:
+        entry["spec"] = await resolve_spec(entry["spec"])
     resp = await c.request("POST", "/v1/apps", body={"name": name, "mode": mode})
     app_id = resp["app_id"]
     await upload_blobs(blobs)

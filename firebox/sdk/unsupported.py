@@ -26,22 +26,6 @@ class Image(_NotYet):
     _what = "Images"
 
 
-class Volume(_NotYet):
-    _what = "Volumes"
-
-
-class Secret(_NotYet):
-    _what = "Secrets"
-
-
-class Dict(_NotYet):
-    _what = "Dicts"
-
-
-class Queue(_NotYet):
-    _what = "Queues"
-
-
 class Sandbox(_NotYet):
     _what = "Sandboxes"
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import logging
 from collections.abc import AsyncIterator
@@ -12,7 +13,7 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
 from .. import wire
-from . import api, containers
+from . import api, api_dicts, api_queues, api_secrets, api_volumes, containers
 from .auth import TokenAuth
 from .errors import ApiError, error_response
 from .plane import ControlPlane, Settings
@@ -42,13 +43,16 @@ def create_app(settings: Settings) -> TokenAuth:
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
         await cp.start()
+        sweeper = asyncio.create_task(api_queues.sweep_loop(cp))
         try:
             yield
         finally:
+            sweeper.cancel()
             await cp.close()
 
     app = Starlette(
-        routes=[Route("/health", health), *api.routes, *containers.routes],
+        routes=[Route("/health", health), *api.routes, *containers.routes, *api_dicts.routes,
+                *api_queues.routes, *api_secrets.routes, *api_volumes.routes],
         exception_handlers={ApiError: api_error, Exception: internal_error},
         lifespan=lifespan,
     )

@@ -138,3 +138,89 @@ logs = sa.Table(
     sa.Column("text", sa.Text, nullable=False),
     sa.Index("ix_logs_app_id_id", "app_id", "id"),
 )
+
+# ---- named objects: Dicts, Queues, Secrets, Volumes -----------------------------------------
+# Each belongs to a workspace; `name` is NULL for an ephemeral object (known only by its id).
+
+dicts = sa.Table(
+    "dicts",
+    metadata,
+    sa.Column("id", sa.String(32), primary_key=True),
+    sa.Column("workspace_id", sa.String(32), nullable=False),
+    sa.Column("name", sa.String(128)),
+    sa.Column("created_at", sa.Float, nullable=False),
+    sa.UniqueConstraint("workspace_id", "name", name="uq_dicts_workspace_name"),
+)
+
+dict_entries = sa.Table(
+    "dict_entries",
+    metadata,
+    sa.Column("dict_id", sa.String(32), primary_key=True),
+    sa.Column("key_hash", sa.String(64), primary_key=True),  # sha256 of the pickled key
+    sa.Column("key", sa.LargeBinary, nullable=False),
+    sa.Column("value", sa.LargeBinary, nullable=False),
+    sa.Column("updated_at", sa.Float, nullable=False),
+)
+
+queues = sa.Table(
+    "queues",
+    metadata,
+    sa.Column("id", sa.String(32), primary_key=True),
+    sa.Column("workspace_id", sa.String(32), nullable=False),
+    sa.Column("name", sa.String(128)),
+    sa.Column("created_at", sa.Float, nullable=False),
+    sa.UniqueConstraint("workspace_id", "name", name="uq_queues_workspace_name"),
+)
+
+queue_items = sa.Table(
+    "queue_items",
+    metadata,
+    sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
+    sa.Column("queue_id", sa.String(32), nullable=False),
+    sa.Column("partition", sa.String(64), nullable=False),  # "" is the default partition
+    sa.Column("value", sa.LargeBinary, nullable=False),
+    sa.Column("created_at", sa.Float, nullable=False),
+    sa.Index("ix_queue_items_queue_partition_id", "queue_id", "partition", "id"),
+)
+
+queue_partitions = sa.Table(
+    "queue_partitions",
+    metadata,
+    sa.Column("queue_id", sa.String(32), primary_key=True),
+    sa.Column("partition", sa.String(64), primary_key=True),
+    sa.Column("expires_at", sa.Float),  # NULL: never (the default partition)
+)
+
+secrets = sa.Table(
+    "secrets",
+    metadata,
+    sa.Column("id", sa.String(32), primary_key=True),
+    sa.Column("workspace_id", sa.String(32), nullable=False),
+    sa.Column("name", sa.String(128)),  # NULL for a secret made by from_dict / from_dotenv
+    sa.Column("data", sa.LargeBinary, nullable=False),  # Fernet token of the JSON env
+    sa.Column("created_at", sa.Float, nullable=False),
+    sa.Column("updated_at", sa.Float, nullable=False),
+    sa.UniqueConstraint("workspace_id", "name", name="uq_secrets_workspace_name"),
+)
+
+volumes = sa.Table(
+    "volumes",
+    metadata,
+    sa.Column("id", sa.String(32), primary_key=True),
+    sa.Column("workspace_id", sa.String(32), nullable=False),
+    sa.Column("name", sa.String(128)),
+    sa.Column("version", sa.Integer, nullable=False),  # bumped by every commit
+    sa.Column("created_at", sa.Float, nullable=False),
+    sa.UniqueConstraint("workspace_id", "name", name="uq_volumes_workspace_name"),
+)
+
+volume_files = sa.Table(
+    "volume_files",
+    metadata,
+    sa.Column("volume_id", sa.String(32), primary_key=True),
+    sa.Column("path", sa.String(1024), primary_key=True),  # relative, "/"-separated
+    sa.Column("sha256", sa.String(64), nullable=False),  # the content, in the blob store
+    sa.Column("size", sa.BigInteger, nullable=False),
+    sa.Column("mode", sa.Integer, nullable=False),
+    sa.Column("mtime", sa.Float, nullable=False),
+)
