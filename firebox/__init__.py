@@ -1,9 +1,9 @@
 """firebox: self-hosted serverless compute. `import firebox as modal` runs Modal apps."""
 
-from contextlib import contextmanager
 from collections.abc import Iterator
+from contextlib import contextmanager
 
-from . import exceptions as exception
+from . import exception
 from .exceptions import Error
 from .sdk.app import App
 from .sdk.cls import Cls
@@ -43,8 +43,8 @@ def enable_output(show_progress: bool = True) -> Iterator[None]:
 
 __all__ = [
     "App",
-    "Cls",
     "CloudBucketMount",
+    "Cls",
     "Cron",
     "Dict",
     "Error",

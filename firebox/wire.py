@@ -56,9 +56,10 @@ def serialize(value: Any, what: str = "value") -> bytes:
         ) from None
     limit = max_payload_bytes()
     if len(data) > limit:
+        mb = 1024 * 1024  # the unit of FIREBOX_MAX_PAYLOAD_MB
         raise SerializationError(
-            f"The {what} is {len(data) / 1e6:.1f} MB serialized, over the "
-            f"{limit / 1e6:.0f} MB limit; store large data in a file or volume and pass its "
+            f"{what[:1].upper()}{what[1:]} serialized to {len(data) / mb:.1f} MB, over the "
+            f"{limit / mb:g} MB limit; store large data in a file or volume and pass its "
             "path, or raise FIREBOX_MAX_PAYLOAD_MB."
         )
     return data
@@ -99,22 +100,29 @@ def decode_exception(data: bytes) -> BaseException:
     record = unpack(data)
     tb = record.get("traceback") or ""
     exc: BaseException | None = None
+    why = "it could not be pickled in the container, so make it picklable"
     if record.get("exc") is not None:
         try:
             exc = cloudpickle.loads(record["exc"])
-        except Exception:
-            exc = None
+        except Exception as load_error:
+            why = (
+                f"it could not be loaded here ({type(load_error).__name__}: {load_error}), so "
+                "make its class importable and constructible from its args on this side"
+            )
     if exc is None:
-        exc = _builtin_error(record["type"], record["message"])
+        exc = _builtin_error(record["type"], record["message"], why)
     if tb and hasattr(exc, "add_note"):
         exc.add_note("Remote traceback:\n" + tb.rstrip())
     return exc
 
 
-def _builtin_error(type_name: str, message: str) -> BaseException:
+def _builtin_error(type_name: str, message: str, why: str) -> BaseException:
     from . import exceptions
 
     module, _, name = type_name.rpartition(".")
     if module == "firebox.exceptions" and hasattr(exceptions, name):
         return getattr(exceptions, name)(message)
-    return ExecutionError(f"{type_name}: {message}")
+    return ExecutionError(
+        f"The function raised {type_name}: {message} ({why} to get the original exception; "
+        "the remote traceback is attached)"
+    )

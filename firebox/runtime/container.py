@@ -90,8 +90,8 @@ class Runtime:
         self.outbox: list[dict[str, Any]] = []
         self.outbox_ready = asyncio.Event()
         self.stopping = asyncio.Event()
-        max_inputs = int(self.spec.get("max_inputs") or 1)
-        self.pool = ThreadPoolExecutor(max_workers=max_inputs, thread_name_prefix="input")
+        self.max_inputs = int(self.spec.get("max_inputs") or 1)
+        self.pool = ThreadPoolExecutor(max_workers=self.max_inputs, thread_name_prefix="input")
         self.batchers: dict[str | None, Batcher] = {}
 
     # ---- start and stop --------------------------------------------------------------------
@@ -177,9 +177,16 @@ class Runtime:
             ctypes.pythonapi.PyThreadState_SetAsyncExc(
                 ctypes.c_ulong(thread_id), ctypes.py_object(InputCancellation)
             )
+            # The exception lands only when the thread runs Python again (not during a sleep or
+            # a long C call), so new inputs get fresh threads instead of queueing behind it.
+            old, self.pool = self.pool, ThreadPoolExecutor(
+                max_workers=self.max_inputs, thread_name_prefix="input"
+            )
+            old.shutdown(wait=False)
 
-    def _report(self, input_id: str, status: str, data: bytes | None) -> None:
-        self.outbox.append({"id": input_id, "status": status, "data": data})
+    def _report(self, input_id: str, status: str, data: bytes | None,
+                exec_seconds: float | None = None) -> None:
+        self.outbox.append({"id": input_id, "status": status, "data": data, "exec": exec_seconds})
         self.outbox_ready.set()
 
     async def _send_loop(self) -> None:

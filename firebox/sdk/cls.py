@@ -67,7 +67,7 @@ class Cls:
                 values[pname] = defaults[pname]
             elif not p.get("has_default"):
                 raise InvalidError(f"{self._name}() needs a value for parameter '{pname}'.")
-        return Obj(self, kwargs)
+        return Obj(self, values)
 
     def __getattr__(self, name: str) -> Any:
         if name.startswith("_"):

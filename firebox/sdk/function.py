@@ -292,10 +292,11 @@ class Function:
                 if sender.done() and sender.exception() is not None:
                     raise sender.exception()  # type: ignore[misc]
                 if not created.is_set():
-                    await asyncio.wait(
-                        [sender, asyncio.ensure_future(created.wait())],
-                        return_when=asyncio.FIRST_COMPLETED,
-                    )
+                    waiter = asyncio.ensure_future(created.wait())
+                    try:
+                        await asyncio.wait([sender, waiter], return_when=asyncio.FIRST_COMPLETED)
+                    finally:
+                        waiter.cancel()
                     continue
                 wait = client_mod.LONG_POLL if sender.done() else 0.2
                 outputs = await poll_outputs(call_id, after, wait)
