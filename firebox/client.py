@@ -100,7 +100,9 @@ class Client:
                 continue
             return _decode(response)
 
-    async def stream_lines(self, path: str, params: dict[str, Any]) -> AsyncIterator[dict[str, Any]]:
+    async def stream_lines(
+        self, path: str, params: dict[str, Any]
+    ) -> AsyncIterator[dict[str, Any]]:
         async with self.http.stream("GET", path, params=params, timeout=None) as response:
             if response.status_code >= 400:
                 await response.aread()

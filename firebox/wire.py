@@ -33,9 +33,16 @@ DONE = "done"
 TERMINAL = (SUCCESS, FAILURE, TIMEOUT, CANCELLED)
 
 
+_limit: tuple[str, int] = ("", 0)
+
+
 def max_payload_bytes() -> int:
     """The largest argument or result payload accepted, configurable by FIREBOX_MAX_PAYLOAD_MB."""
-    return int(float(os.environ.get("FIREBOX_MAX_PAYLOAD_MB", "64")) * 1024 * 1024)
+    global _limit
+    raw = os.environ.get("FIREBOX_MAX_PAYLOAD_MB", "64")
+    if raw != _limit[0]:
+        _limit = (raw, int(float(raw) * 1024 * 1024))
+    return _limit[1]
 
 
 def pack(message: Any) -> bytes:

@@ -56,7 +56,8 @@ Runnable = tuple[str, Callable[..., Any], Callable[..., Any]]  # label, signatur
 def find_runnable(app: App, ref: str | None) -> Runnable:
     """The local entrypoint, function or Cls.method to run: `ref`, or the only candidate."""
     entrypoints = app.registered_entrypoints
-    functions = {k: v for k, v in app.registered_functions.items() if k not in app.registered_classes}
+    classes = app.registered_classes
+    functions = {k: v for k, v in app.registered_functions.items() if k not in classes}
     if ref:
         if ref in entrypoints:
             return _entrypoint(ref, entrypoints[ref])
@@ -158,8 +159,9 @@ def build_command(label: str, f: Callable[..., Any], run: Callable[..., Any]) ->
             )
             params[-1].name = p.name
             continue
-        option = click.Option(names, type=_click_type(annotation), required=required,
-                              default=default, show_default=not required)
+        # An explicit default=None would satisfy a required option (click >= 8.3): omit it.
+        extra: dict[str, Any] = {} if required else {"default": default, "show_default": True}
+        option = click.Option(names, type=_click_type(annotation), required=required, **extra)
         option.name = p.name
         params.append(option)
     return click.Command(label, params=params, callback=run,

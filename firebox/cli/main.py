@@ -15,6 +15,10 @@ from .. import _sync, config
 from .. import client as client_mod
 from ..exceptions import Error
 from .entrypoints import build_command, find_app, find_runnable, import_file
+from .objects import dict_group, queue_group
+from .scaling import app_stats, usage
+from .secret import secret_group
+from .volume import volume_group
 
 
 class FireboxGroup(click.Group):
@@ -62,9 +66,8 @@ def run(ctx: click.Context, app_ref: str, detach: bool, quiet: bool, interactive
             click.echo(command.get_help(sub))
         return
     sub_ctx = command.make_context(f"firebox run {app_ref}", args)
-    with app.run(detach=detach, show_logs=not quiet):
-        with sub_ctx:
-            command.invoke(sub_ctx)
+    with app.run(detach=detach, show_logs=not quiet), sub_ctx:
+        command.invoke(sub_ctx)
 
 
 @main.command()
@@ -146,7 +149,8 @@ def app_list(as_json: bool) -> None:
     if as_json:
         click.echo(json.dumps(apps, indent=2))
         return
-    click.echo(f"{'APP ID':<22} {'NAME':<24} {'STATE':<10} {'FUNCS':>5} {'CONTAINERS':>10}  CREATED")
+    header = f"{'APP ID':<22} {'NAME':<24} {'STATE':<10} {'FUNCS':>5} {'CONTAINERS':>10}"
+    click.echo(header + "  CREATED")
     for a in apps:
         click.echo(
             f"{a['app_id']:<22} {(a['name'] or '-'):<24} {a['state']:<10} {a['functions']:>5} "
@@ -171,7 +175,8 @@ def app_logs(app: str, follow: bool) -> None:
 
     async def stream() -> None:
         c = client_mod.current()
-        async for line in c.stream_lines(f"/v1/apps/{app}/logs", {"follow": "1" if follow else "0"}):
+        params = {"follow": "1" if follow else "0"}
+        async for line in c.stream_lines(f"/v1/apps/{app}/logs", params):
             print_log_line(line)
 
     try:
@@ -194,6 +199,12 @@ def app_history(app: str, as_json: bool) -> None:
         detail = ", ".join(f"{k}={v}" for k, v in e["detail"].items())
         click.echo(f"  {_time(e['ts'])}  {e['kind']:<10} {detail}")
 
+
+app_group.add_command(app_stats)
+main.add_command(usage)
+
+for _group in (dict_group, queue_group, secret_group, volume_group):
+    main.add_command(_group)
 
 if __name__ == "__main__":
     main()

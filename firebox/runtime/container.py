@@ -12,6 +12,7 @@ import os
 import signal
 import sys
 import threading
+import time
 import traceback
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -204,6 +205,7 @@ class Runtime:
         input_id = item["id"]
         token_input = current_input.set(input_id)
         token_call = current_call.set(item["call_id"])
+        started = time.perf_counter()
         try:
             args, kwargs = wire.deserialize(item["args"], "arguments")
             f = self.callable_for(item.get("method"))
@@ -215,13 +217,15 @@ class Runtime:
                 result = await f(*args, **kwargs)
             else:
                 result = await self._in_thread(input_id, f, args, kwargs)
-            self._report(input_id, wire.SUCCESS, wire.serialize(result, "return value"))
+            self._report(input_id, wire.SUCCESS, wire.serialize(result, "return value"),
+                         time.perf_counter() - started)
         except asyncio.CancelledError:
             return  # the control plane already settled this input
         except InputCancellation:
             return
         except Exception as exc:
-            self._report(input_id, wire.FAILURE, wire.encode_exception(exc))
+            self._report(input_id, wire.FAILURE, wire.encode_exception(exc),
+                         time.perf_counter() - started)
         finally:
             current_input.reset(token_input)
             current_call.reset(token_call)
@@ -245,6 +249,7 @@ class Runtime:
         return await loop.run_in_executor(self.pool, ctx.run, run)
 
     async def _run_batch(self, method: str | None, items: list[dict[str, Any]]) -> None:
+        started = time.perf_counter()
         try:
             decoded = [wire.deserialize(i["args"], "arguments") for i in items]
             f = self.callable_for(method)
@@ -262,12 +267,15 @@ class Runtime:
                     f"({len(items)}), not {type(results).__name__}"
                     + (f" of {len(results)}" if isinstance(results, list) else "")
                 )
+            share = (time.perf_counter() - started) / len(items)
             for item, result in zip(items, results):
-                self._report(item["id"], wire.SUCCESS, wire.serialize(result, "return value"))
+                self._report(item["id"], wire.SUCCESS, wire.serialize(result, "return value"),
+                             share)
         except Exception as exc:
             encoded = wire.encode_exception(exc)
+            share = (time.perf_counter() - started) / len(items)
             for item in items:
-                self._report(item["id"], wire.FAILURE, encoded)
+                self._report(item["id"], wire.FAILURE, encoded, share)
 
 
 def _columns(args_list: list[tuple[Any, ...]], kwargs_list: list[dict[str, Any]], f: Any

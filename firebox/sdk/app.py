@@ -10,6 +10,7 @@ from typing import Any
 from .. import _sync, wire
 from .. import client as client_mod
 from ..exceptions import InvalidError, NotFoundError, NotSupportedYet
+from .attach import attach_spec
 from .cls import Cls
 from .function import Function
 from .gpu import gpu_spec, isolation_spec
@@ -24,11 +25,8 @@ _RENAMED = {
 }
 _NOT_YET = {
     "image": "Images",
-    "secrets": "Secrets",
-    "volumes": "Volumes",
     "network_file_systems": "Network file systems",
     "schedule": "Schedules",
-    "env": "Environment secrets (env=)",
     "cloud_bucket_mounts": "Cloud bucket mounts",
     "proxy": "Proxies",
 }
@@ -109,7 +107,8 @@ def variant_options(name: str, options: dict[str, Any]) -> dict[str, Any]:
     unknown = set(options) - allowed
     if unknown:
         raise InvalidError(f"with_options got unknown options: {', '.join(sorted(unknown))}.")
-    spec = resource_spec(
+    spec = attach_spec(options.get("secrets"), options.get("volumes"), options.get("env"))
+    spec |= resource_spec(
         options.get("cpu"), options.get("memory"), options.get("timeout"),
         options.get("scaledown_window"), options.get("min_containers"),
         options.get("max_containers"), options.get("buffer_containers"), options.get("retries"),
@@ -135,7 +134,8 @@ class App:
     ) -> None:
         if kwargs:
             raise InvalidError(f"App() got unexpected arguments: {', '.join(sorted(kwargs))}.")
-        reject_old_options({"image": image, "secrets": list(secrets), "volumes": volumes})
+        reject_old_options({"image": image})
+        self._attached = attach_spec(list(secrets), volumes or {}, None)
         self.name = name
         self.tags = dict(tags or {})
         self.include_source = include_source
@@ -299,6 +299,9 @@ class App:
         if options.get("max_inputs"):
             spec["max_inputs"] = int(options["max_inputs"])
         spec["region"], spec["cloud"] = options.get("region"), options.get("cloud")
+        own = attach_spec(options.get("secrets"), options.get("volumes"), options.get("env"))
+        spec["secrets"] = self._attached["secrets"] + own.get("secrets", [])
+        spec["volumes"] = {**self._attached["volumes"], **own.get("volumes", {})}
         spec["gpu"] = gpu_spec(options.get("gpu"))
         spec["isolation"] = isolation_spec(options.get("isolation"))
         return spec

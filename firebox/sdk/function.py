@@ -403,10 +403,21 @@ class Function:
         await self._resolve()
         return self
 
-    def update_autoscaler(self, **_: Any) -> None:
-        raise NotSupportedYet(
-            "Function.update_autoscaler is not supported yet; set min_containers, max_containers "
-            "and scaledown_window in @app.function or with_options."
+    @live_method
+    async def update_autoscaler(
+        self,
+        *,
+        min_containers: int | None = None,
+        max_containers: int | None = None,
+        buffer_containers: int | None = None,
+        scaledown_window: int | None = None,
+    ) -> None:
+        """Change the running function's autoscaler; holds until the app is deployed again."""
+        fid = await self._resolve()
+        await client_mod.current().request(
+            "POST", f"/v1/functions/{fid}/autoscaler",
+            body={"min_containers": min_containers, "max_containers": max_containers,
+                  "buffer_containers": buffer_containers, "scaledown_window": scaledown_window},
         )
 
     def get_web_url(self) -> str | None:

@@ -73,7 +73,7 @@ def enter(_f: Any = None, *, snap: bool = False) -> Any:
     return wrap
 
 
-def exit(_f: Any = None) -> Any:  # noqa: A001 - the name Modal uses
+def exit(_f: Any = None) -> Any:
     """Run this method when a container shuts down."""
     if _f is not None:
         raise InvalidError("Use @firebox.exit() with parentheses.")

@@ -12,7 +12,9 @@ class _NotYetMeta(type):
     def __getattr__(cls, name: str) -> Any:
         if name.startswith("__"):
             raise AttributeError(name)
-        raise NotSupportedYet(f"{cls.__name__}.{name}: {cls._what} are not supported yet in firebox.")
+        raise NotSupportedYet(
+            f"{cls.__name__}.{name}: {cls._what} are not supported yet in firebox."
+        )
 
 
 class _NotYet(metaclass=_NotYetMeta):

@@ -24,6 +24,8 @@ from .plane import ControlPlane, new_app_id
 from .scheduler import Input
 
 MAX_WAIT = 50.0  # seconds a long poll is held before the client asks again
+MAX_APP_NAME = 128  # the width of apps.name
+MAX_CALL_ID = 24  # input ids ("in-" + call id + index) must fit the 32 characters of inputs.id
 
 
 def plane(request: Request) -> ControlPlane:
@@ -74,6 +76,9 @@ async def create_app(request: Request) -> JSONResponse:
         raise invalid("mode must be 'ephemeral' or 'deploy'.")
     if mode == "deploy" and not name:
         raise invalid("A deployed app needs a name: App('my-app') or `firebox deploy --name`.")
+    if name is not None and (not isinstance(name, str) or len(name) > MAX_APP_NAME):
+        raise invalid(f"An app name is a string of at most {MAX_APP_NAME} characters; pick a "
+                      "shorter one.")
     now = time.time()
     if mode == "deploy":
         found = await cp.db.read(
@@ -171,6 +176,10 @@ async def register_functions(request: Request) -> JSONResponse:
     await cp.db.write(op)
     for fid in replaced:
         await cp.replace_function(fid)
+    for fid in ids.values():
+        fn = await cp.load_function(fid)
+        if fn is not None:
+            cp.scheduler.ensure_warm(fn)
     if app.state == "deployed":
         await cp.app_event(app.id, "deployed", {"functions": sorted(ids)})
     return JSONResponse({"ids": ids})
@@ -381,8 +390,8 @@ async def put_inputs(request: Request) -> Response:
     body = await msgpack_body(request)
     cp, who = plane(request), identity(request)
     call_id = str(body.get("call_id", ""))
-    if not call_id.startswith("fc-") or len(call_id) > 32:
-        raise invalid("call_id must look like 'fc-...'.")
+    if not call_id.startswith("fc-") or len(call_id) > MAX_CALL_ID:
+        raise invalid(f"call_id must look like 'fc-...', at most {MAX_CALL_ID} characters.")
     fn = await cp.load_function(str(body.get("function_id", "")))
     if fn is None or fn.workspace_id != who.workspace_id:
         raise not_found("No such function in this workspace; look it up again by name.")
@@ -448,7 +457,20 @@ async def put_inputs(request: Request) -> Response:
                 ],
             )
 
-    if items:
+    if await _is_new_single_call(cp, call_id, body, items):
+        # A new remote call runs while its input commits. Its reply waits for the output, so
+        # if the server dies before the commit the caller retries and nothing is lost.
+        fresh.extend((int(i), a) for i, a in items)
+        cp.outputs.open_new(call_id, fast=True)
+        pool = cp.scheduler.pool(fn, pool_key, params)
+        cp.scheduler.submit(pool, [Input(_input_id(call_id, i), call_id, i, a, 0, pool, method)
+                                   for i, a in fresh])
+        try:
+            await cp.db.write(op)
+        finally:
+            cp.accepting.discard(call_id)
+        fresh.clear()
+    elif items:
         await cp.db.write(op)
     await cp.outputs.open(call_id)
     if fresh:
@@ -460,6 +482,21 @@ async def put_inputs(request: Request) -> Response:
     wait = min(float(body.get("wait") or 0), MAX_WAIT)
     outputs = await cp.outputs.read(call_id, 0, wait) if wait else []
     return packed({"call_id": call_id, "accepted": len(fresh), "outputs": outputs})
+
+
+async def _is_new_single_call(
+    cp: ControlPlane, call_id: str, body: dict[str, Any], items: list[Any]
+) -> bool:
+    """Whether this is the first sight of a one-input remote call (no retry of an earlier one)."""
+    if body.get("kind") != "remote" or len(items) != 1:
+        return False
+    if call_id in cp.accepting or call_id in cp.outputs.calls:
+        return False
+    cp.accepting.add(call_id)
+    if await cp.db.read(sa.select(s.calls.c.id).where(s.calls.c.id == call_id)):
+        cp.accepting.discard(call_id)
+        return False
+    return True
 
 
 def _input_id(call_id: str, idx: int) -> str:
@@ -496,41 +533,6 @@ async def cancel_call(request: Request) -> JSONResponse:
     return JSONResponse({"cancelled": cancelled})
 
 
-# ---- blobs -------------------------------------------------------------------------------
-
-
-async def missing_blobs(request: Request) -> JSONResponse:
-    body = await json_body(request)
-    digests = body.get("digests") or []
-    cp = plane(request)
-    try:
-        missing = [d for d in digests if not cp.blobs.has(d)]
-    except ValueError as exc:
-        raise invalid(str(exc)) from None
-    return JSONResponse({"missing": missing})
-
-
-async def put_blob(request: Request) -> JSONResponse:
-    cp = plane(request)
-    digest = request.path_params["digest"]
-    data = await request.body()
-    try:
-        cp.blobs.put(digest, data)
-    except ValueError as exc:
-        raise invalid(str(exc)) from None
-    return JSONResponse({"sha256": digest, "size": len(data)})
-
-
-async def get_blob(request: Request) -> Response:
-    cp = plane(request)
-    digest = request.path_params["digest"]
-    try:
-        data = cp.blobs.get(digest)
-    except (ValueError, FileNotFoundError):
-        raise not_found(f"No blob {digest}.") from None
-    return Response(data, media_type="application/octet-stream")
-
-
 routes = [
     Route("/v1/apps", create_app, methods=["POST"]),
     Route("/v1/apps", list_apps, methods=["GET"]),
@@ -544,7 +546,4 @@ routes = [
     Route("/v1/calls", put_inputs, methods=["POST"]),
     Route("/v1/calls/{call_id}/outputs", get_outputs, methods=["POST"]),
     Route("/v1/calls/{call_id}/cancel", cancel_call, methods=["POST"]),
-    Route("/v1/blobs/missing", missing_blobs, methods=["POST"]),
-    Route("/v1/blobs/{digest}", put_blob, methods=["PUT"]),
-    Route("/v1/blobs/{digest}", get_blob, methods=["GET"]),
 ]

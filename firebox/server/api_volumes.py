@@ -17,6 +17,7 @@ from starlette.routing import Route
 from ..store import schema as s
 from ..store.blobs import SHA256
 from .api import identity, msgpack_body, packed, plane
+from .api_blobs import owned
 from .errors import ApiError, invalid
 from .objects import Objects, OwnedIds
 
@@ -139,13 +140,15 @@ async def commit(request: Request) -> Response:
     force = body.get("force", True)
     if not isinstance(puts, dict):
         raise invalid("put must map paths to [sha256, size, mode, mtime].")
+    uploaded = await owned(cp, who.workspace_id,
+                           [m[0] for m in puts.values() if isinstance(m, list | tuple) and m])
     rows = []
     for path, meta in puts.items():
         clean = clean_path(path)
         if not (isinstance(meta, list | tuple) and len(meta) == 4 and isinstance(meta[0], str)
                 and SHA256.match(meta[0])):
             raise invalid(f"The entry for '{path}' must be [sha256, size, mode, mtime].")
-        if not cp.blobs.has(meta[0]):
+        if meta[0] not in uploaded:
             raise invalid(f"The contents of '{path}' were not uploaded; upload them first.")
         rows.append({"volume_id": volume_id, "path": clean, "sha256": meta[0],
                      "size": int(meta[1]), "mode": int(meta[2]) & 0o777, "mtime": float(meta[3])})

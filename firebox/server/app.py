@@ -13,7 +13,16 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
 from .. import wire
-from . import api, api_dicts, api_queues, api_secrets, api_volumes, containers
+from . import (
+    api,
+    api_blobs,
+    api_dicts,
+    api_queues,
+    api_scaling,
+    api_secrets,
+    api_volumes,
+    containers,
+)
 from .auth import TokenAuth
 from .errors import ApiError, error_response
 from .plane import ControlPlane, Settings
@@ -51,8 +60,9 @@ def create_app(settings: Settings) -> TokenAuth:
             await cp.close()
 
     app = Starlette(
-        routes=[Route("/health", health), *api.routes, *containers.routes, *api_dicts.routes,
-                *api_queues.routes, *api_secrets.routes, *api_volumes.routes],
+        routes=[Route("/health", health), *api.routes, *api_blobs.routes, *api_scaling.routes,
+                *containers.routes,
+                *api_dicts.routes, *api_queues.routes, *api_secrets.routes, *api_volumes.routes],
         exception_handlers={ApiError: api_error, Exception: internal_error},
         lifespan=lifespan,
     )

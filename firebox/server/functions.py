@@ -29,7 +29,7 @@ DEFAULTS: dict[str, Any] = {
 }
 
 # Options a with_options / with_concurrency / with_batching variant may override.
-VARIANT_OPTIONS = set(DEFAULTS)
+VARIANT_OPTIONS = set(DEFAULTS) | {"secrets", "volumes"}
 
 
 @dataclass

@@ -57,6 +57,7 @@ class LogHub:
         self._add(app_id, function, container_id, "system", text)
 
     def _add(self, app_id: str, function: str, container_id: str, stream: str, text: str) -> None:
+        text = text.replace("\x00", "\ufffd")  # PostgreSQL's text cannot hold NUL
         line = LogLine(self.next_id, app_id, function, container_id, stream, time.time(), text)
         self.next_id += 1
         self.db.write_soon(

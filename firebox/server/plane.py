@@ -21,8 +21,11 @@ from ..store.db import Database
 from .auth import Identity
 from .functions import FunctionRecord, merged_spec
 from .logs import LogHub
+from .metering import Meter, load_prices
 from .outputs import OutputLog
 from .scheduler import Capacity, Container, Scheduler
+from .vault import Vault
+from .waiters import Waiters
 
 log = logging.getLogger("firebox.server")
 
@@ -50,6 +53,8 @@ class ControlPlane:
         self.blobs = BlobStore(settings.state_dir / "blobs")
         self.outputs = OutputLog(self.db)
         self.logs = LogHub(self.db)
+        self.meter = Meter(self.db, settings.state_dir)
+        self.prices = load_prices(settings.state_dir)
         self.backend = LocalBackend(
             settings.state_dir / "containers",
             on_output=self.logs.container_output,
@@ -64,8 +69,13 @@ class ControlPlane:
             self.logs,
             Capacity.of_this_machine(),
             container_env=self._container_env,
+            meter=self.meter,
         )
+        self.vault = Vault(settings.state_dir, self.db)
+        self.waiters = Waiters()  # blocked Queue gets and puts, woken by changes
         self._tasks: list[asyncio.Task[None]] = []
+        self.accepting: set[str] = set()  # new remote calls whose input is being committed
+        self._closers: set[asyncio.Task[None]] = set()
 
     async def start(self) -> None:
         await self.db.migrate()
@@ -77,16 +87,29 @@ class ControlPlane:
                 s.apps.update().where(s.apps.c.state == "ephemeral").values(heartbeat_at=now)
             )
         )
+        closed = await self.meter.close_orphans()
+        if closed:
+            log.info("closed the metering of %d containers of the previous run", closed)
         rows = await self.db.read(sa.select(s.apps.c.id).where(s.apps.c.state == "stopped"))
         self.scheduler.stopped_apps.update(r[0] for r in rows)
         self.scheduler.start()
+        rows = await self.db.read(
+            sa.select(s.functions.c.id)
+            .join(s.apps, s.apps.c.id == s.functions.c.app_id)
+            .where(s.apps.c.state == "deployed")
+        )
+        for r in rows:
+            fn = await self.load_function(r[0])
+            if fn is not None:
+                self.scheduler.ensure_warm(fn)
         recovered = await self.scheduler.recover(self.load_function)
         if recovered:
             log.info("queued %d accepted inputs again after a restart", recovered)
         self._tasks.append(asyncio.create_task(self._expire_ephemeral_apps()))
+        self._tasks.append(asyncio.create_task(self._mark_alive()))
 
     async def close(self) -> None:
-        for t in self._tasks:
+        for t in [*self._tasks, *self._closers]:
             t.cancel()
         await self.scheduler.shutdown()
         await self.backend.close()
@@ -98,7 +121,7 @@ class ControlPlane:
     def _container_env(self, c: Container) -> dict[str, str]:
         fn = c.pool.function
         token = f"ct-{c.id}.{c.token}"
-        return {
+        return self.vault.env_for(fn.spec, fn.workspace_id) | {
             "FIREBOX_SERVER_URL": self.settings.url,
             "FIREBOX_TOKEN": token,
             "FIREBOX_CONTAINER_ID": c.id,
@@ -107,6 +130,8 @@ class ControlPlane:
             "MODAL_IS_REMOTE": "1",
             "MODAL_TASK_ID": c.id,
             "MODAL_ENVIRONMENT": "main",
+            # Mount path -> volume id; an isolating backend binds each at its real path.
+            "FIREBOX_VOLUMES": json.dumps(fn.spec.get("volumes") or {}),
         }
 
     def container_identity(self, token: str) -> Identity | None:
@@ -136,6 +161,7 @@ class ControlPlane:
         else:
             spec = json.loads(row.spec)
         fn = FunctionRecord(row.id, row.app_id, row.workspace_id, row.name, spec)
+        await self.vault.load(list(spec.get("secrets") or ()))
         self.scheduler.functions[function_id] = fn
         return fn
 
@@ -173,7 +199,9 @@ class ControlPlane:
         )
         await self.app_event(app_id, "stopped", {"reason": reason})
         self.scheduler.stop_app(app_id)
-        asyncio.create_task(self._close_logs_when_gone(app_id))
+        task = asyncio.create_task(self._close_logs_when_gone(app_id))
+        self._closers.add(task)
+        task.add_done_callback(self._closers.discard)
 
     async def _close_logs_when_gone(self, app_id: str) -> None:
         deadline = time.monotonic() + 15
@@ -185,6 +213,11 @@ class ControlPlane:
             await asyncio.sleep(0.02)
         await asyncio.sleep(0.05)  # let the last lines of output arrive
         self.logs.close_app(app_id)
+
+    async def _mark_alive(self) -> None:
+        while True:
+            self.meter.touch_alive()
+            await asyncio.sleep(2)
 
     async def _expire_ephemeral_apps(self) -> None:
         while True:

@@ -22,6 +22,7 @@ from ..store import schema as s
 from ..store.db import Database
 from .functions import FunctionRecord
 from .logs import LogHub
+from .metering import Meter
 from .outputs import OutputLog
 
 log = logging.getLogger("firebox.scheduler")
@@ -44,6 +45,8 @@ class Input:
     method: str | None
     container: Container | None = None
     timer: asyncio.TimerHandle | None = None
+    exec_seconds: float | None = None
+    ran_on: str | None = None
 
 
 @dataclass(eq=False)
@@ -58,7 +61,8 @@ class Container:
     init_error: bytes | None = None
     served: int = 0
     stop_reason: str | None = None
-    gpu_indices: tuple[int, ...] = ()  # which of this machine's GPUs it holds
+    gpu: str | None = None  # the GPUs reserved for it, like "H100:2"
+    gpu_indices: tuple[int, ...] = ()  # which of this machine's GPUs those are
 
 
 @dataclass(eq=False)
@@ -68,6 +72,12 @@ class Pool:
     params: bytes | None
     queue: deque[Input] = field(default_factory=deque)
     containers: dict[str, Container] = field(default_factory=dict)
+    events: deque[tuple[float, str]] = field(default_factory=lambda: deque(maxlen=50))
+    waiting_for_capacity: bool = False
+
+    def event(self, text: str) -> None:
+        """Remember a scaling decision, for `firebox app stats`."""
+        self.events.append((time.time(), text))
 
     @property
     def running(self) -> int:
@@ -156,7 +166,9 @@ class Scheduler:
         logs: LogHub,
         capacity: Capacity,
         container_env: Callable[[Container], dict[str, str]],
+        meter: Meter,
     ) -> None:
+        self.meter = meter
         self.db = db
         self.backend = backend
         self.outputs = outputs
@@ -231,6 +243,11 @@ class Scheduler:
             pool = self.pools[key] = Pool(key, fn, params)
         return pool
 
+    def ensure_warm(self, fn: FunctionRecord) -> None:
+        """Start min_containers for a function's default pool before any input arrives."""
+        if int(fn.get("min_containers")) > 0 and fn.app_id not in self.stopped_apps:
+            self.dispatch(self.pool(fn, "", None))
+
     def submit(self, pool: Pool, inputs: list[Input]) -> None:
         for inp in inputs:
             self.by_call.setdefault(inp.call_id, set()).add(inp)
@@ -263,6 +280,7 @@ class Scheduler:
         items = []
         for inp in batch:
             inp.container = c
+            inp.ran_on = c.id
             c.running[inp.id] = inp
             inp.timer = loop.call_later(timeout, self._on_timeout, inp)
             items.append(
@@ -293,21 +311,25 @@ class Scheduler:
         cpu, memory = float(fn.get("cpu")), int(fn.get("memory"))
         reservation = self.capacity.reserve(cpu, memory, fn.get("gpu"))
         if reservation is None:
+            if not pool.waiting_for_capacity:
+                pool.waiting_for_capacity = True
+                pool.event(
+                    f"waiting for capacity: needs {cpu:g} cores and {memory} MiB, "
+                    f"{self.capacity.cpu - self.capacity.used_cpu:g} cores and "
+                    f"{self.capacity.memory_mb - self.capacity.used_memory} MiB free"
+                )
             self._evict_idle(pool, cpu, memory)
             return False  # inputs wait in the queue until a container stops
+        pool.waiting_for_capacity = False
         c = Container(new_id("ta"), pool, token=secrets.token_urlsafe(24))
         c.gpu_indices = reservation.gpus
+        c.gpu = self.capacity.gpu_label(reservation.gpus)
         pool.containers[c.id] = c
         self.containers[c.id] = c
         self.logs.register(c.id, fn.app_id, fn.name)
         now = time.time()
-        self.db.write_soon(
-            lambda conn: conn.execute(
-                s.containers.insert().values(
-                    id=c.id, app_id=fn.app_id, function_id=fn.id, state="starting", created_at=now
-                )
-            )
-        )
+        self.meter.container_started(c.id, fn.app_id, fn.id, cpu, memory, c.gpu, now)
+        pool.event(f"started {c.id} (queued {len(pool.queue)}, running {pool.running})")
         launch = Launch(
             container_id=c.id,
             env=self.container_env(c),
@@ -387,11 +409,7 @@ class Scheduler:
             return
         c.state = "ready"
         c.idle_since = time.monotonic()
-        self.db.write_soon(
-            lambda conn: conn.execute(
-                s.containers.update().where(s.containers.c.id == c.id).values(state="ready")
-            )
-        )
+        self.meter.container_ready(c.id, time.time())
         self.dispatch(c.pool)
 
     def on_init_failed(self, c: Container, error: bytes) -> None:
@@ -406,6 +424,7 @@ class Scheduler:
             if status == wire.ITEM:
                 self.outputs.emit(inp.call_id, inp.idx, inp.id, wire.ITEM, item["data"])
                 continue
+            inp.exec_seconds = item.get("exec")
             del c.running[inp.id]
             self._clear_timer(inp)
             inp.container = None
@@ -431,13 +450,8 @@ class Scheduler:
         expected = c.stop_reason is not None
         now = time.time()
         text = c.stop_reason if expected else cause
-        self.db.write_soon(
-            lambda conn: conn.execute(
-                s.containers.update()
-                .where(s.containers.c.id == c.id)
-                .values(state="stopped", stopped_at=now, cause=text)
-            )
-        )
+        self.meter.container_stopped(c.id, now, text)
+        pool.event(f"stopped {c.id}: {text}")
         if not expected:
             self.logs.system(fn.app_id, fn.name, c.id, f"container {c.id} {cause}")
         if expected:  # inputs of a container we stopped are not at fault: run them again
@@ -499,7 +513,8 @@ class Scheduler:
             live.discard(inp)
             if not live:
                 del self.by_call[inp.call_id]
-        self.outputs.emit(inp.call_id, inp.idx, inp.id, status, data)
+        self.outputs.emit(inp.call_id, inp.idx, inp.id, status, data,
+                          container_id=inp.ran_on, exec_seconds=inp.exec_seconds)
 
     def _on_timeout(self, inp: Input) -> None:
         c = inp.container

@@ -33,6 +33,15 @@ blobs = sa.Table(
     sa.Column("created_at", sa.Float, nullable=False),
 )
 
+# Which workspaces uploaded a blob: a workspace reads only blobs it uploaded itself.
+blob_owners = sa.Table(
+    "blob_owners",
+    metadata,
+    sa.Column("workspace_id", sa.String(32), primary_key=True),
+    sa.Column("sha256", sa.String(64), primary_key=True),
+    sa.Column("created_at", sa.Float, nullable=False),
+)
+
 apps = sa.Table(
     "apps",
     metadata,

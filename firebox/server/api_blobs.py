@@ -1,0 +1,78 @@
+"""The blob API: content-addressed uploads, readable only by the workspaces that uploaded them."""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+import sqlalchemy as sa
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+from starlette.routing import Route
+
+from ..store import schema as s
+from ..store.blobs import SHA256
+from .api import identity, json_body, plane
+from .errors import invalid, not_found
+from .plane import ControlPlane
+
+
+async def owned(cp: ControlPlane, workspace_id: str, digests: list[str]) -> set[str]:
+    """Which of digests this workspace uploaded (and are still on disk)."""
+    found: set[str] = set()
+    for i in range(0, len(digests), 500):
+        rows = await cp.db.read(
+            sa.select(s.blob_owners.c.sha256).where(
+                s.blob_owners.c.workspace_id == workspace_id,
+                s.blob_owners.c.sha256.in_(digests[i:i + 500]),
+            )
+        )
+        found.update(r[0] for r in rows)
+    return {d for d in found if cp.blobs.has(d)}
+
+
+async def missing_blobs(request: Request) -> JSONResponse:
+    body = await json_body(request)
+    digests = body.get("digests") or []
+    if not isinstance(digests, list) or not all(
+        isinstance(d, str) and SHA256.match(d) for d in digests
+    ):
+        raise invalid("digests must be a list of sha256 hex digests.")
+    have = await owned(plane(request), identity(request).workspace_id, digests)
+    return JSONResponse({"missing": [d for d in digests if d not in have]})
+
+
+async def put_blob(request: Request) -> JSONResponse:
+    cp, who = plane(request), identity(request)
+    digest = request.path_params["digest"]
+    data = await request.body()
+    try:
+        cp.blobs.put(digest, data)  # checks the content against its name
+    except ValueError as exc:
+        raise invalid(str(exc)) from None
+    now = time.time()
+
+    async def op(conn: Any) -> None:
+        await conn.execute(
+            cp.db.insert_ignore(s.blob_owners).values(
+                workspace_id=who.workspace_id, sha256=digest, created_at=now
+            )
+        )
+
+    await cp.db.write(op)
+    return JSONResponse({"sha256": digest, "size": len(data)})
+
+
+async def get_blob(request: Request) -> Response:
+    cp, who = plane(request), identity(request)
+    digest = request.path_params["digest"]
+    if not SHA256.match(digest) or not await owned(cp, who.workspace_id, [digest]):
+        raise not_found(f"No blob {digest} in this workspace.")
+    return Response(cp.blobs.get(digest), media_type="application/octet-stream")
+
+
+routes = [
+    Route("/v1/blobs/missing", missing_blobs, methods=["POST"]),
+    Route("/v1/blobs/{digest}", put_blob, methods=["PUT"]),
+    Route("/v1/blobs/{digest}", get_blob, methods=["GET"]),
+]
