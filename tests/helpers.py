@@ -1,0 +1,110 @@
+"""Helpers for tests that watch real processes and containers.
+
+Containers may run in their own mount and pid namespaces, so they cannot write to the test's
+files and their os.getpid() means nothing here. They report to a Recorder over loopback HTTP
+instead, naming themselves by FIREBOX_CONTAINER_ID, and tests find their processes in /proc.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Callable
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+
+
+def _environ(entry: Path) -> dict[str, str]:
+    raw = (entry / "environ").read_bytes().split(b"\0")
+    return dict(item.decode(errors="replace").split("=", 1) for item in raw if b"=" in item)
+
+
+def pid_alive(pid: int) -> bool:
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except OSError:
+        return False
+    return state != "Z"
+
+
+def runtime_pids(server_url: str | None = None, **env: str) -> list[int]:
+    """Live processes of containers (`firebox.runtime` and its launchers), optionally only those
+    of one server and with environment variables that start with the given values."""
+    found = []
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            if b"firebox.runtime" not in (entry / "cmdline").read_bytes().split(b"\0"):
+                continue
+            environ = _environ(entry)
+        except OSError:
+            continue
+        if not pid_alive(int(entry.name)):
+            continue
+        if server_url and environ.get("FIREBOX_SERVER_URL") != server_url:
+            continue
+        if any(not environ.get(k, "\0").startswith(v) for k, v in env.items()):
+            continue
+        found.append(int(entry.name))
+    return found
+
+
+def eventually(check: Callable[[], object], timeout: float = 10.0, interval: float = 0.05):
+    """The first truthy value of check() within timeout seconds, or the last value."""
+    deadline = time.monotonic() + timeout
+    while True:
+        value = check()
+        if value or time.monotonic() > deadline:
+            return value
+        time.sleep(interval)
+
+
+def use_server(monkeypatch, srv) -> None:
+    """Point this test's SDK calls at srv."""
+    monkeypatch.setenv("FIREBOX_SERVER_URL", srv.url)
+    monkeypatch.setenv("FIREBOX_TOKEN", srv.token)
+
+
+class Recorder:
+    """A loopback HTTP endpoint where functions note what they did: POST /<topic> with a text
+    body appends (arrival time, text) to that topic and answers how many entries it now has."""
+
+    def __init__(self) -> None:
+        self.topics: dict[str, list[tuple[float, str]]] = {}
+        lock = threading.Lock()
+        topics = self.topics
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_POST(self) -> None:
+                text = self.rfile.read(int(self.headers["Content-Length"] or 0)).decode()
+                with lock:
+                    entries = topics.setdefault(self.path.strip("/"), [])
+                    entries.append((time.time(), text))
+                    count = len(entries)
+                body = str(count).encode()
+                self.send_response(200)
+                self.send_header("Content-Length", str(len(body)))
+                self.end_headers()
+                self.wfile.write(body)
+
+            def log_message(self, *args: object) -> None:
+                pass
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.url = f"http://127.0.0.1:{self.server.server_address[1]}"
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+
+    def topic(self, name: str) -> str:
+        """The URL a function posts to for this topic."""
+        return f"{self.url}/{name}"
+
+    def texts(self, name: str) -> list[str]:
+        return [text for _, text in self.topics.get(name, [])]
+
+    def times(self, name: str) -> list[float]:
+        return [t for t, _ in self.topics.get(name, [])]
+
+    def close(self) -> None:
+        self.server.shutdown()
+        self.server.server_close()

@@ -1,0 +1,85 @@
+"""Accepted inputs survive a server crash: SIGKILL the control plane mid-map, start it again on
+the same state, and every input completes once; containers die with the server."""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+
+import sqlalchemy as sa
+from apps import durable
+from helpers import eventually, runtime_pids, use_server
+from sqlalchemy.ext.asyncio import create_async_engine
+
+import firebox
+from firebox.store.db import async_url
+
+N = 300
+
+
+def assert_outputs_once(srv) -> None:
+    """No input of any call has two terminal outputs in the server's output log."""
+
+    async def query() -> list[object]:
+        url = srv.database_url or f"sqlite:///{srv.state_dir / 'firebox.db'}"
+        engine = create_async_engine(async_url(url))
+        try:
+            async with engine.connect() as conn:
+                result = await conn.execute(sa.text(
+                    "SELECT call_id, idx, COUNT(*) FROM outputs WHERE status != 'item' "
+                    "GROUP BY call_id, idx HAVING COUNT(*) > 1"
+                ))
+                return list(result.all())
+        finally:
+            await engine.dispose()
+
+    assert asyncio.run(query()) == []
+
+
+def test_map_survives_server_sigkill(own_server, monkeypatch):
+    map_through_sigkill(own_server, monkeypatch)
+
+
+def map_through_sigkill(own_server, monkeypatch) -> None:
+    use_server(monkeypatch, own_server)
+    results: list[int] = []
+    errors: list[BaseException] = []
+
+    def caller() -> None:
+        try:
+            with durable.app.run(show_logs=False):
+                for value in durable.square_slowly.map(range(N)):
+                    results.append(value)
+        except BaseException as exc:
+            errors.append(exc)
+
+    thread = threading.Thread(target=caller, daemon=True)
+    thread.start()
+    assert eventually(lambda: len(results) >= 40 or errors, timeout=60)
+    assert not errors
+    assert len(results) < N, "the map finished before the server could be killed"
+    assert runtime_pids(own_server.url)
+    own_server.kill()
+    # Containers die with their server (PR_SET_PDEATHSIG), none is left to run unsupervised.
+    assert eventually(lambda: not runtime_pids(own_server.url), timeout=10)
+    own_server.start()
+    thread.join(120)
+    assert not thread.is_alive(), "the map did not finish after the restart"
+    assert not errors, errors
+    assert results == [x * x for x in range(N)]
+    assert_outputs_once(own_server)
+
+
+def test_spawned_call_survives_server_sigkill(own_server, monkeypatch):
+    use_server(monkeypatch, own_server)
+    with durable.app.run(show_logs=False):
+        finished = durable.wait_then_echo.spawn("early", 0)
+        assert finished.get(timeout=60) == "early"
+        running = durable.wait_then_echo.spawn("late", 1.0)
+        assert eventually(lambda: runtime_pids(own_server.url), timeout=30)
+        own_server.kill()
+        assert eventually(lambda: not runtime_pids(own_server.url), timeout=10)
+        own_server.start()
+        assert running.get(timeout=60) == "late"
+        # A finished call's result is durable too, and so is a handle from its id.
+        assert firebox.FunctionCall.from_id(finished.object_id).get(timeout=10) == "early"
