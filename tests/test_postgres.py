@@ -1,4 +1,4 @@
-"""The control plane on PostgreSQL: a private cluster started for the session, a database per
+"""The control plane on PostgreSQL: a private cluster started for this module, a database per
 test, and the same calls, deploys and crash recovery as on SQLite."""
 
 from __future__ import annotations
