@@ -12,11 +12,12 @@ import json
 import os
 import time
 from collections.abc import AsyncIterator
-from typing import Any
-
-import httpx
+from typing import TYPE_CHECKING, Any
 
 from . import config, exceptions, wire
+
+if TYPE_CHECKING:  # httpx is imported on first use: containers that never call out skip it
+    import httpx
 
 LONG_POLL = 50.0
 
@@ -46,6 +47,8 @@ class Client:
     @property
     def http(self) -> httpx.AsyncClient:
         if self._http is None:
+            import httpx
+
             self._http = httpx.AsyncClient(
                 base_url=self.server_url,
                 headers={"Authorization": f"Bearer {self.token}"},
@@ -79,13 +82,16 @@ class Client:
             headers["content-type"] = wire.MSGPACK
         deadline = time.monotonic() + reconnect_timeout()
         delay = 0.05
+        attempt = 0
         while True:
+            if attempt:  # lets the server tell a retry from a first sight
+                headers["x-firebox-attempt"] = str(attempt)
+            attempt += 1
             try:
                 response = await self.http.request(
                     method, path, content=data, headers=headers, params=params
                 )
-            except (httpx.ConnectError, httpx.RemoteProtocolError, httpx.ReadError,
-                    httpx.WriteError, httpx.ConnectTimeout) as exc:
+            except _transport_errors() as exc:
                 if time.monotonic() > deadline:
                     raise exceptions.ConnectionError(
                         f"Could not reach the firebox server at {self.server_url} ({exc}); "
@@ -110,6 +116,13 @@ class Client:
             async for line in response.aiter_lines():
                 if line.strip():
                     yield json.loads(line)
+
+
+def _transport_errors() -> tuple[type[Exception], ...]:
+    import httpx
+
+    return (httpx.ConnectError, httpx.RemoteProtocolError, httpx.ReadError, httpx.WriteError,
+            httpx.ConnectTimeout)
 
 
 def _decode(response: httpx.Response) -> Any:

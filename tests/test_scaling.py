@@ -77,7 +77,12 @@ def test_update_autoscaler_on_a_running_app(running):
     events = " ".join(e["text"] for e in stats(running)["lazy"]["events"])
     assert "autoscaler updated" in events and "started" in events
     scaling.lazy.update_autoscaler(min_containers=0, scaledown_window=2)
-    wait_for(lambda: sum(stats(running)["lazy"]["containers"].values()) == 0)
+
+    def gone():
+        lazy = stats(running).get("lazy")
+        return lazy is None or sum(lazy["containers"].values()) == 0
+
+    wait_for(gone)
 
 
 def test_stats_cli_shows_queue_and_events(running):

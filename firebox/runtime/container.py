@@ -18,7 +18,6 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
-import httpx
 from websockets.asyncio.client import ClientConnection, connect
 
 from .. import _sync, wire
@@ -41,23 +40,27 @@ def set_parent_death_signal() -> None:
         os._exit(1)
 
 
-def fetch_code(hello: dict[str, Any], server_url: str, token: str, root: Path) -> None:
-    """Download the app's files (and a serialized definition) from the blob store."""
+async def fetch_code(ws: ClientConnection, hello: dict[str, Any], root: Path) -> None:
+    """Fetch the app's files (and a serialized definition) over the container channel: no
+    second connection, and no HTTP client to import before the first input."""
     spec = hello["function"]
     code = spec.get("code") or {}
     wanted = dict(code.get("files") or {})
     if spec.get("serialized"):
         wanted["__serialized__.pkl"] = spec["serialized"]
-    with httpx.Client(base_url=server_url, headers={"Authorization": f"Bearer {token}"},
-                      timeout=60) as http:
-        for rel, digest in wanted.items():
-            path = root / rel
-            if not path.resolve().is_relative_to(root.resolve()):
-                raise InvalidError(f"refusing to write code outside the container: {rel}")
-            path.parent.mkdir(parents=True, exist_ok=True)
-            response = http.get(f"/v1/blobs/{digest}")
-            response.raise_for_status()
-            path.write_bytes(response.content)
+    if not wanted:
+        return
+    await ws.send(wire.pack({"t": "blobs", "digests": sorted(set(wanted.values()))}))
+    reply = wire.unpack(await ws.recv())
+    if reply.get("t") != "blobs":
+        raise InvalidError(f"expected the app's code, got a {reply.get('t')!r} message")
+    blobs = reply["items"]
+    for rel, digest in wanted.items():
+        path = root / rel
+        if not path.resolve().is_relative_to(root.resolve()):
+            raise InvalidError(f"refusing to write code outside the container: {rel}")
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_bytes(blobs[digest])
 
 
 def load_target(spec: dict[str, Any], root: Path) -> Any:
@@ -306,7 +309,7 @@ async def main() -> None:
                        max_size=None, ping_interval=None) as ws:
         hello = wire.unpack(await ws.recv())
         try:
-            await asyncio.to_thread(fetch_code, hello, server_url, token, root)
+            await fetch_code(ws, hello, root)
             await _sync.run_async(volumes.mount_all(hello["function"].get("volumes") or {},
                                                     root.parent))
             os.chdir(root)

@@ -457,18 +457,16 @@ async def put_inputs(request: Request) -> Response:
                 ],
             )
 
-    if await _is_new_single_call(cp, call_id, body, items):
-        # A new remote call runs while its input commits. Its reply waits for the output, so
-        # if the server dies before the commit the caller retries and nothing is lost.
+    if _is_new_single_call(cp, call_id, body, items, request):
+        # A new remote call runs while its input commits: its reply waits for the output, so
+        # if the server dies before the commit the caller retries and nothing is lost. The
+        # writer commits in order, so the input is stored before its output.
         fresh.extend((int(i), a) for i, a in items)
         cp.outputs.open_new(call_id, fast=True)
         pool = cp.scheduler.pool(fn, pool_key, params)
         cp.scheduler.submit(pool, [Input(_input_id(call_id, i), call_id, i, a, 0, pool, method)
                                    for i, a in fresh])
-        try:
-            await cp.db.write(op)
-        finally:
-            cp.accepting.discard(call_id)
+        cp.db.write_soon(op)
         fresh.clear()
     elif items:
         await cp.db.write(op)
@@ -484,19 +482,16 @@ async def put_inputs(request: Request) -> Response:
     return packed({"call_id": call_id, "accepted": len(fresh), "outputs": outputs})
 
 
-async def _is_new_single_call(
-    cp: ControlPlane, call_id: str, body: dict[str, Any], items: list[Any]
+def _is_new_single_call(
+    cp: ControlPlane, call_id: str, body: dict[str, Any], items: list[Any], request: Request
 ) -> bool:
-    """Whether this is the first sight of a one-input remote call (no retry of an earlier one)."""
+    """Whether this is a one-input remote call seen for the first time: the client names each
+    call afresh and marks its retries, so a first attempt is new unless it is in memory."""
     if body.get("kind") != "remote" or len(items) != 1:
         return False
-    if call_id in cp.accepting or call_id in cp.outputs.calls:
+    if request.headers.get("x-firebox-attempt", "0") != "0":
         return False
-    cp.accepting.add(call_id)
-    if await cp.db.read(sa.select(s.calls.c.id).where(s.calls.c.id == call_id)):
-        cp.accepting.discard(call_id)
-        return False
-    return True
+    return call_id not in cp.outputs.calls
 
 
 def _input_id(call_id: str, idx: int) -> str:

@@ -51,10 +51,14 @@ async def container_channel(ws: WebSocket) -> None:
         while True:
             message = wire.unpack(await ws.receive_bytes())
             kind = message.get("t")
-            if kind == "outputs":
+            if kind == "http":
+                cp.scheduler.on_http(c, message)
+            elif kind == "outputs":
                 cp.scheduler.on_outputs(c, message["items"])
             elif kind == "ready":
                 cp.scheduler.on_ready(c)
+            elif kind == "blobs":
+                link.send({"t": "blobs", "items": _code_blobs(cp, hello, message["digests"])})
             elif kind == "init_failed":
                 cp.scheduler.on_init_failed(c, message["error"])
     except (WebSocketDisconnect, RuntimeError):
@@ -65,6 +69,15 @@ async def container_channel(ws: WebSocket) -> None:
         with contextlib.suppress(asyncio.CancelledError, Exception):
             await pump
         c.link = None
+
+
+def _code_blobs(cp: ControlPlane, hello: dict[str, Any], digests: list[str]) -> dict[str, bytes]:
+    """The code blobs a container asks for: only those its own function's spec names."""
+    spec = hello["function"]
+    allowed = set(((spec.get("code") or {}).get("files") or {}).values())
+    if spec.get("serialized"):
+        allowed.add(spec["serialized"])
+    return {d: cp.blobs.get(d) for d in digests if d in allowed}
 
 
 routes = [WebSocketRoute("/v1/containers/ws", container_channel)]

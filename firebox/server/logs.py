@@ -34,6 +34,9 @@ class LogLine:
         }
 
 
+RESTART_GAP = 1_000_000  # more lines than one group commit can ever hold
+
+
 class LogHub:
     def __init__(self, db: Database) -> None:
         self.db = db
@@ -43,7 +46,9 @@ class LogHub:
 
     async def open(self) -> None:
         rows = await self.db.read(sa.select(sa.func.max(s.logs.c.id)))
-        self.next_id = (rows[0][0] or 0) + 1
+        # Followers may hold ids of lines a crash kept from the database: jump past them, so
+        # a follower resuming from such an id misses no new line.
+        self.next_id = (rows[0][0] or 0) + 1 + (RESTART_GAP if rows[0][0] else 0)
 
     def register(self, container_id: str, app_id: str, function: str) -> None:
         self.sources[container_id] = (app_id, function)

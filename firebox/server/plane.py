@@ -74,7 +74,6 @@ class ControlPlane:
         self.vault = Vault(settings.state_dir, self.db)
         self.waiters = Waiters()  # blocked Queue gets and puts, woken by changes
         self._tasks: list[asyncio.Task[None]] = []
-        self.accepting: set[str] = set()  # new remote calls whose input is being committed
         self._closers: set[asyncio.Task[None]] = set()
 
     async def start(self) -> None:

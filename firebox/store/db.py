@@ -8,6 +8,7 @@ allows one writer at a time anyway, and one commit for many inputs is what makes
 from __future__ import annotations
 
 import asyncio
+import logging
 from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any, TypeVar
@@ -22,6 +23,7 @@ T = TypeVar("T")
 WriteOp = Callable[[AsyncConnection], Awaitable[Any]]
 
 MIGRATIONS = Path(__file__).parent / "migrations"
+log = logging.getLogger("firebox.store")
 
 
 def async_url(url: str) -> str:
@@ -87,7 +89,7 @@ class Database:
     def write_soon(self, op: WriteOp) -> None:
         """Queue op for the next group commit without waiting for it (logs, bookkeeping)."""
         fut: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
-        fut.add_done_callback(lambda f: f.exception())
+        fut.add_done_callback(_log_failure)
         self._pending.append((op, fut))
         self._wake.set()
 
@@ -121,6 +123,11 @@ class Database:
             for (_, fut), result in zip(batch, results):
                 if not fut.done():
                     fut.set_result(result)
+
+
+def _log_failure(fut: asyncio.Future[Any]) -> None:
+    if not fut.cancelled() and fut.exception() is not None:
+        log.error("a background database write failed", exc_info=fut.exception())
 
 
 def _sqlite_pragmas(dbapi_conn: Any, _record: Any) -> None:
