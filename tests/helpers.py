@@ -27,6 +27,19 @@ def pid_alive(pid: int) -> bool:
     return state != "Z"
 
 
+def _cgroup_name(entry: Path) -> str | None:
+    """The container a process's cgroup names: a standby runtime that took on a container got
+    its id by stdin, so only its cgroup (renamed to the container id) tells."""
+    try:
+        for line in (entry / "cgroup").read_text().splitlines():
+            path = line.split(":", 2)[-1]
+            if "/firebox/" in path:
+                return path.rsplit("/", 1)[-1]
+    except OSError:
+        pass
+    return None
+
+
 def runtime_pids(server_url: str | None = None, **env: str) -> list[int]:
     """Live processes of containers (`firebox.runtime` and its launchers), optionally only those
     of one server and with environment variables that start with the given values."""
@@ -40,6 +53,8 @@ def runtime_pids(server_url: str | None = None, **env: str) -> list[int]:
             environ = _environ(entry)
         except OSError:
             continue
+        if "FIREBOX_CONTAINER_ID" not in environ and _cgroup_name(entry):
+            environ["FIREBOX_CONTAINER_ID"] = _cgroup_name(entry) or ""
         if not pid_alive(int(entry.name)):
             continue
         if server_url and environ.get("FIREBOX_SERVER_URL") != server_url:

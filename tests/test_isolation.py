@@ -41,9 +41,11 @@ def host_pids_of(container_id: str) -> list[int]:
             environ = (entry / "environ").read_bytes().split(b"\0")
         except OSError:
             continue
-        if cmdline[:1] != [b"bwrap"] and b"firebox.runtime" in cmdline and (
-            f"FIREBOX_CONTAINER_ID={container_id}".encode() in environ
-        ):
+        named = f"FIREBOX_CONTAINER_ID={container_id}".encode() in environ
+        if not named:  # a standby runtime that took on the container: its cgroup names it
+            cgroup = (entry / "cgroup").read_text() if (entry / "cgroup").exists() else ""
+            named = f"/firebox/{container_id}\n" in cgroup
+        if cmdline[:1] != [b"bwrap"] and b"firebox.runtime" in cmdline and named:
             found.append(int(entry.name))
     return found
 

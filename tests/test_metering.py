@@ -43,14 +43,13 @@ def test_idle_app_scaled_to_zero_accrues_nothing(server):
     with app.run():
         once.remote()
         deadline = time.monotonic() + 20
-        while time.monotonic() < deadline:
-            if not usage(server, "--app", app.app_id)["rows"][0].get("open", 0):
-                stats = json.loads(server.cli("app", "stats", app.app_id, "--json").stdout)
-                if not stats["functions"] or not any(
-                    sum(f["containers"].values()) for f in stats["functions"]
-                ):
-                    break
+        while time.monotonic() < deadline:  # until the pool has scaled to zero
+            stats = json.loads(server.cli("app", "stats", app.app_id, "--json").stdout)
+            if not any(sum(f["containers"].values()) for f in stats["functions"]):
+                break
             time.sleep(0.2)
+        else:
+            raise AssertionError("the pool did not scale to zero")
         first = usage(server, "--app", app.app_id)["total"]
         time.sleep(2.5)
         second = usage(server, "--app", app.app_id)["total"]

@@ -69,6 +69,31 @@ class Cgroup:
             raise
         return cg
 
+    def apply(self, limits: Limits) -> None:
+        """Change the limits of a running cgroup (a standby runtime taking on a container).
+        Raises OSError if the processes already use more memory than the new limit."""
+        mib = 1024 * 1024
+        self._write("cpu", "cpu.shares", max(2, int(limits.cpu * 1024)))
+        quota = max(1000, int(limits.cpu_limit * CFS_PERIOD_US)) if limits.cpu_limit else -1
+        self._write("cpu", "cpu.cfs_quota_us", quota)
+        self._write("memory", "memory.soft_limit_in_bytes", limits.memory_mb * mib)
+        if limits.memory_limit_mb:
+            with contextlib.suppress(OSError):
+                self._write("memory", "memory.swappiness", 0)
+            self._write("memory", "memory.limit_in_bytes", limits.memory_limit_mb * mib)
+            with contextlib.suppress(OSError):
+                self._write("memory", "memory.memsw.limit_in_bytes", limits.memory_limit_mb * mib)
+        self._write("pids", "pids.max", limits.pids_max)
+        self.limits = limits
+
+    def rename(self, name: str) -> None:
+        """Rename the cgroup in every controller (cgroup v1 allows it with processes inside)."""
+        for controller, d in self.dirs.items():
+            target = d.parent / name
+            d.rename(target)
+            self.dirs[controller] = target
+        self.name = name
+
     def _write(self, controller: str, key: str, value: int) -> None:
         (self.dirs[controller] / key).write_text(str(value))
 

@@ -1,14 +1,23 @@
-"""The local backend: each container is a child process of the control plane on this machine."""
+"""The local backend: each container is a child process of the control plane on this machine.
+
+To start containers fast it keeps a few *standby* runtimes: processes already launched under
+the default isolation, with Python and firebox imported, waiting on stdin. Starting a container
+without GPUs takes one, gives it the container's limits and environment, and launches a
+replacement in the background; a cold launch is the fallback.
+"""
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import logging
 import os
+import secrets
 import shutil
 import sys
 from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
 
 from . import cgroups, gpus, isolation
@@ -16,10 +25,26 @@ from .base import Launch, OnExit, OnOutput, describe_exit
 
 log = logging.getLogger("firebox.backends.local")
 
+STANDBY_DEFAULT = 2  # FIREBOX_STANDBY overrides; 0 turns standby runtimes off
+
+
+@dataclass
+class Process:
+    """A launched runtime: a standby (container_id None) or a container's."""
+
+    key: str  # the name it was launched under: its directory and first cgroup name
+    proc: asyncio.subprocess.Process
+    mode: str
+    sandbox: isolation.Sandbox
+    group: cgroups.Cgroup | None
+    container_id: str | None = None
+    memory_limit_mb: int | None = None
+
 
 class LocalBackend:
     def __init__(self, workdir: Path, on_output: OnOutput, on_exit: OnExit, *,
-                 isolation_mode: str | None = None, hidden: Sequence[Path] = ()) -> None:
+                 isolation_mode: str | None = None, hidden: Sequence[Path] = (),
+                 standby_env: dict[str, str] | None = None) -> None:
         self.workdir = workdir
         self.on_output = on_output
         self.on_exit = on_exit
@@ -31,33 +56,113 @@ class LocalBackend:
         if not self.cgroups:
             log.warning("cgroup v1 is not writable here: containers run without cpu, memory "
                         "and process limits")
-        self.procs: dict[str, asyncio.subprocess.Process] = {}
-        self.groups: dict[str, cgroups.Cgroup] = {}
+        self.procs: dict[str, Process] = {}  # by container id
+        self.standby: list[Process] = []
+        self.standby_env = dict(standby_env or {})
+        self.standby_size = int(os.environ.get("FIREBOX_STANDBY", STANDBY_DEFAULT))
+        if self.isolation == isolation.GVISOR or not self.standby_env:
+            self.standby_size = 0
+        self._refilling = False
+        self._closed = False
         self.tasks: set[asyncio.Task[None]] = set()
         workdir.mkdir(parents=True, exist_ok=True)
 
+    # ---- starting --------------------------------------------------------------------------
+
     async def start(self, launch: Launch) -> None:
         mode = isolation.check_mode(launch.isolation or self.isolation)
-        root = self.workdir / launch.container_id
-        root.mkdir(parents=True)
-        env = {k: v for k, v in os.environ.items() if not k.startswith("FIREBOX_")}
+        if not launch.gpus and mode == self.isolation and await self._assign(launch):
+            return
+        env = self._env(launch.container_id, mode, launch.gpus)
         env.update(launch.env)
-        env.update(
-            {
-                "PYTHONUNBUFFERED": "1",
-                "FIREBOX_CONTAINER_ROOT": str(root),
-                "FIREBOX_ISOLATION": mode,
-                "CUDA_VISIBLE_DEVICES": ",".join(map(str, launch.gpus)),
-                "CUDA_DEVICE_ORDER": "PCI_BUS_ID",  # the order nvidia-smi and NVML number them
-                "FIREBOX_PARENT_PID": str(os.getpid()),
-            }
-        )
+        p = await self._spawn(launch.container_id, mode, env, _limits(launch), launch.gpus)
+        p.container_id = launch.container_id
+        p.memory_limit_mb = launch.memory_limit_mb
+        self.procs[launch.container_id] = p
+
+    async def _assign(self, launch: Launch) -> bool:
+        """Hand the container to a standby runtime, if one is ready and can take its limits."""
+        try:
+            return await self._take_standby(launch)
+        finally:
+            self._refill_soon()
+
+    async def _take_standby(self, launch: Launch) -> bool:
+        while self.standby:
+            p = self.standby.pop(0)
+            if p.proc.returncode is not None or p.proc.stdin is None:
+                continue
+            try:
+                if p.group is not None:
+                    await asyncio.to_thread(_retarget, p.group, _limits(launch),
+                                            launch.container_id)
+                env = {**self._env(launch.container_id, p.mode, []), **launch.env,
+                       "FIREBOX_CONTAINER_ROOT": str(p.sandbox.root)}
+                if p.mode != isolation.PROCESS:
+                    env.pop("FIREBOX_PARENT_PID")  # inside, its parent is the sandbox's init
+                p.container_id = launch.container_id
+                p.memory_limit_mb = launch.memory_limit_mb
+                self.procs[launch.container_id] = p
+                p.proc.stdin.write(json.dumps(env).encode() + b"\n")
+                await p.proc.stdin.drain()
+                p.proc.stdin.close()
+                return True
+            except (OSError, ConnectionError):  # it died, or already uses more than allowed
+                self.procs.pop(launch.container_id, None)
+                p.container_id = None
+                await self._discard(p)
+        return False
+
+    def _refill_soon(self) -> None:
+        if self._refilling or self._closed or len(self.standby) >= self.standby_size:
+            return
+        self._refilling = True
+        task = asyncio.create_task(self._refill())
+        self.tasks.add(task)
+        task.add_done_callback(self.tasks.discard)
+
+    async def _refill(self) -> None:
+        try:
+            while not self._closed and len(self.standby) < self.standby_size:
+                key = f"sb-{secrets.token_hex(6)}"
+                env = {**self._env(key, self.isolation, []), **self.standby_env,
+                       "FIREBOX_STANDBY": "1"}
+                limits = cgroups.Limits(0.125, None, 128, None)
+                try:
+                    p = await self._spawn(key, self.isolation, env, limits, [], standby=True)
+                except Exception:
+                    log.exception("could not start a standby runtime")
+                    return
+                self.standby.append(p)
+        finally:
+            self._refilling = False
+
+    def start_standby(self) -> None:
+        """Launch the standby runtimes (called once the server listens)."""
+        self._refill_soon()
+
+    def _env(self, key: str, mode: str, gpu_indices: Sequence[int]) -> dict[str, str]:
+        env = {k: v for k, v in os.environ.items() if not k.startswith("FIREBOX_")}
+        env.update({
+            "PYTHONUNBUFFERED": "1",
+            "FIREBOX_CONTAINER_ROOT": str(self.workdir / key),
+            "FIREBOX_ISOLATION": mode,
+            "CUDA_VISIBLE_DEVICES": ",".join(map(str, gpu_indices)),
+            "CUDA_DEVICE_ORDER": "PCI_BUS_ID",  # the order nvidia-smi and NVML number them
+            "FIREBOX_PARENT_PID": str(os.getpid()),
+        })
+        return env
+
+    async def _spawn(self, key: str, mode: str, env: dict[str, str], limits: cgroups.Limits,
+                     gpu_indices: Sequence[int], standby: bool = False) -> Process:
+        root = self.workdir / key
+        root.mkdir(parents=True)
         sandbox = isolation.Sandbox(
-            container_id=launch.container_id,
+            container_id=key,
             root=root,
             hidden=self.hidden,
-            devices=gpus.device_nodes(launch.gpus),
-            scratch=self.workdir.parent / "bundles" / launch.container_id,
+            devices=gpus.device_nodes(list(gpu_indices)),
+            scratch=self.workdir.parent / "bundles" / key,
             runsc_root=self.workdir.parent / "runsc",
         )
         if mode != isolation.PROCESS:
@@ -67,53 +172,56 @@ class LocalBackend:
         argv = isolation.launcher(mode, [sys.executable, "-m", "firebox.runtime"], sandbox, env)
         group = None
         if self.cgroups:
-            limits = cgroups.Limits(launch.cpu, launch.cpu_limit, launch.memory_mb,
-                                    launch.memory_limit_mb)
-            group = await asyncio.to_thread(cgroups.Cgroup.create, launch.container_id, limits)
-            self.groups[launch.container_id] = group
+            group = await asyncio.to_thread(cgroups.Cgroup.create, key, limits)
             argv = isolation.in_cgroup(argv, group.procs_files)
         try:
             proc = await asyncio.create_subprocess_exec(
                 *argv,
                 cwd=root,
                 env=env,
-                stdin=asyncio.subprocess.DEVNULL,
+                stdin=asyncio.subprocess.PIPE if standby else asyncio.subprocess.DEVNULL,
                 stdout=asyncio.subprocess.PIPE,
                 stderr=asyncio.subprocess.PIPE,
                 start_new_session=True,
             )
         except BaseException:
-            self.groups.pop(launch.container_id, None)
             if group is not None:
                 await asyncio.to_thread(group.remove)
             shutil.rmtree(root, ignore_errors=True)
             raise
-        self.procs[launch.container_id] = proc
-        task = asyncio.create_task(self._watch(launch, mode, proc, sandbox))
+        p = Process(key, proc, mode, sandbox, group)
+        task = asyncio.create_task(self._watch(p))
         self.tasks.add(task)
         task.add_done_callback(self.tasks.discard)
+        return p
 
-    async def _watch(self, launch: Launch, mode: str, proc: asyncio.subprocess.Process,
-                     sandbox: isolation.Sandbox) -> None:
-        cid = launch.container_id
+    # ---- watching --------------------------------------------------------------------------
+
+    async def _watch(self, p: Process) -> None:
+        proc = p.proc
         assert proc.stdout is not None and proc.stderr is not None
-        await asyncio.gather(
-            self._pump(cid, "stdout", proc.stdout), self._pump(cid, "stderr", proc.stderr)
-        )
+        await asyncio.gather(self._pump(p, "stdout", proc.stdout),
+                             self._pump(p, "stderr", proc.stderr))
         code = await proc.wait()
-        if mode != isolation.PROCESS and code > 128:
+        if p.mode != isolation.PROCESS and code > 128:
             code = -(code - 128)  # bwrap and runsc report a signal as 128 + its number
-        self.procs.pop(cid, None)
         cause = describe_exit(code)
-        group = self.groups.pop(cid, None)
-        if group is not None:
-            if group.oom_killed() and launch.memory_limit_mb:
-                cause = (f"was killed for using more than its {launch.memory_limit_mb} MiB "
+        if p.group is not None:
+            if p.group.oom_killed() and p.memory_limit_mb:
+                cause = (f"was killed for using more than its {p.memory_limit_mb} MiB "
                          "memory limit")
-            await asyncio.to_thread(group.remove)
-        if mode == isolation.GVISOR:
-            await self._forget_gvisor(sandbox)
-        shutil.rmtree(sandbox.root, ignore_errors=True)
+            await asyncio.to_thread(p.group.remove)
+        if p.mode == isolation.GVISOR:
+            await self._forget_gvisor(p.sandbox)
+        shutil.rmtree(p.sandbox.root, ignore_errors=True)
+        if p in self.standby:
+            self.standby.remove(p)
+        cid = p.container_id
+        if cid is None:
+            if not self._closed and code != 0:
+                log.warning("a standby runtime %s %s", p.key, cause)
+            return
+        self.procs.pop(cid, None)
         try:
             self.on_exit(cid, code, cause)
         except Exception:
@@ -129,7 +237,7 @@ class LocalBackend:
         if sandbox.scratch is not None:
             shutil.rmtree(sandbox.scratch, ignore_errors=True)
 
-    async def _pump(self, cid: str, stream: str, reader: asyncio.StreamReader) -> None:
+    async def _pump(self, p: Process, stream: str, reader: asyncio.StreamReader) -> None:
         while True:
             try:
                 line = await reader.readline()
@@ -137,20 +245,45 @@ class LocalBackend:
                 line = await reader.read(65536)
             if not line:
                 return
-            self.on_output(cid, stream, line.decode("utf-8", "replace").rstrip("\n"))
+            text = line.decode("utf-8", "replace").rstrip("\n")
+            if p.container_id is not None:
+                self.on_output(p.container_id, stream, text)
+            else:
+                log.warning("standby runtime %s: %s", p.key, text)
+
+    # ---- stopping --------------------------------------------------------------------------
 
     async def kill(self, container_id: str) -> None:
-        proc = self.procs.get(container_id)
-        if proc is None:
-            return
+        p = self.procs.get(container_id)
+        if p is not None:
+            await self._kill(p)
+
+    async def _kill(self, p: Process) -> None:
         with contextlib.suppress(ProcessLookupError):
-            os.killpg(proc.pid, 9)
-        group = self.groups.get(container_id)
-        if group is not None:  # processes that left the session (gVisor's sandbox, daemons)
-            await asyncio.to_thread(group.kill_all)
+            os.killpg(p.proc.pid, 9)
+        if p.group is not None:  # processes that left the session (gVisor's sandbox, daemons)
+            await asyncio.to_thread(p.group.kill_all)
+
+    async def _discard(self, p: Process) -> None:
+        if p.proc.stdin is not None:
+            p.proc.stdin.close()  # EOF: an unassigned standby exits by itself
+        await self._kill(p)
 
     async def close(self) -> None:
+        self._closed = True
+        for p in list(self.standby):
+            await self._discard(p)
         for cid in list(self.procs):
             await self.kill(cid)
         if self.tasks:
             await asyncio.wait(self.tasks, timeout=5)
+
+
+def _limits(launch: Launch) -> cgroups.Limits:
+    return cgroups.Limits(launch.cpu, launch.cpu_limit, launch.memory_mb, launch.memory_limit_mb)
+
+
+def _retarget(group: cgroups.Cgroup, limits: cgroups.Limits, container_id: str) -> None:
+    """A standby's cgroup becomes the container's: its limits and its name."""
+    group.apply(limits)
+    group.rename(container_id)

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import datetime
 import json
 import sys
 from pathlib import Path
@@ -14,11 +13,14 @@ import click
 from .. import _sync, config
 from .. import client as client_mod
 from ..exceptions import Error
+from .common import request, when
 from .entrypoints import build_command, find_app, find_runnable, import_file
 from .objects import dict_group, queue_group
+from .sandbox import sandbox_group
 from .scaling import app_stats, usage
 from .secret import secret_group
 from .volume import volume_group
+from .web import proxy_group, serve
 
 
 class FireboxGroup(click.Group):
@@ -81,8 +83,8 @@ def deploy(app_ref: str, name: str | None, tag: str) -> None:
     app = find_app(module, app_var)
     app.deploy(name=name or app.name, tag=tag)
     click.echo(f"Deployed app '{app.name}' ({app.app_id}) with:")
-    for fname in app.registered_functions:
-        click.echo(f"  {fname}")
+    for fname, fn in app.registered_functions.items():
+        click.echo(f"  {fname}" + (f" => {fn._web_url}" if fn._web_url else ""))
 
 
 @main.command()
@@ -126,16 +128,6 @@ def token_create(workspace: str, state_dir: Path | None, database_url: str | Non
 # ---- app -----------------------------------------------------------------------------------
 
 
-def _request(method: str, path: str, **kwargs: Any) -> Any:
-    return _sync.run(client_mod.current().request(method, path, **kwargs))
-
-
-def _time(ts: float | None) -> str:
-    if ts is None:
-        return "-"
-    return datetime.datetime.fromtimestamp(ts).strftime("%Y-%m-%d %H:%M:%S")
-
-
 @main.group("app")
 def app_group() -> None:
     """Apps: list, stop, logs, history."""
@@ -145,7 +137,7 @@ def app_group() -> None:
 @click.option("--json", "as_json", is_flag=True)
 def app_list(as_json: bool) -> None:
     """List the workspace's apps."""
-    apps = _request("GET", "/v1/apps")["apps"]
+    apps = request("GET", "/v1/apps")["apps"]
     if as_json:
         click.echo(json.dumps(apps, indent=2))
         return
@@ -154,7 +146,7 @@ def app_list(as_json: bool) -> None:
     for a in apps:
         click.echo(
             f"{a['app_id']:<22} {(a['name'] or '-'):<24} {a['state']:<10} {a['functions']:>5} "
-            f"{a['containers']:>10}  {_time(a['created_at'])}"
+            f"{a['containers']:>10}  {when(a['created_at'])}"
         )
 
 
@@ -162,7 +154,7 @@ def app_list(as_json: bool) -> None:
 @click.argument("app")
 def app_stop(app: str) -> None:
     """Stop APP (a name or an app id): its containers stop and new calls are refused."""
-    resp = _request("POST", f"/v1/apps/{app}/stop")
+    resp = request("POST", f"/v1/apps/{app}/stop")
     click.echo(f"Stopped {resp['app_id']}.")
 
 
@@ -190,20 +182,22 @@ def app_logs(app: str, follow: bool) -> None:
 @click.option("--json", "as_json", is_flag=True)
 def app_history(app: str, as_json: bool) -> None:
     """Show APP's deployments and stops."""
-    history = _request("GET", f"/v1/apps/{app}/history")
+    history = request("GET", f"/v1/apps/{app}/history")
     if as_json:
         click.echo(json.dumps(history, indent=2))
         return
     click.echo(f"{history['name'] or history['app_id']}:")
     for e in history["events"]:
         detail = ", ".join(f"{k}={v}" for k, v in e["detail"].items())
-        click.echo(f"  {_time(e['ts'])}  {e['kind']:<10} {detail}")
+        click.echo(f"  {when(e['ts'])}  {e['kind']:<10} {detail}")
 
 
 app_group.add_command(app_stats)
+token.add_command(proxy_group)
+main.add_command(serve)
 main.add_command(usage)
 
-for _group in (dict_group, queue_group, secret_group, volume_group):
+for _group in (dict_group, queue_group, sandbox_group, secret_group, volume_group):
     main.add_command(_group)
 
 if __name__ == "__main__":

@@ -10,12 +10,7 @@ from typing import Any
 
 import click
 
-from .. import _sync
-from .. import client as client_mod
-
-
-def _request(method: str, path: str, **kwargs: Any) -> Any:
-    return _sync.run(client_mod.current().request(method, path, **kwargs))
+from .common import request
 
 
 @click.command("stats")
@@ -23,7 +18,7 @@ def _request(method: str, path: str, **kwargs: Any) -> Any:
 @click.option("--json", "as_json", is_flag=True)
 def app_stats(app: str, as_json: bool) -> None:
     """Show APP's functions: containers, queue depth, inputs in flight, recent scale events."""
-    stats = _request("GET", f"/v1/apps/{app}/stats")
+    stats = request("GET", f"/v1/apps/{app}/stats")
     if as_json:
         click.echo(json.dumps(stats, indent=2))
         return
@@ -74,7 +69,7 @@ def usage(app: str | None, since: str | None, by: str, as_json: bool) -> None:
         params["app"] = app
     if since:
         params["since"] = parse_since(since)
-    report = _request("GET", "/v1/usage", params=params)
+    report = request("GET", "/v1/usage", params=params)
     if as_json:
         click.echo(json.dumps(report, indent=2))
         return

@@ -8,6 +8,7 @@ import contextvars
 import ctypes
 import importlib
 import inspect
+import json
 import os
 import signal
 import sys
@@ -335,7 +336,23 @@ async def commit_volumes() -> None:
         traceback.print_exc()
 
 
+def wait_for_assignment() -> None:
+    """A standby runtime has imported everything and waits for the container it will be: its
+    environment arrives as one JSON line on stdin. EOF means it is not needed."""
+    set_parent_death_signal()
+    line = sys.stdin.buffer.readline()
+    if not line.strip():
+        sys.exit(0)
+    os.environ.update(json.loads(line))
+    os.environ.pop("FIREBOX_STANDBY", None)
+    devnull = os.open(os.devnull, os.O_RDONLY)
+    os.dup2(devnull, 0)
+    os.close(devnull)
+
+
 def run() -> None:
+    if os.environ.get("FIREBOX_STANDBY"):
+        wait_for_assignment()
     try:
         asyncio.run(main())
     except SystemExit:
