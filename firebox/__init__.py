@@ -13,24 +13,19 @@ from .sdk.function import Function, FunctionCall
 from .sdk.partial import batched, concurrent, enter, exit, method, parameter
 from .sdk.queue import Queue
 from .sdk.retries import Retries
+from .sdk.schedule import Cron, Period
 from .sdk.secret import Secret
 from .sdk.unsupported import (
     CloudBucketMount,
-    Cron,
     Image,
     Mount,
     NetworkFileSystem,
-    Period,
     Sandbox,
     Stub,
-    asgi_app,
-    fastapi_endpoint,
     forward,
-    web_endpoint,
-    web_server,
-    wsgi_app,
 )
 from .sdk.volume import Volume
+from .sdk.web import asgi_app, fastapi_endpoint, web_endpoint, web_server, wsgi_app
 
 __version__ = "0.1.0"
 

@@ -26,6 +26,7 @@ from ..exceptions import InputCancellation, InvalidError
 from ..sdk import volume as volumes
 from ..sdk.cls import instantiate, lifecycle_methods, unpack_params
 from ..sdk.context import current_call, current_input
+from . import web
 from .batching import Batcher
 
 
@@ -98,10 +99,14 @@ class Runtime:
         self.max_inputs = int(self.spec.get("max_inputs") or 1)
         self.pool = ThreadPoolExecutor(max_workers=self.max_inputs, thread_name_prefix="input")
         self.batchers: dict[str | None, Batcher] = {}
+        self.web_app: Any = None  # the ASGI app of a web function
 
     # ---- start and stop --------------------------------------------------------------------
 
     async def enter(self) -> None:
+        if self.spec.get("web"):
+            self.web_app = await web.build_app(self.spec["web"], self.target)
+            return
         if self.spec.get("kind") != "class":
             return
         self.instance = instantiate(self.target, self.params)
@@ -156,6 +161,11 @@ class Runtime:
             sender.cancel()
 
     def _start_input(self, item: dict[str, Any]) -> None:
+        if self.web_app is not None:
+            task = asyncio.create_task(self._run_web(item))
+            self.tasks[item["id"]] = task
+            task.add_done_callback(lambda _t, i=item["id"]: self.tasks.pop(i, None))
+            return
         method = item.get("method")
         info = self.spec.get("methods", {}).get(method, {}) if method else self.spec
         batched = bool(info.get("batched")) if method else bool(self.spec.get("batch_max_size"))
@@ -233,6 +243,17 @@ class Runtime:
         finally:
             current_input.reset(token_input)
             current_call.reset(token_call)
+
+    async def _run_web(self, item: dict[str, Any]) -> None:
+        started = time.perf_counter()
+        try:
+            await web.serve_request(self.web_app, item, self.ws.send)
+        except asyncio.CancelledError:
+            return  # the client went away
+        except Exception as exc:
+            traceback.print_exc()
+            self._report(item["id"], wire.FAILURE, wire.encode_exception(exc),
+                         time.perf_counter() - started)
 
     async def _in_thread(self, input_id: str, f: Any, args: Any, kwargs: Any) -> Any:
         ctx = contextvars.copy_context()

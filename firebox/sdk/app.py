@@ -17,6 +17,7 @@ from .gpu import gpu_spec, isolation_spec
 from .package import CodeBundle, collect, module_name
 from .partial import PartialFunction, class_parameters
 from .retries import Retries, retries_spec
+from .schedule import schedule_spec
 
 _RENAMED = {
     "keep_warm": "min_containers",
@@ -26,7 +27,6 @@ _RENAMED = {
 _NOT_YET = {
     "image": "Images",
     "network_file_systems": "Network file systems",
-    "schedule": "Schedules",
     "cloud_bucket_mounts": "Cloud bucket mounts",
     "proxy": "Proxies",
 }
@@ -167,8 +167,9 @@ class App:
                  schedule: Any = None, **options: Any) -> Callable[[Any], Function]:
         if _warn_parentheses_missing is not None:
             raise InvalidError("Use @app.function() with parentheses.")
-        reject_old_options({**options, "schedule": schedule})
+        reject_old_options(options)
         base = self._common_spec(options)
+        schedule_config = schedule_spec(schedule)
 
         def wrap(f: Any) -> Function:
             partial = f if isinstance(f, PartialFunction) else None
@@ -201,6 +202,10 @@ class App:
                 raise InvalidError("Generator functions cannot have retries.")
             if partial is not None:
                 spec.update(_concurrency_spec(partial))
+            if schedule_config is not None:
+                spec["schedule"] = schedule_config
+            if partial is not None and partial.web is not None:
+                _check_web(fname, spec, partial.web)
             fn = Function(name=fname, spec=spec, raw_f=raw, app=self)
             if serialized:
                 fn._serialized = raw  # type: ignore[attr-defined]
@@ -388,6 +393,18 @@ class App:
             if obj is not None:
                 out[name] = wire.serialize(obj, f"definition of {name}")
         return out
+
+
+def _check_web(name: str, spec: dict[str, Any], web: dict[str, Any]) -> None:
+    """Put a web decorator's settings into the spec, refusing what a web function can't do."""
+    if spec.get("retries"):
+        raise InvalidError(f"Web function '{name}' cannot have retries.")
+    if spec.get("is_generator"):
+        raise InvalidError(f"Web function '{name}' cannot be a generator; stream with a "
+                           "StreamingResponse instead.")
+    if spec.get("batch_max_size"):
+        raise InvalidError(f"Web function '{name}' cannot be @batched.")
+    spec["web"] = dict(web)
 
 
 def _concurrency_spec(p: PartialFunction) -> dict[str, Any]:

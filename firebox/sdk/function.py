@@ -78,6 +78,7 @@ class Function:
         self._params: bytes | None = None
         self._local_obj: Callable[[], Any] | None = None
         self._info: dict[str, Any] = {}
+        self._web_url: str | None = None
 
     def __repr__(self) -> str:
         return f"<firebox.Function {self._name}>"
@@ -95,6 +96,7 @@ class Function:
         f._parent, f._options = self._parent, self._options
         f._method, f._params, f._local_obj = self._method, self._params, self._local_obj
         f._info = self._info
+        f._web_url = self._web_url
         return f
 
     def _bind(self, method: str, params: bytes | None, local_obj: Callable[[], Any] | None,
@@ -143,11 +145,18 @@ class Function:
         resp = await c.request("GET", "/v1/functions/lookup", params=params)
         if self._method is None:
             self._info = {k: resp[k] for k in ("kind", "is_generator", "methods", "parameters")}
+            self._info["web"] = resp.get("web")
+            self._web_url = resp.get("web_url")
         self._function_id = resp["function_id"]
         return resp["function_id"]
 
     async def _check_callable(self, verb: str) -> str:
         fid = await self._resolve()
+        if self._info.get("web") or self._spec.get("web"):
+            raise InvalidError(
+                f"'{self._name}' is a web function; send it HTTP requests at its URL "
+                f"({self._web_url or 'see get_web_url()'}) instead of calling .{verb}()."
+            )
         kind = self._info.get("kind") or self._spec.get("kind", "function")
         if kind == "class" and self._method is None:
             raise InvalidError(
@@ -420,8 +429,12 @@ class Function:
                   "buffer_containers": buffer_containers, "scaledown_window": scaledown_window},
         )
 
-    def get_web_url(self) -> str | None:
-        raise NotSupportedYet("Web endpoints are not supported yet in firebox.")
+    @live_method
+    async def get_web_url(self) -> str | None:
+        """The URL a web function is served at; None for other functions."""
+        if self._web_url is None and self._lookup is not None and self._function_id is None:
+            await self._resolve()
+        return self._web_url
 
     @classmethod
     def from_name(cls, app_name: str, name: str, *, environment_name: str | None = None) -> Any:

@@ -34,8 +34,9 @@ async def upload_blobs(blobs: dict[str, bytes]) -> None:
     )
 
 
-async def publish(app: App, mode: str, name: str | None) -> str:
-    """Create (or, for a deploy, update) the app on the server and register its functions."""
+async def publish(app: App, mode: str, name: str | None, app_id: str | None = None) -> str:
+    """Create (or, for a deploy, update) the app on the server and register its functions;
+    with app_id, register them again on that app (a reload: old containers are replaced)."""
     if not app._functions:
         raise InvalidError(f"{app!r} has no functions; decorate some with @app.function().")
     c = client_mod.current()
@@ -51,15 +52,16 @@ async def publish(app: App, mode: str, name: str | None) -> str:
     specs = app._function_specs(bundle, serialized)
     for entry in specs:
         entry["spec"] = await resolve_spec(entry["spec"])
-    resp = await c.request("POST", "/v1/apps", body={"name": name, "mode": mode})
-    app_id = resp["app_id"]
+    if app_id is None:
+        resp = await c.request("POST", "/v1/apps", body={"name": name, "mode": mode})
+        app_id = resp["app_id"]
     await upload_blobs(blobs)
-    ids = (await c.request("POST", f"/v1/apps/{app_id}/functions", body={"functions": specs}))[
-        "ids"
-    ]
+    resp = await c.request("POST", f"/v1/apps/{app_id}/functions", body={"functions": specs})
+    ids, web_urls = resp["ids"], resp.get("web_urls") or {}
     for fname, fn in app._functions.items():
         fn._hydrate_from(ids[fname])
         fn._info = {}
+        fn._web_url = web_urls.get(fname)
     app.app_id = app_id
     return app_id
 

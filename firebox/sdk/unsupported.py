@@ -32,38 +32,12 @@ class Sandbox(_NotYet):
     _what = "Sandboxes"
 
 
-class Cron(_NotYet):
-    _what = "Schedules"
-
-
-class Period(_NotYet):
-    _what = "Schedules"
-
-
 class NetworkFileSystem(_NotYet):
     _what = "Network file systems"
 
 
 class CloudBucketMount(_NotYet):
     _what = "Cloud bucket mounts"
-
-
-def _web(kind: str) -> Any:
-    def decorator(*args: Any, **kwargs: Any) -> Any:
-        raise NotSupportedYet(f"Web endpoints (@{kind}) are not supported yet in firebox.")
-
-    decorator.__name__ = kind
-    return decorator
-
-
-fastapi_endpoint = _web("fastapi_endpoint")
-asgi_app = _web("asgi_app")
-wsgi_app = _web("wsgi_app")
-web_server = _web("web_server")
-
-
-def web_endpoint(*args: Any, **kwargs: Any) -> Any:
-    raise InvalidError("@web_endpoint was renamed; use @fastapi_endpoint instead.")
 
 
 def forward(*args: Any, **kwargs: Any) -> Any:

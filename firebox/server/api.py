@@ -176,13 +176,17 @@ async def register_functions(request: Request) -> JSONResponse:
     await cp.db.write(op)
     for fid in replaced:
         await cp.replace_function(fid)
-    for fid in ids.values():
+    web_urls: dict[str, str] = {}
+    for name, fid in ids.items():
         fn = await cp.load_function(fid)
         if fn is not None:
             cp.scheduler.ensure_warm(fn)
+            cp.schedules.register(fn)
+            if fn.spec.get("web"):
+                web_urls[name] = await cp.ingress.publish(fn, app.name, app.state == "deployed")
     if app.state == "deployed":
         await cp.app_event(app.id, "deployed", {"functions": sorted(ids)})
-    return JSONResponse({"ids": ids})
+    return JSONResponse({"ids": ids, "web_urls": web_urls})
 
 
 async def heartbeat(request: Request) -> JSONResponse:
@@ -329,6 +333,11 @@ async def lookup_function(request: Request) -> JSONResponse:
         )
     row = by_name[name]
     spec = json.loads(row.spec)
+    web_url = None
+    if spec.get("web"):
+        fn = await cp.load_function(row.id)
+        if fn is not None:
+            web_url = (await cp.ingress.url_for(fn, app.name, app.state == "deployed"))[1]
     return JSONResponse(
         {
             "function_id": row.id,
@@ -338,6 +347,8 @@ async def lookup_function(request: Request) -> JSONResponse:
             "methods": spec.get("methods", {}),
             "parameters": spec.get("parameters", {}),
             "is_async": bool(spec.get("is_async")),
+            "web": spec.get("web"),
+            "web_url": web_url,
         }
     )
 

@@ -11,6 +11,7 @@ from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
+from starlette.types import ASGIApp, Receive, Scope, Send
 
 from .. import wire
 from . import (
@@ -21,7 +22,9 @@ from . import (
     api_scaling,
     api_secrets,
     api_volumes,
+    api_web,
     containers,
+    ingress,
 )
 from .auth import TokenAuth
 from .errors import ApiError, error_response
@@ -46,7 +49,7 @@ async def internal_error(request: Request, exc: Exception) -> Response:
     )
 
 
-def create_app(settings: Settings) -> TokenAuth:
+def create_app(settings: Settings) -> ASGIApp:
     cp = ControlPlane(settings)
 
     @contextlib.asynccontextmanager
@@ -61,10 +64,20 @@ def create_app(settings: Settings) -> TokenAuth:
 
     app = Starlette(
         routes=[Route("/health", health), *api.routes, *api_blobs.routes, *api_scaling.routes,
-                *containers.routes,
+                *containers.routes, *api_web.routes,
                 *api_dicts.routes, *api_queues.routes, *api_secrets.routes, *api_volumes.routes],
         exception_handlers={ApiError: api_error, Exception: internal_error},
         lifespan=lifespan,
     )
     app.state.plane = cp
-    return TokenAuth(app, cp.db, cp.container_identity)
+    api_app = TokenAuth(app, cp.db, cp.container_identity)
+    web = cp.ingress
+
+    async def root(scope: Scope, receive: Receive, send: Send) -> None:
+        # Web functions answer the public at /web/...; everything else needs a token.
+        if scope["type"] != "lifespan" and scope["path"].startswith(ingress.PREFIX):
+            await web(scope, receive, send)
+        else:
+            await api_app(scope, receive, send)
+
+    return root

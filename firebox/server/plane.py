@@ -20,10 +20,12 @@ from ..store.blobs import BlobStore
 from ..store.db import Database
 from .auth import Identity
 from .functions import FunctionRecord, merged_spec
+from .ingress import Ingress
 from .logs import LogHub
 from .metering import Meter, load_prices
 from .outputs import OutputLog
 from .scheduler import Capacity, Container, Scheduler
+from .schedules import Schedules
 from .vault import Vault
 from .waiters import Waiters
 
@@ -73,6 +75,8 @@ class ControlPlane:
         )
         self.vault = Vault(settings.state_dir, self.db)
         self.waiters = Waiters()  # blocked Queue gets and puts, woken by changes
+        self.ingress = Ingress(self)  # web functions' URLs
+        self.schedules = Schedules(self)  # Cron and Period runs
         self._tasks: list[asyncio.Task[None]] = []
         self._closers: set[asyncio.Task[None]] = set()
 
@@ -104,10 +108,13 @@ class ControlPlane:
         recovered = await self.scheduler.recover(self.load_function)
         if recovered:
             log.info("queued %d accepted inputs again after a restart", recovered)
+        await self.ingress.load()
+        await self.schedules.start()
         self._tasks.append(asyncio.create_task(self._expire_ephemeral_apps()))
         self._tasks.append(asyncio.create_task(self._mark_alive()))
 
     async def close(self) -> None:
+        self.schedules.stop()
         for t in [*self._tasks, *self._closers]:
             t.cancel()
         await self.scheduler.shutdown()

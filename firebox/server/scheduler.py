@@ -47,6 +47,17 @@ class Input:
     timer: asyncio.TimerHandle | None = None
     exec_seconds: float | None = None
     ran_on: str | None = None
+    web: WebExchange | None = None  # set for an HTTP request from the ingress
+
+
+class WebExchange(Protocol):
+    """The ingress's side of one HTTP request: the response events a container sends."""
+
+    started: bool
+
+    def event(self, message: dict[str, Any]) -> None: ...
+
+    def finish(self, status: str, data: bytes | None) -> None: ...
 
 
 @dataclass(eq=False)
@@ -415,6 +426,16 @@ class Scheduler:
     def on_init_failed(self, c: Container, error: bytes) -> None:
         c.init_error = error
 
+    def on_http(self, c: Container, message: dict[str, Any]) -> None:
+        """Response events of an HTTP request a container is serving; "end" finishes it."""
+        inp = c.running.get(message["id"])
+        if inp is None or inp.web is None:
+            return  # cancelled (the client went away) or failed meanwhile
+        inp.web.event(message)
+        if message.get("end"):
+            self.on_outputs(c, [{"id": inp.id, "status": wire.SUCCESS, "data": None,
+                                 "exec": message.get("exec")}])
+
     def on_outputs(self, c: Container, items: list[dict[str, Any]]) -> None:
         for item in items:
             inp = c.running.get(item["id"])
@@ -513,6 +534,9 @@ class Scheduler:
             live.discard(inp)
             if not live:
                 del self.by_call[inp.call_id]
+        if inp.web is not None:  # HTTP requests are answered, not stored
+            inp.web.finish(status, data)
+            return
         self.outputs.emit(inp.call_id, inp.idx, inp.id, status, data,
                           container_id=inp.ran_on, exec_seconds=inp.exec_seconds)
 
@@ -550,6 +574,13 @@ class Scheduler:
         for inp in reversed(list(c.running.values())):
             self._clear_timer(inp)
             inp.container = None
+            if inp.web is not None and inp.web.started:
+                # Half a response went out: it cannot be sent again from another container.
+                self._finish(inp, wire.FAILURE, wire.error_record(
+                    "firebox.exceptions.RemoteError",
+                    f"The container serving this request {c.stop_reason or 'stopped'} "
+                    "while it was responding."))
+                continue
             c.pool.queue.appendleft(inp)
         c.running.clear()
 

@@ -233,3 +233,16 @@ volume_files = sa.Table(
     sa.Column("mode", sa.Integer, nullable=False),
     sa.Column("mtime", sa.Float, nullable=False),
 )
+
+# ---- web endpoints ---------------------------------------------------------------------------
+
+# Proxy tokens: the Modal-Key (id) and Modal-Secret (hashed) that requires_proxy_auth endpoints
+# of the workspace accept.
+proxy_tokens = sa.Table(
+    "proxy_tokens",
+    metadata,
+    sa.Column("id", sa.String(32), primary_key=True),
+    sa.Column("workspace_id", sa.String(32), nullable=False, index=True),
+    sa.Column("secret_hash", sa.String(64), nullable=False),
+    sa.Column("created_at", sa.Float, nullable=False),
+)

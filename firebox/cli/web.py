@@ -1,0 +1,111 @@
+"""`firebox serve` (run an app and reload it when its files change) and `firebox token proxy`
+(the proxy tokens that requires_proxy_auth web endpoints accept)."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+import click
+
+from .. import _sync
+from ..sdk.app import App
+from ..sdk.package import module_name
+from ..sdk.runner import publish
+from .common import request, when
+from .entrypoints import find_app, import_file
+
+POLL = 0.3  # seconds between looks at the app's files
+
+
+def print_web_urls(app: App) -> None:
+    for fname, fn in app.registered_functions.items():
+        if fn._web_url:
+            click.echo(f"  {fname} => {fn._web_url}")
+
+
+def _watched(app: App) -> list[Path]:
+    """The app's source files: those its code bundle holds."""
+    bundle = app._bundle()
+    modules = [m for m in app._modules if getattr(m, "__file__", None)]
+    if bundle is None or not modules:
+        return []
+    root = Path(modules[0].__file__).resolve().parent
+    for _ in range(module_name(modules[0]).count(".")):
+        root = root.parent
+    return [root / rel for rel in bundle.files]
+
+
+def _mtimes(paths: list[Path]) -> dict[Path, float]:
+    out = {}
+    for p in paths:
+        try:
+            out[p] = p.stat().st_mtime_ns
+        except OSError:
+            out[p] = -1
+    return out
+
+
+@click.command()
+@click.argument("app_ref")
+@click.option("--timeout", type=float, default=None,
+              help="Stop serving after this many seconds (default: until Ctrl-C).")
+def serve(app_ref: str, timeout: float | None) -> None:
+    """Run APP_REF's app and reload it whenever one of its files changes."""
+    path, _, app_var = app_ref.partition("::")
+    app = find_app(import_file(path), app_var or None)
+    deadline = None if timeout is None else time.monotonic() + timeout
+    with app.run():
+        app_id = app.app_id
+        click.echo(f"Serving app '{app.name or app_id}' ({app_id}); web functions:")
+        print_web_urls(app)
+        watched = _watched(app)
+        seen = _mtimes(watched)
+        try:
+            while deadline is None or time.monotonic() < deadline:
+                time.sleep(POLL)
+                now = _mtimes(watched)
+                if now == seen:
+                    continue
+                seen = now
+                try:
+                    fresh = find_app(import_file(path), app_var or None)
+                    _sync.run(publish(fresh, "ephemeral", fresh.name, app_id))
+                except Exception as exc:
+                    click.echo(f"Reload failed, still serving the last version: {exc}", err=True)
+                    continue
+                watched = _watched(fresh)
+                seen = _mtimes(watched)
+                click.echo("Reloaded; web functions:", err=False)
+                print_web_urls(fresh)
+        except KeyboardInterrupt:
+            pass
+
+
+@click.group("proxy")
+def proxy_group() -> None:
+    """Proxy tokens: the Modal-Key / Modal-Secret pairs web endpoints with
+    requires_proxy_auth=True accept."""
+
+
+@proxy_group.command("create")
+def proxy_create() -> None:
+    """Create a proxy token and print its key and secret (the secret is shown only once)."""
+    resp = request("POST", "/v1/proxy-tokens")
+    click.echo(f"Modal-Key: {resp['token_id']}")
+    click.echo(f"Modal-Secret: {resp['token_secret']}")
+
+
+@proxy_group.command("list")
+def proxy_list() -> None:
+    """List the workspace's proxy tokens."""
+    for t in request("GET", "/v1/proxy-tokens")["tokens"]:
+        click.echo(f"{t['token_id']}  {when(t['created_at'])}")
+
+
+@proxy_group.command("delete")
+@click.argument("token_id")
+def proxy_delete(token_id: str) -> None:
+    """Delete proxy token TOKEN_ID: endpoints refuse it from now on."""
+    request("DELETE", f"/v1/proxy-tokens/{token_id}")
+    click.echo(f"Deleted {token_id}.")

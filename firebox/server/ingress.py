@@ -1,0 +1,285 @@
+"""The ingress: serves web functions at stable URLs on the control plane's own port.
+
+A web function of workspace W is served under `/web/W/SLUG`, where SLUG is its label, or
+`APP-FUNCTION` when it has none; functions of ephemeral apps (`firebox run`, `firebox serve`,
+`app.run()`) get `-dev` appended, so a dev run never takes over a deployed URL. The newest
+registration of a URL wins. The rest of the path after the slug is the path the app sees,
+with the prefix as its ASGI root_path (and, as ASGI says, in its path).
+
+Each HTTP request becomes an input of the function's pool, so requests count as demand: a
+request that arrives while no container runs is held until one is ready, and pools scale with
+concurrent requests per container (@concurrent max_inputs). The request travels to the
+container over its WebSocket channel as one message (the body is read first, up to the size
+limit, so a request whose container is stopped before answering can be sent to another), and
+the response comes back as start and body-chunk events that are passed on as they arrive.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import json
+import os
+import re
+import secrets
+import time
+from typing import TYPE_CHECKING, Any
+
+import sqlalchemy as sa
+from starlette.types import Receive, Scope, Send
+
+from .. import wire
+from ..store import schema as s
+from .functions import FunctionRecord
+from .scheduler import Input
+
+if TYPE_CHECKING:
+    from .plane import ControlPlane
+
+PREFIX = "/web/"
+
+
+def max_body_bytes() -> int:
+    """The largest request body accepted, configurable by FIREBOX_WEB_MAX_BODY_MB."""
+    return int(float(os.environ.get("FIREBOX_WEB_MAX_BODY_MB", "32")) * 1024 * 1024)
+
+
+def slug(text: str) -> str:
+    return re.sub(r"[^a-z0-9-]+", "-", text.lower()).strip("-")[:63] or "app"
+
+
+class Exchange:
+    """One request in flight: the container's response events, in order."""
+
+    __slots__ = ("queue", "started")
+
+    def __init__(self) -> None:
+        self.queue: asyncio.Queue[tuple[str, Any, Any]] = asyncio.Queue()
+        self.started = False
+
+    def event(self, message: dict[str, Any]) -> None:
+        if "status" in message:
+            self.started = True
+        self.queue.put_nowait(("event", message, None))
+
+    def finish(self, status: str, data: bytes | None) -> None:
+        self.queue.put_nowait(("finish", status, data))
+
+
+class Ingress:
+    def __init__(self, cp: ControlPlane) -> None:
+        self.cp = cp
+        self.routes: dict[tuple[str, str], str] = {}  # (workspace name, slug) -> function id
+        self.workspaces: dict[str, str] = {}  # workspace id -> name
+        self.proxy_ok: dict[tuple[str, str], str] = {}  # (key, secret) -> workspace id
+
+    # ---- routing ---------------------------------------------------------------------------
+
+    async def workspace_name(self, workspace_id: str) -> str:
+        name = self.workspaces.get(workspace_id)
+        if name is None:
+            rows = await self.cp.db.read(
+                sa.select(s.workspaces.c.name).where(s.workspaces.c.id == workspace_id)
+            )
+            name = self.workspaces[workspace_id] = slug(rows[0][0]) if rows else workspace_id
+        return name
+
+    async def url_for(self, fn: FunctionRecord, app_name: str | None, deployed: bool
+                      ) -> tuple[tuple[str, str], str]:
+        """The route key and URL of a web function."""
+        web = fn.spec["web"]
+        base = web.get("label") or slug(f"{app_name or fn.app_id}-{fn.name}")
+        path_slug = base if deployed else f"{base}-dev"
+        ws = await self.workspace_name(fn.workspace_id)
+        return (ws, path_slug), f"{self.cp.settings.url}{PREFIX}{ws}/{path_slug}"
+
+    async def publish(self, fn: FunctionRecord, app_name: str | None, deployed: bool) -> str:
+        """Route the web function's URL to it and return that URL."""
+        key, url = await self.url_for(fn, app_name, deployed)
+        self.routes[key] = fn.id
+        return url
+
+    async def load(self) -> None:
+        """Route the web functions of deployed apps after a start."""
+        rows = await self.cp.db.read(
+            sa.select(s.functions.c.id, s.functions.c.spec, s.apps.c.name)
+            .join(s.apps, s.apps.c.id == s.functions.c.app_id)
+            .where(s.apps.c.state == "deployed", s.functions.c.parent_id.is_(None))
+        )
+        for r in rows:
+            if json.loads(r.spec).get("web"):
+                fn = await self.cp.load_function(r.id)
+                if fn is not None:
+                    await self.publish(fn, r.name, True)
+
+    # ---- proxy auth ------------------------------------------------------------------------
+
+    async def proxy_authorized(self, workspace_id: str, headers: dict[bytes, bytes]) -> bool:
+        key = headers.get(b"modal-key", b"").decode("latin-1")
+        secret = headers.get(b"modal-secret", b"").decode("latin-1")
+        if not key or not secret:
+            return False
+        if self.proxy_ok.get((key, secret)) == workspace_id:
+            return True
+        rows = await self.cp.db.read(
+            sa.select(s.proxy_tokens.c.workspace_id, s.proxy_tokens.c.secret_hash).where(
+                s.proxy_tokens.c.id == key
+            )
+        )
+        if not rows or rows[0].workspace_id != workspace_id:
+            return False
+        digest = hashlib.sha256(secret.encode()).hexdigest()
+        if not secrets.compare_digest(rows[0].secret_hash, digest):
+            return False
+        self.proxy_ok[(key, secret)] = workspace_id
+        return True
+
+    def forget_proxy_token(self, key: str) -> None:
+        for cached in [k for k in self.proxy_ok if k[0] == key]:
+            del self.proxy_ok[cached]
+
+    # ---- serving ---------------------------------------------------------------------------
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "websocket":
+            await send({"type": "websocket.close", "code": 1008,
+                        "reason": "WebSockets to web functions are not supported yet"})
+            return
+        if scope["type"] != "http":
+            return
+        parts = scope["path"].split("/", 4)  # "", "web", workspace, slug, rest
+        fid = self.routes.get((parts[2], parts[3])) if len(parts) >= 4 else None
+        fn = await self.cp.load_function(fid) if fid else None
+        if fn is None or fn.app_id in self.cp.scheduler.stopped_apps:
+            await _text(send, 404, f"No web function is served at {scope['path']}; "
+                        "`firebox deploy` or `firebox serve` prints the URLs.")
+            return
+        headers = dict(scope["headers"])
+        if fn.spec["web"].get("requires_proxy_auth") and not await self.proxy_authorized(
+            fn.workspace_id, headers
+        ):
+            await _text(send, 401, "This endpoint requires proxy auth: send the Modal-Key and "
+                        "Modal-Secret headers of a proxy token (`firebox token proxy create`).")
+            return
+        body = await _read_body(scope, receive, send, headers)
+        if body is None:
+            return
+        root = f"{PREFIX}{parts[2]}/{parts[3]}"
+        request = {
+            "method": scope["method"],
+            "path": f"{root}/{parts[4] if len(parts) > 4 else ''}",  # ASGI: with root_path
+            "root_path": root,
+            "query": scope.get("query_string", b""),
+            "headers": scope["headers"],
+            "body": body,
+            "scheme": scope.get("scheme", "http"),
+            "client": list(scope["client"]) if scope.get("client") else None,
+            "http_version": scope.get("http_version", "1.1"),
+        }
+        await self._relay(fn, request, receive, send)
+
+    async def _relay(self, fn: FunctionRecord, request: dict[str, Any], receive: Receive,
+                     send: Send) -> None:
+        scheduler = self.cp.scheduler
+        exchange = Exchange()
+        call_id = f"wr-{secrets.token_hex(8)}"
+        pool = scheduler.pool(fn, "", None)
+        inp = Input(f"in-{call_id[3:]}", call_id, 0, wire.pack(request), 0, pool, None,
+                    web=exchange)
+        scheduler.submit(pool, [inp])
+        watcher = asyncio.create_task(_on_disconnect(receive, lambda: scheduler.cancel_call(
+            call_id)))
+        started = False
+        try:
+            while True:
+                kind, a, b = await exchange.queue.get()
+                if kind == "finish":
+                    if a == wire.SUCCESS or a == wire.CANCELLED:
+                        return
+                    status, reason = _failure(a, b)
+                    if started:
+                        # Headers went out already: all that is left is to cut the response
+                        # short, which the client sees as an incomplete body.
+                        raise ConnectionAbortedError(reason)
+                    await _text(send, status, reason)
+                    return
+                message = a
+                if "status" in message:
+                    started = True
+                    await send({"type": "http.response.start", "status": message["status"],
+                                "headers": message.get("headers") or []})
+                if "body" in message or message.get("end"):
+                    await send({"type": "http.response.body", "body": message.get("body", b""),
+                                "more_body": not message.get("end")})
+        finally:
+            watcher.cancel()
+            if call_id in scheduler.by_call:  # the client went away or the send failed
+                scheduler.cancel_call(call_id)
+
+
+async def _read_body(scope: Scope, receive: Receive, send: Send,
+                     headers: dict[bytes, bytes]) -> bytes | None:
+    limit = max_body_bytes()
+    declared = headers.get(b"content-length")
+    too_large = (f"The request body is larger than the {limit // (1024 * 1024)} MiB this server "
+                 "accepts; send less, or raise FIREBOX_WEB_MAX_BODY_MB on the server.")
+    if declared is not None and declared.isdigit() and int(declared) > limit:
+        await _text(send, 413, too_large)
+        return None
+    chunks: list[bytes] = []
+    size = 0
+    while True:
+        message = await receive()
+        if message["type"] == "http.disconnect":
+            return None
+        chunk = message.get("body", b"")
+        size += len(chunk)
+        if size > limit:
+            await _text(send, 413, too_large)
+            return None
+        chunks.append(chunk)
+        if not message.get("more_body"):
+            return b"".join(chunks)
+
+
+async def _on_disconnect(receive: Receive, cancel: Any) -> None:
+    while True:
+        message = await receive()
+        if message["type"] == "http.disconnect":
+            cancel()
+            return
+
+
+def _failure(status: str, data: bytes | None) -> tuple[int, str]:
+    """The HTTP status and reason for a request that did not finish."""
+    if status == wire.TIMEOUT:
+        record = wire.unpack(data) if data else {}
+        return 504, record.get("message") or "The web function timed out."
+    try:
+        record = wire.unpack(data or b"")
+    except Exception:
+        record = {}
+    message = record.get("message") or "The web function failed."
+    kind = record.get("type", "")
+    if "app was stopped" in message:
+        return 503, message
+    if kind.startswith("firebox.exceptions."):
+        return 502, message
+    return 500, f"The web function raised {kind.rpartition('.')[2]}: {message}"
+
+
+async def _text(send: Send, status: int, text: str) -> None:
+    body = (text + "\n").encode()
+    await send({"type": "http.response.start", "status": status,
+                "headers": [(b"content-type", b"text/plain; charset=utf-8"),
+                            (b"content-length", str(len(body)).encode())]})
+    await send({"type": "http.response.body", "body": body})
+
+
+def new_proxy_token() -> tuple[str, str]:
+    return f"wk-{secrets.token_hex(8)}", f"ws-{secrets.token_urlsafe(24)}"
+
+
+def proxy_token_row(workspace_id: str, key: str, secret: str) -> dict[str, Any]:
+    return {"id": key, "workspace_id": workspace_id,
+            "secret_hash": hashlib.sha256(secret.encode()).hexdigest(), "created_at": time.time()}

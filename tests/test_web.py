@@ -1,0 +1,197 @@
+"""Web functions through the ingress, with real HTTP against a real server."""
+
+from __future__ import annotations
+
+import concurrent.futures
+import secrets
+import signal
+import socket
+import subprocess
+import sys
+import urllib.parse
+
+import httpx
+import pytest
+from apps import web
+from conftest import REPO
+from helpers import eventually
+
+import firebox
+from firebox.exceptions import InvalidError
+
+
+@pytest.fixture(scope="module")
+def running(server):
+    with web.app.run(show_logs=False):
+        yield web
+
+
+def _containers(server, app_id: str) -> int:
+    apps = httpx.get(f"{server.url}/v1/apps", headers={"Authorization": f"Bearer {server.token}"})
+    return next(a["containers"] for a in apps.json()["apps"] if a["app_id"] == app_id)
+
+
+def test_requests_held_while_scaling_from_zero(server, running):
+    assert _containers(server, running.app.app_id) == 0
+    url = running.hello.get_web_url()
+    with concurrent.futures.ThreadPoolExecutor(4) as pool:
+        replies = list(pool.map(
+            lambda i: httpx.get(url, params={"name": f"n{i}", "times": 2}, timeout=120),
+            range(4),
+        ))
+    assert [r.status_code for r in replies] == [200] * 4
+    assert replies[3].json()["greeting"] == "hello n3 hello n3"
+
+
+def test_fastapi_json_body_pydantic_and_docs(running):
+    url = running.order.get_web_url()
+    reply = httpx.post(url, json={"name": "bolt", "qty": 4}, timeout=120)
+    assert reply.json() == {"name": "BOLT", "total": 12}
+    assert httpx.post(url, json={"qty": "many"}, timeout=60).status_code == 422
+    assert httpx.get(url, timeout=60).status_code == 405
+    docs = httpx.get(url + "/docs", timeout=60)
+    assert docs.status_code == 200 and "swagger" in docs.text.lower()
+    assert httpx.get(running.hello.get_web_url() + "/docs", timeout=60).status_code == 404
+
+
+def test_web_functions_are_not_called_with_remote(running):
+    with pytest.raises(InvalidError, match="web function"):
+        running.hello.remote()
+    with pytest.raises(InvalidError, match="web function"):
+        running.hello.spawn()
+    with pytest.raises(InvalidError, match="web function"):
+        list(running.hello.map([1]))
+    assert running.not_web.get_web_url() is None
+    assert running.hello.get_web_url().endswith("/web/main/test-web-hello-dev")
+
+
+def test_asgi_app_sees_its_path_and_root(running):
+    base = running.api.get_web_url()
+    reply = httpx.post(base + "/echo", content=b"x" * 100_000, timeout=120)
+    assert reply.json() == {"size": 100_000, "path": f"{urllib.parse.urlsplit(base).path}/echo",
+                            "root": urllib.parse.urlsplit(base).path}
+    assert httpx.get(base + "/nowhere", timeout=60).status_code == 404
+
+
+def test_streaming_chunks_arrive_before_the_response_ends(running):
+    key = f"go-{secrets.token_hex(4)}"
+    url = running.api.get_web_url() + f"/stream/{key}"
+    with httpx.stream("GET", url, timeout=120) as reply:
+        lines = reply.iter_lines()
+        assert next(lines) == "first"
+        # The app holds the rest of its response until this key is set: the first chunk came
+        # through on its own.
+        running.signals[key] = True
+        assert next(lines) == "second"
+
+
+def test_pool_scales_with_concurrent_requests(running):
+    key = f"barrier-{secrets.token_hex(4)}"
+    url = running.api.get_web_url() + f"/barrier/{key}/4"
+    with concurrent.futures.ThreadPoolExecutor(4) as pool:
+        replies = list(pool.map(lambda _: httpx.get(url, timeout=120), range(4)))
+    containers = [r.json()["container"] for r in replies]
+    assert "gave up" not in containers
+    assert len(set(containers)) >= 2  # max_inputs=2: four at once needed a second container
+
+
+def test_container_dying_mid_request_gives_502(running):
+    base = running.api.get_web_url()
+    reply = httpx.get(base + "/crash", timeout=120)
+    assert reply.status_code == 502
+    assert "exited with code 3" in reply.text
+    with pytest.raises(httpx.HTTPError):
+        with httpx.stream("GET", base + "/crash-mid-stream", timeout=120) as streamed:
+            assert streamed.status_code == 200
+            streamed.read()
+    assert httpx.post(base + "/echo", content=b"ok", timeout=120).json()["size"] == 2
+
+
+def test_body_over_the_limit_gets_413(running):
+    parsed = urllib.parse.urlsplit(running.api.get_web_url())
+    with socket.create_connection((parsed.hostname, parsed.port), timeout=60) as sock:
+        sock.sendall(
+            f"POST {parsed.path}/echo HTTP/1.1\r\nHost: {parsed.hostname}\r\n"
+            f"Content-Length: {64 * 1024 * 1024}\r\n\r\n".encode()
+        )
+        head = sock.recv(4096).decode()
+    assert head.startswith("HTTP/1.1 413"), head
+
+
+def test_proxy_auth(server, running):
+    url = running.secret.get_web_url()
+    assert url.endswith("/web/main/test-web-secret-dev")
+    refused = httpx.post(url, json={"a": 1}, timeout=60)
+    assert refused.status_code == 401 and "Modal-Key" in refused.text
+    created = server.cli("token", "proxy", "create")
+    assert created.returncode == 0, created.stderr
+    fields = dict(line.split(": ", 1) for line in created.stdout.splitlines())
+    headers = {"Modal-Key": fields["Modal-Key"], "Modal-Secret": fields["Modal-Secret"]}
+    assert httpx.post(url, json={"a": 1}, headers=headers, timeout=120).json() == {
+        "seen": {"a": 1}
+    }
+    wrong = {**headers, "Modal-Secret": "ws-wrong"}
+    assert httpx.post(url, json={"a": 1}, headers=wrong, timeout=60).status_code == 401
+    # Other endpoints are public.
+    assert httpx.get(running.hello.get_web_url(), timeout=60).status_code == 200
+    deleted = server.cli("token", "proxy", "delete", fields["Modal-Key"])
+    assert deleted.returncode == 0, deleted.stderr
+    assert httpx.post(url, json={"a": 1}, headers=headers, timeout=60).status_code == 401
+
+
+def test_wsgi_app_and_web_server(running):
+    reply = httpx.get(running.flask_like.get_web_url() + "/x?a=1", timeout=120)
+    assert reply.text == "wsgi GET a=1"
+    served = httpx.get(running.server.get_web_url() + "/web.py", timeout=120)
+    assert served.status_code == 200 and "Web functions the ingress tests" in served.text
+
+
+def test_unknown_url_is_404(server):
+    assert httpx.get(f"{server.url}/web/main/no-such-endpoint", timeout=30).status_code == 404
+
+
+def test_deploy_prints_stable_urls(server):
+    first = server.cli("deploy", "tests/apps/web_deployed.py", timeout=120)
+    assert first.returncode == 0, first.stderr
+    url = f"{server.url}/web/main/test-web-deployed-greet"
+    assert f"greet => {url}" in first.stdout
+    assert httpx.get(url, timeout=120).json() == "deployed hi"
+    again = server.cli("deploy", "tests/apps/web_deployed.py", timeout=120)
+    assert f"greet => {url}" in again.stdout
+    assert firebox.Function.from_name("test-web-deployed", "greet").get_web_url() == url
+    assert httpx.get(url, params={"who": "again"}, timeout=120).json() == "deployed again"
+    assert server.cli("app", "stop", "test-web-deployed").returncode == 0
+    assert httpx.get(url, timeout=30).status_code == 404
+
+
+def test_serve_reloads_when_the_file_changes(server, tmp_path):
+    source = (REPO / "tests/apps/web_deployed.py").read_text()
+    app_file = tmp_path / "served.py"
+    app_file.write_text(source.replace("test-web-deployed", "test-web-served"))
+    env = {**server.env(), "FIREBOX_SERVER_URL": server.url, "FIREBOX_TOKEN": server.token}
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "firebox.cli.main", "serve", str(app_file), "--timeout", "90"],
+        env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, cwd=REPO,
+    )
+    try:
+        url = f"{server.url}/web/main/test-web-served-greet-dev"
+        assert f"greet => {url}" in _read_until(proc, url)
+        assert httpx.get(url, timeout=120).json() == "deployed hi"
+        app_file.write_text(source.replace("test-web-deployed", "test-web-served")
+                            .replace('f"deployed {who}"', 'f"reloaded {who}"'))
+        _read_until(proc, "Reloaded")
+        assert eventually(lambda: httpx.get(url, timeout=120).json() == "reloaded hi",
+                          timeout=60)
+    finally:
+        proc.send_signal(signal.SIGINT)  # stops the app as Ctrl-C would
+        proc.wait(30)
+
+
+def _read_until(proc: subprocess.Popen, text: str) -> str:
+    seen = ""
+    while text not in seen:
+        line = proc.stdout.readline()
+        if not line:
+            raise AssertionError(f"`firebox serve` ended before printing {text!r}:\n{seen}")
+        seen += line
+    return seen
