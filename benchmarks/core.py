@@ -119,6 +119,24 @@ def unix_pingpong(n: int) -> list[float]:
     return times
 
 
+def _health_round_trips(n: int) -> list[float]:
+    """One HTTP round trip to the control plane on the SDK's own client: the part of a call's
+    latency that is transport, not scheduling or the container."""
+    from firebox import _sync
+    from firebox import client as client_mod
+
+    async def run() -> list[float]:
+        http = client_mod.current().http
+        times = []
+        for _ in range(n):
+            t = time.perf_counter()
+            await http.get("/health")
+            times.append(time.perf_counter() - t)
+        return times
+
+    return _sync.run(run())
+
+
 def bench_warm(n: int) -> dict[str, object]:
     import ray
 
@@ -131,6 +149,7 @@ def bench_warm(n: int) -> dict[str, object]:
         bench_app.noop.remote(i)
         times.append(time.perf_counter() - t)
     results["firebox"] = times
+    results["firebox HTTP floor (GET /health)"] = _health_round_trips(n)
 
     @ray.remote
     class Actor:

@@ -63,6 +63,11 @@ class ControlPlane:
             on_exit=self._on_exit,
             isolation_mode=settings.isolation,
             hidden=[settings.state_dir, config.config_dir(), Path.home() / ".firebox"],
+            standby_env={
+                "FIREBOX_SERVER_URL": settings.url,
+                "FIREBOX_IS_REMOTE": "1",
+                "MODAL_IS_REMOTE": "1",
+            },
         )
         self.scheduler = Scheduler(
             self.db,
@@ -108,6 +113,7 @@ class ControlPlane:
         recovered = await self.scheduler.recover(self.load_function)
         if recovered:
             log.info("queued %d accepted inputs again after a restart", recovered)
+        self.backend.start_standby()
         await self.ingress.load()
         await self.schedules.start()
         self._tasks.append(asyncio.create_task(self._expire_ephemeral_apps()))
