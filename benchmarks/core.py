@@ -43,6 +43,17 @@ def ms(seconds: float) -> str:
     return f"{seconds * 1000:.2f} ms"
 
 
+def latency_table(results: dict[str, list[float]], baseline: str, label: str
+                  ) -> tuple[dict[str, dict[str, float]], list[str]]:
+    """p50 and p99 of each system, and each p50 as a ratio of the baseline's."""
+    rows = {k: {"p50": statistics.median(v), "p99": pct(v, 0.99)} for k, v in results.items()}
+    base = rows[baseline]["p50"]
+    lines = [f"| system | p50 | p99 | p50 vs {label} |", "|---|---|---|---|"]
+    for k, r in rows.items():
+        lines.append(f"| {k} | {ms(r['p50'])} | {ms(r['p99'])} | {r['p50'] / base:.2f}x |")
+    return rows, lines
+
+
 # ---- servers ---------------------------------------------------------------------------------
 
 
@@ -167,11 +178,7 @@ def bench_warm(n: int) -> dict[str, object]:
     results["ray actor"] = times
     ray.kill(actor)
     results["unix socket floor"] = unix_pingpong(n)
-    rows = {k: {"p50": statistics.median(v), "p99": pct(v, 0.99)} for k, v in results.items()}
-    ray_p50 = rows["ray actor"]["p50"]
-    lines = ["| system | p50 | p99 | p50 vs Ray |", "|---|---|---|---|"]
-    for k, r in rows.items():
-        lines.append(f"| {k} | {ms(r['p50'])} | {ms(r['p99'])} | {r['p50'] / ray_p50:.2f}x |")
+    rows, lines = latency_table(results, "ray actor", "Ray")
     return {"rows": rows, "table": lines, "n": n}
 
 
@@ -239,11 +246,7 @@ def bench_cold(trials: int) -> dict[str, object]:
         t = time.perf_counter()
         subprocess.run([sys.executable, "-c", "pass"], check=True)
         results["python -c pass"].append(time.perf_counter() - t)
-    rows = {k: {"p50": statistics.median(v), "p99": pct(v, 0.99)} for k, v in results.items()}
-    floor = rows["python -c pass"]["p50"]
-    lines = ["| system | p50 | p99 | p50 vs python -c pass |", "|---|---|---|---|"]
-    for k, r in rows.items():
-        lines.append(f"| {k} | {ms(r['p50'])} | {ms(r['p99'])} | {r['p50'] / floor:.1f}x |")
+    rows, lines = latency_table(results, "python -c pass", "python -c pass")
     return {"rows": rows, "table": lines, "trials": trials}
 
 
