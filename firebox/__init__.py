@@ -13,6 +13,7 @@ from .sdk.function import Function, FunctionCall
 from .sdk.partial import batched, concurrent, enter, exit, method, parameter
 from .sdk.queue import Queue
 from .sdk.retries import Retries
+from .sdk.sandbox import Sandbox
 from .sdk.schedule import Cron, Period
 from .sdk.secret import Secret
 from .sdk.unsupported import (
@@ -20,7 +21,6 @@ from .sdk.unsupported import (
     Image,
     Mount,
     NetworkFileSystem,
-    Sandbox,
     Stub,
     forward,
 )

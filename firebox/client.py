@@ -35,6 +35,10 @@ _ERRORS: dict[str, type[Exception]] = {
     "FileNotFoundError": FileNotFoundError,
     "FileExistsError": FileExistsError,
     "IsADirectoryError": IsADirectoryError,
+    "NotADirectoryError": NotADirectoryError,
+    "PermissionError": PermissionError,
+    "OSError": OSError,
+    "SandboxTerminatedError": exceptions.SandboxTerminatedError,
 }
 
 

@@ -177,3 +177,165 @@ def in_cgroup(argv: Sequence[str], procs_files: Sequence[Path]) -> list[str]:
         return list(argv)
     joins = " && ".join(f"echo $$ > {shlex.quote(str(f))}" for f in procs_files)
     return ["/bin/sh", "-c", f'{joins} && exec "$@"', "firebox-container", *argv]
+
+
+# ---- sandboxes: a long-lived container with a writable root, driven by sandbox_agent ----------
+
+SANDBOX_MODES = (NAMESPACES, GVISOR)
+# Top-level directories a sandbox does not get from the host: the runtime mounts its own
+# /proc, /sys and /dev, and /tmp and /run start empty.
+NOT_FROM_HOST = {"proc", "sys", "dev", "tmp", "run", "lost+found"}
+AGENT = Path(__file__).with_name("sandbox_agent.py")
+# Capabilities of root inside gVisor: they act on gVisor's kernel, never the host's.
+GVISOR_CAPS = ["CAP_CHOWN", "CAP_DAC_OVERRIDE", "CAP_FOWNER", "CAP_FSETID", "CAP_KILL",
+               "CAP_SETGID", "CAP_SETUID", "CAP_SETPCAP", "CAP_NET_BIND_SERVICE", "CAP_SYS_CHROOT",
+               "CAP_MKNOD", "CAP_AUDIT_WRITE", "CAP_SETFCAP"]
+SANDBOX_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
+
+
+def sandbox_default_mode() -> str:
+    """gVisor where runsc is installed, else bubblewrap namespaces."""
+    if shutil.which("runsc"):
+        return GVISOR
+    if shutil.which("bwrap"):
+        return NAMESPACES
+    raise IsolationUnavailable(
+        "Sandboxes need gVisor (Debian package runsc) or bubblewrap (package bubblewrap); "
+        "install one of them."
+    )
+
+
+@dataclass
+class SandboxRoot:
+    """A sandbox's file system: the host's directories as read-only lower layers (under any
+    snapshot layers), with this sandbox's own upper directories taking every write. Mounted
+    with overlayfs in a private mount namespace, so the mounts vanish with the sandbox."""
+
+    base: Path  # <state>/sandboxes/<id>: rootfs/, upper/, work/, empty/
+    layers: Sequence[Path] = ()  # snapshot directories, newest first, each with upper/ and root/
+
+    @property
+    def rootfs(self) -> Path:
+        return self.base / "rootfs"
+
+    def prepare(self) -> list[str]:
+        """Make the skeleton and return the shell lines that mount its overlays."""
+        for part in ("rootfs", "upper", "work", "empty"):
+            (self.base / part).mkdir(parents=True, exist_ok=True)
+        for layer in reversed(self.layers):  # files and directories made at "/" in a snapshot
+            for entry in (layer / "root").iterdir():
+                dest = self.rootfs / entry.name
+                if entry.is_dir() and not entry.is_symlink():
+                    shutil.copytree(entry, dest, symlinks=True, dirs_exist_ok=True)
+                elif not dest.exists():
+                    shutil.copy2(entry, dest, follow_symlinks=False)
+        lines = []
+        for name in sorted(os.listdir("/")):
+            host = Path("/") / name
+            dest = self.rootfs / name
+            if host.is_symlink():
+                if not dest.is_symlink() and not dest.exists():
+                    dest.symlink_to(os.readlink(host))
+                continue
+            if not host.is_dir():
+                continue
+            dest.mkdir(exist_ok=True)
+            if name in ("proc", "sys", "dev", "lost+found"):
+                continue
+            lowers = [str(layer / "upper" / name) for layer in self.layers
+                      if (layer / "upper" / name).is_dir()]
+            lowers.append(str(self.base / "empty") if name in NOT_FROM_HOST else str(host))
+            upper, work = self.base / "upper" / name, self.base / "work" / name
+            upper.mkdir(exist_ok=True)
+            work.mkdir(exist_ok=True)
+            paths = [*lowers, str(upper), str(work), str(dest)]
+            if any(c in p for p in paths for c in ":,\n"):
+                raise IsolationUnavailable(
+                    f"The path {paths} has a ':' or ',' overlayfs cannot take; move the state "
+                    "directory to a plainer path."
+                )
+            options = f"lowerdir={':'.join(lowers)},upperdir={upper},workdir={work}"
+            lines.append(f"mount -t overlay overlay -o {shlex.quote(options)} "
+                         f"{shlex.quote(str(dest))}")
+        return lines
+
+    def mounted_dirs(self) -> list[str]:
+        """Top-level directories that are overlays: a snapshot takes their upper directories."""
+        return sorted(p.name for p in (self.base / "upper").iterdir())
+
+
+def _visible_hidden(hidden: Sequence[Path]) -> list[Path]:
+    """Hidden paths a sandbox would otherwise see (those under /tmp and /run it never does)."""
+    out: list[Path] = []
+    for p in sorted({h.resolve() for h in hidden}, key=lambda p: len(p.parts)):
+        if len(p.parts) > 1 and p.parts[1] in NOT_FROM_HOST:
+            continue
+        if p.exists() and not _under(p, out):
+            out.append(p)
+    return out
+
+
+def sandbox_argv(mode: str, sb: Sandbox, fs: SandboxRoot, env: dict[str, str],
+                 cgroup: str | None = None) -> list[str]:
+    """The command that mounts a sandbox's root and starts its agent under mode; the agent
+    speaks on the command's stdin and stdout. No network: its own namespace with loopback only.
+    cgroup: the path (under each controller) of the cgroup the sandbox must stay in."""
+    mounts = fs.prepare()
+    python = str(Path(sys.executable).resolve())
+    agent = [python, "-I", "-S", str(AGENT)]
+    hidden = _visible_hidden(sb.hidden)
+    env = {"PATH": SANDBOX_PATH, "HOME": "/root", **env}
+    if mode == GVISOR:
+        inner = _gvisor_sandbox(agent, sb, fs, env, hidden, cgroup)
+    elif mode == NAMESPACES:
+        inner = ["bwrap", "--bind", str(fs.rootfs), "/", "--dev", "/dev", "--proc", "/proc",
+                 "--unshare-all", "--hostname", sb.container_id, "--cap-drop", "ALL",
+                 "--die-with-parent", "--new-session", "--clearenv"]
+        for k, v in env.items():
+            inner += ["--setenv", k, v]
+        for p in hidden:
+            inner += ["--tmpfs", str(p)]
+        inner += ["--chdir", "/", "--", *agent]
+    else:
+        raise IsolationUnavailable(f"sandboxes run under {' or '.join(SANDBOX_MODES)}, "
+                                   f"not {mode!r}")
+    script = " && ".join([*mounts, 'exec "$@"'])
+    return ["unshare", "--mount", "--propagation", "private", "/bin/sh", "-c", script,
+            "firebox-sandbox", *inner]
+
+
+def _gvisor_sandbox(agent: list[str], sb: Sandbox, fs: SandboxRoot, env: dict[str, str],
+                    hidden: Sequence[Path], cgroup: str | None) -> list[str]:
+    assert sb.scratch is not None and sb.runsc_root is not None
+    sb.scratch.mkdir(parents=True, exist_ok=True)
+    mounts: list[dict[str, object]] = [
+        {"destination": "/proc", "type": "proc", "source": "proc"},
+        {"destination": "/dev", "type": "tmpfs", "source": "tmpfs"},
+        {"destination": "/dev/pts", "type": "devpts", "source": "devpts"},
+        {"destination": "/dev/shm", "type": "tmpfs", "source": "shm"},
+        {"destination": "/sys", "type": "sysfs", "source": "sysfs", "options": ["ro"]},
+    ]
+    # runsc puts a tmpfs of its own on /tmp unless the spec mounts something there.
+    mounts.append({"destination": "/tmp", "type": "bind", "source": str(fs.rootfs / "tmp"),
+                   "options": ["rbind", "rw"]})
+    mounts += [{"destination": str(p), "type": "tmpfs", "source": "tmpfs"} for p in hidden]
+    caps = {k: GVISOR_CAPS for k in ("bounding", "effective", "permitted")}
+    spec = {
+        "ociVersion": "1.0.2",
+        "process": {
+            "terminal": False, "user": {"uid": 0, "gid": 0}, "args": agent,
+            "env": [f"{k}={v}" for k, v in env.items()], "cwd": "/",
+            "capabilities": caps, "noNewPrivileges": True,
+        },
+        "root": {"path": str(fs.rootfs), "readonly": False},
+        "hostname": sb.container_id,
+        "mounts": mounts,
+        "linux": {"namespaces": [{"type": t} for t in ("pid", "ipc", "uts", "mount", "network")]},
+    }
+    if cgroup:
+        # runsc moves its sandbox and gofer processes out of the cgroup they were started in
+        # unless the spec names one: without this, no memory or process limit would hold.
+        spec["linux"]["cgroupsPath"] = cgroup  # type: ignore[index]
+    (sb.scratch / "config.json").write_text(json.dumps(spec))
+    return ["runsc", "--root", str(sb.runsc_root), "--network=none",
+            "run", "--bundle", str(sb.scratch), sb.container_id]

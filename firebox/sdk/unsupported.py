@@ -28,10 +28,6 @@ class Image(_NotYet):
     _what = "Images"
 
 
-class Sandbox(_NotYet):
-    _what = "Sandboxes"
-
-
 class NetworkFileSystem(_NotYet):
     _what = "Network file systems"
 

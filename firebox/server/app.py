@@ -19,6 +19,7 @@ from . import (
     api_blobs,
     api_dicts,
     api_queues,
+    api_sandboxes,
     api_scaling,
     api_secrets,
     api_volumes,
@@ -65,7 +66,8 @@ def create_app(settings: Settings) -> ASGIApp:
     app = Starlette(
         routes=[Route("/health", health), *api.routes, *api_blobs.routes, *api_scaling.routes,
                 *containers.routes, *api_web.routes,
-                *api_dicts.routes, *api_queues.routes, *api_secrets.routes, *api_volumes.routes],
+                *api_dicts.routes, *api_queues.routes, *api_secrets.routes, *api_volumes.routes,
+                *api_sandboxes.routes],
         exception_handlers={ApiError: api_error, Exception: internal_error},
         lifespan=lifespan,
     )

@@ -24,6 +24,7 @@ from .ingress import Ingress
 from .logs import LogHub
 from .metering import Meter, load_prices
 from .outputs import OutputLog
+from .sandboxes import SandboxManager
 from .scheduler import Capacity, Container, Scheduler
 from .schedules import Schedules
 from .vault import Vault
@@ -80,6 +81,7 @@ class ControlPlane:
         )
         self.vault = Vault(settings.state_dir, self.db)
         self.waiters = Waiters()  # blocked Queue gets and puts, woken by changes
+        self.sandboxes = SandboxManager(self, hidden=self.backend.hidden)
         self.ingress = Ingress(self)  # web functions' URLs
         self.schedules = Schedules(self)  # Cron and Period runs
         self._tasks: list[asyncio.Task[None]] = []
@@ -118,11 +120,13 @@ class ControlPlane:
         await self.schedules.start()
         self._tasks.append(asyncio.create_task(self._expire_ephemeral_apps()))
         self._tasks.append(asyncio.create_task(self._mark_alive()))
+        await self.sandboxes.start()
 
     async def close(self) -> None:
         self.schedules.stop()
         for t in [*self._tasks, *self._closers]:
             t.cancel()
+        await self.sandboxes.close()
         await self.scheduler.shutdown()
         await self.backend.close()
         await self.db.close()

@@ -246,3 +246,29 @@ proxy_tokens = sa.Table(
     sa.Column("secret_hash", sa.String(64), nullable=False),
     sa.Column("created_at", sa.Float, nullable=False),
 )
+
+# Sandboxes: the control plane runs them; this is what outlives them (status, exit, tags).
+sandboxes = sa.Table(
+    "sandboxes",
+    metadata,
+    sa.Column("id", sa.String(32), primary_key=True),
+    sa.Column("workspace_id", sa.String(32), nullable=False, index=True),
+    sa.Column("app_id", sa.String(32), nullable=False, index=True),
+    sa.Column("name", sa.String(128)),
+    sa.Column("tags", sa.Text, nullable=False),  # JSON object of str -> str
+    sa.Column("isolation", sa.String(16), nullable=False),  # "gvisor" or "namespaces"
+    sa.Column("status", sa.String(16), nullable=False),  # running finished terminated timeout
+    sa.Column("returncode", sa.Integer),
+    sa.Column("created_at", sa.Float, nullable=False),
+    sa.Column("finished_at", sa.Float),
+)
+
+# File system snapshots of sandboxes (snapshot_filesystem): directories in the state directory.
+sandbox_images = sa.Table(
+    "sandbox_images",
+    metadata,
+    sa.Column("id", sa.String(32), primary_key=True),
+    sa.Column("workspace_id", sa.String(32), nullable=False),
+    sa.Column("layers", sa.Text, nullable=False),  # JSON list of layer ids, newest first
+    sa.Column("created_at", sa.Float, nullable=False),
+)

@@ -1,0 +1,290 @@
+"""The Sandbox API. Commands' output streams to clients over HTTP: a chunked response of
+length-prefixed msgpack frames ({"fd", "data"} then {"exit"}), resumable with ?after=N; stdin
+goes in with POSTs, in order. Everything else is one msgpack request and response."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import math
+import struct
+import time
+from collections.abc import AsyncIterator
+from typing import Any
+
+import sqlalchemy as sa
+from starlette.requests import Request
+from starlette.responses import Response, StreamingResponse
+from starlette.routing import Route
+
+from .. import wire
+from ..store import schema as s
+from .api import app_row, identity, msgpack_body, packed, plane
+from .errors import invalid, not_found
+from .objects import check_name
+from .sandboxes import MAX_TIMEOUT, Exec, Running, SandboxManager, Spec
+
+FRAME = struct.Struct(">I")
+MAX_WAIT = 50.0
+FILE_OPS = {"read", "write", "list", "mkdir", "remove", "stat"}
+
+
+def manager(request: Request) -> SandboxManager:
+    return plane(request).sandboxes  # type: ignore[no-any-return]
+
+
+def running(request: Request) -> Running:
+    sb = manager(request).running.get(request.path_params["sandbox_id"])
+    if sb is None or sb.workspace_id != identity(request).workspace_id:
+        raise not_found(f"No sandbox {request.path_params['sandbox_id']} is running here; "
+                        "Sandbox.list() shows the running ones.")
+    return sb
+
+
+def _strings(value: Any, what: str) -> dict[str, str]:
+    if not value:
+        return {}
+    if not isinstance(value, dict) or not all(
+            isinstance(k, str) and isinstance(v, str) for k, v in value.items()):
+        raise invalid(f"{what} must map strings to strings.")
+    return dict(value)
+
+
+def _seconds(value: Any, what: str, default: float | None) -> float | None:
+    if value is None:
+        return default
+    if not isinstance(value, int | float) or not 0 < value <= MAX_TIMEOUT or math.isnan(value):
+        raise invalid(f"{what} must be a number of seconds between 0 and {MAX_TIMEOUT}.")
+    return float(value)
+
+
+async def _secret_env(request: Request, ids: Any) -> dict[str, str]:
+    cp, who = plane(request), identity(request)
+    ids = list(ids or [])
+    if not all(isinstance(i, str) for i in ids):
+        raise invalid("secrets must be a list of secret ids.")
+    await cp.vault.load(ids)
+    return cp.vault.env_for({"secrets": ids}, who.workspace_id)
+
+
+async def create(request: Request) -> Response:
+    body = await msgpack_body(request)
+    cp, who = plane(request), identity(request)
+    app = await app_row(cp, who, str(body.get("app_id") or ""))
+    if app.state == "stopped":
+        raise invalid(f"App {app.id} has stopped; sandboxes need a running app.")
+    name = body.get("name")
+    if name is not None:
+        check_name("sandbox", name)
+    args = body.get("args") or []
+    if not isinstance(args, list) or not all(isinstance(a, str) for a in args):
+        raise invalid("The sandbox's command must be strings.")
+    cpu, memory = body.get("cpu"), body.get("memory")
+    if cpu is not None and (not isinstance(cpu, int | float) or cpu <= 0):
+        raise invalid("cpu= must be a positive number of cores.")
+    if memory is not None and (not isinstance(memory, int) or memory < 32):
+        raise invalid("memory= must be a whole number of MiB, at least 32.")
+    layers: list[str] = []
+    if body.get("image"):
+        rows = await cp.db.read(sa.select(s.sandbox_images).where(
+            s.sandbox_images.c.id == body["image"],
+            s.sandbox_images.c.workspace_id == who.workspace_id))
+        if not rows:
+            raise not_found(f"No sandbox image {body['image']} in this workspace.")
+        layers = json.loads(rows[0].layers)
+    env = _strings(body.get("env"), "env") | await _secret_env(request, body.get("secrets"))
+    workdir = body.get("workdir")
+    if workdir is not None and (not isinstance(workdir, str) or not workdir.startswith("/")):
+        raise invalid("workdir= must be an absolute path.")
+    spec = Spec(args=args, env=env, workdir=workdir,
+                timeout=_seconds(body.get("timeout"), "timeout", 300.0) or 300.0,
+                idle_timeout=_seconds(body.get("idle_timeout"), "idle_timeout", None),
+                cpu=float(cpu) if cpu is not None else None, memory_mb=memory, layers=layers)
+    sb = await manager(request).create(who.workspace_id, app.id, name,
+                                       _strings(body.get("tags"), "tags"), spec)
+    return packed({"id": sb.id, "isolation": sb.isolation})
+
+
+def _info(row: Any) -> dict[str, Any]:
+    return {"id": row.id, "app_id": row.app_id, "name": row.name, "tags": json.loads(row.tags),
+            "isolation": row.isolation, "status": row.status, "returncode": row.returncode,
+            "created_at": row.created_at, "finished_at": row.finished_at}
+
+
+async def _row(request: Request, sandbox_id: str) -> Any:
+    rows = await plane(request).db.read(sa.select(s.sandboxes).where(
+        s.sandboxes.c.id == sandbox_id,
+        s.sandboxes.c.workspace_id == identity(request).workspace_id))
+    if not rows:
+        raise not_found(f"No sandbox {sandbox_id} in this workspace.")
+    return rows[0]
+
+
+async def get(request: Request) -> Response:
+    return packed(_info(await _row(request, request.path_params["sandbox_id"])))
+
+
+async def wait(request: Request) -> Response:
+    """The sandbox's state once it has ended, or after `timeout` seconds (at most 50)."""
+    body = await msgpack_body(request)
+    sid = request.path_params["sandbox_id"]
+    row = await _row(request, sid)
+    sb = manager(request).running.get(sid)
+    if row.status == "running" and sb is not None:
+        limit = min(float(body.get("timeout") or MAX_WAIT), MAX_WAIT)
+        try:
+            await asyncio.wait_for(sb.done.wait(), limit)
+        except asyncio.TimeoutError:
+            pass
+        row = await _row(request, sid)
+    return packed(_info(row))
+
+
+async def list_sandboxes(request: Request) -> Response:
+    cp, who = plane(request), identity(request)
+    q = sa.select(s.sandboxes).where(s.sandboxes.c.workspace_id == who.workspace_id,
+                                     s.sandboxes.c.status == "running")
+    if request.query_params.get("app_id"):
+        q = q.where(s.sandboxes.c.app_id == request.query_params["app_id"])
+    wanted = dict(t.split("=", 1) for t in request.query_params.getlist("tag") if "=" in t)
+    rows = await cp.db.read(q.order_by(s.sandboxes.c.created_at))
+    found = [_info(r) for r in rows]
+    return packed({"sandboxes": [i for i in found
+                                 if all(i["tags"].get(k) == v for k, v in wanted.items())]})
+
+
+async def lookup(request: Request) -> Response:
+    cp, who = plane(request), identity(request)
+    app = await app_row(cp, who, request.query_params.get("app", ""))
+    name = request.query_params.get("name", "")
+    rows = await cp.db.read(sa.select(s.sandboxes).where(
+        s.sandboxes.c.app_id == app.id, s.sandboxes.c.name == name,
+        s.sandboxes.c.status == "running"))
+    if not rows:
+        raise not_found(f"No running sandbox named '{name}' in app '{app.name or app.id}'.")
+    return packed(_info(rows[0]))
+
+
+async def terminate(request: Request) -> Response:
+    sid = request.path_params["sandbox_id"]
+    await _row(request, sid)
+    sb = manager(request).running.get(sid)
+    if sb is not None:
+        await manager(request).terminate(sb, "terminated")
+    return packed(_info(await _row(request, sid)))
+
+
+async def set_tags(request: Request) -> Response:
+    body = await msgpack_body(request)
+    sid = request.path_params["sandbox_id"]
+    await _row(request, sid)
+    tags = json.dumps(_strings(body.get("tags"), "tags"))
+    await plane(request).db.write(lambda conn: conn.execute(
+        s.sandboxes.update().where(s.sandboxes.c.id == sid).values(tags=tags)))
+    return packed({})
+
+
+async def exec_command(request: Request) -> Response:
+    body = await msgpack_body(request)
+    sb = running(request)
+    env = _strings(body.get("env"), "env") | await _secret_env(request, body.get("secrets"))
+    workdir = body.get("workdir")
+    if workdir is not None and (not isinstance(workdir, str) or not workdir.startswith("/")):
+        raise invalid("workdir= must be an absolute path.")
+    args = body.get("args")
+    if not isinstance(args, list):
+        raise invalid("exec needs a command: one or more strings.")
+    e = manager(request).exec(sb, args, env, workdir,
+                              _seconds(body.get("timeout"), "timeout", None))
+    return packed({"exec_id": e.id})
+
+
+def _exec(request: Request) -> tuple[Running, Exec]:
+    sb = running(request)
+    e = sb.execs.get(request.path_params["exec_id"])
+    if e is None:
+        raise not_found(f"No command {request.path_params['exec_id']} in sandbox {sb.id}.")
+    return sb, e
+
+
+async def output(request: Request) -> StreamingResponse:
+    _, e = _exec(request)
+    after = int(request.query_params.get("after", 0))
+
+    async def frames() -> AsyncIterator[bytes]:
+        i = after
+        while True:
+            changed = e.changed
+            while i < len(e.chunks):
+                fd, data = e.chunks[i]
+                i += 1
+                yield _frame({"fd": fd, "data": data})
+            if e.code is not None:
+                yield _frame({"exit": e.code, "truncated": e.truncated})
+                return
+            await changed.wait()
+
+    return StreamingResponse(frames(), media_type="application/octet-stream")
+
+
+def _frame(message: dict[str, Any]) -> bytes:
+    data = wire.pack(message)
+    return FRAME.pack(len(data)) + data
+
+
+async def stdin(request: Request) -> Response:
+    body = await msgpack_body(request)
+    sb, e = _exec(request)
+    data = body.get("data") or b""
+    if not isinstance(data, bytes):
+        raise invalid("stdin data must be bytes.")
+    if e.code is None:
+        manager(request).stdin(sb, e.id, data, bool(body.get("eof")))
+    return packed({})
+
+
+async def poll_exec(request: Request) -> Response:
+    _, e = _exec(request)
+    return packed({"returncode": e.code})
+
+
+async def file_op(request: Request) -> Response:
+    body = await msgpack_body(request)
+    sb = running(request)
+    op = body.get("op")
+    if op not in FILE_OPS:
+        raise invalid(f"Unknown file operation {op!r}.")
+    data = body.get("data") or b""
+    if not isinstance(data, bytes):
+        raise invalid("File data must be bytes.")
+    options = {k: bool(body[k]) for k in ("parents", "recursive", "append") if k in body}
+    result, out = await manager(request).file_op(sb, op, body.get("path"), data, **options)
+    return packed({"result": result, "data": out})
+
+
+async def snapshot(request: Request) -> Response:
+    sb = running(request)
+    cp, who = plane(request), identity(request)
+    layers = await manager(request).snapshot(sb)
+    image_id = "im-" + layers[0].removeprefix("ly-")
+    now = time.time()
+    await cp.db.write(lambda conn: conn.execute(s.sandbox_images.insert().values(
+        id=image_id, workspace_id=who.workspace_id, layers=json.dumps(layers), created_at=now)))
+    return packed({"image_id": image_id})
+
+
+routes = [
+    Route("/v1/sandboxes", create, methods=["POST"]),
+    Route("/v1/sandboxes", list_sandboxes, methods=["GET"]),
+    Route("/v1/sandboxes/lookup", lookup, methods=["GET"]),
+    Route("/v1/sandboxes/{sandbox_id}", get, methods=["GET"]),
+    Route("/v1/sandboxes/{sandbox_id}/wait", wait, methods=["POST"]),
+    Route("/v1/sandboxes/{sandbox_id}/terminate", terminate, methods=["POST"]),
+    Route("/v1/sandboxes/{sandbox_id}/tags", set_tags, methods=["POST"]),
+    Route("/v1/sandboxes/{sandbox_id}/exec", exec_command, methods=["POST"]),
+    Route("/v1/sandboxes/{sandbox_id}/exec/{exec_id}/output", output, methods=["GET"]),
+    Route("/v1/sandboxes/{sandbox_id}/exec/{exec_id}/stdin", stdin, methods=["POST"]),
+    Route("/v1/sandboxes/{sandbox_id}/exec/{exec_id}", poll_exec, methods=["GET"]),
+    Route("/v1/sandboxes/{sandbox_id}/fs", file_op, methods=["POST"]),
+    Route("/v1/sandboxes/{sandbox_id}/snapshot", snapshot, methods=["POST"]),
+]

@@ -1,0 +1,184 @@
+"""Sandboxes: exec streams, stdin, files, lifetimes, lookups, tags, snapshots, CLI."""
+
+import asyncio
+import shutil
+
+import pytest
+
+import firebox as modal
+from firebox.exception import InvalidError, SandboxTerminatedError, SandboxTimeoutError
+
+
+@pytest.fixture(scope="module")
+def app(server):
+    return modal.App.lookup("sandbox-tests", create_if_missing=True)
+
+
+@pytest.fixture(scope="module")
+def sb(app):
+    sandbox = modal.Sandbox.create(app=app, env={"GREETING": "hi"}, workdir="/tmp")
+    yield sandbox
+    sandbox.terminate()
+
+
+def test_runs_under_gvisor_where_runsc_is_installed(sb):
+    expected = "gvisor" if shutil.which("runsc") else "namespaces"
+    assert sb.isolation == expected
+    kernel = sb.exec("uname", "-r").stdout.read().strip()
+    if expected == "gvisor":  # gVisor's kernel says 4.4.0, whatever the host runs
+        assert kernel == "4.4.0"
+
+
+def test_exec_streams_stdout_stderr_stdin_and_exit_code(sb):
+    p = sb.exec("sh", "-c", 'echo "$GREETING $PWD"; echo oops >&2; read x; echo "got $x"; exit 5')
+    p.stdin.write(b"hello\n")
+    p.stdin.write_eof()
+    p.stdin.drain()
+    assert p.stdout.read() == "hi /tmp\ngot hello\n"
+    assert p.stderr.read() == "oops\n"
+    assert p.wait() == 5
+    assert p.poll() == 5 and p.returncode == 5
+
+
+def test_exec_options_lines_and_bytes(sb):
+    p = sb.exec("sh", "-c", 'for i in 1 2 3; do echo "$X$i"; done; pwd', env={"X": "n"},
+                workdir="/usr", secrets=[modal.Secret.from_dict({"S": "s"})])
+    assert list(p.stdout) == ["n1\n", "n2\n", "n3\n", "/usr\n"]
+    raw = sb.exec("printf", r"\x00\xff", text=False).stdout.read()
+    assert raw == b"\x00\xff"
+    missing = sb.exec("no-such-command-here")
+    assert missing.wait() == 127
+    assert "no-such-command-here" in missing.stderr.read()
+
+
+def test_async_faces(sb):
+    async def main():
+        p = await sb.exec.aio("sh", "-c", "echo a; echo b")
+        lines = [line async for line in p.stdout]
+        return lines, await p.wait.aio()
+
+    assert asyncio.run(main()) == (["a\n", "b\n"], 0)
+
+
+def test_exec_timeout_kills_the_command(sb):
+    p = sb.exec("sleep", "60", timeout=1)
+    assert p.wait() == -9
+    assert sb.exec("true").wait() == 0  # the sandbox carries on
+
+
+def test_filesystem(sb, tmp_path):
+    fs = sb.filesystem
+    fs.make_directory("/work-dir/a/b", parents=True)
+    fs.write_text("/work-dir/a/b/note.txt", "hello")
+    fs.write_bytes("/work-dir/bin.dat", b"\x00\x01")
+    assert fs.read_text("/work-dir/a/b/note.txt") == "hello"
+    assert fs.read_bytes("/work-dir/bin.dat") == b"\x00\x01"
+    assert sorted(fs.list_files("/work-dir")) == ["a", "bin.dat"]
+    assert fs.stat("/work-dir/a/b/note.txt")["size"] == 5
+    assert fs.stat("/work-dir/a")["type"] == "directory"
+    # What the file API writes, commands in the sandbox see.
+    assert sb.exec("cat", "/work-dir/a/b/note.txt").stdout.read() == "hello"
+    local = tmp_path / "in.txt"
+    local.write_text("from the host")
+    fs.copy_from_local(local, "/work-dir/copied.txt")
+    fs.copy_to_local("/work-dir/copied.txt", tmp_path / "out.txt")
+    assert (tmp_path / "out.txt").read_text() == "from the host"
+    fs.remove("/work-dir/bin.dat")
+    with pytest.raises(FileNotFoundError):
+        fs.read_bytes("/work-dir/bin.dat")
+    with pytest.raises(OSError):
+        fs.remove("/work-dir/a")
+    fs.remove("/work-dir/a", recursive=True)
+    assert sorted(fs.list_files("/work-dir")) == ["copied.txt"]
+
+
+def test_command_sandbox_ends_with_its_command(app):
+    sb = modal.Sandbox.create("sh", "-c", "echo main; read x; echo $x >&2; exit 3", app=app)
+    sb.stdin.write("in\n")
+    sb.stdin.drain()
+    assert sb.stdout.read() == "main\n"
+    assert sb.stderr.read() == "in\n"
+    sb.wait()
+    assert sb.returncode == 3 and sb.poll() == 3
+
+
+def test_timeout_and_idle_timeout(app):
+    sb = modal.Sandbox.create(app=app, timeout=2)
+    with pytest.raises(SandboxTimeoutError):
+        sb.wait()
+    idle = modal.Sandbox.create(app=app, idle_timeout=1)
+    assert idle.exec("sleep", "2").wait() == 0  # a running command is not idleness
+    with pytest.raises(SandboxTimeoutError):
+        idle.wait()
+
+
+def test_terminate(app):
+    sb = modal.Sandbox.create(app=app)
+    p = sb.exec("sleep", "60")
+    sb.terminate()
+    assert p.wait() == -9
+    sb.wait(raise_on_termination=False)
+    assert sb.returncode == 137
+    with pytest.raises(SandboxTerminatedError):
+        sb.wait()
+    with pytest.raises(SandboxTerminatedError):
+        sb.exec("true")
+
+
+def test_from_id_from_name_list_and_tags(app):
+    sb = modal.Sandbox.create(app=app, name="named-one")
+    try:
+        assert modal.Sandbox.from_id(sb.object_id).object_id == sb.object_id
+        assert modal.Sandbox.from_name("sandbox-tests", "named-one").object_id == sb.object_id
+        with pytest.raises(modal.exception.AlreadyExistsError):
+            modal.Sandbox.create(app=app, name="named-one")
+        sb.set_tags({"team": "a", "kind": "x"})
+        assert sb.get_tags() == {"team": "a", "kind": "x"}
+        ids = [s.object_id for s in modal.Sandbox.list(app_id=app.app_id, tags={"team": "a"})]
+        assert ids == [sb.object_id]
+        assert modal.Sandbox.list(tags={"team": "b"}) == []
+    finally:
+        sb.terminate()
+    assert sb.object_id not in [s.object_id for s in modal.Sandbox.list()]
+    with pytest.raises(modal.exception.NotFoundError):
+        modal.Sandbox.from_name("sandbox-tests", "named-one")
+
+
+def test_snapshot_filesystem_seeds_a_new_sandbox(app):
+    sb = modal.Sandbox.create(app=app)
+    sb.exec("sh", "-c", "echo v1 > /etc/app.conf && mkdir /data && echo d > /data/f && "
+            "rm /etc/hostname").wait()
+    image = sb.snapshot_filesystem()
+    sb.terminate()
+    seeded = modal.Sandbox.create(app=app, image=image)
+    try:
+        assert seeded.filesystem.read_text("/etc/app.conf") == "v1\n"
+        assert seeded.filesystem.read_text("/data/f") == "d\n"
+        with pytest.raises(FileNotFoundError):  # deletions are part of the snapshot too
+            seeded.filesystem.read_text("/etc/hostname")
+    finally:
+        seeded.terminate()
+    fresh = modal.Sandbox.create(app=app)
+    try:
+        with pytest.raises(FileNotFoundError):
+            fresh.filesystem.read_text("/etc/app.conf")
+    finally:
+        fresh.terminate()
+
+
+def test_unsupported_options_say_so(app):
+    with pytest.raises(modal.exception.NotSupportedYet, match="cidr_allowlist"):
+        modal.Sandbox.create(app=app, cidr_allowlist=["10.0.0.0/8"])
+    with pytest.raises(InvalidError, match="app="):
+        modal.Sandbox.create()
+
+
+def test_cli(server, app):
+    sb = modal.Sandbox.create(app=app)
+    listed = server.cli("sandbox", "list")
+    assert sb.object_id in listed.stdout, listed.stderr
+    ran = server.cli("sandbox", "exec", sb.object_id, "sh", "-c", "cat; exit 4", input="piped")
+    assert ran.returncode == 4 and ran.stdout == "piped", ran.stderr
+    done = server.cli("sandbox", "terminate", sb.object_id)
+    assert done.returncode == 0, done.stderr
+    assert sb.object_id not in server.cli("sandbox", "list").stdout
