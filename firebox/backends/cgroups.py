@@ -35,6 +35,29 @@ def available() -> bool:
     ).exists()
 
 
+def sweep_stale(min_age: float = 60.0) -> int:
+    """Remove the empty cgroups a killed server left behind. A live container's cgroup always
+    holds its processes, and a new one is empty only for the moment before its process joins,
+    so an empty one older than a minute belongs to nobody."""
+    removed = 0
+    now = time.time()
+    for controller in CONTROLLERS:
+        parent = ROOT / controller / PARENT
+        if not parent.is_dir():
+            continue
+        for d in parent.iterdir():
+            try:
+                if not d.is_dir() or now - d.stat().st_mtime < min_age:
+                    continue
+                if (d / "cgroup.procs").read_text().strip():
+                    continue
+                d.rmdir()
+                removed += 1
+            except OSError:
+                continue
+    return removed
+
+
 class Cgroup:
     """One container's cgroup in each controller; made before its process starts."""
 

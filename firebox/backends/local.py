@@ -53,6 +53,8 @@ class LocalBackend:
         # containers' directories) and the client config with its token.
         self.hidden = [workdir, *hidden]
         self.cgroups = cgroups.available()
+        if self.cgroups:
+            cgroups.sweep_stale()
         if not self.cgroups:
             log.warning("cgroup v1 is not writable here: containers run without cpu, memory "
                         "and process limits")

@@ -39,12 +39,12 @@ def result_of(status: str, data: bytes | None) -> Any:
     raise wire.decode_exception(data or b"")
 
 
-def exception_of(status: str, data: bytes | None) -> BaseException | None:
+def value_or_exception(status: str, data: bytes | None) -> Any:
+    """The value of an output, or the exception it carries as a value (return_exceptions)."""
     try:
-        result_of(status, data)
+        return result_of(status, data)
     except Exception as exc:
         return exc
-    return None
 
 
 async def poll_outputs(call_id: str, after: int = 0, wait: float = client_mod.LONG_POLL) -> Any:
@@ -317,11 +317,11 @@ class Function:
                     if not return_exceptions and status != wire.SUCCESS:
                         result_of(status, data)
                     if not order_outputs:
-                        yield _value_or_exception(status, data)
+                        yield value_or_exception(status, data)
                         continue
                     buffered[idx] = (status, data)
                     while next_idx in buffered:
-                        yield _value_or_exception(*buffered.pop(next_idx))
+                        yield value_or_exception(*buffered.pop(next_idx))
                         next_idx += 1
         except BaseException:
             if not sender.done():
@@ -495,11 +495,6 @@ async def _cancel_quietly(call_id: str) -> None:
         await client_mod.current().request("POST", f"/v1/calls/{call_id}/cancel")
     except Exception:
         pass
-
-
-def _value_or_exception(status: str, data: bytes | None) -> Any:
-    exc = exception_of(status, data)
-    return exc if exc is not None else result_of(status, data)
 
 
 def _zip_args(iterators: tuple[Iterable[Any], ...], kwargs: dict[str, Any]) -> Any:
