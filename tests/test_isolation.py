@@ -128,6 +128,15 @@ def test_memory_bomb_is_killed_and_the_error_names_the_limit(server):
     assert healthy(server)
 
 
+@pytest.mark.skipif(not CGROUPS or not shutil.which("runsc"), reason="needs cgroup v1 and runsc")
+def test_memory_limit_holds_under_gvisor_too(server):
+    # runsc moves its processes out of the cgroup they start in unless told to stay.
+    with esc.app.run():
+        with pytest.raises(RemoteError, match="more than its 256 MiB memory limit"):
+            esc.memory_bomb_in_gvisor.remote()
+    assert healthy(server)
+
+
 @pytest.mark.skipif(not CGROUPS, reason="needs writable cgroup v1")
 def test_cpu_and_memory_limits_are_set_on_the_containers_cgroup(server):
     with esc.app.run():

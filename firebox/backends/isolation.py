@@ -60,6 +60,7 @@ class Sandbox:
     scratch: Path | None = None  # where a launcher may keep files of its own (gVisor's bundle)
     runsc_root: Path | None = None
     extra: list[str] = field(default_factory=list)  # more bubblewrap arguments
+    cgroup: str | None = None  # its cgroup path under each controller, for runsc to stay in
 
 
 def python_paths() -> list[Path]:
@@ -153,6 +154,10 @@ def gvisor_argv(argv: Sequence[str], sandbox: Sandbox, env: dict[str, str]) -> l
         "mounts": mounts,
         "linux": {"namespaces": [{"type": t} for t in ("pid", "ipc", "uts", "mount")]},
     }
+    if sandbox.cgroup:
+        # runsc moves its sandbox and gofer processes out of the cgroup they start in unless
+        # the spec names one: without this no memory or process limit would hold.
+        spec["linux"]["cgroupsPath"] = sandbox.cgroup  # type: ignore[index]
     (bundle / "config.json").write_text(json.dumps(spec))
     return [
         "runsc", "--root", str(sandbox.runsc_root), "--network=host",

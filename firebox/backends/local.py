@@ -171,10 +171,12 @@ class LocalBackend:
             # Inside, the runtime's parent is the sandbox's init, which dies with us
             # (--die-with-parent), not this process: the runtime must not check for it.
             sandbox.extra += ["--unsetenv", "FIREBOX_PARENT_PID"]
-        argv = isolation.launcher(mode, [sys.executable, "-m", "firebox.runtime"], sandbox, env)
         group = None
         if self.cgroups:
             group = await asyncio.to_thread(cgroups.Cgroup.create, key, limits)
+            sandbox.cgroup = f"/{cgroups.PARENT}/{key}"
+        argv = isolation.launcher(mode, [sys.executable, "-m", "firebox.runtime"], sandbox, env)
+        if group is not None:
             argv = isolation.in_cgroup(argv, group.procs_files)
         try:
             proc = await asyncio.create_subprocess_exec(

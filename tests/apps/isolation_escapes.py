@@ -90,3 +90,8 @@ def kernel():
 @app.function(cpu=(0.25, 0.5), memory=(100, 300))
 def limited():
     return os.environ["FIREBOX_CONTAINER_ID"]
+
+
+@app.function(isolation="gvisor", memory=(64, 256), single_use_containers=True)
+def memory_bomb_in_gvisor():
+    return memory_bomb.local()
