@@ -80,7 +80,9 @@ class ServerProcess:
                 self.proc.kill()
                 self.proc.wait()
 
-    def cli(self, *args: str, timeout: float = 60, **kwargs: object) -> subprocess.CompletedProcess[str]:
+    def cli(
+        self, *args: str, timeout: float = 60, **kwargs: object
+    ) -> subprocess.CompletedProcess[str]:
         env = self.env()
         env.update({"FIREBOX_SERVER_URL": self.url, "FIREBOX_TOKEN": self.token})
         return subprocess.run(

@@ -97,6 +97,13 @@ def test_commit_and_reload_between_containers(server):
         read(vol, "link")
 
 
+def test_volume_appears_at_its_mount_path_under_namespaces(server):
+    with objects.app.run(show_logs=False):
+        assert objects.write_at_mount_path.remote("at-path.txt", "here") == "1"
+        assert read(objects.vol, "at-path.txt") == b"here"
+        assert objects.read_volume.remote("at-path.txt", reload=True) == "here"
+
+
 def test_cli_verbs(server, tmp_path):
     src = tmp_path / "hello.txt"
     src.write_text("hi there")

@@ -61,6 +61,7 @@ class Sandbox:
     runsc_root: Path | None = None
     extra: list[str] = field(default_factory=list)  # more bubblewrap arguments
     cgroup: str | None = None  # its cgroup path under each controller, for runsc to stay in
+    volumes: dict[str, Path] = field(default_factory=dict)  # mount path -> its working copy
 
 
 def python_paths() -> list[Path]:
@@ -89,23 +90,60 @@ def _layout(sandbox: Sandbox) -> tuple[list[Path], list[Path]]:
     return back, hidden
 
 
+# What a namespaces container sees of the host: the system's programs, libraries and
+# configuration, read-only. Home directories, /var, /srv, /opt and the rest are not there.
+SYSTEM_DIRS = ("usr", "bin", "sbin", "lib", "lib32", "lib64", "libx32", "etc")
+
+
+def volumes_at_path(mode: str, volumes: dict[str, str]) -> list[str]:
+    """The mount paths a container's volumes can appear at, as user code expects: under
+    namespaces, where the root is ours to shape, and only outside the directories it binds
+    read-only. Otherwise none: the runtime keeps the copies under the container's directory."""
+    if mode != NAMESPACES or not volumes:
+        return []
+    taken = [Path("/") / d for d in SYSTEM_DIRS] + python_paths()
+    paths = [Path(m) for m in volumes]
+    if any(not p.is_absolute() or _under(p, taken) or p in (Path("/"), Path("/tmp"))
+           for p in paths):
+        return []
+    return [str(p) for p in paths]
+
+
 def bwrap_argv(argv: Sequence[str], sandbox: Sandbox) -> list[str]:
-    back, hidden = _layout(sandbox)
+    """The root is an empty tmpfs made read-only at the end, holding only: the system dirs,
+    Python's own directories, the container's directory, its volumes and its devices."""
+    hidden = _layout(sandbox)[1]
     args = [
-        "bwrap", "--ro-bind", "/", "/", "--dev", "/dev", "--proc", "/proc",
+        "bwrap", "--dev", "/dev", "--proc", "/proc", "--tmpfs", "/tmp",
         "--unshare-pid", "--unshare-ipc", "--unshare-uts", "--unshare-cgroup-try",
         "--hostname", sandbox.container_id, "--cap-drop", "ALL",
         "--die-with-parent", "--new-session",
     ]
-    args += ["--tmpfs", "/tmp"]
-    for p in back:
-        args += ["--ro-bind", str(p), str(p)]
-    for p in hidden:
-        args += ["--tmpfs", str(p)]
+    system = []
+    for name in SYSTEM_DIRS:
+        path = Path("/") / name
+        if path.is_symlink():
+            args += ["--symlink", os.readlink(path), str(path)]
+        elif path.is_dir():
+            args += ["--ro-bind", str(path), str(path)]
+            system.append(path)
+    home = Path(os.environ.get("HOME") or "/root")
+    if home != Path("/") and not _under(home, system):
+        args += ["--tmpfs", str(home)]  # an empty, private home for caches
+    wanted = [p for p in python_paths() if not _under(p, system) and not _under(p, hidden)]
+    for p in wanted:
+        if not _under(p, [q for q in wanted if q != p]):
+            args += ["--ro-bind", str(p), str(p)]
+    for p in hidden:  # what a bound directory holds that must stay invisible
+        if _under(p, [*system, *wanted]):
+            args += ["--tmpfs", str(p)]
     for node in sandbox.devices:
         args += ["--dev-bind", node, node]
     root = str(sandbox.root.resolve())
-    args += ["--bind", root, root, "--chdir", root, *sandbox.extra, "--", *argv]
+    args += ["--bind", root, root]
+    for mount_path, host_dir in sandbox.volumes.items():
+        args += ["--bind", str(host_dir), mount_path]
+    args += ["--remount-ro", "/", "--chdir", root, *sandbox.extra, "--", *argv]
     return args
 
 

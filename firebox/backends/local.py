@@ -73,11 +73,18 @@ class LocalBackend:
 
     async def start(self, launch: Launch) -> None:
         mode = isolation.check_mode(launch.isolation or self.isolation)
-        if not launch.gpus and mode == self.isolation and await self._assign(launch):
+        volumes = isolation.volumes_at_path(mode, json.loads(launch.env.get("FIREBOX_VOLUMES")
+                                                             or "{}"))
+        if not launch.gpus and not volumes and mode == self.isolation and await self._assign(
+            launch
+        ):
             return
         env = self._env(launch.container_id, mode, launch.gpus)
         env.update(launch.env)
-        p = await self._spawn(launch.container_id, mode, env, _limits(launch), launch.gpus)
+        if volumes:
+            env["FIREBOX_VOLUMES_AT_PATH"] = "1"
+        p = await self._spawn(launch.container_id, mode, env, _limits(launch), launch.gpus,
+                              volumes=volumes)
         p.container_id = launch.container_id
         p.memory_limit_mb = launch.memory_limit_mb
         self.procs[launch.container_id] = p
@@ -156,9 +163,14 @@ class LocalBackend:
         return env
 
     async def _spawn(self, key: str, mode: str, env: dict[str, str], limits: cgroups.Limits,
-                     gpu_indices: Sequence[int], standby: bool = False) -> Process:
+                     gpu_indices: Sequence[int], standby: bool = False,
+                     volumes: Sequence[str] = ()) -> Process:
         root = self.workdir / key
         root.mkdir(parents=True)
+        at_path = {}
+        for mount_path in volumes:  # each volume's working copy, bound at its mount path
+            at_path[mount_path] = root / "volumes" / mount_path.strip("/")
+            at_path[mount_path].mkdir(parents=True)
         sandbox = isolation.Sandbox(
             container_id=key,
             root=root,
@@ -166,6 +178,7 @@ class LocalBackend:
             devices=gpus.device_nodes(list(gpu_indices)),
             scratch=self.workdir.parent / "bundles" / key,
             runsc_root=self.workdir.parent / "runsc",
+            volumes=at_path,
         )
         if mode != isolation.PROCESS:
             # Inside, the runtime's parent is the sandbox's init, which dies with us

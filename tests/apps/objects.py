@@ -49,3 +49,11 @@ def read_volume(name, reload=False):
 def write_symlink():
     Path(mounted_path("/data/link")).symlink_to("/etc/passwd")
     vol.commit()
+
+
+@app.function(volumes={"/data": vol})
+def write_at_mount_path(name, text):
+    # Modal-style code: the volume is at its mount path, no mapping helper.
+    Path("/data", name).write_text(text)
+    vol.commit()
+    return os.environ.get("FIREBOX_VOLUMES_AT_PATH")
