@@ -4,10 +4,11 @@ A container works on a private copy of each volume it mounts; nothing it writes 
 anyone else until it calls `commit()` (or exits), and it sees others' commits only after
 `reload()`. The last commit to a path wins.
 
-Where the copy lives: a backend that isolates containers binds it at the mount path itself
-(and sets FIREBOX_VOLUMES_AT_PATH=1). With plain processes a path like /data cannot be made, so
-the copy lives under the container's root at volumes/<mount path>; `mounted_path("/data/x")` and
-the FIREBOX_VOLUME_PATHS variable (JSON: mount path -> local path) say where.
+Where the copy lives: under `namespaces` isolation (the default) the backend binds it at the
+mount path itself and sets FIREBOX_VOLUMES_AT_PATH=1, so code written for Modal works as it is.
+Under `process` and `gvisor` a path like /data cannot be made, so the copy lives under the
+container's root at volumes/<mount path>; `mounted_path("/data/x")` and the
+FIREBOX_VOLUME_PATHS variable (JSON: mount path -> local path) say where.
 """
 
 from __future__ import annotations
