@@ -29,6 +29,8 @@ from ..sdk.context import current_call, current_input
 from . import web
 from .batching import Batcher
 
+SOCKET_CLOSE_GRACE = 2.0  # seconds a cancelled WebSocket's app has to see the disconnect
+
 
 def set_parent_death_signal() -> None:
     """Die with the control plane: a killed server must not leave containers behind."""
@@ -100,6 +102,7 @@ class Runtime:
         self.pool = ThreadPoolExecutor(max_workers=self.max_inputs, thread_name_prefix="input")
         self.batchers: dict[str | None, Batcher] = {}
         self.web_app: Any = None  # the ASGI app of a web function
+        self.sockets: dict[str, asyncio.Queue[dict[str, Any]]] = {}  # input id -> client events
 
     # ---- start and stop --------------------------------------------------------------------
 
@@ -147,6 +150,10 @@ class Runtime:
                 if kind == "inputs":
                     for item in message["items"]:
                         self._start_input(item)
+                elif kind == "ws_in":
+                    inbox = self.sockets.get(message["id"])
+                    if inbox is not None:
+                        inbox.put_nowait(message["event"])
                 elif kind == "cancel":
                     for input_id in message["ids"]:
                         self._cancel(input_id)
@@ -162,9 +169,15 @@ class Runtime:
 
     def _start_input(self, item: dict[str, Any]) -> None:
         if self.web_app is not None:
-            task = asyncio.create_task(self._run_web(item))
-            self.tasks[item["id"]] = task
-            task.add_done_callback(lambda _t, i=item["id"]: self.tasks.pop(i, None))
+            input_id = item["id"]
+            request = wire.unpack(item["args"])
+            inbox = None
+            if request.get("type") == "websocket":
+                inbox = self.sockets[input_id] = asyncio.Queue()
+            task = asyncio.create_task(self._run_web(input_id, request, inbox))
+            self.tasks[input_id] = task
+            task.add_done_callback(lambda _t: (self.tasks.pop(input_id, None),
+                                               self.sockets.pop(input_id, None)))
             return
         method = item.get("method")
         info = self.spec.get("methods", {}).get(method, {}) if method else self.spec
@@ -185,6 +198,12 @@ class Runtime:
 
     def _cancel(self, input_id: str) -> None:
         task = self.tasks.get(input_id)
+        inbox = self.sockets.get(input_id)
+        if task is not None and inbox is not None:
+            # A WebSocket's app gets a moment to handle the disconnect before it is cancelled.
+            inbox.put_nowait({"type": "websocket.disconnect", "code": 1001})
+            asyncio.get_running_loop().call_later(SOCKET_CLOSE_GRACE, task.cancel)
+            return
         if task is not None:
             task.cancel()
         thread_id = self.threads.get(input_id)
@@ -244,15 +263,19 @@ class Runtime:
             current_input.reset(token_input)
             current_call.reset(token_call)
 
-    async def _run_web(self, item: dict[str, Any]) -> None:
+    async def _run_web(self, input_id: str, request: dict[str, Any],
+                       inbox: asyncio.Queue[dict[str, Any]] | None) -> None:
         started = time.perf_counter()
         try:
-            await web.serve_request(self.web_app, item, self.ws.send)
+            if inbox is None:
+                await web.serve_request(self.web_app, input_id, request, self.ws.send)
+            else:
+                await web.serve_socket(self.web_app, input_id, request, self.ws.send, inbox)
         except asyncio.CancelledError:
             return  # the client went away
         except Exception as exc:
             traceback.print_exc()
-            self._report(item["id"], wire.FAILURE, wire.encode_exception(exc),
+            self._report(input_id, wire.FAILURE, wire.encode_exception(exc),
                          time.perf_counter() - started)
 
     async def _in_thread(self, input_id: str, f: Any, args: Any, kwargs: Any) -> Any:

@@ -4,6 +4,7 @@ requests that arrive over the control plane channel, streaming response events b
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import inspect
 import time
 from collections.abc import Awaitable, Callable
@@ -15,6 +16,10 @@ from ..exceptions import InvalidError
 Send = Callable[[bytes], Awaitable[None]]
 HOP_BY_HOP = {b"connection", b"keep-alive", b"transfer-encoding", b"upgrade",
               b"proxy-connection", b"te", b"trailer"}
+
+
+class ClientDisconnected(OSError):
+    """A WebSocket app sent an event after its socket closed (as ASGI servers raise it)."""
 
 
 async def build_app(web: dict[str, Any], target: Any) -> Any:
@@ -63,15 +68,20 @@ async def _wait_for_port(port: int, timeout: float) -> None:
 
 
 class PortProxy:
-    """An ASGI app that passes requests to a server listening on a port of this container."""
+    """An ASGI app that passes requests and WebSockets to a server listening on a port of this
+    container."""
 
     def __init__(self, port: int) -> None:
         import httpx
 
+        self.port = port
         self.http = httpx.AsyncClient(base_url=f"http://127.0.0.1:{port}", timeout=None,
                                       limits=httpx.Limits(max_connections=None))
 
     async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
+        if scope["type"] == "websocket":
+            await self._socket(scope, receive, send)
+            return
         if scope["type"] != "http":
             return
         body = b""
@@ -100,13 +110,63 @@ class PortProxy:
         finally:
             await response.aclose()
 
+    async def _socket(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
+        from websockets.asyncio.client import connect
+        from websockets.exceptions import ConnectionClosed, InvalidHandshake
 
-async def serve_request(app: Any, item: dict[str, Any], send: Send) -> None:
-    """Run one request through the ASGI app, sending start/body events as the app makes them.
-    The first body chunk travels with the start, and the last one says the response ended."""
-    input_id = item["id"]
-    request = wire.unpack(item["args"])
-    started = time.perf_counter()
+        await receive()  # websocket.connect
+        path = scope["path"].removeprefix(scope.get("root_path", "")) or "/"
+        if scope["query_string"]:
+            path += "?" + scope["query_string"].decode()
+        headers = [(k.decode("latin-1"), v.decode("latin-1")) for k, v in scope["headers"]
+                   if k.lower() not in HOP_BY_HOP and k.lower() != b"host"
+                   and not k.lower().startswith(b"sec-websocket-")]
+        try:
+            upstream = await connect(f"ws://127.0.0.1:{self.port}{path}",
+                                     additional_headers=headers, user_agent_header=None,
+                                     subprotocols=scope.get("subprotocols") or None,
+                                     compression=None,
+                                     ping_interval=None, max_size=None)
+        except (OSError, InvalidHandshake):
+            await send({"type": "websocket.close", "code": 1011})  # refused: the client gets 403
+            return
+
+        async def to_server() -> None:
+            while True:
+                message = await receive()
+                if message["type"] == "websocket.disconnect":
+                    return
+                if message["type"] == "websocket.receive":
+                    data = message.get("bytes")
+                    await upstream.send(data if data is not None else message["text"])
+
+        async def to_client() -> None:
+            with contextlib.suppress(ConnectionClosed):
+                async for data in upstream:
+                    key = "bytes" if isinstance(data, bytes) else "text"
+                    await send({"type": "websocket.send", key: data})
+            code = upstream.close_code
+            if code is None or code == 1006:  # no close frame came
+                await send({"type": "websocket.close", "code": 1011, "reason":
+                            f"The server on port {self.port} dropped the connection."})
+            else:  # 1005 says the close carried no code, which a close frame cannot say
+                await send({"type": "websocket.close", "reason": upstream.close_reason or "",
+                            "code": 1000 if code == 1005 else code})
+
+        await send({"type": "websocket.accept", "subprotocol": upstream.subprotocol})
+        tasks = [asyncio.create_task(to_server()), asyncio.create_task(to_client())]
+        try:
+            done, _ = await asyncio.wait(tasks, return_when=asyncio.FIRST_COMPLETED)
+            for task in done:
+                task.result()
+        finally:
+            for task in tasks:
+                task.cancel()
+            await asyncio.gather(*tasks, return_exceptions=True)
+            await upstream.close()
+
+
+def _scope(request: dict[str, Any]) -> dict[str, Any]:
     scope = {
         "type": "http",
         "asgi": {"version": "3.0", "spec_version": "2.3"},
@@ -122,6 +182,17 @@ async def serve_request(app: Any, item: dict[str, Any], send: Send) -> None:
         "server": ("127.0.0.1", 80),
         "state": {},
     }
+    if request.get("type") == "websocket":
+        del scope["method"]
+        scope.update(type="websocket", subprotocols=request.get("subprotocols") or [])
+    return scope
+
+
+async def serve_request(app: Any, input_id: str, request: dict[str, Any], send: Send) -> None:
+    """Run one request through the ASGI app, sending start/body events as the app makes them.
+    The first body chunk travels with the start, and the last one says the response ended."""
+    started = time.perf_counter()
+    scope = _scope(request)
     body_sent = False
     done = asyncio.Event()
     pending: dict[str, Any] = {}
@@ -156,3 +227,62 @@ async def serve_request(app: Any, item: dict[str, Any], send: Send) -> None:
             raise InvalidError("The web app returned without finishing its response.")
     finally:
         done.set()
+
+
+async def serve_socket(app: Any, input_id: str, request: dict[str, Any], send: Send,
+                       inbox: asyncio.Queue[dict[str, Any]]) -> None:
+    """Run one WebSocket through the ASGI app: the client's messages arrive in the inbox, and
+    the app's accept, send and close events go to the control plane as they are made. A close
+    (the app's, or one made for it when it returns) ends the input."""
+    started = time.perf_counter()
+    limit = int(request["max_message"])
+    state = {"connected": False, "closed": False, "ended": False}
+
+    async def finish(close: dict[str, Any] | None) -> None:
+        state["closed"] = state["ended"] = True
+        event: dict[str, Any] = {"t": "http", "id": input_id, "end": True,
+                                 "exec": time.perf_counter() - started}
+        if close is not None:
+            event["ws"] = close
+        await send(wire.pack(event))
+
+    async def receive() -> dict[str, Any]:
+        if not state["connected"]:
+            state["connected"] = True
+            return {"type": "websocket.connect"}
+        message = await inbox.get()
+        if message["type"] == "websocket.disconnect":
+            state["closed"] = True
+        return message
+
+    async def asgi_send(message: dict[str, Any]) -> None:
+        kind = message["type"]
+        if state["closed"]:
+            raise ClientDisconnected("The WebSocket is closed.")
+        if kind == "websocket.accept":
+            event = {"type": kind, "subprotocol": message.get("subprotocol"),
+                     "headers": [[bytes(k), bytes(v)] for k, v in message.get("headers", [])]}
+        elif kind == "websocket.send":
+            data = message.get("bytes")
+            event = {"type": kind, "bytes": data} if data is not None else {
+                "type": kind, "text": message["text"]}
+            size = len(data) if data is not None else len(message["text"].encode())
+            if size > limit:
+                raise ValueError(f"A WebSocket message of {size} bytes is over the {limit} byte "
+                                 "limit; send smaller messages, or raise "
+                                 "FIREBOX_WEB_MAX_MESSAGE_MB on the server.")
+        elif kind == "websocket.close":
+            await finish({"type": kind, "code": message.get("code", 1000),
+                          "reason": message.get("reason") or ""})
+            return
+        else:
+            raise InvalidError(f"A WebSocket app cannot send {kind!r} events here.")
+        await send(wire.pack({"t": "http", "id": input_id, "ws": event}))
+
+    try:
+        await app(_scope(request), receive, asgi_send)
+    except ClientDisconnected:
+        pass  # the app sent after the socket closed, which ends it as a return would
+    if not state["ended"]:
+        await finish(None if state["closed"] else {"type": "websocket.close", "code": 1000,
+                                                   "reason": ""})

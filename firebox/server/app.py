@@ -24,7 +24,6 @@ from . import (
     api_secrets,
     api_volumes,
     api_web,
-    api_workspace,
     containers,
     ingress,
 )
@@ -68,7 +67,7 @@ def create_app(settings: Settings) -> ASGIApp:
         routes=[Route("/health", health), *api.routes, *api_blobs.routes, *api_scaling.routes,
                 *containers.routes, *api_web.routes,
                 *api_dicts.routes, *api_queues.routes, *api_secrets.routes, *api_volumes.routes,
-                *api_sandboxes.routes, *api_workspace.routes],
+                *api_sandboxes.routes],
         exception_handlers={ApiError: api_error, Exception: internal_error},
         lifespan=lifespan,
     )

@@ -12,6 +12,12 @@ concurrent requests per container (@concurrent max_inputs). The request travels 
 container over its WebSocket channel as one message (the body is read first, up to the size
 limit, so a request whose container is stopped before answering can be sent to another), and
 the response comes back as start and body-chunk events that are passed on as they arrive.
+
+A WebSocket is an input too, held like a request until a container is ready. The handshake
+completes when the app in the container accepts; from then on each client message travels to
+the container as a `ws_in` message addressed to the input, and each event of the app (accept,
+send, close) comes back as an `http` event carrying it under `ws`. The socket's end (a close
+from either side) ends the input.
 """
 
 from __future__ import annotations
@@ -37,6 +43,8 @@ if TYPE_CHECKING:
     from .plane import ControlPlane
 
 PREFIX = "/web/"
+# The WebSocket events a container's app may send on to the client.
+SOCKET_EVENTS = ("websocket.accept", "websocket.send", "websocket.close")
 
 
 def max_body_bytes() -> int:
@@ -44,12 +52,17 @@ def max_body_bytes() -> int:
     return int(float(os.environ.get("FIREBOX_WEB_MAX_BODY_MB", "32")) * 1024 * 1024)
 
 
+def max_message_bytes() -> int:
+    """The largest WebSocket message passed on, configurable by FIREBOX_WEB_MAX_MESSAGE_MB."""
+    return int(float(os.environ.get("FIREBOX_WEB_MAX_MESSAGE_MB", "16")) * 1024 * 1024)
+
+
 def slug(text: str) -> str:
     return re.sub(r"[^a-z0-9-]+", "-", text.lower()).strip("-")[:63] or "app"
 
 
 class Exchange:
-    """One request in flight: the container's response events, in order."""
+    """One request or WebSocket in flight: the container's events for it, in order."""
 
     __slots__ = ("queue", "started")
 
@@ -58,7 +71,7 @@ class Exchange:
         self.started = False
 
     def event(self, message: dict[str, Any]) -> None:
-        if "status" in message:
+        if "status" in message or "ws" in message:
             self.started = True
         self.queue.put_nowait(("event", message, None))
 
@@ -141,52 +154,59 @@ class Ingress:
     # ---- serving ---------------------------------------------------------------------------
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] == "websocket":
-            await send({"type": "websocket.close", "code": 1008,
-                        "reason": "WebSockets to web functions are not supported yet"})
-            return
-        if scope["type"] != "http":
+        if scope["type"] not in ("http", "websocket"):
             return
         parts = scope["path"].split("/", 4)  # "", "web", workspace, slug, rest
         fid = self.routes.get((parts[2], parts[3])) if len(parts) >= 4 else None
         fn = await self.cp.load_function(fid) if fid else None
         if fn is None or fn.app_id in self.cp.scheduler.stopped_apps:
-            await _text(send, 404, f"No web function is served at {scope['path']}; "
+            await _deny(scope, send, 404, f"No web function is served at {scope['path']}; "
                         "`firebox deploy` or `firebox serve` prints the URLs.")
             return
         headers = dict(scope["headers"])
         if fn.spec["web"].get("requires_proxy_auth") and not await self.proxy_authorized(
             fn.workspace_id, headers
         ):
-            await _text(send, 401, "This endpoint requires proxy auth: send the Modal-Key and "
-                        "Modal-Secret headers of a proxy token (`firebox token proxy create`).")
-            return
-        body = await _read_body(scope, receive, send, headers)
-        if body is None:
+            await _deny(scope, send, 401, "This endpoint requires proxy auth: send the Modal-Key "
+                        "and Modal-Secret headers of a proxy token (`firebox token proxy create`).")
             return
         root = f"{PREFIX}{parts[2]}/{parts[3]}"
         request = {
-            "method": scope["method"],
+            "method": scope.get("method", "GET"),
             "path": f"{root}/{parts[4] if len(parts) > 4 else ''}",  # ASGI: with root_path
             "root_path": root,
             "query": scope.get("query_string", b""),
             "headers": scope["headers"],
-            "body": body,
+            "body": b"",
             "scheme": scope.get("scheme", "http"),
             "client": list(scope["client"]) if scope.get("client") else None,
             "http_version": scope.get("http_version", "1.1"),
         }
+        if scope["type"] == "websocket":
+            request.update(type="websocket", subprotocols=list(scope.get("subprotocols", [])),
+                           max_message=max_message_bytes())
+            await self._relay_socket(fn, request, scope, receive, send)
+            return
+        body = await _read_body(scope, receive, send, headers)
+        if body is None:
+            return
+        request["body"] = body
         await self._relay(fn, request, receive, send)
+
+    def _submit(self, fn: FunctionRecord, request: dict[str, Any]) -> tuple[Input, Exchange]:
+        exchange = Exchange()
+        call_id = f"wr-{secrets.token_hex(8)}"
+        pool = self.cp.scheduler.pool(fn, "", None)
+        inp = Input(f"in-{call_id[3:]}", call_id, 0, wire.pack(request), 0, pool, None,
+                    web=exchange)
+        self.cp.scheduler.submit(pool, [inp])
+        return inp, exchange
 
     async def _relay(self, fn: FunctionRecord, request: dict[str, Any], receive: Receive,
                      send: Send) -> None:
         scheduler = self.cp.scheduler
-        exchange = Exchange()
-        call_id = f"wr-{secrets.token_hex(8)}"
-        pool = scheduler.pool(fn, "", None)
-        inp = Input(f"in-{call_id[3:]}", call_id, 0, wire.pack(request), 0, pool, None,
-                    web=exchange)
-        scheduler.submit(pool, [inp])
+        inp, exchange = self._submit(fn, request)
+        call_id = inp.call_id
         watcher = asyncio.create_task(_on_disconnect(receive, lambda: scheduler.cancel_call(
             call_id)))
         started = False
@@ -215,6 +235,60 @@ class Ingress:
             watcher.cancel()
             if call_id in scheduler.by_call:  # the client went away or the send failed
                 scheduler.cancel_call(call_id)
+
+    async def _relay_socket(self, fn: FunctionRecord, request: dict[str, Any], scope: Scope,
+                            receive: Receive, send: Send) -> None:
+        scheduler = self.cp.scheduler
+        inp, exchange = self._submit(fn, request)
+        reader = asyncio.create_task(self._client_messages(inp, exchange, receive))
+        accepted = closed = False
+        try:
+            while not closed:
+                kind, a, b = await exchange.queue.get()
+                if kind == "finish":
+                    if a == wire.SUCCESS or a == wire.CANCELLED:
+                        return
+                    status, reason = _failure(a, b)
+                    if accepted:
+                        await send({"type": "websocket.close", "code": 1011,
+                                    "reason": _close_reason(reason)})
+                    else:
+                        await _deny(scope, send, status, reason)
+                    return
+                event = a.get("ws")
+                if event is None or event.get("type") not in SOCKET_EVENTS:
+                    continue
+                accepted = accepted or event["type"] == "websocket.accept"
+                closed = event["type"] == "websocket.close"
+                await send(event)
+        except OSError:
+            return  # the client went away while an event was on its way to it
+        finally:
+            reader.cancel()
+            if inp.call_id in scheduler.by_call:
+                scheduler.cancel_call(inp.call_id)
+
+    async def _client_messages(self, inp: Input, exchange: Exchange, receive: Receive) -> None:
+        """Pass the client's messages on to the container; its going away cancels the input.
+        Messages arrive only once the handshake is done, so the input has its container."""
+        scheduler = self.cp.scheduler
+        limit = max_message_bytes()
+        while True:
+            message = await receive()
+            kind = message["type"]
+            if kind == "websocket.receive":
+                data = message.get("bytes")
+                size = len(data) if data is not None else len(message.get("text", "").encode())
+                if size > limit:
+                    exchange.event({"ws": {"type": "websocket.close", "code": 1009, "reason":
+                                           f"Messages are limited to {limit} bytes."}})
+                    scheduler.cancel_call(inp.call_id)
+                    return
+                scheduler.socket_in(inp, message)
+            elif kind == "websocket.disconnect":
+                scheduler.socket_in(inp, {"type": kind, "code": message.get("code", 1005)})
+                scheduler.cancel_call(inp.call_id)
+                return
 
 
 async def _read_body(scope: Scope, receive: Receive, send: Send,
@@ -268,12 +342,27 @@ def _failure(status: str, data: bytes | None) -> tuple[int, str]:
     return 500, f"The web function raised {kind.rpartition('.')[2]}: {message}"
 
 
-async def _text(send: Send, status: int, text: str) -> None:
+def _close_reason(text: str) -> str:
+    """A close frame's reason: its first clause, within the 123 bytes the protocol allows."""
+    return text.split("; ")[0].encode()[:123].decode(errors="ignore")
+
+
+async def _deny(scope: Scope, send: Send, status: int, text: str) -> None:
+    """Answer a request, or refuse a WebSocket handshake, with an HTTP status and a reason."""
+    if scope["type"] == "http":
+        await _text(send, status, text)
+    elif "websocket.http.response" in scope.get("extensions", {}):
+        await _text(send, status, text, prefix="websocket.")
+    else:
+        await send({"type": "websocket.close", "code": 1008, "reason": _close_reason(text)})
+
+
+async def _text(send: Send, status: int, text: str, prefix: str = "") -> None:
     body = (text + "\n").encode()
-    await send({"type": "http.response.start", "status": status,
+    await send({"type": f"{prefix}http.response.start", "status": status,
                 "headers": [(b"content-type", b"text/plain; charset=utf-8"),
                             (b"content-length", str(len(body)).encode())]})
-    await send({"type": "http.response.body", "body": body})
+    await send({"type": f"{prefix}http.response.body", "body": body})
 
 
 def new_proxy_token() -> tuple[str, str]:

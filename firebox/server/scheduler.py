@@ -47,11 +47,11 @@ class Input:
     timer: asyncio.TimerHandle | None = None
     exec_seconds: float | None = None
     ran_on: str | None = None
-    web: WebExchange | None = None  # set for an HTTP request from the ingress
+    web: WebExchange | None = None  # set for an HTTP request or WebSocket from the ingress
 
 
 class WebExchange(Protocol):
-    """The ingress's side of one HTTP request: the response events a container sends."""
+    """The ingress's side of one HTTP request or WebSocket: the events a container sends."""
 
     started: bool
 
@@ -191,7 +191,6 @@ class Scheduler:
         self.by_call: dict[str, set[Input]] = {}
         self.functions: dict[str, FunctionRecord] = {}
         self.stopped_apps: set[str] = set()
-        self.workspace_isolation: dict[str, str] = {}  # workspaces with a default of their own
         self._tick: asyncio.Task[None] | None = None
 
     # ---- lifecycle -------------------------------------------------------------------------
@@ -350,7 +349,7 @@ class Scheduler:
             label=fn.name,
             cpu_limit=fn.get("cpu_limit"),
             memory_limit_mb=fn.get("memory_limit"),
-            isolation=fn.get("isolation") or self.workspace_isolation.get(fn.workspace_id),
+            isolation=fn.get("isolation"),
             gpus=reservation.gpus,
         )
         startup = float(fn.get("startup_timeout") or max(fn.get("timeout"), 60.0))
@@ -437,6 +436,12 @@ class Scheduler:
             self.on_outputs(c, [{"id": inp.id, "status": wire.SUCCESS, "data": None,
                                  "exec": message.get("exec")}])
 
+    def socket_in(self, inp: Input, event: dict[str, Any]) -> None:
+        """Pass a WebSocket client's message on to the container serving the socket."""
+        c = inp.container
+        if c is not None and c.link is not None:
+            c.link.send({"t": "ws_in", "id": inp.id, "event": event})
+
     def on_outputs(self, c: Container, items: list[dict[str, Any]]) -> None:
         for item in items:
             inp = c.running.get(item["id"])
@@ -507,7 +512,8 @@ class Scheduler:
 
     def _fail_attempt(self, inp: Input, status: str, data: bytes) -> None:
         delay = inp.pool.function.retry_delay(inp.attempts)
-        if delay is None or inp.pool.function.app_id in self.stopped_apps:
+        started = inp.web is not None and inp.web.started  # what went out cannot be redone
+        if delay is None or started or inp.pool.function.app_id in self.stopped_apps:
             self._finish(inp, status, data)
             return
         inp.attempts += 1
