@@ -21,6 +21,7 @@ from .scaling import app_stats, usage
 from .secret import secret_group
 from .volume import volume_group
 from .web import proxy_group, serve
+from .workspace import workspace_group
 
 
 class FireboxGroup(click.Group):
@@ -197,7 +198,8 @@ token.add_command(proxy_group)
 main.add_command(serve)
 main.add_command(usage)
 
-for _group in (dict_group, queue_group, sandbox_group, secret_group, volume_group):
+for _group in (dict_group, queue_group, sandbox_group, secret_group, volume_group,
+               workspace_group):
     main.add_command(_group)
 
 if __name__ == "__main__":

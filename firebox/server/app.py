@@ -24,6 +24,7 @@ from . import (
     api_secrets,
     api_volumes,
     api_web,
+    api_workspace,
     containers,
     ingress,
 )
@@ -67,7 +68,7 @@ def create_app(settings: Settings) -> ASGIApp:
         routes=[Route("/health", health), *api.routes, *api_blobs.routes, *api_scaling.routes,
                 *containers.routes, *api_web.routes,
                 *api_dicts.routes, *api_queues.routes, *api_secrets.routes, *api_volumes.routes,
-                *api_sandboxes.routes],
+                *api_sandboxes.routes, *api_workspace.routes],
         exception_handlers={ApiError: api_error, Exception: internal_error},
         lifespan=lifespan,
     )

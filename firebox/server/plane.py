@@ -102,6 +102,11 @@ class ControlPlane:
             log.info("closed the metering of %d containers of the previous run", closed)
         rows = await self.db.read(sa.select(s.apps.c.id).where(s.apps.c.state == "stopped"))
         self.scheduler.stopped_apps.update(r[0] for r in rows)
+        rows = await self.db.read(
+            sa.select(s.workspaces.c.id, s.workspaces.c.isolation)
+            .where(s.workspaces.c.isolation.is_not(None))
+        )
+        self.scheduler.workspace_isolation.update({r[0]: r[1] for r in rows})
         self.scheduler.start()
         rows = await self.db.read(
             sa.select(s.functions.c.id)

@@ -191,6 +191,7 @@ class Scheduler:
         self.by_call: dict[str, set[Input]] = {}
         self.functions: dict[str, FunctionRecord] = {}
         self.stopped_apps: set[str] = set()
+        self.workspace_isolation: dict[str, str] = {}  # workspaces with a default of their own
         self._tick: asyncio.Task[None] | None = None
 
     # ---- lifecycle -------------------------------------------------------------------------
@@ -349,7 +350,7 @@ class Scheduler:
             label=fn.name,
             cpu_limit=fn.get("cpu_limit"),
             memory_limit_mb=fn.get("memory_limit"),
-            isolation=fn.get("isolation"),
+            isolation=fn.get("isolation") or self.workspace_isolation.get(fn.workspace_id),
             gpus=reservation.gpus,
         )
         startup = float(fn.get("startup_timeout") or max(fn.get("timeout"), 60.0))

@@ -12,6 +12,8 @@ workspaces = sa.Table(
     sa.Column("id", sa.String(32), primary_key=True),
     sa.Column("name", sa.String(128), nullable=False, unique=True),
     sa.Column("created_at", sa.Float, nullable=False),
+    # The isolation of its containers when a function does not choose; None: the server's.
+    sa.Column("isolation", sa.String(16)),
 )
 
 tokens = sa.Table(
