@@ -325,7 +325,9 @@ def sandbox_argv(mode: str, sb: Sandbox, fs: SandboxRoot, env: dict[str, str],
     cgroup: the path (under each controller) of the cgroup the sandbox must stay in."""
     mounts = fs.prepare()
     python = str(Path(sys.executable).resolve())
-    agent = [python, "-I", "-S", str(AGENT)]
+    # The agent's source goes in on the command line: where firebox is installed (a /tmp
+    # checkout, say) need not be visible inside the sandbox.
+    agent = [python, "-I", "-S", "-c", AGENT.read_text()]
     hidden = _visible_hidden(sb.hidden)
     env = {"PATH": SANDBOX_PATH, "HOME": "/root", **env}
     if mode == GVISOR:
