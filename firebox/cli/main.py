@@ -86,6 +86,8 @@ def deploy(app_ref: str, name: str | None, tag: str) -> None:
     click.echo(f"Deployed app '{app.name}' ({app.app_id}) with:")
     for fname, fn in app.registered_functions.items():
         click.echo(f"  {fname}" + (f" => {fn._web_url}" if fn._web_url else ""))
+        for method, url in fn._method_urls.items():
+            click.echo(f"  {fname}.{method} => {url}")
 
 
 @main.command()

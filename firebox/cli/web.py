@@ -22,6 +22,8 @@ def print_web_urls(app: App) -> None:
     for fname, fn in app.registered_functions.items():
         if fn._web_url:
             click.echo(f"  {fname} => {fn._web_url}")
+        for method, url in fn._method_urls.items():
+            click.echo(f"  {fname}.{method} => {url}")
 
 
 def _watched(app: App) -> list[Path]:

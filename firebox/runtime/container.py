@@ -101,14 +101,16 @@ class Runtime:
         self.max_inputs = int(self.spec.get("max_inputs") or 1)
         self.pool = ThreadPoolExecutor(max_workers=self.max_inputs, thread_name_prefix="input")
         self.batchers: dict[str | None, Batcher] = {}
-        self.web_app: Any = None  # the ASGI app of a web function
+        # The ASGI apps served here: a web function's under None, a class's web methods' under
+        # their names.
+        self.web_apps: dict[str | None, Any] = {}
         self.sockets: dict[str, asyncio.Queue[dict[str, Any]]] = {}  # input id -> client events
 
     # ---- start and stop --------------------------------------------------------------------
 
     async def enter(self) -> None:
         if self.spec.get("web"):
-            self.web_app = await web.build_app(self.spec["web"], self.target)
+            self.web_apps[None] = await web.build_app(self.spec["web"], self.target)
             return
         if self.spec.get("kind") != "class":
             return
@@ -116,8 +118,18 @@ class Runtime:
         hooks = lifecycle_methods(self.target, "enter")
         for hook in [h for h in hooks if h.snap] + [h for h in hooks if not h.snap]:
             await self._call_hook(hook.raw_f)
+        for name, info in self.spec.get("methods", {}).items():
+            if info.get("web"):
+                self.web_apps[name] = await web.build_app(info["web"],
+                                                          getattr(self.instance, name))
 
     async def exit(self) -> None:
+        for app in self.web_apps.values():
+            if isinstance(app, web.Lifespan):
+                try:
+                    await app.shutdown()
+                except Exception:
+                    traceback.print_exc()
         if self.instance is None:
             return
         for hook in lifecycle_methods(self.target, "exit"):
@@ -168,13 +180,14 @@ class Runtime:
             sender.cancel()
 
     def _start_input(self, item: dict[str, Any]) -> None:
-        if self.web_app is not None:
+        app = self.web_apps.get(item.get("method"))
+        if app is not None:
             input_id = item["id"]
             request = wire.unpack(item["args"])
             inbox = None
             if request.get("type") == "websocket":
                 inbox = self.sockets[input_id] = asyncio.Queue()
-            task = asyncio.create_task(self._run_web(input_id, request, inbox))
+            task = asyncio.create_task(self._run_web(app, input_id, request, inbox))
             self.tasks[input_id] = task
             task.add_done_callback(lambda _t: (self.tasks.pop(input_id, None),
                                                self.sockets.pop(input_id, None)))
@@ -263,14 +276,14 @@ class Runtime:
             current_input.reset(token_input)
             current_call.reset(token_call)
 
-    async def _run_web(self, input_id: str, request: dict[str, Any],
+    async def _run_web(self, app: Any, input_id: str, request: dict[str, Any],
                        inbox: asyncio.Queue[dict[str, Any]] | None) -> None:
         started = time.perf_counter()
         try:
             if inbox is None:
-                await web.serve_request(self.web_app, input_id, request, self.ws.send)
+                await web.serve_request(app, input_id, request, self.ws.send)
             else:
-                await web.serve_socket(self.web_app, input_id, request, self.ws.send, inbox)
+                await web.serve_socket(app, input_id, request, self.ws.send, inbox)
         except asyncio.CancelledError:
             return  # the client went away
         except Exception as exc:

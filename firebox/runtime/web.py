@@ -6,12 +6,13 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import inspect
+import sys
 import time
 from collections.abc import Awaitable, Callable
 from typing import Any
 
 from .. import wire
-from ..exceptions import InvalidError
+from ..exceptions import ExecutionError, InvalidError
 
 Send = Callable[[bytes], Awaitable[None]]
 HOP_BY_HOP = {b"connection", b"keep-alive", b"transfer-encoding", b"upgrade",
@@ -34,7 +35,9 @@ async def build_app(web: dict[str, Any], target: Any) -> Any:
         return app
     made = await _call(target)
     if kind == "asgi":
-        return made
+        app = Lifespan(made)
+        await app.startup()
+        return app
     if kind == "wsgi":
         from a2wsgi import WSGIMiddleware
 
@@ -43,6 +46,68 @@ async def build_app(web: dict[str, Any], target: Any) -> Any:
         await _wait_for_port(web["port"], web["startup_timeout"])
         return PortProxy(web["port"])
     raise InvalidError(f"Unknown kind of web function: {kind}")
+
+
+class Lifespan:
+    """An ASGI app with its lifespan run: startup before the container takes requests,
+    shutdown when it stops, and the state its startup made in every request's scope."""
+
+    def __init__(self, app: Any) -> None:
+        self.app = app
+        self.state: dict[str, Any] = {}
+        self.inbox: asyncio.Queue[dict[str, Any]] = asyncio.Queue()
+        self.started = asyncio.Event()
+        self.stopped = asyncio.Event()
+        self.failure: str | None = None
+        self.task: asyncio.Task[None] | None = None
+
+    async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
+        scope["state"] = dict(self.state)
+        await self.app(scope, receive, send)
+
+    async def startup(self) -> None:
+        self.task = asyncio.create_task(self._run())
+        self.inbox.put_nowait({"type": "lifespan.startup"})
+        await self.started.wait()
+        if self.failure is not None:
+            raise ExecutionError(
+                f"The ASGI app's lifespan startup failed ({self.failure}), so the container "
+                "stopped before serving requests; fix the startup, its output is in "
+                "`firebox app logs`."
+            )
+
+    async def shutdown(self) -> None:
+        if self.task is None or self.task.done():
+            return
+        self.inbox.put_nowait({"type": "lifespan.shutdown"})
+        await self.stopped.wait()
+        if self.failure is not None:
+            print(f"The ASGI app's lifespan shutdown failed: {self.failure}", flush=True)
+
+    async def _run(self) -> None:
+        scope = {"type": "lifespan", "asgi": {"version": "3.0", "spec_version": "2.0"},
+                 "state": self.state}
+        try:
+            await self.app(scope, self.inbox.get, self._send)
+        except Exception:
+            # An app that raises before it answers the startup does not speak lifespan (as
+            # uvicorn takes it); one that said its startup failed raises what failed, which
+            # its failure message carried already.
+            pass
+        finally:
+            self.started.set()
+            self.stopped.set()
+
+    async def _send(self, message: dict[str, Any]) -> None:
+        kind = message["type"]
+        if kind in ("lifespan.startup.failed", "lifespan.shutdown.failed"):
+            text = (message.get("message") or "").strip()
+            print(text, file=sys.stderr, flush=True)
+            self.failure = text.splitlines()[-1] if text else "no reason given"
+        if kind.startswith("lifespan.startup."):
+            self.started.set()
+        elif kind.startswith("lifespan.shutdown."):
+            self.stopped.set()
 
 
 async def _call(f: Any) -> Any:

@@ -240,9 +240,12 @@ class App:
                     methods[attr] = {"is_generator": gen, "batched": "batched" in value.flags}
                     if "batched" in value.flags:
                         batching = _concurrency_spec(value)
+                if isinstance(value, PartialFunction) and value.web is not None:
+                    methods[attr] = _web_method(user_cls.__name__, attr, value, base)
             if not methods:
                 raise InvalidError(
-                    f"{user_cls.__name__} has no method marked with @firebox.method()."
+                    f"{user_cls.__name__} has no method marked with @firebox.method() or a web "
+                    "decorator like @firebox.fastapi_endpoint()."
                 )
             spec = dict(base)
             spec.update(
@@ -252,6 +255,7 @@ class App:
                 methods=methods,
                 parameters=class_parameters(user_cls),
             )
+            _check_web_parameters(user_cls.__name__, methods, spec["parameters"])
             spec.update(batching)
             concurrent = getattr(user_cls, "__firebox_concurrent__", None)
             if concurrent:
@@ -405,6 +409,41 @@ def _check_web(name: str, spec: dict[str, Any], web: dict[str, Any]) -> None:
     if spec.get("batch_max_size"):
         raise InvalidError(f"Web function '{name}' cannot be @batched.")
     spec["web"] = dict(web)
+
+
+def _web_method(cls_name: str, attr: str, p: PartialFunction, base: dict[str, Any]
+                ) -> dict[str, Any]:
+    """A web method's entry in its class's spec: served at its own URL by the class's
+    containers, refusing what a web method can't do."""
+    where = f"{cls_name}.{attr}"
+    if p.flags & {"method", "batched", "concurrent"}:
+        raise InvalidError(
+            f"Web method '{where}' cannot also be @method, @batched or @concurrent; put "
+            "@firebox.concurrent on the class to serve requests concurrently."
+        )
+    if p.flags & {"enter", "exit"}:
+        raise InvalidError(f"Web method '{where}' cannot also be an @enter or @exit hook.")
+    if inspect.isgeneratorfunction(p.raw_f) or inspect.isasyncgenfunction(p.raw_f):
+        raise InvalidError(f"Web method '{where}' cannot be a generator; stream with a "
+                           "StreamingResponse instead.")
+    if base.get("retries"):
+        raise InvalidError(f"{cls_name} has web method '{attr}', and web requests cannot be "
+                           "retried; remove retries= from @app.cls().")
+    return {"is_generator": False, "batched": False, "web": dict(p.web or {})}
+
+
+def _check_web_parameters(cls_name: str, methods: dict[str, Any],
+                          parameters: dict[str, Any]) -> None:
+    """Web methods are served by the class's default instance, so every parameter needs a
+    default."""
+    if not any(m.get("web") for m in methods.values()):
+        return
+    for pname, p in parameters.items():
+        if not p.get("has_default"):
+            raise InvalidError(
+                f"{cls_name} has web methods, which its default instance serves, so parameter "
+                f"'{pname}' needs a default: firebox.parameter(default=...)."
+            )
 
 
 def _concurrency_spec(p: PartialFunction) -> dict[str, Any]:

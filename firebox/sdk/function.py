@@ -79,6 +79,7 @@ class Function:
         self._local_obj: Callable[[], Any] | None = None
         self._info: dict[str, Any] = {}
         self._web_url: str | None = None
+        self._method_urls: dict[str, str] = {}  # a class's web methods -> their URLs
 
     def __repr__(self) -> str:
         return f"<firebox.Function {self._name}>"
@@ -97,6 +98,7 @@ class Function:
         f._method, f._params, f._local_obj = self._method, self._params, self._local_obj
         f._info = self._info
         f._web_url = self._web_url
+        f._method_urls = self._method_urls
         return f
 
     def _bind(self, method: str, params: bytes | None, local_obj: Callable[[], Any] | None,
@@ -105,6 +107,7 @@ class Function:
         f._name = f"{self._name}.{method}"
         f._method, f._params, f._local_obj = method, params, local_obj
         f._info = dict(method_info)
+        f._web_url = self._method_urls.get(method)
         return f
 
     def _hydrate_from(self, function_id: str) -> None:
@@ -147,6 +150,7 @@ class Function:
             self._info = {k: resp[k] for k in ("kind", "is_generator", "methods", "parameters")}
             self._info["web"] = resp.get("web")
             self._web_url = resp.get("web_url")
+            self._method_urls = resp.get("method_urls") or {}
         self._function_id = resp["function_id"]
         return resp["function_id"]
 

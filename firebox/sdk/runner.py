@@ -62,6 +62,8 @@ async def publish(app: App, mode: str, name: str | None, app_id: str | None = No
         fn._hydrate_from(ids[fname])
         fn._info = {}
         fn._web_url = web_urls.get(fname)
+        fn._method_urls = {key.partition(".")[2]: url for key, url in web_urls.items()
+                           if key.startswith(f"{fname}.")}
     app.app_id = app_id
     return app_id
 

@@ -20,6 +20,7 @@ from ..store import schema as s
 from .auth import Identity
 from .errors import ApiError, invalid, not_found
 from .functions import VARIANT_OPTIONS
+from .ingress import web_entries
 from .plane import ControlPlane, new_app_id
 from .scheduler import Input
 
@@ -182,8 +183,9 @@ async def register_functions(request: Request) -> JSONResponse:
         if fn is not None:
             cp.scheduler.ensure_warm(fn)
             cp.schedules.register(fn)
-            if fn.spec.get("web"):
-                web_urls[name] = await cp.ingress.publish(fn, app.name, app.state == "deployed")
+            urls = await cp.ingress.publish(fn, app.name, app.state == "deployed")
+            for method, url in urls.items():
+                web_urls[name if method is None else f"{name}.{method}"] = url
     if app.state == "deployed":
         await cp.app_event(app.id, "deployed", {"functions": sorted(ids)})
     return JSONResponse({"ids": ids, "web_urls": web_urls})
@@ -333,11 +335,12 @@ async def lookup_function(request: Request) -> JSONResponse:
         )
     row = by_name[name]
     spec = json.loads(row.spec)
-    web_url = None
-    if spec.get("web"):
-        fn = await cp.load_function(row.id)
-        if fn is not None:
-            web_url = (await cp.ingress.url_for(fn, app.name, app.state == "deployed"))[1]
+    urls: dict[str | None, str] = {}
+    fn = await cp.load_function(row.id) if web_entries(spec) else None
+    if fn is not None:
+        for method in web_entries(spec):
+            urls[method] = (await cp.ingress.url_for(fn, app.name, app.state == "deployed",
+                                                     method))[1]
     return JSONResponse(
         {
             "function_id": row.id,
@@ -348,7 +351,8 @@ async def lookup_function(request: Request) -> JSONResponse:
             "parameters": spec.get("parameters", {}),
             "is_async": bool(spec.get("is_async")),
             "web": spec.get("web"),
-            "web_url": web_url,
+            "web_url": urls.pop(None, None),
+            "method_urls": urls,
         }
     )
 

@@ -1,10 +1,11 @@
 """The ingress: serves web functions at stable URLs on the control plane's own port.
 
 A web function of workspace W is served under `/web/W/SLUG`, where SLUG is its label, or
-`APP-FUNCTION` when it has none; functions of ephemeral apps (`firebox run`, `firebox serve`,
-`app.run()`) get `-dev` appended, so a dev run never takes over a deployed URL. The newest
-registration of a URL wins. The rest of the path after the slug is the path the app sees,
-with the prefix as its ASGI root_path (and, as ASGI says, in its path).
+`APP-FUNCTION` when it has none (`APP-CLASS-METHOD` for a web method of a class); functions of
+ephemeral apps (`firebox run`, `firebox serve`, `app.run()`) get `-dev` appended, so a dev run
+never takes over a deployed URL. The newest registration of a URL wins. The rest of the path
+after the slug is the path the app sees, with the prefix as its ASGI root_path (and, as ASGI
+says, in its path).
 
 Each HTTP request becomes an input of the function's pool, so requests count as demand: a
 request that arrives while no container runs is held until one is ready, and pools scale with
@@ -61,6 +62,18 @@ def slug(text: str) -> str:
     return re.sub(r"[^a-z0-9-]+", "-", text.lower()).strip("-")[:63] or "app"
 
 
+def web_entries(spec: dict[str, Any]) -> dict[str | None, dict[str, Any]]:
+    """What a function serves over HTTP: its own web config under None, and a class's web
+    methods under their names."""
+    entries: dict[str | None, dict[str, Any]] = {}
+    if spec.get("web"):
+        entries[None] = spec["web"]
+    for name, info in (spec.get("methods") or {}).items():
+        if info.get("web"):
+            entries[name] = info["web"]
+    return entries
+
+
 class Exchange:
     """One request or WebSocket in flight: the container's events for it, in order."""
 
@@ -82,7 +95,8 @@ class Exchange:
 class Ingress:
     def __init__(self, cp: ControlPlane) -> None:
         self.cp = cp
-        self.routes: dict[tuple[str, str], str] = {}  # (workspace name, slug) -> function id
+        # (workspace name, slug) -> function id and, for a class's web method, its name
+        self.routes: dict[tuple[str, str], tuple[str, str | None]] = {}
         self.workspaces: dict[str, str] = {}  # workspace id -> name
         self.proxy_ok: dict[tuple[str, str], str] = {}  # (key, secret) -> workspace id
 
@@ -97,20 +111,25 @@ class Ingress:
             name = self.workspaces[workspace_id] = slug(rows[0][0]) if rows else workspace_id
         return name
 
-    async def url_for(self, fn: FunctionRecord, app_name: str | None, deployed: bool
-                      ) -> tuple[tuple[str, str], str]:
-        """The route key and URL of a web function."""
-        web = fn.spec["web"]
-        base = web.get("label") or slug(f"{app_name or fn.app_id}-{fn.name}")
+    async def url_for(self, fn: FunctionRecord, app_name: str | None, deployed: bool,
+                      method: str | None = None) -> tuple[tuple[str, str], str]:
+        """The route key and URL of a web function, or of a class's web method."""
+        web = web_entries(fn.spec)[method]
+        name = fn.name if method is None else f"{fn.name}-{method}"
+        base = web.get("label") or slug(f"{app_name or fn.app_id}-{name}")
         path_slug = base if deployed else f"{base}-dev"
         ws = await self.workspace_name(fn.workspace_id)
         return (ws, path_slug), f"{self.cp.settings.url}{PREFIX}{ws}/{path_slug}"
 
-    async def publish(self, fn: FunctionRecord, app_name: str | None, deployed: bool) -> str:
-        """Route the web function's URL to it and return that URL."""
-        key, url = await self.url_for(fn, app_name, deployed)
-        self.routes[key] = fn.id
-        return url
+    async def publish(self, fn: FunctionRecord, app_name: str | None, deployed: bool
+                      ) -> dict[str | None, str]:
+        """Route the URLs of what the function serves to it: its own URL under None, its web
+        methods' under their names."""
+        urls: dict[str | None, str] = {}
+        for method in web_entries(fn.spec):
+            key, urls[method] = await self.url_for(fn, app_name, deployed, method)
+            self.routes[key] = (fn.id, method)
+        return urls
 
     async def load(self) -> None:
         """Route the web functions of deployed apps after a start."""
@@ -120,7 +139,7 @@ class Ingress:
             .where(s.apps.c.state == "deployed", s.functions.c.parent_id.is_(None))
         )
         for r in rows:
-            if json.loads(r.spec).get("web"):
+            if web_entries(json.loads(r.spec)):
                 fn = await self.cp.load_function(r.id)
                 if fn is not None:
                     await self.publish(fn, r.name, True)
@@ -157,14 +176,16 @@ class Ingress:
         if scope["type"] not in ("http", "websocket"):
             return
         parts = scope["path"].split("/", 4)  # "", "web", workspace, slug, rest
-        fid = self.routes.get((parts[2], parts[3])) if len(parts) >= 4 else None
+        route = self.routes.get((parts[2], parts[3])) if len(parts) >= 4 else None
+        fid, method = route or ("", None)
         fn = await self.cp.load_function(fid) if fid else None
-        if fn is None or fn.app_id in self.cp.scheduler.stopped_apps:
+        web = web_entries(fn.spec).get(method) if fn is not None else None
+        if fn is None or web is None or fn.app_id in self.cp.scheduler.stopped_apps:
             await _deny(scope, send, 404, f"No web function is served at {scope['path']}; "
                         "`firebox deploy` or `firebox serve` prints the URLs.")
             return
         headers = dict(scope["headers"])
-        if fn.spec["web"].get("requires_proxy_auth") and not await self.proxy_authorized(
+        if web.get("requires_proxy_auth") and not await self.proxy_authorized(
             fn.workspace_id, headers
         ):
             await _deny(scope, send, 401, "This endpoint requires proxy auth: send the Modal-Key "
@@ -185,27 +206,29 @@ class Ingress:
         if scope["type"] == "websocket":
             request.update(type="websocket", subprotocols=list(scope.get("subprotocols", [])),
                            max_message=max_message_bytes())
-            await self._relay_socket(fn, request, scope, receive, send)
+            await self._relay_socket(fn, method, request, scope, receive, send)
             return
         body = await _read_body(scope, receive, send, headers)
         if body is None:
             return
         request["body"] = body
-        await self._relay(fn, request, receive, send)
+        await self._relay(fn, method, request, receive, send)
 
-    def _submit(self, fn: FunctionRecord, request: dict[str, Any]) -> tuple[Input, Exchange]:
+    def _submit(self, fn: FunctionRecord, method: str | None, request: dict[str, Any]
+                ) -> tuple[Input, Exchange]:
         exchange = Exchange()
         call_id = f"wr-{secrets.token_hex(8)}"
+        # A class's web methods are served by its default instance: the pool without params.
         pool = self.cp.scheduler.pool(fn, "", None)
-        inp = Input(f"in-{call_id[3:]}", call_id, 0, wire.pack(request), 0, pool, None,
+        inp = Input(f"in-{call_id[3:]}", call_id, 0, wire.pack(request), 0, pool, method,
                     web=exchange)
         self.cp.scheduler.submit(pool, [inp])
         return inp, exchange
 
-    async def _relay(self, fn: FunctionRecord, request: dict[str, Any], receive: Receive,
-                     send: Send) -> None:
+    async def _relay(self, fn: FunctionRecord, method: str | None, request: dict[str, Any],
+                     receive: Receive, send: Send) -> None:
         scheduler = self.cp.scheduler
-        inp, exchange = self._submit(fn, request)
+        inp, exchange = self._submit(fn, method, request)
         call_id = inp.call_id
         watcher = asyncio.create_task(_on_disconnect(receive, lambda: scheduler.cancel_call(
             call_id)))
@@ -236,10 +259,11 @@ class Ingress:
             if call_id in scheduler.by_call:  # the client went away or the send failed
                 scheduler.cancel_call(call_id)
 
-    async def _relay_socket(self, fn: FunctionRecord, request: dict[str, Any], scope: Scope,
-                            receive: Receive, send: Send) -> None:
+    async def _relay_socket(self, fn: FunctionRecord, method: str | None,
+                            request: dict[str, Any], scope: Scope, receive: Receive,
+                            send: Send) -> None:
         scheduler = self.cp.scheduler
-        inp, exchange = self._submit(fn, request)
+        inp, exchange = self._submit(fn, method, request)
         reader = asyncio.create_task(self._client_messages(inp, exchange, receive))
         accepted = closed = False
         try:

@@ -489,11 +489,14 @@ class Scheduler:
         for inp in running:
             self._clear_timer(inp)
             inp.container = None
-            error = wire.error_record(
-                "firebox.exceptions.RemoteError",
-                f"The container running this input {cause}; "
-                "see `firebox app logs` for its output, and add retries= to retry such inputs.",
-            )
+            if inp.web is not None:  # web requests cannot be retried: say what to do instead
+                when = "while it was responding" if inp.web.started else "before it answered"
+                text = (f"The container serving this request {cause} {when}; see `firebox app "
+                        "logs` for its output, and send the request again.")
+            else:
+                text = (f"The container running this input {cause}; see `firebox app logs` for "
+                        "its output, and add retries= to retry such inputs.")
+            error = wire.error_record("firebox.exceptions.RemoteError", text)
             self._fail_attempt(inp, wire.FAILURE, error)
         if c.state == "starting" and not expected:
             error = c.init_error or wire.error_record(
