@@ -10,6 +10,7 @@ from .sdk.cls import Cls
 from .sdk.context import current_function_call_id, current_input_id, is_local
 from .sdk.dict import Dict
 from .sdk.function import Function, FunctionCall
+from .sdk.image import Image
 from .sdk.partial import batched, concurrent, enter, exit, method, parameter
 from .sdk.queue import Queue
 from .sdk.retries import Retries
@@ -18,7 +19,6 @@ from .sdk.schedule import Cron, Period
 from .sdk.secret import Secret
 from .sdk.unsupported import (
     CloudBucketMount,
-    Image,
     Mount,
     NetworkFileSystem,
     Stub,

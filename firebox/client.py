@@ -111,9 +111,11 @@ class Client:
             return _decode(response)
 
     async def stream_lines(
-        self, path: str, params: dict[str, Any]
+        self, path: str, params: dict[str, Any] | None = None, *, method: str = "GET",
+        body: Any = None,
     ) -> AsyncIterator[dict[str, Any]]:
-        async with self.http.stream("GET", path, params=params, timeout=None) as response:
+        async with self.http.stream(method, path, params=params, json=body,
+                                    timeout=None) as response:
             if response.status_code >= 400:
                 await response.aread()
                 _decode(response)

@@ -140,8 +140,7 @@ def test_not_supported_yet_is_a_clear_error():
         pass
 
     still_missing = [
-        lambda: firebox.Image.debian_slim(),
-        lambda: firebox.Image(),
+        lambda: firebox.Image.from_registry("python:3.11-slim"),
         lambda: firebox.forward(8000),
         lambda: firebox.NetworkFileSystem.from_name("x"),
         lambda: firebox.CloudBucketMount("bucket"),

@@ -62,6 +62,10 @@ class Sandbox:
     extra: list[str] = field(default_factory=list)  # more bubblewrap arguments
     cgroup: str | None = None  # its cgroup path under each controller, for runsc to stay in
     volumes: dict[str, Path] = field(default_factory=dict)  # mount path -> its working copy
+    # An image's layers: overlayfs mounts made in a private mount namespace before bubblewrap
+    # starts, and the bubblewrap binds that put them (and its Python dirs) in place.
+    mount_lines: list[str] = field(default_factory=list)
+    image_args: list[str] = field(default_factory=list)
 
 
 def python_paths() -> list[Path]:
@@ -141,6 +145,10 @@ def bwrap_argv(argv: Sequence[str], sandbox: Sandbox) -> list[str]:
         args += ["--dev-bind", node, node]
     root = str(sandbox.root.resolve())
     args += ["--bind", root, root]
+    args += sandbox.image_args
+    for p in hidden:  # again: an image's overlay of a system dir shows the host's under it
+        if sandbox.image_args and _under(p, system):
+            args += ["--tmpfs", str(p)]
     for mount_path, host_dir in sandbox.volumes.items():
         args += ["--bind", str(host_dir), mount_path]
     args += ["--remount-ro", "/", "--chdir", root, *sandbox.extra, "--", *argv]
@@ -207,6 +215,10 @@ def launcher(mode: str, argv: Sequence[str], sandbox: Sandbox, env: dict[str, st
     """The command line that runs argv under the given isolation."""
     if mode == PROCESS:
         return list(argv)
+    if mode == NAMESPACES and sandbox.mount_lines:
+        script = " && ".join([*sandbox.mount_lines, 'exec "$@"'])
+        return ["unshare", "--mount", "--propagation", "private", "/bin/sh", "-c", script,
+                "firebox-image", *bwrap_argv(argv, sandbox)]
     if mode == NAMESPACES:
         return bwrap_argv(argv, sandbox)
     if mode == GVISOR:

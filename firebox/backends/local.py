@@ -20,6 +20,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
+from ..images import layers as images
 from . import cgroups, gpus, isolation
 from .base import Launch, OnExit, OnOutput, describe_exit
 
@@ -39,6 +40,7 @@ class Process:
     group: cgroups.Cgroup | None
     container_id: str | None = None
     memory_limit_mb: int | None = None
+    image_files_missing: bool = False  # its image has files this isolation cannot show
 
 
 class LocalBackend:
@@ -75,19 +77,27 @@ class LocalBackend:
         mode = isolation.check_mode(launch.isolation or self.isolation)
         volumes = isolation.volumes_at_path(mode, json.loads(launch.env.get("FIREBOX_VOLUMES")
                                                              or "{}"))
-        if not launch.gpus and not volumes and mode == self.isolation and await self._assign(
-            launch
-        ):
+        layers = [Path(p) for p in json.loads(launch.env.get("FIREBOX_IMAGE_LAYERS") or "[]")]
+        # A standby runtime started without the image's Python path and files: never for one.
+        if (not launch.gpus and not volumes and not layers and mode == self.isolation
+                and await self._assign(launch)):
             return
         env = self._env(launch.container_id, mode, launch.gpus)
         env.update(launch.env)
         if volumes:
             env["FIREBOX_VOLUMES_AT_PATH"] = "1"
         p = await self._spawn(launch.container_id, mode, env, _limits(launch), launch.gpus,
-                              volumes=volumes)
+                              volumes=volumes, layers=layers)
         p.container_id = launch.container_id
         p.memory_limit_mb = launch.memory_limit_mb
         self.procs[launch.container_id] = p
+        if p.image_files_missing:
+            applies = ("environment and workdir" if mode == isolation.GVISOR
+                       else "Python packages, environment and workdir")
+            self.on_output(launch.container_id, "stderr", (
+                f"firebox: under {mode} isolation only the image's {applies} apply; the rest "
+                "(apt_install, run_commands, add_local_* at absolute paths) needs "
+                "isolation='namespaces'."))
 
     async def _assign(self, launch: Launch) -> bool:
         """Hand the container to a standby runtime, if one is ready and can take its limits."""
@@ -164,9 +174,16 @@ class LocalBackend:
 
     async def _spawn(self, key: str, mode: str, env: dict[str, str], limits: cgroups.Limits,
                      gpu_indices: Sequence[int], standby: bool = False,
-                     volumes: Sequence[str] = ()) -> Process:
+                     volumes: Sequence[str] = (), layers: Sequence[Path] = ()) -> Process:
         root = self.workdir / key
         root.mkdir(parents=True)
+        view = None
+        if layers and mode == isolation.NAMESPACES:
+            view = images.namespaces_view(list(layers), env, self._image_scratch(key))
+        elif layers:
+            view = images.process_view(list(layers), env)
+        if view is not None:
+            env = view.env
         at_path = {}
         for mount_path in volumes:  # each volume's working copy, bound at its mount path
             at_path[mount_path] = root / "volumes" / mount_path.strip("/")
@@ -180,6 +197,8 @@ class LocalBackend:
             runsc_root=self.workdir.parent / "runsc",
             volumes=at_path,
         )
+        if view is not None:
+            sandbox.mount_lines, sandbox.image_args = view.mount_lines, view.bwrap_args
         if mode != isolation.PROCESS:
             # Inside, the runtime's parent is the sandbox's init, which dies with us
             # (--die-with-parent), not this process: the runtime must not check for it.
@@ -205,12 +224,19 @@ class LocalBackend:
             if group is not None:
                 await asyncio.to_thread(group.remove)
             shutil.rmtree(root, ignore_errors=True)
+            shutil.rmtree(self._image_scratch(key), ignore_errors=True)
             raise
-        p = Process(key, proc, mode, sandbox, group)
+        p = Process(key, proc, mode, sandbox, group,
+                    image_files_missing=bool(view and mode != isolation.NAMESPACES
+                                             and (view.has_files or mode == isolation.GVISOR)))
         task = asyncio.create_task(self._watch(p))
         self.tasks.add(task)
         task.add_done_callback(self.tasks.discard)
         return p
+
+    def _image_scratch(self, key: str) -> Path:
+        """Where a container's image overlays keep their writes; gone when it exits."""
+        return self.workdir.parent / "image-mounts" / key
 
     # ---- watching --------------------------------------------------------------------------
 
@@ -231,6 +257,7 @@ class LocalBackend:
         if p.mode == isolation.GVISOR:
             await self._forget_gvisor(p.sandbox)
         shutil.rmtree(p.sandbox.root, ignore_errors=True)
+        shutil.rmtree(self._image_scratch(p.key), ignore_errors=True)
         if p in self.standby:
             self.standby.remove(p)
         cid = p.container_id

@@ -15,6 +15,7 @@ from .. import client as client_mod
 from ..exceptions import Error
 from .common import request, when
 from .entrypoints import build_command, find_app, find_runnable, import_file
+from .image import image_group
 from .objects import dict_group, queue_group
 from .sandbox import sandbox_group
 from .scaling import app_stats, usage
@@ -200,7 +201,7 @@ token.add_command(proxy_group)
 main.add_command(serve)
 main.add_command(usage)
 
-for _group in (dict_group, queue_group, sandbox_group, secret_group, volume_group,
+for _group in (dict_group, image_group, queue_group, sandbox_group, secret_group, volume_group,
                workspace_group):
     main.add_command(_group)
 

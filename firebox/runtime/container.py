@@ -371,6 +371,9 @@ async def main() -> None:
             await _sync.run_async(volumes.mount_all(hello["function"].get("volumes") or {},
                                                     root.parent))
             os.chdir(root)
+            workdir = os.environ.get("FIREBOX_IMAGE_WORKDIR")
+            if workdir and os.path.isdir(workdir):  # under process isolation it may not exist
+                os.chdir(workdir)
             target = load_target(hello["function"], root)
             runtime = Runtime(ws, hello, target)
             await runtime.enter()

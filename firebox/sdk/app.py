@@ -14,6 +14,7 @@ from .attach import attach_spec
 from .cls import Cls
 from .function import Function
 from .gpu import gpu_spec, isolation_spec
+from .image import Image
 from .package import CodeBundle, collect, module_name
 from .partial import PartialFunction, class_parameters
 from .retries import Retries, retries_spec
@@ -25,7 +26,6 @@ _RENAMED = {
     "container_idle_timeout": "scaledown_window",
 }
 _NOT_YET = {
-    "image": "Images",
     "network_file_systems": "Network file systems",
     "cloud_bucket_mounts": "Cloud bucket mounts",
     "proxy": "Proxies",
@@ -115,6 +115,9 @@ def variant_options(name: str, options: dict[str, Any]) -> dict[str, Any]:
     )
     if options.get("gpu") is not None:
         spec["gpu"] = gpu_spec(options["gpu"])
+    if options.get("image") is not None:
+        raise NotSupportedYet(f"{name}.with_options(image=) is not supported yet; give the image "
+                              "in @app.function(image=...) instead.")
     return spec
 
 
@@ -134,7 +137,7 @@ class App:
     ) -> None:
         if kwargs:
             raise InvalidError(f"App() got unexpected arguments: {', '.join(sorted(kwargs))}.")
-        reject_old_options({"image": image})
+        self._image = _check_image(image, "App(image=)")
         self._attached = attach_spec(list(secrets), volumes or {}, None)
         self.name = name
         self.tags = dict(tags or {})
@@ -313,6 +316,9 @@ class App:
         spec["volumes"] = {**self._attached["volumes"], **own.get("volumes", {})}
         spec["gpu"] = gpu_spec(options.get("gpu"))
         spec["isolation"] = isolation_spec(options.get("isolation"))
+        image = _check_image(options.get("image"), "image=") or self._image
+        if image is not None:
+            spec["image"] = image  # built by publish, before registering
         return spec
 
     def _add_function(self, name: str, fn: Function, obj: Any) -> None:
@@ -397,6 +403,12 @@ class App:
             if obj is not None:
                 out[name] = wire.serialize(obj, f"definition of {name}")
         return out
+
+
+def _check_image(image: Any, where: str) -> Image | None:
+    if image is not None and not isinstance(image, Image):
+        raise InvalidError(f"{where} takes a firebox.Image, not {type(image).__name__}.")
+    return image
 
 
 def _check_web(name: str, spec: dict[str, Any], web: dict[str, Any]) -> None:

@@ -10,13 +10,14 @@ from typing import TYPE_CHECKING, Any
 
 from .. import _sync, config
 from .. import client as client_mod
-from ..exceptions import ConnectionError, InvalidError
+from ..exceptions import ConnectionError, ImageBuildError, InvalidError
 from ..store.blobs import sha256
 from .attach import resolve_spec
 
 if TYPE_CHECKING:
     from ..server.serve import EmbeddedServer
     from .app import App
+    from .image import Image
 
 HEARTBEAT_EVERY = 10.0
 
@@ -52,6 +53,7 @@ async def publish(app: App, mode: str, name: str | None, app_id: str | None = No
     specs = app._function_specs(bundle, serialized)
     for entry in specs:
         entry["spec"] = await resolve_spec(entry["spec"])
+    await build_images(specs)
     if app_id is None:
         resp = await c.request("POST", "/v1/apps", body={"name": name, "mode": mode})
         app_id = resp["app_id"]
@@ -66,6 +68,49 @@ async def publish(app: App, mode: str, name: str | None, app_id: str | None = No
                            if key.startswith(f"{fname}.")}
     app.app_id = app_id
     return app_id
+
+
+async def build_images(specs: list[dict[str, Any]]) -> None:
+    """Build each function's image on the server (once per distinct image), showing progress,
+    and put what the server needs to run it in the spec in place of the Image."""
+    built: dict[int, dict[str, Any]] = {}
+    for entry in specs:
+        image = entry["spec"].get("image")
+        if image is None:
+            continue
+        if id(image) not in built:
+            built[id(image)] = await build_image(image)
+        entry["spec"]["image"] = built[id(image)]
+
+
+async def build_image(image: Image) -> dict[str, Any]:
+    await upload_blobs(image._blobs)
+    c = client_mod.current()
+    result: dict[str, Any] | None = None
+    async for event in c.stream_lines("/v1/images/build", method="POST",
+                                      body=image._build_request()):
+        kind = event.get("t")
+        if kind == "step":
+            state = ("cached" if event.get("layer") else "set") if event.get("cached") \
+                else "building"
+            print(f"[image] step {event['index']}/{event['total']} {event['label']}: {state}",
+                  file=sys.stderr, flush=True)
+        elif kind == "log":
+            print(f"[image]   {event['text']}", file=sys.stderr, flush=True)
+        elif kind == "built":
+            print(f"[image] step {event['index']} built in {event['seconds']} s "
+                  f"({event['size_bytes'] / 1e6:.1f} MB)", file=sys.stderr, flush=True)
+        elif kind == "error":
+            raise ImageBuildError(
+                f"Image build failed at step {event['index']} ({event['label']}); its log "
+                f"ends:\n{event['log_tail']}\nFix the step and run again: the steps before it "
+                "are cached."
+            )
+        elif kind == "done":
+            result = event
+    if result is None:
+        raise ImageBuildError("The image build ended without a result; run again.")
+    return {k: result[k] for k in ("image_id", "layers", "env", "workdir")}
 
 
 async def deploy(app: App, name: str | None) -> str:

@@ -24,10 +24,6 @@ class _NotYet(metaclass=_NotYetMeta):
         raise NotSupportedYet(f"{type(self)._what} are not supported yet in firebox.")
 
 
-class Image(_NotYet):
-    _what = "Images"
-
-
 class NetworkFileSystem(_NotYet):
     _what = "Network file systems"
 

@@ -18,6 +18,7 @@ from . import (
     api,
     api_blobs,
     api_dicts,
+    api_images,
     api_queues,
     api_sandboxes,
     api_scaling,
@@ -68,7 +69,7 @@ def create_app(settings: Settings) -> ASGIApp:
         routes=[Route("/health", health), *api.routes, *api_blobs.routes, *api_scaling.routes,
                 *containers.routes, *api_web.routes,
                 *api_dicts.routes, *api_queues.routes, *api_secrets.routes, *api_volumes.routes,
-                *api_sandboxes.routes, *api_workspace.routes],
+                *api_sandboxes.routes, *api_workspace.routes, *api_images.routes],
         exception_handlers={ApiError: api_error, Exception: internal_error},
         lifespan=lifespan,
     )

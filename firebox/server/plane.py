@@ -15,6 +15,7 @@ import sqlalchemy as sa
 
 from .. import config
 from ..backends.local import LocalBackend
+from ..images.builder import Builder
 from ..store import schema as s
 from ..store.blobs import BlobStore
 from ..store.db import Database
@@ -83,6 +84,8 @@ class ControlPlane:
         self.waiters = Waiters()  # blocked Queue gets and puts, woken by changes
         self.sandboxes = SandboxManager(self, hidden=self.backend.hidden)
         self.ingress = Ingress(self)  # web functions' URLs
+        self.images = Builder(settings.state_dir / "images", self.blobs, self.backend.hidden)
+        self.image_builds: set[asyncio.Task[None]] = set()
         self.schedules = Schedules(self)  # Cron and Period runs
         self._tasks: list[asyncio.Task[None]] = []
         self._closers: set[asyncio.Task[None]] = set()
@@ -142,7 +145,7 @@ class ControlPlane:
     def _container_env(self, c: Container) -> dict[str, str]:
         fn = c.pool.function
         token = f"ct-{c.id}.{c.token}"
-        return self.vault.env_for(fn.spec, fn.workspace_id) | {
+        return self._image_env(fn.spec) | self.vault.env_for(fn.spec, fn.workspace_id) | {
             "FIREBOX_SERVER_URL": self.settings.url,
             "FIREBOX_TOKEN": token,
             "FIREBOX_CONTAINER_ID": c.id,
@@ -154,6 +157,17 @@ class ControlPlane:
             # Mount path -> volume id; an isolating backend binds each at its real path.
             "FIREBOX_VOLUMES": json.dumps(fn.spec.get("volumes") or {}),
         }
+
+    def _image_env(self, spec: dict[str, Any]) -> dict[str, str]:
+        """The image's variables, and for the backend its layer directories and workdir."""
+        image = spec.get("image") or {}
+        env = {str(k): str(v) for k, v in (image.get("env") or {}).items()}
+        if image.get("layers"):
+            env["FIREBOX_IMAGE_LAYERS"] = json.dumps(
+                [str(self.images.path(lid)) for lid in image["layers"]])
+        if image.get("workdir"):
+            env["FIREBOX_IMAGE_WORKDIR"] = image["workdir"]
+        return env
 
     def container_identity(self, token: str) -> Identity | None:
         cid, _, secret = token.removeprefix("ct-").partition(".")

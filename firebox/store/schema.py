@@ -274,3 +274,31 @@ sandbox_images = sa.Table(
     sa.Column("layers", sa.Text, nullable=False),  # JSON list of layer ids, newest first
     sa.Column("created_at", sa.Float, nullable=False),
 )
+
+# Image layers: directories under <state>/images/layers named by the hash of everything that
+# produced them (parent layer, step, inputs), so any image with the same steps reuses them.
+image_layers = sa.Table(
+    "image_layers",
+    metadata,
+    sa.Column("id", sa.String(64), primary_key=True),
+    sa.Column("kind", sa.String(16), nullable=False),  # pip apt run copy mount
+    sa.Column("label", sa.Text, nullable=False),
+    sa.Column("state", sa.String(16), nullable=False),  # built | failed
+    sa.Column("size_bytes", sa.Integer, nullable=False, default=0),
+    sa.Column("log_tail", sa.Text, nullable=False, default=""),
+    sa.Column("built_at", sa.Float, nullable=False),
+    sa.Column("build_seconds", sa.Float, nullable=False, default=0.0),
+)
+
+# Images a workspace built: their layers (oldest first) and the environment they set.
+images = sa.Table(
+    "images",
+    metadata,
+    sa.Column("id", sa.String(32), primary_key=True),
+    sa.Column("workspace_id", sa.String(32), primary_key=True),
+    sa.Column("layers", sa.Text, nullable=False),  # JSON list of layer ids, oldest first
+    sa.Column("env", sa.Text, nullable=False),  # JSON object
+    sa.Column("workdir", sa.Text),
+    sa.Column("created_at", sa.Float, nullable=False),
+    sa.Column("used_at", sa.Float, nullable=False),
+)

@@ -1,0 +1,1 @@
+"""Images: layered, content-addressed environments built without Docker."""

@@ -1,0 +1,335 @@
+"""The image builder: turns an Image's steps into cached layers on the control plane.
+
+Each layer is named by the hash of its parent layer, its step and the step's inputs (file
+contents for copies), so an unchanged step is never built twice and a changed one rebuilds
+itself and every step after it. Python packages install with uv into the layer's python/
+directory; apt_install and run_commands run in a build container (overlayfs over the host's
+directories, in a private mount namespace, under bubblewrap) whose writes become the layer.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import json
+import os
+import shlex
+import shutil
+import sys
+import tempfile
+import time
+from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from ..store.blobs import BlobStore
+from .layers import NEVER
+
+Emit = Callable[[dict[str, Any]], Awaitable[None]]
+FORMAT = 1  # bump when the layout of a layer changes: every layer is then built afresh
+LOG_TAIL = 40  # lines of a failed step's log shown to the caller
+BUILD_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
+FS_KINDS = ("pip", "apt", "run", "copy", "mount")
+
+
+class BuildFailed(Exception):
+    def __init__(self, label: str, index: int, log_tail: str) -> None:
+        super().__init__(f"Image build failed at step {index} ({label}).")
+        self.label, self.index, self.log_tail = label, index, log_tail
+
+
+@dataclass
+class Built:
+    layers: list[str]  # layer ids with files, oldest first
+    env: dict[str, str]
+    workdir: str | None
+    built: list[str] = field(default_factory=list)  # layers this build made (not cached)
+
+
+def layer_id(parent: str, step: dict[str, Any], python: str) -> str:
+    content = {k: v for k, v in step.items() if k != "label"}
+    key = json.dumps({"format": FORMAT, "parent": parent, "python": python, "step": content},
+                     sort_keys=True)
+    return hashlib.sha256(key.encode()).hexdigest()
+
+
+def host_python() -> str:
+    return f"{sys.version_info.major}.{sys.version_info.minor}"
+
+
+def uv_binary() -> str:
+    try:
+        import uv
+
+        return str(uv.find_uv_bin())
+    except (ImportError, FileNotFoundError):
+        found = shutil.which("uv")
+        if found is None:
+            raise RuntimeError("uv is not installed on the server; `pip install uv`.") from None
+        return found
+
+
+def dir_size(path: Path) -> int:
+    total = 0
+    for dirpath, _dirs, files in os.walk(path):
+        for f in files:
+            p = os.path.join(dirpath, f)
+            if not os.path.islink(p):
+                total += os.lstat(p).st_size
+    return total
+
+
+class Builder:
+    def __init__(self, root: Path, blobs: BlobStore, hidden: Sequence[Path]) -> None:
+        self.root = root
+        self.layers_dir = root / "layers"
+        self.layers_dir.mkdir(parents=True, exist_ok=True)
+        self.blobs = blobs
+        self.hidden = list(hidden)
+        self.locks: dict[str, asyncio.Lock] = {}
+
+    def path(self, layer: str) -> Path:
+        return self.layers_dir / layer
+
+    def exists(self, layer: str) -> bool:
+        return self.path(layer).is_dir()
+
+    async def build(self, request: dict[str, Any], emit: Emit,
+                    record: Callable[[str, dict[str, Any]], Awaitable[None]]) -> Built:
+        """Build (or find) every layer of the request, reporting progress through emit;
+        record(layer, info) stores a layer's outcome. Raises BuildFailed."""
+        python = host_python()
+        if request.get("python") != python:
+            raise BuildFailed("debian_slim", 0, f"The client runs Python {request.get('python')}"
+                              f" but this server's containers run Python {python}; use a "
+                              f"client with Python {python}.")
+        steps: list[dict[str, Any]] = list(request.get("steps") or [])
+        mounts: list[dict[str, Any]] = list(request.get("mounts") or [])
+        total = len(steps) + len(mounts)
+        out = Built([], {}, None)
+        parent = ""
+        for i, step in enumerate(steps, 1):
+            kind = step.get("kind")
+            label = str(step.get("label") or kind)
+            lid = layer_id(parent, step, python)
+            parent = lid
+            if kind == "env":
+                out.env.update(step.get("env") or {})
+                await emit({"t": "step", "index": i, "total": total, "label": label,
+                            "cached": True})
+                continue
+            if kind == "workdir":
+                out.workdir = str(step["path"])
+                await emit({"t": "step", "index": i, "total": total, "label": label,
+                            "cached": True})
+                continue
+            if kind not in FS_KINDS:
+                raise BuildFailed(label, i, f"unknown step kind {kind!r}")
+            await self._layer(lid, i, total, label, step, out, emit, record)
+            out.layers.append(lid)
+        for j, mount in enumerate(mounts, len(steps) + 1):
+            # Files added at container start are a layer too, but outside the chain: changing
+            # them rebuilds nothing else.
+            step = {"kind": "mount", **mount}
+            lid = layer_id("mount", step, python)
+            await self._layer(lid, j, total, str(mount.get("label")), step, out, emit, record)
+            out.layers.append(lid)
+        return out
+
+    async def _layer(self, lid: str, index: int, total: int, label: str, step: dict[str, Any],
+                     out: Built, emit: Emit,
+                     record: Callable[[str, dict[str, Any]], Awaitable[None]]) -> None:
+        lock = self.locks.setdefault(lid, asyncio.Lock())
+        async with lock:
+            if self.exists(lid):
+                await emit({"t": "step", "index": index, "total": total, "label": label,
+                            "cached": True, "layer": lid})
+                return
+            await emit({"t": "step", "index": index, "total": total, "label": label,
+                        "cached": False, "layer": lid})
+            started = time.monotonic()
+            part = self.layers_dir / f"{lid}.part"
+            shutil.rmtree(part, ignore_errors=True)
+            part.mkdir()
+            lines: list[str] = []
+
+            async def log(text: str) -> None:
+                lines.append(text)
+                await emit({"t": "log", "index": index, "text": text})
+
+            try:
+                await self._run_step(step, part, out, log)
+            except BuildFailed:
+                raise
+            except Exception as exc:
+                await log(f"{type(exc).__name__}: {exc}")
+                ok = False
+            else:
+                ok = True
+            tail = "\n".join(lines[-LOG_TAIL:])
+            if not ok:
+                shutil.rmtree(part, ignore_errors=True)
+                await record(lid, {"kind": step["kind"], "label": label, "state": "failed",
+                                   "size_bytes": 0, "log_tail": tail,
+                                   "build_seconds": time.monotonic() - started})
+                raise BuildFailed(label, index, tail)
+            size = await asyncio.to_thread(dir_size, part)
+            part.rename(self.path(lid))
+            out.built.append(lid)
+            await record(lid, {"kind": step["kind"], "label": label, "state": "built",
+                               "size_bytes": size, "log_tail": tail,
+                               "build_seconds": time.monotonic() - started})
+            await emit({"t": "built", "index": index, "layer": lid, "size_bytes": size,
+                        "seconds": round(time.monotonic() - started, 2)})
+
+    async def _run_step(self, step: dict[str, Any], part: Path, out: Built,
+                        log: Callable[[str], Awaitable[None]]) -> None:
+        kind = step["kind"]
+        if kind in ("copy", "mount"):
+            await asyncio.to_thread(self._copy_files, step, part)
+        elif kind == "pip":
+            await self._pip(step, part, log)
+        elif kind == "apt":
+            pkgs = " ".join(shlex.quote(p) for p in step["packages"])
+            install = f"apt-get install -y --no-install-recommends {pkgs}"
+            script = f"{install} || {{ apt-get update && {install}; }}"
+            env = {"DEBIAN_FRONTEND": "noninteractive"}
+            await self._in_container(script, env, None, out, part, log)
+        elif kind == "run":
+            script = " && ".join(f"( {c} )" for c in step["commands"])
+            env = {**out.env, **(step.get("env") or {})}
+            await self._in_container(script, env, out.workdir, out, part, log)
+
+    def _copy_files(self, step: dict[str, Any], part: Path) -> None:
+        def write(dest: Path, digest: str, mode: int) -> None:
+            if not dest.resolve().is_relative_to(part.resolve()):
+                raise ValueError(f"refusing to write outside the layer: {dest}")
+            dest.parent.mkdir(parents=True, exist_ok=True)
+            shutil.copyfile(self.blobs.path(digest), dest)
+            dest.chmod(mode)
+
+        for remote, (digest, mode) in (step.get("files") or {}).items():
+            rel = Path(remote.lstrip("/"))
+            top = rel.parts[0]
+            host = Path("/") / top
+            base = "upper" if host.is_dir() and not host.is_symlink() else "root"
+            write(part / base / rel, digest, mode)
+        for rel, (digest, mode) in (step.get("python") or {}).items():
+            write(part / "python" / rel, digest, mode)
+
+    async def _pip(self, step: dict[str, Any], part: Path,
+                   log: Callable[[str], Awaitable[None]]) -> None:
+        argv = [uv_binary(), "pip", "install", "--no-progress", "--target",
+                str(part / "python"), "--python", sys.executable]
+        if step.get("index_url"):
+            argv += ["--index-url", step["index_url"]]
+        if step.get("extra_index_url"):
+            argv += ["--extra-index-url", step["extra_index_url"]]
+        if step.get("find_links"):
+            argv += ["--find-links", step["find_links"]]
+        if step.get("pre"):
+            argv += ["--prerelease", "allow"]
+        if step.get("extra_options"):
+            argv += shlex.split(step["extra_options"])
+        with tempfile.TemporaryDirectory() as tmp:
+            for n, text in enumerate(step.get("requirements") or []):
+                req = Path(tmp) / f"requirements-{n}.txt"
+                req.write_text(text)
+                argv += ["-r", str(req)]
+            argv += list(step.get("packages") or [])
+            await log("$ uv " + " ".join(shlex.quote(a) for a in argv[1:]))
+            env = {**os.environ, **(step.get("env") or {}), "NO_COLOR": "1"}
+            env.pop("PYTHONPATH", None)
+            await self._stream(argv, env, log)
+
+    async def _in_container(self, script: str, env: dict[str, str], workdir: str | None,
+                            out: Built, part: Path,
+                            log: Callable[[str], Awaitable[None]]) -> None:
+        from ..backends.isolation import SandboxRoot
+
+        if shutil.which("bwrap") is None or shutil.which("unshare") is None:
+            raise RuntimeError("apt_install and run_commands need bubblewrap and unshare on the "
+                               "server (Debian packages bubblewrap and util-linux).")
+        fs_layers = [self.path(lid) for lid in reversed(out.layers)]
+        for layer in fs_layers:  # SandboxRoot reads both parts of every layer
+            (layer / "upper").mkdir(exist_ok=True)
+            (layer / "root").mkdir(exist_ok=True)
+        build = part / "build"
+        fs = SandboxRoot(build, fs_layers)
+        mounts = await asyncio.to_thread(fs.prepare)
+        py = [self.path(lid) / "python" for lid in reversed(out.layers)
+              if (self.path(lid) / "python").is_dir()]
+        inner = ["bwrap", "--bind", str(fs.rootfs), "/", "--dev", "/dev", "--proc", "/proc",
+                 "--tmpfs", "/tmp", "--unshare-pid", "--unshare-ipc", "--unshare-uts",
+                 "--hostname", "firebox-build", "--die-with-parent", "--new-session",
+                 "--clearenv"]
+        full_env = {"PATH": BUILD_PATH, "HOME": "/root", "LANG": "C.UTF-8", **env}
+        paths = [f"/.image/python/{i}" for i in range(len(py))]
+        if paths:
+            full_env["PYTHONPATH"] = ":".join(paths)
+        for k, v in full_env.items():
+            inner += ["--setenv", k, v]
+        for p in sorted({h.resolve() for h in self.hidden}):
+            if p.exists() and len(p.parts) > 1 and p.parts[1] not in NEVER:
+                inner += ["--tmpfs", str(p)]
+        for host, dest in zip(py, paths, strict=True):
+            inner += ["--ro-bind", str(host), dest]
+        if workdir:
+            inner += ["--dir", workdir, "--chdir", workdir]
+        inner += ["--", "/bin/sh", "-c", "set -e\n" + script]
+        argv = ["unshare", "--mount", "--propagation", "private", "/bin/sh", "-c",
+                " && ".join([*mounts, 'exec "$@"']), "firebox-build", *inner]
+        await log(f"$ {script}")
+        try:
+            await self._stream(argv, {"PATH": BUILD_PATH}, log)
+        finally:
+            await asyncio.to_thread(self._collect, fs, part)
+
+    def _collect(self, fs: Any, part: Path) -> None:
+        """Once the build container is gone: its upper dirs and new top-level entries become
+        the layer."""
+        build = part / "build"
+        upper = part / "upper"
+        (build / "upper").rename(upper)
+        for d in list(upper.iterdir()):
+            if d.name in NEVER or (d.is_dir() and not any(d.iterdir())):
+                shutil.rmtree(d) if d.is_dir() else d.unlink()
+        root = part / "root"
+        root.mkdir(exist_ok=True)
+        host = set(os.listdir("/"))
+        for entry in fs.rootfs.iterdir():
+            if entry.name in host or entry.name in NEVER:
+                continue
+            entry.rename(root / entry.name)
+        shutil.rmtree(build, ignore_errors=True)
+
+    async def _stream(self, argv: list[str], env: dict[str, str],
+                      log: Callable[[str], Awaitable[None]]) -> None:
+        proc = await asyncio.create_subprocess_exec(
+            *argv, env=env, stdin=asyncio.subprocess.DEVNULL, stdout=asyncio.subprocess.PIPE,
+            stderr=asyncio.subprocess.STDOUT, start_new_session=True,
+        )
+        assert proc.stdout is not None
+        try:
+            while True:
+                line = await proc.stdout.readline()
+                if not line:
+                    break
+                await log(line.decode("utf-8", "replace").rstrip("\n"))
+            code = await proc.wait()
+        except BaseException:
+            if proc.returncode is None:
+                proc.kill()
+                await proc.wait()
+            raise
+        if code != 0:
+            raise RuntimeError(f"the step exited with code {code}")
+
+    def remove(self, layer: str) -> int:
+        path = self.path(layer)
+        if not path.is_dir():
+            return 0
+        size = dir_size(path)
+        shutil.rmtree(path, ignore_errors=True)
+        return size

@@ -1,0 +1,3 @@
+"""A local package that reaches containers only through Image.add_local_python_source."""
+
+VALUE = "from imghelper"

@@ -1,0 +1,162 @@
+"""Images: built on the control plane into cached layers, seen by the functions' containers."""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import shutil
+from pathlib import Path
+
+import pytest
+from apps import images as im
+
+import firebox
+from firebox.exceptions import ImageBuildError, InvalidError
+
+needs_bwrap = pytest.mark.skipif(shutil.which("bwrap") is None, reason="needs bubblewrap")
+
+
+@needs_bwrap
+def test_function_runs_in_its_image(server, capfd):
+    with im.app.run():
+        seen = im.probe.remote()
+        plain = im.plain.remote()
+    assert seen["six"] == "1.17.0"
+    assert importlib.util.find_spec("six") is None  # the host's environment has no six
+    assert plain == "no six"  # a function with another image does not see the package
+    assert seen["greeting"] == "hello"
+    assert seen["cwd"] == "/opt/made"
+    assert seen["marker"] == "built\n"
+    assert not Path("/opt/made").exists()  # run_commands wrote into the image, not the host
+    assert seen["baked"] == "alpha\n"
+    assert seen["baked_dir"] == ["a.txt", "sub", "sub/b.txt"]
+    assert seen["live_file"] == "alpha\n"
+    assert seen["live_dir"] == ["a.txt", "sub", "sub/b.txt"]
+    assert seen["imghelper"] == "from imghelper"
+    err = capfd.readouterr().err
+    assert "[image] step 1/" in err and "pip_install six==1.17.0" in err
+
+
+@needs_bwrap
+def test_unchanged_image_does_no_work(server, capfd):
+    with im.app.run():
+        im.probe.remote()
+    capfd.readouterr()
+    with im.app.run():
+        assert im.probe.remote()["marker"] == "built\n"
+    err = capfd.readouterr().err
+    assert ": cached" in err
+    assert ": building" not in err
+
+
+@needs_bwrap
+def test_changing_a_step_rebuilds_it_and_the_steps_after(server, capfd):
+    def image(middle):
+        return (firebox.Image.debian_slim().pip_install("six==1.17.0")
+                .run_commands(f"mkdir -p /opt/t && echo {middle} > /opt/t/mid")
+                .run_commands("cat /opt/t/mid > /opt/t/last"))
+
+    def run(img):
+        app = firebox.App("test-images-change")
+
+        @app.function(image=img, serialized=True)
+        def last():
+            return open("/opt/t/last").read()
+
+        with app.run():
+            return last.remote()
+
+    assert run(image("one")) == "one\n"
+    capfd.readouterr()
+    assert run(image("two")) == "two\n"
+    err = capfd.readouterr().err
+    assert "step 1/3 pip_install six==1.17.0: cached" in err
+    assert "step 2/3 run_commands mkdir -p /opt/t && echo two > /opt/t/mid: building" in err
+    assert "step 3/3 run_commands cat /opt/t/mid > /opt/t/last: building" in err
+
+
+def test_process_isolation_applies_the_python_layers(server):
+    with im.app.run():
+        seen = im.unisolated.remote()
+    assert seen == {"six": "1.17.0", "marker": "FileNotFoundError"}
+
+
+@needs_bwrap
+def test_apt_install_is_in_the_container_and_not_on_the_host(server):
+    with im.apt_app.run():
+        path, banner = im.figlet.remote("hi")
+    assert path == "/usr/bin/figlet"
+    assert "|_|" in banner
+    assert shutil.which("figlet") is None
+    assert not Path("/usr/bin/figlet").exists()
+
+
+@needs_bwrap
+def test_a_failing_step_raises_image_build_error_with_its_log(server):
+    with pytest.raises(ImageBuildError) as info:
+        with im.bad_app.run():
+            pass
+    message = str(info.value)
+    assert "step 2" in message and "run_commands echo about-to-fail; exit 3" in message
+    assert "about-to-fail" in message.split("log ends:")[1]
+    assert "exited with code 3" in message
+
+
+def test_a_build_step_after_a_start_time_add_needs_copy_true(tmp_path):
+    f = tmp_path / "x.txt"
+    f.write_text("x")
+    img = firebox.Image.debian_slim().add_local_file(f, "/root/x.txt")
+    with pytest.raises(InvalidError, match="copy=True"):
+        img.pip_install("six")
+    assert firebox.Image.debian_slim().add_local_file(f, "/root/x.txt", copy=True).pip_install(
+        "six") is not None
+
+
+def test_debian_slim_takes_only_this_python():
+    import sys
+
+    here = f"{sys.version_info.major}.{sys.version_info.minor}"
+    firebox.Image.debian_slim(python_version=here)
+    with pytest.raises(InvalidError, match=f"this machine's Python, {here}"):
+        firebox.Image.debian_slim(python_version="2.7")
+
+
+def test_requirements_and_pyproject_become_pip_steps(tmp_path):
+    (tmp_path / "pyproject.toml").write_text(
+        '[project]\nname = "x"\ndependencies = ["six==1.17.0"]\n'
+        '[project.optional-dependencies]\nextra = ["tomli"]\n'
+    )
+    (tmp_path / "requirements.txt").write_text("six==1.17.0\n")
+    img = (firebox.Image.debian_slim()
+           .pip_install_from_pyproject(str(tmp_path / "pyproject.toml"),
+                                       optional_dependencies=["extra"])
+           .uv_pip_install(requirements=[str(tmp_path / "requirements.txt")], pre=True)
+           .pip_install_from_requirements(str(tmp_path / "requirements.txt")))
+    steps = img._build_request()["steps"]
+    assert steps[0]["packages"] == ["six==1.17.0", "tomli"]
+    assert steps[1]["requirements"] == ["six==1.17.0\n"] and steps[1]["pre"] is True
+    assert steps[2]["requirements"] == ["six==1.17.0\n"]
+
+
+def test_imports_ignores_missing_modules_locally():
+    with firebox.Image.debian_slim().imports():
+        import a_module_that_is_not_installed  # noqa: F401
+    with pytest.raises(ZeroDivisionError), firebox.Image.debian_slim().imports():
+        1 / 0  # noqa: B018
+
+
+def test_image_list_and_prune(server):
+    listed = json.loads(server.cli("image", "list", "--json").stdout)
+    assert listed, "the tests before built images"
+    labels = {layer["label"] for image in listed for layer in image["layers"]}
+    assert "pip_install six==1.17.0" in labels
+    assert not any(image["in_use"] for image in listed)  # their apps stopped
+    text = server.cli("image", "list").stdout
+    assert listed[0]["image_id"] in text
+    layers = server.state_dir / "images" / "layers"
+    assert any(layers.iterdir())
+    pruned = server.cli("image", "prune")
+    assert pruned.returncode == 0, pruned.stderr
+    assert f"Removed {len(listed)} images" in pruned.stdout
+    assert json.loads(server.cli("image", "list", "--json").stdout) == []
+    assert not any(layers.iterdir())
