@@ -58,7 +58,8 @@ def latency_table(results: dict[str, list[float]], baseline: str, label: str
 
 
 class Server:
-    def __init__(self) -> None:
+    def __init__(self, env: dict[str, str] | None = None) -> None:
+        extra_env = env or {}
         self.root = Path(tempfile.mkdtemp(prefix="firebox-bench-"))
         with socket.socket() as s:
             s.bind(("127.0.0.1", 0))
@@ -66,6 +67,7 @@ class Server:
         self.url = f"http://127.0.0.1:{self.port}"
         env = {k: v for k, v in os.environ.items() if not k.startswith("FIREBOX_")}
         env["FIREBOX_CONFIG_DIR"] = str(self.root / "config")
+        env.update(extra_env)
         self.proc = subprocess.Popen(
             [sys.executable, "-m", "firebox.cli.main", "server", "--port", str(self.port),
              "--state-dir", str(self.root / "state")],

@@ -1,6 +1,7 @@
 """Sandboxes: exec streams, stdin, files, lifetimes, lookups, tags, snapshots, CLI."""
 
 import asyncio
+import io
 import shutil
 
 import pytest
@@ -164,6 +165,27 @@ def test_snapshot_filesystem_seeds_a_new_sandbox(app):
             fresh.filesystem.read_text("/etc/app.conf")
     finally:
         fresh.terminate()
+
+
+def test_volume_is_a_working_copy_committed_when_the_sandbox_ends(app):
+    with modal.Volume.ephemeral() as vol:
+        with vol.batch_upload() as batch:
+            batch.put_file(io.BytesIO(b"seed"), "seed.txt")
+        sb = modal.Sandbox.create(app=app, volumes={"/data": vol})
+        try:
+            assert sb.isolation  # a volume makes it boot cold, with the copy bound at /data
+            assert sb.exec("cat", "/data/seed.txt").stdout.read() == "seed"
+            script = ("echo new > /data/new.txt && rm /data/seed.txt && mkdir -p /data/d && "
+                      "echo x > /data/d/x && ln -s /etc/passwd /data/link")
+            assert sb.exec("sh", "-c", script).wait() == 0
+            # The volume itself changes only at the commit.
+            assert [e.path for e in vol.listdir("/")] == ["seed.txt"]
+        finally:
+            sb.terminate()
+        files = sorted(e.path for e in vol.listdir("/", recursive=True))
+        assert files == ["d", "d/x", "new.txt"]  # the symlink is not taken
+        assert b"".join(vol.read_file("new.txt")) == b"new\n"
+        assert b"".join(vol.read_file("d/x")) == b"x\n"
 
 
 def test_unsupported_options_say_so(app):

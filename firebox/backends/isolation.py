@@ -352,6 +352,8 @@ def sandbox_argv(mode: str, sb: Sandbox, fs: SandboxRoot, env: dict[str, str],
             inner += ["--setenv", k, v]
         for p in hidden:
             inner += ["--tmpfs", str(p)]
+        for mount_path, host_dir in sb.volumes.items():
+            inner += ["--bind", str(host_dir), mount_path]
         inner += ["--chdir", "/", "--", *agent]
     else:
         raise IsolationUnavailable(f"sandboxes run under {' or '.join(SANDBOX_MODES)}, "
@@ -376,6 +378,8 @@ def _gvisor_sandbox(agent: list[str], sb: Sandbox, fs: SandboxRoot, env: dict[st
     mounts.append({"destination": "/tmp", "type": "bind", "source": str(fs.rootfs / "tmp"),
                    "options": ["rbind", "rw"]})
     mounts += [{"destination": str(p), "type": "tmpfs", "source": "tmpfs"} for p in hidden]
+    mounts += [{"destination": path, "type": "bind", "source": str(local),
+                "options": ["rbind", "rw"]} for path, local in sb.volumes.items()]
     caps = {k: GVISOR_CAPS for k in ("bounding", "effective", "permitted")}
     spec = {
         "ociVersion": "1.0.2",

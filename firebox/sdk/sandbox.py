@@ -28,6 +28,7 @@ from ..exceptions import (
     SandboxTimeoutError,
 )
 from .secret import Secret
+from .volume import check_mounts, resolve_mounts
 
 FRAME = struct.Struct(">I")
 POLL = 50.0
@@ -270,9 +271,7 @@ class Sandbox:
         """Start a sandbox; with a command it ends when the command does, without one it
         stays up for exec until timeout (or idle_timeout) or terminate()."""
         app_id = _app_id(app)
-        if volumes:
-            raise NotSupportedYet("Sandbox volumes= are not supported yet in firebox; copy "
-                                  "files in with sb.filesystem.copy_from_local.")
+        mounts = check_mounts(volumes)
         if gpu:
             raise NotSupportedYet("GPUs in sandboxes are not supported yet in firebox.")
         if cidr_allowlist:
@@ -293,6 +292,7 @@ class Sandbox:
             "secrets": await _secret_ids(secrets), "timeout": timeout,
             "idle_timeout": idle_timeout, "workdir": workdir, "cpu": cpu, "memory": memory,
             "image": image.object_id if image is not None else None, "tags": tags or {},
+            "volumes": await resolve_mounts(mounts),
         }
         resp = await client_mod.current().request("POST", "/v1/sandboxes", packed=body)
         sb = cls(resp["id"], resp["isolation"])

@@ -20,8 +20,10 @@ from starlette.routing import Route
 from .. import wire
 from ..store import schema as s
 from .api import app_row, identity, msgpack_body, packed, plane
+from .api_volumes import OWNED as VOLUMES
 from .errors import invalid, not_found
 from .objects import check_name
+from .sandbox_volumes import check_mount_path
 from .sandboxes import MAX_TIMEOUT, Exec, Running, SandboxManager, Spec
 
 FRAME = struct.Struct(">I")
@@ -96,10 +98,16 @@ async def create(request: Request) -> Response:
     workdir = body.get("workdir")
     if workdir is not None and (not isinstance(workdir, str) or not workdir.startswith("/")):
         raise invalid("workdir= must be an absolute path.")
+    raw_volumes = body.get("volumes") or {}
+    if not isinstance(raw_volumes, dict):
+        raise invalid("volumes= must map mount paths to volume ids.")
+    volumes = {check_mount_path(path): await VOLUMES.resolve(cp, who, str(ref))
+               for path, ref in raw_volumes.items()}
     spec = Spec(args=args, env=env, workdir=workdir,
                 timeout=_seconds(body.get("timeout"), "timeout", 300.0) or 300.0,
                 idle_timeout=_seconds(body.get("idle_timeout"), "idle_timeout", None),
-                cpu=float(cpu) if cpu is not None else None, memory_mb=memory, layers=layers)
+                cpu=float(cpu) if cpu is not None else None, memory_mb=memory, layers=layers,
+                volumes=volumes)
     sb = await manager(request).create(who.workspace_id, app.id, name,
                                        _strings(body.get("tags"), "tags"), spec)
     return packed({"id": sb.id, "isolation": sb.isolation})

@@ -28,6 +28,7 @@ import sqlalchemy as sa
 
 from ..backends import cgroups, isolation
 from ..store import schema as s
+from . import sandbox_volumes
 from .errors import ApiError, invalid
 
 if TYPE_CHECKING:
@@ -42,6 +43,8 @@ DEFAULT_MEMORY_MB = 1024  # the hard memory limit when memory= is not given
 MAX_TIMEOUT = 24 * 3600
 KILLED = 137  # the returncode of a sandbox whose command was killed (terminate, timeout)
 MAIN = "main"  # the exec id of the command the sandbox was created with
+POOL_ENV = "FIREBOX_SANDBOX_POOL"  # how many default sandboxes to keep booted; 0 turns it off
+DEFAULT_POOL = 2
 
 
 class Exec:
@@ -86,6 +89,17 @@ class Spec:
     cpu: float | None
     memory_mb: int | None
     layers: list[str]  # snapshot layer ids, newest first
+    volumes: dict[str, str] = field(default_factory=dict)  # mount path -> volume id
+
+    def pooled(self) -> bool:
+        """Whether a warm sandbox fits: it was booted with no image and the default limits;
+        env and workdir go with each command, and the rest is the control plane's state."""
+        return (not self.layers and not self.volumes and self.cpu is None
+                and self.memory_mb in (None, DEFAULT_MEMORY_MB))
+
+
+POOL_SPEC = Spec(args=[], env={}, workdir=None, timeout=MAX_TIMEOUT, idle_timeout=None, cpu=None,
+                 memory_mb=None, layers=[])
 
 
 @dataclass
@@ -110,6 +124,7 @@ class Running:
     last_active: float = field(default_factory=time.monotonic)
     serial: int = 0
     tasks: set[asyncio.Task[Any]] = field(default_factory=set)
+    copies: list[sandbox_volumes.WorkingCopy] = field(default_factory=list)
 
     def next_id(self, prefix: str) -> str:
         self.serial += 1
@@ -137,6 +152,9 @@ class SandboxManager:
         self.running: dict[str, Running] = {}
         self.cgroups = cgroups.available()
         self._idle: asyncio.Task[None] | None = None
+        self.pool: list[Running] = []  # booted default sandboxes, oldest first
+        self.pool_size = max(0, int(os.environ.get(POOL_ENV) or DEFAULT_POOL))
+        self._filling: asyncio.Task[None] | None = None
 
     @property
     def isolation(self) -> str:
@@ -150,12 +168,19 @@ class SandboxManager:
         ))
         shutil.rmtree(self.dir, ignore_errors=True)
         self._idle = asyncio.create_task(self._idle_loop())
+        self._refill()
 
     async def close(self) -> None:
+        self.pool_size = 0
         if self._idle is not None:
             self._idle.cancel()
+        if self._filling is not None:
+            self._filling.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._filling
+        pool, self.pool = self.pool, []
         await asyncio.gather(*(self.terminate(sb, "terminated") for sb in
-                               list(self.running.values())), return_exceptions=True)
+                               [*pool, *self.running.values()]), return_exceptions=True)
 
     # ---- lifecycle --------------------------------------------------------------------------
 
@@ -171,29 +196,79 @@ class SandboxManager:
                 raise ApiError(409, "AlreadyExistsError",
                                f"A running sandbox named '{name}' exists in this app already; "
                                "terminate it or pick another name.")
-        base = self.dir / sid
-        layers = [self.images / layer for layer in spec.layers]
-        sb = Running(
-            id=sid, workspace_id=workspace_id, app_id=app_id, name=name, isolation=mode,
-            spec=spec, base=base, root=isolation.SandboxRoot(base / "fs", layers),
-            sandbox=isolation.Sandbox(container_id=sid, root=base, hidden=self.hidden,
-                                      scratch=base / "bundle", runsc_root=self.runsc_root),
-        )
+        warm = self._take() if spec.pooled() else None
+        if warm is not None:
+            sb, sid = warm, warm.id
+            sb.workspace_id, sb.app_id, sb.name, sb.spec = workspace_id, app_id, name, spec
+        else:
+            sb = self._new(sid, mode, spec)
+            sb.workspace_id, sb.app_id, sb.name = workspace_id, app_id, name
         now = time.time()
         await self.cp.db.write(lambda conn: conn.execute(s.sandboxes.insert().values(
             id=sid, workspace_id=workspace_id, app_id=app_id, name=name, tags=json.dumps(tags),
             isolation=mode, status="running", created_at=now)))
         self.running[sid] = sb
-        try:
-            await self._launch(sb)
-        except BaseException as exc:
-            await self._finish(sb, "failed", None)
-            if isinstance(exc, ApiError):
-                raise
-            raise ApiError(500, "RemoteError", f"Sandbox {sid} failed to start: {exc}") from exc
+        if warm is None:
+            try:
+                for i, (path, volume_id) in enumerate(sorted(spec.volumes.items())):
+                    copy = await sandbox_volumes.check_out(
+                        self.cp, workspace_id, volume_id, path, sb.base / "volumes" / str(i))
+                    sb.copies.append(copy)
+                    sb.sandbox.volumes[path] = copy.local
+                await self._launch(sb)
+            except BaseException as exc:
+                await self._finish(sb, "failed", None)
+                if isinstance(exc, ApiError):
+                    raise
+                raise ApiError(500, "RemoteError",
+                               f"Sandbox {sid} failed to start: {exc}") from exc
+        sb.last_active = time.monotonic()
+        asyncio.get_running_loop().call_later(
+            spec.timeout, lambda: self._spawn(sb, self.terminate(sb, "timeout")))
         if spec.args:
             self.exec(sb, spec.args, {}, spec.workdir, None, exec_id=MAIN)
         return sb
+
+    def _new(self, sid: str, mode: str, spec: Spec) -> Running:
+        base = self.dir / sid
+        layers = [self.images / layer for layer in spec.layers]
+        return Running(
+            id=sid, workspace_id="", app_id="", name=None, isolation=mode,
+            spec=spec, base=base, root=isolation.SandboxRoot(base / "fs", layers),
+            sandbox=isolation.Sandbox(container_id=sid, root=base, hidden=self.hidden,
+                                      scratch=base / "bundle", runsc_root=self.runsc_root),
+        )
+
+    # ---- the warm pool: default sandboxes booted ahead of create ---------------------------
+
+    def _take(self) -> Running | None:
+        """A booted default sandbox, if one is ready; a replacement starts booting."""
+        found = None
+        while self.pool and found is None:
+            sb = self.pool.pop(0)
+            if sb.status == "running" and sb.proc is not None and sb.proc.returncode is None:
+                found = sb
+        self._refill()
+        return found
+
+    def _refill(self) -> None:
+        if self.pool_size and (self._filling is None or self._filling.done()):
+            self._filling = asyncio.create_task(self._fill())
+
+    async def _fill(self) -> None:
+        """Boot one sandbox at a time, so refilling takes at most one core from the work."""
+        while len(self.pool) < self.pool_size:
+            sb = self._new(f"sb-{secrets.token_hex(8)}", self.isolation, POOL_SPEC)
+            try:
+                await self._launch(sb)
+            except asyncio.CancelledError:
+                await self.terminate(sb, "terminated")
+                raise
+            except Exception as exc:  # the next create tries again
+                log.warning("a warm sandbox failed to start: %s", exc)
+                await self.terminate(sb, "failed")
+                return
+            self.pool.append(sb)
 
     async def _launch(self, sb: Running) -> None:
         cgroup = None
@@ -220,8 +295,6 @@ class SandboxManager:
         except asyncio.TimeoutError:
             raise ApiError(500, "RemoteError", f"Sandbox {sb.id} did not start within "
                            f"{READY_TIMEOUT:.0f} s; see the server log.") from None
-        sb.last_active = time.monotonic()
-        loop.call_later(sb.spec.timeout, lambda: self._spawn(sb, self.terminate(sb, "timeout")))
 
     def _spawn(self, sb: Running, coro: Any) -> None:
         task = asyncio.create_task(coro)
@@ -280,6 +353,10 @@ class SandboxManager:
             return
         sb.status = status
         sb.returncode = returncode
+        if sb.copies and sb.ready is not None and sb.ready.done():
+            # gVisor may hold writes in its own page cache: flush them before the commit.
+            with contextlib.suppress(ApiError, asyncio.TimeoutError):
+                await asyncio.wait_for(self.file_op(sb, "sync", "/"), 10)
         for e in sb.execs.values():
             e.finish(-signal.SIGKILL)
         if sb.proc is not None:
@@ -310,6 +387,7 @@ class SandboxManager:
             await proc.wait()
         if sb.group is not None:
             await asyncio.to_thread(sb.group.remove)
+        await sandbox_volumes.commit_all(self.cp, sb.copies, sb.id)
         await asyncio.to_thread(shutil.rmtree, sb.base, True)
         now = time.time()
         await self.cp.db.write(lambda conn: conn.execute(
@@ -337,7 +415,8 @@ class SandboxManager:
             raise invalid("exec needs a command: one or more strings.")
         e = Exec(exec_id or sb.next_id("ex-"))
         sb.execs[e.id] = e
-        sb.send({"t": "exec", "id": e.id, "args": args, "env": env,
+        # The sandbox's own env goes with each command: a warm sandbox booted without it.
+        sb.send({"t": "exec", "id": e.id, "args": args, "env": {**sb.spec.env, **env},
                  "cwd": workdir or sb.spec.workdir})
         if timeout:
             e.timer = asyncio.get_running_loop().call_later(
