@@ -37,6 +37,15 @@ def test_function_runs_in_its_image(server, capfd):
     assert "[image] step 1/" in err and "pip_install six==1.17.0" in err
 
 
+@pytest.mark.skipif(shutil.which("runsc") is None, reason="needs gVisor")
+def test_gvisor_containers_run_in_the_image_too(server):
+    with im.app.run():
+        seen = im.probe_gvisor.remote()
+    assert seen["six"] == "1.17.0" and seen["marker"] == "built\n"
+    assert seen["cwd"] == "/opt/made" and seen["imghelper"] == "from imghelper"
+    assert seen["live_dir"] == ["a.txt", "sub", "sub/b.txt"]
+
+
 @needs_bwrap
 def test_unchanged_image_does_no_work(server, capfd):
     with im.app.run():

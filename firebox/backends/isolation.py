@@ -65,7 +65,7 @@ class Sandbox:
     # An image's layers: overlayfs mounts made in a private mount namespace before bubblewrap
     # starts, and the bubblewrap binds that put them (and its Python dirs) in place.
     mount_lines: list[str] = field(default_factory=list)
-    image_args: list[str] = field(default_factory=list)
+    image_binds: list[tuple[str, str, bool]] = field(default_factory=list)  # src, dest, ro
 
 
 def python_paths() -> list[Path]:
@@ -145,9 +145,10 @@ def bwrap_argv(argv: Sequence[str], sandbox: Sandbox) -> list[str]:
         args += ["--dev-bind", node, node]
     root = str(sandbox.root.resolve())
     args += ["--bind", root, root]
-    args += sandbox.image_args
+    for src, dest, ro in sandbox.image_binds:
+        args += ["--ro-bind" if ro else "--bind", src, dest]
     for p in hidden:  # again: an image's overlay of a system dir shows the host's under it
-        if sandbox.image_args and _under(p, system):
+        if sandbox.image_binds and _under(p, system):
             args += ["--tmpfs", str(p)]
     for mount_path, host_dir in sandbox.volumes.items():
         args += ["--bind", str(host_dir), mount_path]
@@ -184,6 +185,12 @@ def gvisor_argv(argv: Sequence[str], sandbox: Sandbox, env: dict[str, str]) -> l
         for n in sandbox.devices
     ]
     mounts.append({"destination": root, "type": "bind", "source": root, "options": ["rbind", "rw"]})
+    mounts += [{"destination": dest, "type": "bind", "source": src,
+                "options": ["rbind", "ro" if ro else "rw"]}
+               for src, dest, ro in sandbox.image_binds]
+    mounts += [{"destination": str(p), "type": "tmpfs", "source": "tmpfs"} for p in hidden
+               if sandbox.image_binds and _under(p, [Path(d) for _s, d, _r in
+                                                     sandbox.image_binds])]
     spec = {
         "ociVersion": "1.0.2",
         "process": {
@@ -215,10 +222,12 @@ def launcher(mode: str, argv: Sequence[str], sandbox: Sandbox, env: dict[str, st
     """The command line that runs argv under the given isolation."""
     if mode == PROCESS:
         return list(argv)
-    if mode == NAMESPACES and sandbox.mount_lines:
+    if mode in (NAMESPACES, GVISOR) and sandbox.mount_lines:
+        inner = (bwrap_argv(argv, sandbox) if mode == NAMESPACES
+                 else gvisor_argv(argv, sandbox, env))
         script = " && ".join([*sandbox.mount_lines, 'exec "$@"'])
         return ["unshare", "--mount", "--propagation", "private", "/bin/sh", "-c", script,
-                "firebox-image", *bwrap_argv(argv, sandbox)]
+                "firebox-image", *inner]
     if mode == NAMESPACES:
         return bwrap_argv(argv, sandbox)
     if mode == GVISOR:

@@ -92,12 +92,10 @@ class LocalBackend:
         p.memory_limit_mb = launch.memory_limit_mb
         self.procs[launch.container_id] = p
         if p.image_files_missing:
-            applies = ("environment and workdir" if mode == isolation.GVISOR
-                       else "Python packages, environment and workdir")
             self.on_output(launch.container_id, "stderr", (
-                f"firebox: under {mode} isolation only the image's {applies} apply; the rest "
-                "(apt_install, run_commands, add_local_* at absolute paths) needs "
-                "isolation='namespaces'."))
+                "firebox: without isolation only the image's Python packages, environment and "
+                "workdir apply; its files (apt_install, run_commands, add_local_* at absolute "
+                "paths) need isolation='namespaces' or 'gvisor'."))
 
     async def _assign(self, launch: Launch) -> bool:
         """Hand the container to a standby runtime, if one is ready and can take its limits."""
@@ -178,8 +176,9 @@ class LocalBackend:
         root = self.workdir / key
         root.mkdir(parents=True)
         view = None
-        if layers and mode == isolation.NAMESPACES:
-            view = images.namespaces_view(list(layers), env, self._image_scratch(key))
+        if layers and mode in (isolation.NAMESPACES, isolation.GVISOR):
+            view = images.isolated_view(list(layers), env, self._image_scratch(key),
+                                        python_at_host_path=mode == isolation.GVISOR)
         elif layers:
             view = images.process_view(list(layers), env)
         if view is not None:
@@ -198,7 +197,7 @@ class LocalBackend:
             volumes=at_path,
         )
         if view is not None:
-            sandbox.mount_lines, sandbox.image_args = view.mount_lines, view.bwrap_args
+            sandbox.mount_lines, sandbox.image_binds = view.mount_lines, view.binds
         if mode != isolation.PROCESS:
             # Inside, the runtime's parent is the sandbox's init, which dies with us
             # (--die-with-parent), not this process: the runtime must not check for it.
@@ -227,8 +226,8 @@ class LocalBackend:
             shutil.rmtree(self._image_scratch(key), ignore_errors=True)
             raise
         p = Process(key, proc, mode, sandbox, group,
-                    image_files_missing=bool(view and mode != isolation.NAMESPACES
-                                             and (view.has_files or mode == isolation.GVISOR)))
+                    image_files_missing=bool(view and mode == isolation.PROCESS
+                                             and view.has_files))
         task = asyncio.create_task(self._watch(p))
         self.tasks.add(task)
         task.add_done_callback(self.tasks.discard)

@@ -4,7 +4,7 @@ A layer is a directory named by its hash, holding any of:
   python/         a `--target` directory of Python packages or local modules (on PYTHONPATH)
   upper/<top>     files under a top-level directory of the host (/usr, /etc, /var, /root, ...)
   root/<top>      top-level entries the host does not have (/app, /data, ...)
-Under namespaces isolation the container gets one overlayfs per top-level directory (the
+Under namespaces or gvisor isolation the container gets one overlayfs per top-level directory (the
 layers, newest first, over the host's directory for the system dirs), each with an upper
 directory of its own that vanishes with the container; python/ dirs are bound read-only.
 """
@@ -27,7 +27,7 @@ class View:
 
     env: dict[str, str] = field(default_factory=dict)
     mount_lines: list[str] = field(default_factory=list)  # run in a private mount namespace
-    bwrap_args: list[str] = field(default_factory=list)
+    binds: list[tuple[str, str, bool]] = field(default_factory=list)  # source, dest, read-only
     has_files: bool = False  # layers with files at absolute paths (only namespaces shows them)
 
 
@@ -68,12 +68,16 @@ def process_view(layers: list[Path], env: dict[str, str]) -> View:
     return view
 
 
-def namespaces_view(layers: list[Path], env: dict[str, str], scratch: Path) -> View:
+def isolated_view(layers: list[Path], env: dict[str, str], scratch: Path,
+                  python_at_host_path: bool = False) -> View:
+    """For bubblewrap and gVisor. python_at_host_path: bind the python/ dirs where they are on
+    the host (gVisor's read-only root cannot take new top-level mount points)."""
     view = View(env=dict(env))
     py = python_dirs(layers)
-    inside = [f"{PY_MOUNT}/{i}" for i in range(len(py))]
+    inside = ([str(p) for p in py] if python_at_host_path
+              else [f"{PY_MOUNT}/{i}" for i in range(len(py))])
     for host, dest in zip(py, inside, strict=True):
-        view.bwrap_args += ["--ro-bind", str(host), dest]
+        view.binds.append((str(host), dest, True))
     _with_python(view.env, inside,
                  [f"{d}/bin" for p, d in zip(py, inside, strict=True) if (p / "bin").is_dir()])
     for name, dirs in top_dirs(layers).items():
@@ -81,7 +85,7 @@ def namespaces_view(layers: list[Path], env: dict[str, str], scratch: Path) -> V
         dest = f"/{name}"
         newest = dirs[0]
         if not newest.is_dir() or newest.is_symlink():
-            view.bwrap_args += ["--ro-bind", str(newest), dest]
+            view.binds.append((str(newest), dest, True))
             continue
         lowers = [str(d) for d in dirs if d.is_dir() and not d.is_symlink()]
         host = Path(dest)
@@ -98,5 +102,5 @@ def namespaces_view(layers: list[Path], env: dict[str, str], scratch: Path) -> V
             f"mount -t overlay overlay -o {shlex.quote(options)} {shlex.quote(str(merged))}"
         )
         # System dirs stay read-only as without an image; the others are the container's own.
-        view.bwrap_args += ["--ro-bind" if system else "--bind", str(merged), dest]
+        view.binds.append((str(merged), dest, system))
     return view

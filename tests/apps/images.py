@@ -38,6 +38,15 @@ def _read(path):
 
 @app.function()
 def probe():
+    return _probe()
+
+
+@app.function(isolation="gvisor")
+def probe_gvisor():
+    return _probe()
+
+
+def _probe():
     import imghelper
     import six
 
