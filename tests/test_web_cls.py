@@ -45,6 +45,22 @@ def test_web_methods_are_served_by_the_class_containers(server, running):
     assert model.embed.get_web_url() is None
 
 
+def test_default_instance_serves_web_methods_and_remote_calls_in_one_pool(running):
+    key = f"hold-{secrets.token_hex(4)}"
+    url = running.Solo().hold.get_web_url()
+    with concurrent.futures.ThreadPoolExecutor(1) as pool:
+        held = pool.submit(httpx.get, url, params={"key": key}, timeout=180)
+        container = eventually(lambda: running.signals.get(key), timeout=120)
+        assert container
+        try:
+            where = running.Solo(name="solo").where.remote()
+        finally:
+            running.signals[f"{key}-done"] = True
+        # max_containers=1: the remote call shares the held container only in the same pool.
+        assert where == container
+        assert held.result().json() == container
+
+
 def test_web_methods_are_not_called_with_remote(running):
     with pytest.raises(InvalidError, match="web function"):
         running.Model().predict.remote({"x": 1})

@@ -62,9 +62,10 @@ class Cls:
                         f"Parameter '{pname}' of {self._name} must be {p['type']}, "
                         f"not {type(value).__name__}."
                     )
-                values[pname] = value
-            elif pname in defaults:
-                values[pname] = defaults[pname]
+                # Defaults are left out, so the default instance is one pool however it is
+                # made: the pool that web methods and min_containers use too.
+                if pname not in defaults or value != defaults[pname]:
+                    values[pname] = value
             elif not p.get("has_default"):
                 raise InvalidError(f"{self._name}() needs a value for parameter '{pname}'.")
         return Obj(self, values)

@@ -57,6 +57,27 @@ class Model:
         return {"y": x * self.weights, **self._where()}
 
 
+@app.cls(scaledown_window=2, max_containers=1)
+@firebox.concurrent(max_inputs=2)
+class Solo:
+    name: str = firebox.parameter(default="solo")
+
+    @firebox.fastapi_endpoint()
+    async def hold(self, key: str):
+        # Holds its slot until the test says done, so a remote call made meanwhile can only
+        # finish in this container if it is of the same pool.
+        await signals.put.aio(key, os.environ["FIREBOX_CONTAINER_ID"])
+        for _ in range(2400):
+            if await signals.contains.aio(f"{key}-done"):
+                break
+            await asyncio.sleep(0.05)
+        return os.environ["FIREBOX_CONTAINER_ID"]
+
+    @firebox.method()
+    def where(self):
+        return os.environ["FIREBOX_CONTAINER_ID"]
+
+
 @app.cls(scaledown_window=2)
 class Servers:
     @firebox.asgi_app()
