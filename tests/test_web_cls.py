@@ -68,6 +68,12 @@ def test_web_methods_are_not_called_with_remote(running):
         running.Model.predict.get_web_url()
 
 
+def test_each_web_method_has_its_own_settings(running):
+    refused = httpx.get(running.Model().private.get_web_url(), timeout=60)
+    assert refused.status_code == 401 and "Modal-Key" in refused.text
+    assert httpx.get(running.Model().about.get_web_url(), timeout=120).status_code == 200
+
+
 def test_pool_scales_with_concurrent_requests_on_the_class(running):
     key = f"barrier-{secrets.token_hex(4)}"
     url = running.Model().barrier.get_web_url()

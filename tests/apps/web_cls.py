@@ -52,6 +52,10 @@ class Model:
     def crash(self):
         os._exit(3)
 
+    @firebox.fastapi_endpoint(requires_proxy_auth=True)
+    def private(self):
+        return "secret"
+
     @firebox.method()
     def embed(self, x: int):
         return {"y": x * self.weights, **self._where()}
