@@ -11,6 +11,8 @@ command -v "$PYTHON" >/dev/null 2>&1 || PYTHON=python3
 need=()
 command -v bwrap >/dev/null 2>&1 || need+=(bubblewrap)
 command -v runsc >/dev/null 2>&1 || need+=(runsc)
+command -v nft >/dev/null 2>&1 || need+=(nftables)  # sandboxes' cidr_allowlist=
+command -v ip >/dev/null 2>&1 || need+=(iproute2)
 ls /usr/lib/postgresql/*/bin/pg_ctl >/dev/null 2>&1 || need+=(postgresql)
 if [ ${#need[@]} -gt 0 ]; then
     if [ "$(id -u)" = 0 ]; then

@@ -189,8 +189,8 @@ def test_volume_is_a_working_copy_committed_when_the_sandbox_ends(app):
 
 
 def test_unsupported_options_say_so(app):
-    with pytest.raises(modal.exception.NotSupportedYet, match="cidr_allowlist"):
-        modal.Sandbox.create(app=app, cidr_allowlist=["10.0.0.0/8"])
+    with pytest.raises(modal.exception.NotSupportedYet, match="tunnels"):
+        modal.Sandbox.create(app=app, encrypted_ports=[8000])
     with pytest.raises(InvalidError, match="app="):
         modal.Sandbox.create()
 

@@ -340,9 +340,10 @@ def _visible_hidden(hidden: Sequence[Path]) -> list[Path]:
 
 
 def sandbox_argv(mode: str, sb: Sandbox, fs: SandboxRoot, env: dict[str, str],
-                 cgroup: str | None = None) -> list[str]:
+                 cgroup: str | None = None, netns: str | None = None) -> list[str]:
     """The command that mounts a sandbox's root and starts its agent under mode; the agent
-    speaks on the command's stdin and stdout. No network: its own namespace with loopback only.
+    speaks on the command's stdin and stdout. No network: its own namespace with loopback only,
+    unless netns names a prepared one (backends/sandbox_net.py) to run in instead.
     cgroup: the path (under each controller) of the cgroup the sandbox must stay in."""
     mounts = fs.prepare()
     python = str(Path(sys.executable).resolve())
@@ -352,11 +353,13 @@ def sandbox_argv(mode: str, sb: Sandbox, fs: SandboxRoot, env: dict[str, str],
     hidden = _visible_hidden(sb.hidden)
     env = {"PATH": SANDBOX_PATH, "HOME": "/root", **env}
     if mode == GVISOR:
-        inner = _gvisor_sandbox(agent, sb, fs, env, hidden, cgroup)
+        inner = _gvisor_sandbox(agent, sb, fs, env, hidden, cgroup, netns)
     elif mode == NAMESPACES:
         inner = ["bwrap", "--bind", str(fs.rootfs), "/", "--dev", "/dev", "--proc", "/proc",
                  "--unshare-all", "--hostname", sb.container_id, "--cap-drop", "ALL",
                  "--die-with-parent", "--new-session", "--clearenv"]
+        if netns:
+            inner.append("--share-net")  # the namespace nsenter put it in, below
         for k, v in env.items():
             inner += ["--setenv", k, v]
         for p in hidden:
@@ -367,13 +370,20 @@ def sandbox_argv(mode: str, sb: Sandbox, fs: SandboxRoot, env: dict[str, str],
     else:
         raise IsolationUnavailable(f"sandboxes run under {' or '.join(SANDBOX_MODES)}, "
                                    f"not {mode!r}")
+    if netns and mode == GVISOR:
+        # runsc 20221219 takes a namespace with /proc/sys/net/core/rmem_default for the host's
+        # own and refuses it; since Linux 6.x every namespace has that file. Hidden from runsc
+        # only, in the private mount namespace it starts in.
+        mounts.append("mount -t tmpfs -o size=4k,ro firebox-netns /proc/sys/net/core")
     script = " && ".join([*mounts, 'exec "$@"'])
-    return ["unshare", "--mount", "--propagation", "private", "/bin/sh", "-c", script,
+    enter = ["nsenter", f"--net={netns}"] if netns else []
+    return [*enter, "unshare", "--mount", "--propagation", "private", "/bin/sh", "-c", script,
             "firebox-sandbox", *inner]
 
 
 def _gvisor_sandbox(agent: list[str], sb: Sandbox, fs: SandboxRoot, env: dict[str, str],
-                    hidden: Sequence[Path], cgroup: str | None) -> list[str]:
+                    hidden: Sequence[Path], cgroup: str | None,
+                    netns: str | None = None) -> list[str]:
     assert sb.scratch is not None and sb.runsc_root is not None
     sb.scratch.mkdir(parents=True, exist_ok=True)
     mounts: list[dict[str, object]] = [
@@ -400,12 +410,15 @@ def _gvisor_sandbox(agent: list[str], sb: Sandbox, fs: SandboxRoot, env: dict[st
         "root": {"path": str(fs.rootfs), "readonly": False},
         "hostname": sb.container_id,
         "mounts": mounts,
-        "linux": {"namespaces": [{"type": t} for t in ("pid", "ipc", "uts", "mount", "network")]},
+        # With a namespace, gVisor's netstack takes over the veth there, address and routes.
+        "linux": {"namespaces": [{"type": t} for t in ("pid", "ipc", "uts", "mount")]
+                  + [{"type": "network", "path": netns} if netns else {"type": "network"}]},
     }
     if cgroup:
         # runsc moves its sandbox and gofer processes out of the cgroup they were started in
         # unless the spec names one: without this, no memory or process limit would hold.
         spec["linux"]["cgroupsPath"] = cgroup  # type: ignore[index]
     (sb.scratch / "config.json").write_text(json.dumps(spec))
-    return ["runsc", "--root", str(sb.runsc_root), "--network=none",
+    return ["runsc", "--root", str(sb.runsc_root),
+            "--network=sandbox" if netns else "--network=none",
             "run", "--bundle", str(sb.scratch), sb.container_id]

@@ -274,14 +274,14 @@ class Sandbox:
         mounts = check_mounts(volumes)
         if gpu:
             raise NotSupportedYet("GPUs in sandboxes are not supported yet in firebox.")
-        if cidr_allowlist:
-            raise NotSupportedYet(
-                "cidr_allowlist= is not supported yet: firebox sandboxes have no network at all "
-                "(their own network namespace with only loopback)."
-            )
+        if cidr_allowlist is not None and block_network:
+            raise InvalidError("cidr_allowlist= opens ranges and block_network=True closes them "
+                               "all; pass one of the two.")
+        if isinstance(cidr_allowlist, str):
+            raise InvalidError("cidr_allowlist= takes a list of CIDR ranges, not one string.")
         if encrypted_ports or unencrypted_ports or h2_ports:
             raise NotSupportedYet("Sandbox tunnels (encrypted_ports=, unencrypted_ports=) are "
-                                  "not supported yet: sandboxes have no network.")
+                                  "not supported yet in firebox.")
         if pty:
             raise NotSupportedYet("pty=True is not supported yet in firebox sandboxes.")
         if image is not None and not isinstance(image, SandboxImage):
@@ -292,7 +292,8 @@ class Sandbox:
             "secrets": await _secret_ids(secrets), "timeout": timeout,
             "idle_timeout": idle_timeout, "workdir": workdir, "cpu": cpu, "memory": memory,
             "image": image.object_id if image is not None else None, "tags": tags or {},
-            "volumes": await resolve_mounts(mounts),
+            "volumes": await resolve_mounts(mounts), "block_network": block_network,
+            "cidr_allowlist": list(cidr_allowlist) if cidr_allowlist is not None else None,
         }
         resp = await client_mod.current().request("POST", "/v1/sandboxes", packed=body)
         sb = cls(resp["id"], resp["isolation"])
@@ -403,7 +404,7 @@ class Sandbox:
 
     @live_method
     async def tunnels(self, timeout: int = 50) -> dict[int, Any]:
-        """Tunnels to the sandbox's ports: none, as sandboxes have no network yet."""
+        """Tunnels to the sandbox's ports: none, as firebox has no tunnels yet."""
         return {}
 
     @live_method

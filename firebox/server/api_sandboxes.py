@@ -18,6 +18,7 @@ from starlette.responses import Response, StreamingResponse
 from starlette.routing import Route
 
 from .. import wire
+from ..backends import sandbox_net
 from ..store import schema as s
 from .api import app_row, identity, msgpack_body, packed, plane
 from .api_volumes import OWNED as VOLUMES
@@ -103,11 +104,23 @@ async def create(request: Request) -> Response:
         raise invalid("volumes= must map mount paths to volume ids.")
     volumes = {check_mount_path(path): await VOLUMES.resolve(cp, who, str(ref))
                for path, ref in raw_volumes.items()}
+    network = None
+    allowlist = body.get("cidr_allowlist")
+    if allowlist and not body.get("block_network"):
+        if not isinstance(allowlist, list):
+            raise invalid("cidr_allowlist= must be a list of CIDR ranges.")
+        try:
+            network = sandbox_net.parse_allowlist(allowlist)
+        except ValueError as exc:
+            raise invalid(str(exc)) from None
+        if not sandbox_net.available():
+            raise invalid("cidr_allowlist= needs nftables and iproute2 on the server "
+                          "(scripts/install.sh installs them); leave it out for no network.")
     spec = Spec(args=args, env=env, workdir=workdir,
                 timeout=_seconds(body.get("timeout"), "timeout", 300.0) or 300.0,
                 idle_timeout=_seconds(body.get("idle_timeout"), "idle_timeout", None),
                 cpu=float(cpu) if cpu is not None else None, memory_mb=memory, layers=layers,
-                volumes=volumes)
+                volumes=volumes, network=network)
     sb = await manager(request).create(who.workspace_id, app.id, name,
                                        _strings(body.get("tags"), "tags"), spec)
     return packed({"id": sb.id, "isolation": sb.isolation})

@@ -26,7 +26,7 @@ from typing import TYPE_CHECKING, Any
 
 import sqlalchemy as sa
 
-from ..backends import cgroups, isolation
+from ..backends import cgroups, isolation, sandbox_net
 from ..store import schema as s
 from . import sandbox_volumes
 from .errors import ApiError, invalid
@@ -90,11 +90,13 @@ class Spec:
     memory_mb: int | None
     layers: list[str]  # snapshot layer ids, newest first
     volumes: dict[str, str] = field(default_factory=dict)  # mount path -> volume id
+    network: list[str] | None = None  # allowlisted CIDRs; None: no network at all
 
     def pooled(self) -> bool:
         """Whether a warm sandbox fits: it was booted with no image and the default limits;
         env and workdir go with each command, and the rest is the control plane's state."""
-        return (not self.layers and not self.volumes and self.cpu is None
+        return (not self.layers and not self.volumes and self.network is None
+                and self.cpu is None
                 and self.memory_mb in (None, DEFAULT_MEMORY_MB))
 
 
@@ -125,6 +127,7 @@ class Running:
     serial: int = 0
     tasks: set[asyncio.Task[Any]] = field(default_factory=set)
     copies: list[sandbox_volumes.WorkingCopy] = field(default_factory=list)
+    link: sandbox_net.Link | None = None
 
     def next_id(self, prefix: str) -> str:
         self.serial += 1
@@ -181,6 +184,8 @@ class SandboxManager:
         pool, self.pool = self.pool, []
         await asyncio.gather(*(self.terminate(sb, "terminated") for sb in
                                [*pool, *self.running.values()]), return_exceptions=True)
+        if sandbox_net.available():
+            await asyncio.to_thread(sandbox_net.shutdown)
 
     # ---- lifecycle --------------------------------------------------------------------------
 
@@ -215,6 +220,8 @@ class SandboxManager:
                         self.cp, workspace_id, volume_id, path, sb.base / "volumes" / str(i))
                     sb.copies.append(copy)
                     sb.sandbox.volumes[path] = copy.local
+                if spec.network is not None:
+                    sb.link = await asyncio.to_thread(sandbox_net.create, spec.network)
                 await self._launch(sb)
             except BaseException as exc:
                 await self._finish(sb, "failed", None)
@@ -279,7 +286,8 @@ class SandboxManager:
             sb.group = await asyncio.to_thread(cgroups.Cgroup.create, sb.id, limits)
             cgroup = f"/{cgroups.PARENT}/{sb.id}"
         argv = await asyncio.to_thread(isolation.sandbox_argv, sb.isolation, sb.sandbox,
-                                       sb.root, sb.spec.env, cgroup)
+                                       sb.root, sb.spec.env, cgroup,
+                                       sb.link.path if sb.link else None)
         if sb.group is not None:
             argv = isolation.in_cgroup(argv, sb.group.procs_files)
         loop = asyncio.get_running_loop()
@@ -387,6 +395,8 @@ class SandboxManager:
             await proc.wait()
         if sb.group is not None:
             await asyncio.to_thread(sb.group.remove)
+        if sb.link is not None:
+            await asyncio.to_thread(sandbox_net.remove, sb.link)
         await sandbox_volumes.commit_all(self.cp, sb.copies, sb.id)
         await asyncio.to_thread(shutil.rmtree, sb.base, True)
         now = time.time()
