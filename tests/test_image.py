@@ -9,6 +9,7 @@ from pathlib import Path
 
 import pytest
 from apps import images as im
+from other_workspace import other_workspace_env, run_cli, run_python
 
 import firebox
 from firebox.exceptions import ImageBuildError, InvalidError
@@ -152,6 +153,45 @@ def test_imports_ignores_missing_modules_locally():
         import a_module_that_is_not_installed  # noqa: F401
     with pytest.raises(ZeroDivisionError), firebox.Image.debian_slim().imports():
         1 / 0  # noqa: B018
+
+
+@needs_bwrap
+def test_build_commands_cannot_make_device_nodes(server):
+    app = firebox.App("test-images-mknod")
+
+    @app.function(image=firebox.Image.debian_slim().run_commands("mknod /tmp/disk b 8 0"),
+                  serialized=True)
+    def nothing():
+        pass
+
+    with pytest.raises(ImageBuildError, match="Operation not permitted"):
+        with app.run():
+            pass
+
+
+def test_another_workspace_neither_sees_nor_prunes_the_images(server):
+    theirs = other_workspace_env(server)
+    assert json.loads(run_cli(theirs, "image", "list", "--json").stdout) == []
+    assert run_cli(theirs, "image", "prune").returncode == 0
+    assert json.loads(server.cli("image", "list", "--json").stdout)
+
+
+@needs_bwrap
+def test_a_deployed_image_outlives_a_restart_and_a_prune(own_server):
+    deployed = own_server.cli("deploy", "tests/apps/images.py::app", timeout=120)
+    assert deployed.returncode == 0, deployed.stderr
+    assert "[image] step 1/" in deployed.stderr
+    own_server.kill()
+    own_server.start()
+    assert own_server.cli("image", "prune").returncode == 0
+    listed = json.loads(own_server.cli("image", "list", "--json").stdout)
+    assert len(listed) == 3 and all(image["in_use"] for image in listed)  # full, pip, base
+    env = own_server.env() | {"FIREBOX_SERVER_URL": own_server.url,
+                              "FIREBOX_TOKEN": own_server.token}
+    code = ("import firebox; "
+            "print(firebox.Function.from_name('test-images', 'probe').remote()['marker'])")
+    out = run_python(env, code)
+    assert out.stdout.strip() == "built", out.stderr
 
 
 def test_image_list_and_prune(server):

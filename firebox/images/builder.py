@@ -30,6 +30,11 @@ Emit = Callable[[dict[str, Any]], Awaitable[None]]
 FORMAT = 1  # bump when the layout of a layer changes: every layer is then built afresh
 LOG_TAIL = 40  # lines of a failed step's log shown to the caller
 BUILD_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
+# What root may do in a build container: enough for apt (files, owners, its _apt user), never
+# mounts, device nodes, raw I/O, modules or tracing, which would reach past the overlays.
+BUILD_CAPS = ("CAP_CHOWN", "CAP_DAC_OVERRIDE", "CAP_FOWNER", "CAP_FSETID", "CAP_KILL",
+              "CAP_SETGID", "CAP_SETUID", "CAP_SETPCAP", "CAP_NET_BIND_SERVICE",
+              "CAP_SYS_CHROOT", "CAP_AUDIT_WRITE", "CAP_SETFCAP")
 FS_KINDS = ("pip", "apt", "run", "copy", "mount")
 
 
@@ -85,6 +90,8 @@ class Builder:
         self.root = root
         self.layers_dir = root / "layers"
         self.layers_dir.mkdir(parents=True, exist_ok=True)
+        for part in self.layers_dir.glob("*.part"):  # builds a stopped server left unfinished
+            shutil.rmtree(part, ignore_errors=True)
         self.blobs = blobs
         self.hidden = list(hidden)
         self.locks: dict[str, asyncio.Lock] = {}
@@ -220,7 +227,8 @@ class Builder:
 
     async def _pip(self, step: dict[str, Any], part: Path,
                    log: Callable[[str], Awaitable[None]]) -> None:
-        argv = [uv_binary(), "pip", "install", "--no-progress", "--target",
+        # Compiled now: in containers the layer is read-only, so imports could not cache .pyc.
+        argv = [uv_binary(), "pip", "install", "--no-progress", "--compile-bytecode", "--target",
                 str(part / "python"), "--python", sys.executable]
         if step.get("index_url"):
             argv += ["--index-url", step["index_url"]]
@@ -263,7 +271,9 @@ class Builder:
         inner = ["bwrap", "--bind", str(fs.rootfs), "/", "--dev", "/dev", "--proc", "/proc",
                  "--tmpfs", "/tmp", "--unshare-pid", "--unshare-ipc", "--unshare-uts",
                  "--hostname", "firebox-build", "--die-with-parent", "--new-session",
-                 "--clearenv"]
+                 "--clearenv", "--cap-drop", "ALL"]
+        for cap in BUILD_CAPS:
+            inner += ["--cap-add", cap]
         full_env = {"PATH": BUILD_PATH, "HOME": "/root", "LANG": "C.UTF-8", **env}
         paths = [f"/.image/python/{i}" for i in range(len(py))]
         if paths:
