@@ -137,6 +137,15 @@ def test_deployed_class_web_method_by_name(server):
     assert httpx.get(url, timeout=30).status_code == 404
 
 
+def test_deployed_web_methods_are_served_after_a_restart(own_server):
+    deployed = own_server.cli("deploy", "tests/apps/web_cls_deployed.py", timeout=120)
+    assert deployed.returncode == 0, deployed.stderr
+    url = f"{own_server.url}/web/main/test-web-cls-deployed-greeter-greet"
+    own_server.kill()
+    own_server.start()
+    assert httpx.get(url, params={"who": "again"}, timeout=120).json() == "deployed again"
+
+
 def _define(body):
     app = firebox.App("test-web-cls-invalid")
     return app.cls(**body.pop("options", {}))(type("Bad", (), body))
