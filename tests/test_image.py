@@ -7,6 +7,7 @@ import json
 import shutil
 from pathlib import Path
 
+import httpx
 import pytest
 from apps import images as im
 from other_workspace import other_workspace_env, run_cli, run_python
@@ -192,6 +193,19 @@ def test_a_deployed_image_outlives_a_restart_and_a_prune(own_server):
             "print(firebox.Function.from_name('test-images', 'probe').remote()['marker'])")
     out = run_python(env, code)
     assert out.stdout.strip() == "built", out.stderr
+
+
+def test_a_function_can_name_only_images_its_workspace_built(server):
+    headers = {"Authorization": f"Bearer {server.token}"}
+    app_id = httpx.post(f"{server.url}/v1/apps", json={"name": "forged"},
+                        headers=headers).json()["app_id"]
+    forged = {"name": "f", "spec": {"kind": "function", "module": "m", "qualname": "f",
+                                    "image": {"image_id": "im-forged",
+                                              "layers": ["../../../../etc"]}}}
+    resp = httpx.post(f"{server.url}/v1/apps/{app_id}/functions",
+                      json={"functions": [forged]}, headers=headers)
+    assert resp.status_code == 400
+    assert "was not built in this workspace" in resp.json()["error"]
 
 
 def test_image_list_and_prune(server):

@@ -13,6 +13,7 @@ import asyncio
 import hashlib
 import json
 import os
+import re
 import shlex
 import shutil
 import sys
@@ -36,6 +37,7 @@ BUILD_CAPS = ("CAP_CHOWN", "CAP_DAC_OVERRIDE", "CAP_FOWNER", "CAP_FSETID", "CAP_
               "CAP_SETGID", "CAP_SETUID", "CAP_SETPCAP", "CAP_NET_BIND_SERVICE",
               "CAP_SYS_CHROOT", "CAP_AUDIT_WRITE", "CAP_SETFCAP")
 FS_KINDS = ("pip", "apt", "run", "copy", "mount")
+LAYER_ID = re.compile(r"^[0-9a-f]{64}$")
 
 
 class BuildFailed(Exception):
@@ -97,6 +99,8 @@ class Builder:
         self.locks: dict[str, asyncio.Lock] = {}
 
     def path(self, layer: str) -> Path:
+        if not LAYER_ID.match(layer):
+            raise ValueError(f"not a layer id: {layer!r}")
         return self.layers_dir / layer
 
     def exists(self, layer: str) -> bool:

@@ -143,6 +143,9 @@ async def register_functions(request: Request) -> JSONResponse:
             raise invalid(
                 f"Function '{f.get('name')}' can never run here: {problem}; ask for less."
             )
+        problem = await cp.resolve_image(who.workspace_id, spec)
+        if problem:
+            raise invalid(f"Function '{f.get('name')}' cannot be registered: {problem}.")
     existing = {
         r.name: r.id
         for r in await cp.db.read(

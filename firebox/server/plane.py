@@ -145,7 +145,9 @@ class ControlPlane:
     def _container_env(self, c: Container) -> dict[str, str]:
         fn = c.pool.function
         token = f"ct-{c.id}.{c.token}"
-        return self._image_env(fn.spec) | self.vault.env_for(fn.spec, fn.workspace_id) | {
+        image = fn.spec.get("image") or {}
+        image_env = {str(k): str(v) for k, v in (image.get("env") or {}).items()}
+        return image_env | self.vault.env_for(fn.spec, fn.workspace_id) | {
             "FIREBOX_SERVER_URL": self.settings.url,
             "FIREBOX_TOKEN": token,
             "FIREBOX_CONTAINER_ID": c.id,
@@ -156,18 +158,28 @@ class ControlPlane:
             "MODAL_ENVIRONMENT": "main",
             # Mount path -> volume id; an isolating backend binds each at its real path.
             "FIREBOX_VOLUMES": json.dumps(fn.spec.get("volumes") or {}),
+            # Last, so no env= or secret can point the backend at other directories.
+            "FIREBOX_IMAGE_LAYERS": json.dumps(
+                [str(self.images.path(lid)) for lid in image.get("layers") or ()]),
+            "FIREBOX_IMAGE_WORKDIR": image.get("workdir") or "",
         }
 
-    def _image_env(self, spec: dict[str, Any]) -> dict[str, str]:
-        """The image's variables, and for the backend its layer directories and workdir."""
-        image = spec.get("image") or {}
-        env = {str(k): str(v) for k, v in (image.get("env") or {}).items()}
-        if image.get("layers"):
-            env["FIREBOX_IMAGE_LAYERS"] = json.dumps(
-                [str(self.images.path(lid)) for lid in image["layers"]])
-        if image.get("workdir"):
-            env["FIREBOX_IMAGE_WORKDIR"] = image["workdir"]
-        return env
+    async def resolve_image(self, workspace_id: str, spec: dict[str, Any]) -> str | None:
+        """Put the stored record of the spec's image in it (layers, env, workdir), so a client
+        can name only images its workspace built; returns a problem in words, or None."""
+        image = spec.get("image")
+        if not image:
+            return None
+        rows = await self.db.read(sa.select(s.images).where(
+            s.images.c.id == str(image.get("image_id")),
+            s.images.c.workspace_id == workspace_id))
+        if not rows:
+            return (f"its image {image.get('image_id')} was not built in this workspace; run "
+                    "or deploy the app again to build it")
+        row = rows[0]
+        spec["image"] = {"image_id": row.id, "layers": json.loads(row.layers),
+                         "env": json.loads(row.env), "workdir": row.workdir}
+        return None
 
     def container_identity(self, token: str) -> Identity | None:
         cid, _, secret = token.removeprefix("ct-").partition(".")
