@@ -24,7 +24,7 @@ SUCCESS = "success"  # data: the pickled return value
 FAILURE = "failure"  # data: an encoded exception (see encode_exception)
 TIMEOUT = "timeout"  # the input outlived the function's timeout
 CANCELLED = "cancelled"  # the call was cancelled
-ITEM = "item"  # one value yielded by a generator; the input goes on
+ITEM = "item"  # data: (number, value) of one value a generator yielded; the input goes on
 
 # States of an input in the control plane's store.
 PENDING = "pending"
@@ -93,6 +93,12 @@ def serialize(value: Any, what: str = "value") -> bytes:
             "path, or raise FIREBOX_MAX_PAYLOAD_MB."
         )
     return data
+
+
+def item(number: int, value: Any) -> bytes:
+    """A generator's value with its number: a generator run again after a restart yields its
+    first values again, and the caller skips the ones it has."""
+    return serialize((number, value), "yielded value")
 
 
 def deserialize(data: bytes, what: str = "value") -> Any:

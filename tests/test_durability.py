@@ -83,3 +83,30 @@ def test_spawned_call_survives_server_sigkill(own_server, monkeypatch):
         assert running.get(timeout=60) == "late"
         # A finished call's result is durable too, and so is a handle from its id.
         assert firebox.FunctionCall.from_id(finished.object_id).get(timeout=10) == "early"
+
+
+def test_generator_survives_server_sigkill_without_repeating_values(own_server, monkeypatch):
+    """A generator run again after a restart yields its first values again; the caller, which
+    already has them, must see each value once."""
+    use_server(monkeypatch, own_server)
+    values: list[int] = []
+    errors: list[BaseException] = []
+
+    def consume() -> None:
+        try:
+            with durable.app.run(show_logs=False):
+                for value in durable.count_slowly.remote_gen(80):
+                    values.append(value)
+        except BaseException as exc:
+            errors.append(exc)
+
+    thread = threading.Thread(target=consume, daemon=True)
+    thread.start()
+    assert eventually(lambda: len(values) >= 10 or errors, timeout=60)
+    assert not errors and len(values) < 80, "the generator finished before the kill"
+    own_server.kill()
+    own_server.start()
+    thread.join(120)
+    assert not thread.is_alive(), "the generator did not finish after the restart"
+    assert not errors, errors
+    assert values == list(range(80))

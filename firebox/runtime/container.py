@@ -256,8 +256,10 @@ class Runtime:
             args, kwargs = wire.deserialize(item["args"], "arguments")
             f = self.callable_for(item.get("method"))
             if inspect.isasyncgenfunction(f):
+                number = 0
                 async for value in f(*args, **kwargs):
-                    self._report(input_id, wire.ITEM, wire.serialize(value, "yielded value"))
+                    self._report(input_id, wire.ITEM, wire.item(number, value))
+                    number += 1
                 result: Any = None
             elif inspect.iscoroutinefunction(f):
                 result = await f(*args, **kwargs)
@@ -299,8 +301,8 @@ class Runtime:
             self.threads[input_id] = threading.get_ident()
             try:
                 if inspect.isgeneratorfunction(f):
-                    for value in f(*args, **kwargs):
-                        data = wire.serialize(value, "yielded value")
+                    for number, value in enumerate(f(*args, **kwargs)):
+                        data = wire.item(number, value)
                         loop.call_soon_threadsafe(self._report, input_id, wire.ITEM, data)
                     return None
                 return f(*args, **kwargs)

@@ -215,12 +215,17 @@ class Function:
             "POST", "/v1/calls", packed=self._request(fid, call_id, "generator", [[0, payload]])
         )
         after = 0
+        expected = 0  # the number of the next value to yield
         outputs = resp["outputs"]
         while True:
             for seq, _idx, status, data in outputs:
                 after = seq
                 if status == wire.ITEM:
-                    yield wire.deserialize(data, "generator value")
+                    number, value = wire.deserialize(data, "generator value")
+                    if number < expected:
+                        continue  # the generator ran again after a restart: seen already
+                    expected = number + 1
+                    yield value
                 elif status in wire.TERMINAL:
                     if status != wire.SUCCESS:
                         result_of(status, data)

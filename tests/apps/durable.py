@@ -17,3 +17,10 @@ def square_slowly(x):
 def wait_then_echo(value, seconds):
     time.sleep(seconds)
     return value
+
+
+@app.function()
+def count_slowly(n):
+    for i in range(n):
+        time.sleep(0.03)
+        yield i
