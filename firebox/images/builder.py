@@ -40,6 +40,10 @@ FS_KINDS = ("pip", "apt", "run", "copy", "mount")
 LAYER_ID = re.compile(r"^[0-9a-f]{64}$")
 
 
+class StepExited(RuntimeError):
+    """A step's process exited with an error; its output already says why."""
+
+
 class BuildFailed(Exception):
     def __init__(self, label: str, index: int, log_tail: str) -> None:
         super().__init__(f"Image build failed at step {index} ({label}).")
@@ -173,6 +177,9 @@ class Builder:
                 await self._run_step(step, part, out, log)
             except BuildFailed:
                 raise
+            except StepExited as exc:
+                await log(str(exc))
+                ok = False
             except Exception as exc:
                 await log(f"{type(exc).__name__}: {exc}")
                 ok = False
@@ -200,7 +207,7 @@ class Builder:
         if kind in ("copy", "mount"):
             await asyncio.to_thread(self._copy_files, step, part)
         elif kind == "pip":
-            await self._pip(step, part, log)
+            await self._pip(step, out, part, log)
         elif kind == "apt":
             pkgs = " ".join(shlex.quote(p) for p in step["packages"])
             install = f"apt-get install -y --no-install-recommends {pkgs}"
@@ -229,11 +236,14 @@ class Builder:
         for rel, (digest, mode) in (step.get("python") or {}).items():
             write(part / "python" / rel, digest, mode)
 
-    async def _pip(self, step: dict[str, Any], part: Path,
+    async def _pip(self, step: dict[str, Any], out: Built, part: Path,
                    log: Callable[[str], Awaitable[None]]) -> None:
+        """uv in a build container: a package's build scripts cannot touch the host, and only
+        the --target directory becomes the layer."""
+        uv = Path(uv_binary())
         # Compiled now: in containers the layer is read-only, so imports could not cache .pyc.
-        argv = [uv_binary(), "pip", "install", "--no-progress", "--compile-bytecode", "--target",
-                str(part / "python"), "--python", sys.executable]
+        argv = [str(uv), "pip", "install", "--no-progress", "--compile-bytecode",
+                "--target", "/.image/target", "--python", sys.executable]
         if step.get("index_url"):
             argv += ["--index-url", step["index_url"]]
         if step.get("extra_index_url"):
@@ -244,20 +254,36 @@ class Builder:
             argv += ["--prerelease", "allow"]
         if step.get("extra_options"):
             argv += shlex.split(step["extra_options"])
+        (part / "python").mkdir()
+        cache = self.root / "uv-cache"
+        cache.mkdir(exist_ok=True)
+        binds = [(str(part / "python"), "/.image/target", False),
+                 (str(cache), "/.image/uv-cache", False)]
+        from ..backends.isolation import python_paths
+
+        for p in [*python_paths(), uv.parent]:  # what uv and Python need, if the build's /tmp
+            if p.is_relative_to("/tmp"):       # would hide it
+                binds.append((str(p), str(p), True))
         with tempfile.TemporaryDirectory() as tmp:
             for n, text in enumerate(step.get("requirements") or []):
-                req = Path(tmp) / f"requirements-{n}.txt"
-                req.write_text(text)
-                argv += ["-r", str(req)]
+                (Path(tmp) / f"requirements-{n}.txt").write_text(text)
+                argv += ["-r", f"/.image/requirements/requirements-{n}.txt"]
+            binds.append((tmp, "/.image/requirements", True))
             argv += list(step.get("packages") or [])
-            await log("$ uv " + " ".join(shlex.quote(a) for a in argv[1:]))
-            env = {**os.environ, **(step.get("env") or {}), "NO_COLOR": "1"}
-            env.pop("PYTHONPATH", None)
-            await self._stream(argv, env, log)
+            env = {k: v for k, v in os.environ.items()
+                   if k.startswith("UV_") or k.lower().endswith("_proxy")
+                   or k in ("SSL_CERT_FILE", "SSL_CERT_DIR")}
+            env |= {**(step.get("env") or {}), "NO_COLOR": "1",
+                    "UV_CACHE_DIR": "/.image/uv-cache"}
+            await self._in_container(shlex.join(argv), env, None, out, part, log, binds=binds,
+                                     keep_files=False)
 
     async def _in_container(self, script: str, env: dict[str, str], workdir: str | None,
-                            out: Built, part: Path,
-                            log: Callable[[str], Awaitable[None]]) -> None:
+                            out: Built, part: Path, log: Callable[[str], Awaitable[None]],
+                            binds: Sequence[tuple[str, str, bool]] = (),
+                            keep_files: bool = True) -> None:
+        """Run script in a build container over the layers so far. keep_files: its writes
+        become the layer (else they are dropped, and only what binds wrote stays)."""
         from ..backends.isolation import SandboxRoot
 
         if shutil.which("bwrap") is None or shutil.which("unshare") is None:
@@ -289,6 +315,8 @@ class Builder:
                 inner += ["--tmpfs", str(p)]
         for host, dest in zip(py, paths, strict=True):
             inner += ["--ro-bind", str(host), dest]
+        for src, dest, ro in binds:
+            inner += ["--ro-bind" if ro else "--bind", src, dest]
         if workdir:
             inner += ["--dir", workdir, "--chdir", workdir]
         inner += ["--", "/bin/sh", "-c", "set -e\n" + script]
@@ -298,7 +326,10 @@ class Builder:
         try:
             await self._stream(argv, {"PATH": BUILD_PATH}, log)
         finally:
-            await asyncio.to_thread(self._collect, fs, part)
+            if keep_files:
+                await asyncio.to_thread(self._collect, fs, part)
+            else:
+                await asyncio.to_thread(shutil.rmtree, build, True)
 
     def _collect(self, fs: Any, part: Path) -> None:
         """Once the build container is gone: its upper dirs and new top-level entries become
@@ -338,7 +369,7 @@ class Builder:
                 await proc.wait()
             raise
         if code != 0:
-            raise RuntimeError(f"the step exited with code {code}")
+            raise StepExited(f"the step exited with code {code}")
 
     def remove(self, layer: str) -> int:
         path = self.path(layer)
