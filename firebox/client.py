@@ -53,11 +53,20 @@ class Client:
         if self._http is None:
             import httpx
 
+            limits = httpx.Limits(max_connections=64, max_keepalive_connections=32)
+            transport = None
+            socket_path = os.environ.get("FIREBOX_SERVER_SOCKET")
+            own_server = os.environ.get("FIREBOX_SERVER_URL", "").rstrip("/")
+            if socket_path and self.server_url == own_server:
+                # Inside a container: its own server by the unix socket it was given, which
+                # works with no network (block_network).
+                transport = httpx.AsyncHTTPTransport(uds=socket_path, limits=limits)
             self._http = httpx.AsyncClient(
                 base_url=self.server_url,
                 headers={"Authorization": f"Bearer {self.token}"},
                 timeout=httpx.Timeout(LONG_POLL + 30, connect=10),
-                limits=httpx.Limits(max_connections=64, max_keepalive_connections=32),
+                limits=limits,
+                transport=transport,
             )
         return self._http
 

@@ -163,3 +163,13 @@ def test_unknown_isolation_is_rejected_at_definition():
     app = esc.firebox.App("bad-isolation")
     with pytest.raises(esc.firebox.exceptions.InvalidError, match="isolation='vm'"):
         app.function(isolation="vm")(lambda: None)
+
+
+def test_block_network_leaves_only_the_channel_to_the_control_plane(server):
+    with esc.app.run():
+        result = esc.offline.remote(server.url)
+        assert result == {"reached_server_port": False, "nested": "namespaces"}
+        # A container with a network still reaches the same port: the test can fail.
+        assert esc.reach.remote(server.url) is True
+        with pytest.raises(RemoteError, match="block_network=True needs isolation='namespaces'"):
+            esc.offline_without_isolation.remote()

@@ -22,6 +22,7 @@ class Launch:
     memory_limit_mb: int | None = None  # killed above this; None: only the request (soft)
     isolation: str | None = None  # process | namespaces | gvisor; None: the backend's default
     gpus: tuple[int, ...] = ()  # indices of the GPUs reserved for it
+    block_network: bool = False  # no network but its channel to the control plane
 
 
 class Backend(Protocol):

@@ -62,6 +62,8 @@ class Sandbox:
     extra: list[str] = field(default_factory=list)  # more bubblewrap arguments
     cgroup: str | None = None  # its cgroup path under each controller, for runsc to stay in
     volumes: dict[str, Path] = field(default_factory=dict)  # mount path -> its working copy
+    server_socket: Path | None = None  # the control plane's unix socket, bound in at SOCKET
+    block_network: bool = False  # a network namespace of its own: loopback only
     # An image's layers: overlayfs mounts made in a private mount namespace before bubblewrap
     # starts, and the bubblewrap binds that put them (and its Python dirs) in place.
     mount_lines: list[str] = field(default_factory=list)
@@ -113,6 +115,11 @@ def volumes_at_path(mode: str, volumes: dict[str, str]) -> list[str]:
     return [str(p) for p in paths]
 
 
+# Where a namespaces container finds the control plane's unix socket. Its channel goes over it,
+# so a container with no network of its own (block_network) still reaches the control plane.
+SOCKET = "/run/firebox/server.sock"
+
+
 def bwrap_argv(argv: Sequence[str], sandbox: Sandbox) -> list[str]:
     """The root is an empty tmpfs made read-only at the end, holding only: the system dirs,
     Python's own directories, the container's directory, its volumes and its devices."""
@@ -152,6 +159,10 @@ def bwrap_argv(argv: Sequence[str], sandbox: Sandbox) -> list[str]:
             args += ["--tmpfs", str(p)]
     for mount_path, host_dir in sandbox.volumes.items():
         args += ["--bind", str(host_dir), mount_path]
+    if sandbox.server_socket is not None:
+        args += ["--bind", str(sandbox.server_socket), SOCKET]
+    if sandbox.block_network:
+        args += ["--unshare-net"]
     args += ["--remount-ro", "/", "--chdir", root, *sandbox.extra, "--", *argv]
     return args
 

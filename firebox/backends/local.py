@@ -46,8 +46,10 @@ class Process:
 class LocalBackend:
     def __init__(self, workdir: Path, on_output: OnOutput, on_exit: OnExit, *,
                  isolation_mode: str | None = None, hidden: Sequence[Path] = (),
-                 standby_env: dict[str, str] | None = None) -> None:
+                 standby_env: dict[str, str] | None = None,
+                 server_socket: Path | None = None) -> None:
         self.workdir = workdir
+        self.server_socket = server_socket
         self.on_output = on_output
         self.on_exit = on_exit
         self.isolation = isolation.check_mode(isolation_mode or isolation.default_mode())
@@ -78,16 +80,22 @@ class LocalBackend:
         volumes = isolation.volumes_at_path(mode, json.loads(launch.env.get("FIREBOX_VOLUMES")
                                                              or "{}"))
         layers = [Path(p) for p in json.loads(launch.env.get("FIREBOX_IMAGE_LAYERS") or "[]")]
+        if launch.block_network and (mode != isolation.NAMESPACES or self.server_socket is None):
+            raise isolation.IsolationUnavailable(
+                f"block_network=True needs isolation='namespaces' (this container has {mode!r}); "
+                "choose namespaces isolation for it or drop block_network."
+            )
         # A standby runtime started without the image's Python path and files: never for one.
-        if (not launch.gpus and not volumes and not layers and mode == self.isolation
-                and await self._assign(launch)):
+        if (not launch.gpus and not volumes and not layers and not launch.block_network
+                and mode == self.isolation and await self._assign(launch)):
             return
         env = self._env(launch.container_id, mode, launch.gpus)
         env.update(launch.env)
         if volumes:
             env["FIREBOX_VOLUMES_AT_PATH"] = "1"
         p = await self._spawn(launch.container_id, mode, env, _limits(launch), launch.gpus,
-                              volumes=volumes, layers=layers)
+                              volumes=volumes, layers=layers,
+                              block_network=launch.block_network)
         p.container_id = launch.container_id
         p.memory_limit_mb = launch.memory_limit_mb
         self.procs[launch.container_id] = p
@@ -168,11 +176,15 @@ class LocalBackend:
             "CUDA_DEVICE_ORDER": "PCI_BUS_ID",  # the order nvidia-smi and NVML number them
             "FIREBOX_PARENT_PID": str(os.getpid()),
         })
+        if self.server_socket is not None and mode != isolation.GVISOR:
+            inside = isolation.SOCKET if mode == isolation.NAMESPACES else str(self.server_socket)
+            env["FIREBOX_SERVER_SOCKET"] = inside
         return env
 
     async def _spawn(self, key: str, mode: str, env: dict[str, str], limits: cgroups.Limits,
                      gpu_indices: Sequence[int], standby: bool = False,
-                     volumes: Sequence[str] = (), layers: Sequence[Path] = ()) -> Process:
+                     volumes: Sequence[str] = (), layers: Sequence[Path] = (),
+                     block_network: bool = False) -> Process:
         root = self.workdir / key
         root.mkdir(parents=True)
         view = None
@@ -195,7 +207,10 @@ class LocalBackend:
             scratch=self.workdir.parent / "bundles" / key,
             runsc_root=self.workdir.parent / "runsc",
             volumes=at_path,
+            block_network=block_network,
         )
+        if mode == isolation.NAMESPACES and self.server_socket is not None:
+            sandbox.server_socket = self.server_socket
         if view is not None:
             sandbox.mount_lines, sandbox.image_binds = view.mount_lines, view.binds
         if mode != isolation.PROCESS:

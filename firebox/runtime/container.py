@@ -19,7 +19,7 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
-from websockets.asyncio.client import ClientConnection, connect
+from websockets.asyncio.client import ClientConnection, connect, unix_connect
 
 from .. import _sync, wire
 from ..exceptions import InputCancellation, InvalidError
@@ -365,8 +365,14 @@ async def main() -> None:
     root = Path(os.environ.get("FIREBOX_CONTAINER_ROOT", ".")) / "code"
     root.mkdir(parents=True, exist_ok=True)
     ws_url = "ws" + server_url.removeprefix("http") + "/v1/containers/ws"
-    async with connect(ws_url, additional_headers={"Authorization": f"Bearer {token}"},
-                       max_size=None, ping_interval=None) as ws:
+    headers = {"Authorization": f"Bearer {token}"}
+    socket_path = os.environ.get("FIREBOX_SERVER_SOCKET")
+    if socket_path:  # the control plane's unix socket: works with no network of our own
+        channel = unix_connect(socket_path, "ws://firebox/v1/containers/ws",
+                               additional_headers=headers, max_size=None, ping_interval=None)
+    else:
+        channel = connect(ws_url, additional_headers=headers, max_size=None, ping_interval=None)
+    async with channel as ws:
         hello = wire.unpack(await ws.recv())
         try:
             await fetch_code(ws, hello, root)

@@ -311,6 +311,8 @@ class App:
         if options.get("max_inputs"):
             spec["max_inputs"] = int(options["max_inputs"])
         spec["region"], spec["cloud"] = options.get("region"), options.get("cloud")
+        if options.get("block_network"):
+            spec["block_network"] = True
         own = attach_spec(options.get("secrets"), options.get("volumes"), options.get("env"))
         spec["secrets"] = self._attached["secrets"] + own.get("secrets", [])
         spec["volumes"] = {**self._attached["volumes"], **own.get("volumes", {})}

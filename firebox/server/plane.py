@@ -42,6 +42,7 @@ class Settings:
     database_url: str
     url: str  # how containers and clients reach this server
     isolation: str | None = None  # containers' default isolation; None: the best available
+    socket: Path | None = None  # a unix socket it also listens on, for its containers
 
     @classmethod
     def for_state_dir(cls, state_dir: Path, url: str, database_url: str | None = None) -> Settings:
@@ -70,6 +71,7 @@ class ControlPlane:
                 "FIREBOX_IS_REMOTE": "1",
                 "MODAL_IS_REMOTE": "1",
             },
+            server_socket=settings.socket,
         )
         self.scheduler = Scheduler(
             self.db,

@@ -351,6 +351,7 @@ class Scheduler:
             cpu_limit=fn.get("cpu_limit"),
             memory_limit_mb=fn.get("memory_limit"),
             isolation=fn.get("isolation") or self.workspace_isolation.get(fn.workspace_id),
+            block_network=bool(fn.get("block_network")),
             gpus=reservation.gpus,
         )
         startup = float(fn.get("startup_timeout") or max(fn.get("timeout"), 60.0))

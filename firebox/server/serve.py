@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
 import shutil
 import socket
 import tempfile
@@ -52,6 +53,21 @@ def bind(host: str, port: int) -> socket.socket:
     return sock
 
 
+def bind_unix(path: Path) -> socket.socket | None:
+    """A unix socket for containers to reach the control plane without a network; None when
+    the path is too long for one."""
+    if len(str(path)) > 100:
+        log.warning("no unix socket for containers: %s is too long a path", path)
+        return None
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.unlink(missing_ok=True)
+    sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    sock.bind(str(path))
+    os.chmod(path, 0o600)
+    sock.set_inheritable(True)
+    return sock
+
+
 def serve_forever(host: str, port: int, state_dir: Path, database_url: str | None,
                   isolation: str | None = None) -> None:
     """Run a lasting server in this process; writes the client config on first start."""
@@ -60,6 +76,9 @@ def serve_forever(host: str, port: int, state_dir: Path, database_url: str | Non
     url = f"http://{url_host}:{sock.getsockname()[1]}"
     settings = Settings.for_state_dir(state_dir, url, database_url)
     settings.isolation = isolation
+    state_dir.mkdir(parents=True, exist_ok=True)
+    unix = bind_unix(state_dir / "server.sock")
+    settings.socket = state_dir / "server.sock" if unix else None
     stored = config.read_file()
     keep = stored.get("token") if stored.get("server_url") == url else None
     token = asyncio.run(bootstrap(settings, keep))
@@ -71,7 +90,7 @@ def serve_forever(host: str, port: int, state_dir: Path, database_url: str | Non
         uvicorn.Config(create_app(settings), log_level="warning", lifespan="on",
                        timeout_graceful_shutdown=5, ws_max_size=1 << 30)
     )
-    server.run(sockets=[sock])
+    server.run(sockets=[sock, unix] if unix else [sock])
 
 
 class EmbeddedServer:
@@ -81,6 +100,7 @@ class EmbeddedServer:
         self.state_dir = Path(tempfile.mkdtemp(prefix="firebox-embedded-"))
         self.sock = bind("127.0.0.1", 0)
         self.url = f"http://127.0.0.1:{self.sock.getsockname()[1]}"
+        self.unix = bind_unix(self.state_dir / "server.sock")
         self.token = ""
         self._server: uvicorn.Server | None = None
         self._thread: threading.Thread | None = None
@@ -88,6 +108,7 @@ class EmbeddedServer:
 
     def start(self) -> EmbeddedServer:
         settings = Settings.for_state_dir(self.state_dir, self.url)
+        settings.socket = self.state_dir / "server.sock" if self.unix else None
         started = threading.Event()
 
         def run() -> None:
@@ -99,7 +120,8 @@ class EmbeddedServer:
                     uvicorn.Config(create_app(settings), log_level="warning", lifespan="on",
                                    timeout_graceful_shutdown=5, ws_max_size=1 << 30)
                 )
-                task = loop.create_task(self._server.serve(sockets=[self.sock]))
+                sockets = [self.sock, self.unix] if self.unix else [self.sock]
+                task = loop.create_task(self._server.serve(sockets=sockets))
 
                 async def wait_started() -> None:
                     while not self._server.started and not task.done():  # type: ignore[union-attr]
@@ -128,4 +150,6 @@ class EmbeddedServer:
         if self._thread is not None:
             self._thread.join(timeout=15)
         self.sock.close()
+        if self.unix is not None:
+            self.unix.close()
         shutil.rmtree(self.state_dir, ignore_errors=True)

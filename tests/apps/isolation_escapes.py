@@ -95,3 +95,33 @@ def limited():
 @app.function(isolation="gvisor", memory=(64, 256), single_use_containers=True)
 def memory_bomb_in_gvisor():
     return memory_bomb.local()
+
+
+@app.function(block_network=True)
+def offline(url):
+    import socket
+    import urllib.parse
+
+    parsed = urllib.parse.urlparse(url)
+    try:
+        socket.create_connection((parsed.hostname, parsed.port), timeout=3).close()
+        reached = True
+    except OSError:
+        reached = False
+    # Its own channel and nested calls still work, over the control plane's unix socket.
+    return {"reached_server_port": reached, "nested": whoami.remote()["isolation"]}
+
+
+@app.function(block_network=True, isolation="process")
+def offline_without_isolation():
+    return "ran"
+
+
+@app.function()
+def reach(url):
+    import socket
+    import urllib.parse
+
+    parsed = urllib.parse.urlparse(url)
+    socket.create_connection((parsed.hostname, parsed.port), timeout=3).close()
+    return True
