@@ -105,17 +105,33 @@ async def iterate_async(agen: AsyncIterator[T]) -> AsyncIterator[T]:
             pass
 
 
+def _flatten(chunks: Iterator[list[T]]) -> Iterator[T]:
+    for chunk in chunks:
+        yield from chunk
+
+
+async def _aflatten(chunks: AsyncIterator[list[T]]) -> AsyncIterator[T]:
+    async for chunk in chunks:
+        for item in chunk:
+            yield item
+
+
 class _Bound:
-    def __init__(self, impl: Callable[..., Any], obj: Any, is_gen: bool) -> None:
-        self._impl, self._obj, self._is_gen = impl, obj, is_gen
+    def __init__(self, impl: Callable[..., Any], obj: Any, is_gen: bool,
+                 chunks: bool = False) -> None:
+        self._impl, self._obj, self._is_gen, self._chunks = impl, obj, is_gen, chunks
         functools.update_wrapper(self, impl)
 
     def __call__(self, *args: Any, **kwargs: Any) -> Any:
         result = self._impl(self._obj, *args, **kwargs)
+        if self._chunks:
+            return _flatten(iterate(result))
         return iterate(result) if self._is_gen else run(result)
 
     def aio(self, *args: Any, **kwargs: Any) -> Any:
         result = self._impl(self._obj, *args, **kwargs)
+        if self._chunks:
+            return _aflatten(iterate_async(result))
         return iterate_async(result) if self._is_gen else run_async(result)
 
 
@@ -142,6 +158,16 @@ class live_method_gen(live_method):
     def __init__(self, impl: Callable[..., Any]) -> None:
         super().__init__(impl)
         self.is_gen = True
+
+
+class live_method_chunks(live_method):
+    """Like live_method_gen for generators that yield lists of items: the caller gets the items,
+    and a blocking caller crosses threads once per list instead of once per item."""
+
+    def __get__(self, obj: Any, objtype: type | None = None) -> Any:
+        if obj is None:
+            return self
+        return _Bound(self.impl, obj, True, chunks=True)
 
 
 class live_classmethod:

@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING, Any
 
 from .. import client as client_mod
 from .. import wire
-from .._sync import live_classmethod, live_method, live_method_gen
+from .._sync import live_classmethod, live_method, live_method_chunks, live_method_gen
 from ..exceptions import (
     InvalidError,
     NotSupportedYet,
@@ -286,7 +286,9 @@ class Function:
 
     async def _fan_out(
         self, items: Any, order_outputs: bool, return_exceptions: bool
-    ) -> AsyncIterator[Any]:
+    ) -> AsyncIterator[list[Any]]:
+        """The results, in lists of those that are ready together: one list per poll, so a
+        blocking caller crosses to firebox's event loop once per list, not once per result."""
         fid = await self._check_callable("map")
         if self._is_generator:
             raise InvalidError(f"'{self._name}' is a generator; map does not support it.")
@@ -318,20 +320,25 @@ class Function:
                     continue
                 wait = client_mod.LONG_POLL if sender.done() else 0.2
                 outputs = await poll_outputs(call_id, after, wait)
+                ready: list[Any] = []
                 for seq, idx, status, data in outputs:
                     after = seq
                     if status not in wire.TERMINAL or idx in done:
                         continue
                     done.add(idx)
                     if not return_exceptions and status != wire.SUCCESS:
+                        if ready:
+                            yield ready
                         result_of(status, data)
                     if not order_outputs:
-                        yield value_or_exception(status, data)
+                        ready.append(value_or_exception(status, data))
                         continue
                     buffered[idx] = (status, data)
                     while next_idx in buffered:
-                        yield value_or_exception(*buffered.pop(next_idx))
+                        ready.append(value_or_exception(*buffered.pop(next_idx)))
                         next_idx += 1
+                if ready:
+                    yield ready
         except BaseException:
             if not sender.done():
                 sender.cancel()
@@ -339,7 +346,7 @@ class Function:
                 asyncio.ensure_future(_cancel_quietly(call_id))
             raise
 
-    @live_method_gen
+    @live_method_chunks
     async def map(
         self,
         *input_iterators: Iterable[Any],
@@ -349,10 +356,10 @@ class Function:
     ) -> AsyncIterator[Any]:
         """Run the function on every element of the zipped iterables, in parallel."""
         items = _zip_args(input_iterators, kwargs or {})
-        async for value in self._fan_out(items, order_outputs, return_exceptions):
-            yield value
+        async for chunk in self._fan_out(items, order_outputs, return_exceptions):
+            yield chunk
 
-    @live_method_gen
+    @live_method_chunks
     async def starmap(
         self,
         input_iterator: Iterable[Any],
@@ -364,8 +371,8 @@ class Function:
         """Like map, with each element unpacked as the positional arguments."""
         extra = kwargs or {}
         items = _map_items(input_iterator, lambda args: (tuple(args), extra))
-        async for value in self._fan_out(items, order_outputs, return_exceptions):
-            yield value
+        async for chunk in self._fan_out(items, order_outputs, return_exceptions):
+            yield chunk
 
     @live_method
     async def for_each(
