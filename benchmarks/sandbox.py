@@ -35,7 +35,7 @@ def raw_runsc(runs: int) -> list[float]:
     return times
 
 
-def create_to_output(app: firebox.App, runs: int, gap: float = 0.0
+def create_to_output(app: firebox.App, runs: int, gap: float = 0.0, **options: object
                      ) -> tuple[list[float], list[float], str]:
     """gap: seconds between creates, untimed (the pool refills in them)."""
     starts, execs = [], []
@@ -43,7 +43,7 @@ def create_to_output(app: firebox.App, runs: int, gap: float = 0.0
     for _ in range(runs):
         time.sleep(gap)
         t0 = time.perf_counter()
-        sb = firebox.Sandbox.create(app=app)
+        sb = firebox.Sandbox.create(app=app, **options)
         t1 = time.perf_counter()
         out = sb.exec("echo", "hi").stdout.read()
         t2 = time.perf_counter()
@@ -83,6 +83,8 @@ def main() -> None:
     try:
         app = firebox.App.lookup("bench-sandbox", create_if_missing=True)
         cold, execs, isolation = create_to_output(app, args.runs)
+        netted = (create_to_output(app, args.runs, cidr_allowlist=["192.0.2.0/24"])[0]
+                  if shutil.which("nft") else [])
     finally:
         server.stop()
     server = Server({"FIREBOX_SANDBOX_POOL": "2"})
@@ -108,6 +110,8 @@ def main() -> None:
         "|---|---|---|---|",
         row("raw `runsc --network=none do true`", raw),
         row("Sandbox.create -> first exec output, cold", cold),
+        *([row("the same, cold, with cidr_allowlist (netns, veth, nftables)", netted)]
+          if netted else []),
         row("Sandbox.create -> first exec output, warm pool", warm),
         row("the same, 10 back to back, each terminate awaited", burst),
         row("exec -> output, in a running sandbox", execs),

@@ -41,6 +41,17 @@ def test_exec_streams_stdout_stderr_stdin_and_exit_code(sb):
     assert p.poll() == 5 and p.returncode == 5
 
 
+def test_stdin_sent_right_after_exec_is_not_lost(sb):
+    # The agent once dropped stdin that reached it before the command's task had started.
+    for i in range(10):
+        p = sb.exec("cat")
+        p.stdin.write(f"line {i}")
+        p.stdin.write_eof()
+        p.stdin.drain()
+        assert p.stdout.read() == f"line {i}"
+        assert p.wait() == 0
+
+
 def test_exec_options_lines_and_bytes(sb):
     p = sb.exec("sh", "-c", 'for i in 1 2 3; do echo "$X$i"; done; pwd', env={"X": "n"},
                 workdir="/usr", secrets=[modal.Secret.from_dict({"S": "s"})])

@@ -37,7 +37,6 @@ class Agent:
         eid = m["id"]
         env = dict(os.environ)
         env.update(m.get("env") or {})
-        self.early[eid] = []
         try:
             proc = await asyncio.create_subprocess_exec(
                 *m["args"], cwd=m.get("cwd") or None, env=env,
@@ -158,6 +157,8 @@ async def main() -> None:
         data = await reader.readexactly(dlen) if dlen else b""
         t = m["t"]
         if t == "exec":
+            # Buffer its stdin from now: the task starts only after the messages already read.
+            agent.early[m["id"]] = []
             task = asyncio.ensure_future(agent.exec(m))
             tasks.add(task)
             task.add_done_callback(tasks.discard)

@@ -265,7 +265,12 @@ class SandboxManager:
     async def _fill(self) -> None:
         """Boot one sandbox at a time, so refilling takes at most one core from the work."""
         while len(self.pool) < self.pool_size:
-            sb = self._new(f"sb-{secrets.token_hex(8)}", self.isolation, POOL_SPEC)
+            try:
+                mode = self.isolation
+            except isolation.IsolationUnavailable as exc:
+                log.warning("no warm sandboxes: %s", exc)
+                return
+            sb = self._new(f"sb-{secrets.token_hex(8)}", mode, POOL_SPEC)
             try:
                 await self._launch(sb)
             except asyncio.CancelledError:
