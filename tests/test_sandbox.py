@@ -114,6 +114,22 @@ def test_command_sandbox_ends_with_its_command(app):
     assert sb.returncode == 3 and sb.poll() == 3
 
 
+def test_env_secrets_and_workdir_reach_every_command(app):
+    # Whether it came booted from the warm pool or cold, a sandbox's env, secrets and workdir
+    # hold for its own command and for each exec.
+    for _ in range(3):
+        sb = modal.Sandbox.create("sh", "-c", 'echo "$A $S $PWD"', app=app, env={"A": "1"},
+                                  secrets=[modal.Secret.from_dict({"S": "s"})], workdir="/tmp")
+        assert sb.stdout.read() == "1 s /tmp\n"
+        sb.wait()
+        sb = modal.Sandbox.create(app=app, env={"A": "2"}, workdir="/usr")
+        try:
+            assert sb.exec("sh", "-c", 'echo "$A $PWD"').stdout.read() == "2 /usr\n"
+            assert sb.exec("sh", "-c", 'echo "$A"', env={"A": "3"}).stdout.read() == "3\n"
+        finally:
+            sb.terminate()
+
+
 def test_timeout_and_idle_timeout(app):
     sb = modal.Sandbox.create(app=app, timeout=2)
     with pytest.raises(SandboxTimeoutError):
