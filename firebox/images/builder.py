@@ -10,12 +10,14 @@ directories, in a private mount namespace, under bubblewrap) whose writes become
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import hashlib
 import json
 import os
 import re
 import shlex
 import shutil
+import signal
 import sys
 import tempfile
 import time
@@ -38,6 +40,7 @@ BUILD_CAPS = ("CAP_CHOWN", "CAP_DAC_OVERRIDE", "CAP_FOWNER", "CAP_FSETID", "CAP_
               "CAP_SYS_CHROOT", "CAP_AUDIT_WRITE", "CAP_SETFCAP")
 FS_KINDS = ("pip", "apt", "run", "copy", "mount")
 LAYER_ID = re.compile(r"^[0-9a-f]{64}$")
+STEP_TIMEOUT = 3600.0  # seconds a build step may run; FIREBOX_IMAGE_STEP_TIMEOUT overrides
 
 
 class StepExited(RuntimeError):
@@ -356,18 +359,26 @@ class Builder:
             stderr=asyncio.subprocess.STDOUT, start_new_session=True,
         )
         assert proc.stdout is not None
+        limit = float(os.environ.get("FIREBOX_IMAGE_STEP_TIMEOUT") or STEP_TIMEOUT)
         try:
-            while True:
-                line = await proc.stdout.readline()
-                if not line:
-                    break
-                await log(line.decode("utf-8", "replace").rstrip("\n"))
-            code = await proc.wait()
-        except BaseException:
-            if proc.returncode is None:
-                proc.kill()
+            async with asyncio.timeout(limit):
+                while True:
+                    try:
+                        line = await proc.stdout.readline()
+                    except ValueError:  # a line longer than the stream limit: take what is there
+                        line = await proc.stdout.read(65536)
+                    if not line:
+                        break
+                    await log(line.decode("utf-8", "replace").rstrip("\n"))
+                code = await proc.wait()
+        except TimeoutError:
+            raise StepExited(f"the step ran longer than {limit:.0f} s and was stopped "
+                             "(FIREBOX_IMAGE_STEP_TIMEOUT on the server)") from None
+        finally:
+            if proc.returncode is None:  # timed out or cancelled: its whole process group
+                with contextlib.suppress(ProcessLookupError):
+                    os.killpg(proc.pid, signal.SIGKILL)
                 await proc.wait()
-            raise
         if code != 0:
             raise StepExited(f"the step exited with code {code}")
 
