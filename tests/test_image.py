@@ -223,3 +223,26 @@ def test_image_list_and_prune(server):
     assert f"Removed {len(listed)} images" in pruned.stdout
     assert json.loads(server.cli("image", "list", "--json").stdout) == []
     assert not any(layers.iterdir())
+
+
+def test_pip_steps_build_on_a_server_without_bubblewrap(tmp_path, monkeypatch):
+    import asyncio
+
+    from firebox.images import builder
+    from firebox.store.blobs import BlobStore
+
+    monkeypatch.setattr(builder, "can_contain", lambda: False)
+    b = builder.Builder(tmp_path / "images", BlobStore(tmp_path / "blobs"), [])
+    events = []
+
+    async def emit(event):
+        events.append(event)
+
+    async def record(layer, info):
+        pass
+
+    step = {"kind": "pip", "packages": ["six==1.17.0"], "label": "pip_install six==1.17.0"}
+    built = asyncio.run(b.build({"python": builder.host_python(), "steps": [step]}, emit,
+                                record))
+    assert (b.path(built.layers[0]) / "python" / "six.py").is_file()
+    assert any(e["t"] == "log" and "+ six==1.17.0" in e["text"] for e in events)

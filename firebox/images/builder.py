@@ -84,6 +84,11 @@ def uv_binary() -> str:
         return found
 
 
+def can_contain() -> bool:
+    """Whether build containers can run here."""
+    return shutil.which("bwrap") is not None and shutil.which("unshare") is not None
+
+
 def dir_size(path: Path) -> int:
     total = 0
     for dirpath, _dirs, files in os.walk(path):
@@ -242,11 +247,18 @@ class Builder:
     async def _pip(self, step: dict[str, Any], out: Built, part: Path,
                    log: Callable[[str], Awaitable[None]]) -> None:
         """uv in a build container: a package's build scripts cannot touch the host, and only
-        the --target directory becomes the layer."""
+        the --target directory becomes the layer. Without bubblewrap (a server whose
+        containers run unisolated anyway) uv runs on the host, writing only the layer."""
+        contained = can_contain()
         uv = Path(uv_binary())
+        (part / "python").mkdir()
+        cache = self.root / "uv-cache"
+        cache.mkdir(exist_ok=True)
+        target, cache_at, reqs_at = (("/.image/target", "/.image/uv-cache", "/.image/requirements")
+                                     if contained else (str(part / "python"), str(cache), ""))
         # Compiled now: in containers the layer is read-only, so imports could not cache .pyc.
         argv = [str(uv), "pip", "install", "--no-progress", "--compile-bytecode",
-                "--target", "/.image/target", "--python", sys.executable]
+                "--target", target, "--python", sys.executable]
         if step.get("index_url"):
             argv += ["--index-url", step["index_url"]]
         if step.get("extra_index_url"):
@@ -257,27 +269,29 @@ class Builder:
             argv += ["--prerelease", "allow"]
         if step.get("extra_options"):
             argv += shlex.split(step["extra_options"])
-        (part / "python").mkdir()
-        cache = self.root / "uv-cache"
-        cache.mkdir(exist_ok=True)
-        binds = [(str(part / "python"), "/.image/target", False),
-                 (str(cache), "/.image/uv-cache", False)]
+        binds = [(str(part / "python"), target, False), (str(cache), cache_at, False)]
         from ..backends.isolation import python_paths
 
         for p in [*python_paths(), uv.parent]:  # what uv and Python need, if the build's /tmp
             if p.is_relative_to("/tmp"):       # would hide it
                 binds.append((str(p), str(p), True))
         with tempfile.TemporaryDirectory() as tmp:
+            reqs_at = reqs_at or tmp
             for n, text in enumerate(step.get("requirements") or []):
                 (Path(tmp) / f"requirements-{n}.txt").write_text(text)
-                argv += ["-r", f"/.image/requirements/requirements-{n}.txt"]
-            binds.append((tmp, "/.image/requirements", True))
+                argv += ["-r", f"{reqs_at}/requirements-{n}.txt"]
+            binds.append((tmp, reqs_at, True))
             argv += list(step.get("packages") or [])
             env = {k: v for k, v in os.environ.items()
                    if k.startswith("UV_") or k.lower().endswith("_proxy")
-                   or k in ("SSL_CERT_FILE", "SSL_CERT_DIR")}
-            env |= {**(step.get("env") or {}), "NO_COLOR": "1",
-                    "UV_CACHE_DIR": "/.image/uv-cache"}
+                   or k in ("SSL_CERT_FILE", "SSL_CERT_DIR", "HOME", "PATH")}
+            env |= {**(step.get("env") or {}), "NO_COLOR": "1", "UV_CACHE_DIR": cache_at}
+            if not contained:
+                await log("$ " + shlex.join(argv))
+                await self._stream(argv, env, log)
+                return
+            env.pop("HOME", None)
+            env.pop("PATH", None)
             await self._in_container(shlex.join(argv), env, None, out, part, log, binds=binds,
                                      keep_files=False)
 
@@ -289,7 +303,7 @@ class Builder:
         become the layer (else they are dropped, and only what binds wrote stays)."""
         from ..backends.isolation import SandboxRoot
 
-        if shutil.which("bwrap") is None or shutil.which("unshare") is None:
+        if not can_contain():
             raise RuntimeError("apt_install and run_commands need bubblewrap and unshare on the "
                                "server (Debian packages bubblewrap and util-linux).")
         fs_layers = [self.path(lid) for lid in reversed(out.layers)]
