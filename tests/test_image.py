@@ -28,7 +28,7 @@ def test_function_runs_in_its_image(server, capfd):
     assert plain == "no six"  # a function with another image does not see the package
     assert seen["greeting"] == "hello"
     assert seen["cwd"] == "/opt/made"
-    assert seen["marker"] == "built\n"
+    assert seen["marker"] == "built hello\n"  # the image's env reached its later build step
     assert not Path("/opt/made").exists()  # run_commands wrote into the image, not the host
     assert seen["baked"] == "alpha\n"
     assert seen["baked_dir"] == ["a.txt", "sub", "sub/b.txt"]
@@ -43,7 +43,7 @@ def test_function_runs_in_its_image(server, capfd):
 def test_gvisor_containers_run_in_the_image_too(server):
     with im.app.run():
         seen = im.probe_gvisor.remote()
-    assert seen["six"] == "1.17.0" and seen["marker"] == "built\n"
+    assert seen["six"] == "1.17.0" and seen["marker"] == "built hello\n"
     assert seen["cwd"] == "/opt/made" and seen["imghelper"] == "from imghelper"
     assert seen["live_dir"] == ["a.txt", "sub", "sub/b.txt"]
 
@@ -54,7 +54,7 @@ def test_unchanged_image_does_no_work(server, capfd):
         im.probe.remote()
     capfd.readouterr()
     with im.app.run():
-        assert im.probe.remote()["marker"] == "built\n"
+        assert im.probe.remote()["marker"] == "built hello\n"
     err = capfd.readouterr().err
     assert ": cached" in err
     assert ": building" not in err
@@ -192,7 +192,7 @@ def test_a_deployed_image_outlives_a_restart_and_a_prune(own_server):
     code = ("import firebox; "
             "print(firebox.Function.from_name('test-images', 'probe').remote()['marker'])")
     out = run_python(env, code)
-    assert out.stdout.strip() == "built", out.stderr
+    assert out.stdout.strip() == "built hello", out.stderr
 
 
 def test_a_function_can_name_only_images_its_workspace_built(server):

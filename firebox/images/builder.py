@@ -220,7 +220,7 @@ class Builder:
             pkgs = " ".join(shlex.quote(p) for p in step["packages"])
             install = f"apt-get install -y --no-install-recommends {pkgs}"
             script = f"{install} || {{ apt-get update && {install}; }}"
-            env = {"DEBIAN_FRONTEND": "noninteractive"}
+            env = {**out.env, "DEBIAN_FRONTEND": "noninteractive"}
             await self._in_container(script, env, None, out, part, log)
         elif kind == "run":
             script = " && ".join(f"( {c} )" for c in step["commands"])
@@ -282,16 +282,17 @@ class Builder:
                 argv += ["-r", f"{reqs_at}/requirements-{n}.txt"]
             binds.append((tmp, reqs_at, True))
             argv += list(step.get("packages") or [])
+            host = ("HOME", "PATH") if not contained else ()
             env = {k: v for k, v in os.environ.items()
                    if k.startswith("UV_") or k.lower().endswith("_proxy")
-                   or k in ("SSL_CERT_FILE", "SSL_CERT_DIR", "HOME", "PATH")}
-            env |= {**(step.get("env") or {}), "NO_COLOR": "1", "UV_CACHE_DIR": cache_at}
+                   or k in ("SSL_CERT_FILE", "SSL_CERT_DIR", *host)}
+            # The image's env so far applies, as to every later step (UV_INDEX_URL, say).
+            env |= {**out.env, **(step.get("env") or {}), "NO_COLOR": "1",
+                    "UV_CACHE_DIR": cache_at}
             if not contained:
                 await log("$ " + shlex.join(argv))
                 await self._stream(argv, env, log)
                 return
-            env.pop("HOME", None)
-            env.pop("PATH", None)
             await self._in_container(shlex.join(argv), env, None, out, part, log, binds=binds,
                                      keep_files=False)
 

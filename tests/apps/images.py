@@ -16,7 +16,7 @@ base = modal.Image.debian_slim()
 pip_image = base.pip_install("six==1.17.0")
 full = (
     pip_image.env({"IMAGE_GREETING": "hello"})
-    .run_commands("mkdir -p /opt/made && echo built > /opt/made/marker")
+    .run_commands('mkdir -p /opt/made && echo "built $IMAGE_GREETING" > /opt/made/marker')
     .add_local_file(DATA / "a.txt", "/opt/baked/a.txt", copy=True)
     .add_local_dir(DATA, "/opt/bakeddir", copy=True, ignore=["*.log"])
     .workdir("/opt/made")
