@@ -296,6 +296,13 @@ def _runtime_pids(server_url: str) -> dict[int, str]:
             if item.startswith(b"FIREBOX_CONTAINER_ID="):
                 found[int(pid)] = item.split(b"=", 1)[1].decode()
                 break
+        else:  # a standby runtime that took on a container: its cgroup is named after it
+            try:
+                cgroup = open(f"/proc/{pid}/cgroup").read().splitlines()
+            except OSError:
+                continue
+            names = {line.rsplit("/", 1)[-1] for line in cgroup if "/firebox/" in line}
+            found.update({int(pid): n for n in names if n.startswith("ta-")})
     return found
 
 

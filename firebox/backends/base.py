@@ -8,7 +8,8 @@ from dataclasses import dataclass
 from typing import Protocol
 
 OnOutput = Callable[[str, str, str], None]  # container id, "stdout" | "stderr", text
-OnExit = Callable[[str, int | None, str], None]  # container id, return code, cause in words
+# container id, return code, cause in words, and when it ended (before any clean-up)
+OnExit = Callable[[str, int | None, str, float], None]
 
 
 @dataclass(frozen=True)

@@ -16,6 +16,7 @@ import os
 import secrets
 import shutil
 import sys
+import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -260,6 +261,7 @@ class LocalBackend:
         await asyncio.gather(self._pump(p, "stdout", proc.stdout),
                              self._pump(p, "stderr", proc.stderr))
         code = await proc.wait()
+        ended = time.time()
         if p.mode != isolation.PROCESS and code > 128:
             code = -(code - 128)  # bwrap and runsc report a signal as 128 + its number
         cause = describe_exit(code)
@@ -281,7 +283,7 @@ class LocalBackend:
             return
         self.procs.pop(cid, None)
         try:
-            self.on_exit(cid, code, cause)
+            self.on_exit(cid, code, cause, ended)
         except Exception:
             log.exception("exit handler failed for %s", cid)
 

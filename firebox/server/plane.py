@@ -141,8 +141,9 @@ class ControlPlane:
         await self.backend.close()
         await self.db.close()
 
-    def _on_exit(self, container_id: str, returncode: int | None, cause: str) -> None:
-        self.scheduler.on_container_exit(container_id, returncode, cause)
+    def _on_exit(self, container_id: str, returncode: int | None, cause: str,
+                 ended: float) -> None:
+        self.scheduler.on_container_exit(container_id, returncode, cause, ended)
 
     def _container_env(self, c: Container) -> dict[str, str]:
         fn = c.pool.function

@@ -73,6 +73,7 @@ class Container:
     served: int = 0
     stop_reason: str | None = None
     gpu: str | None = None  # the GPUs reserved for it, like "H100:2"
+    started_at: float | None = None  # when its process existed, for metering
     gpu_indices: tuple[int, ...] = ()  # which of this machine's GPUs those are
 
 
@@ -339,8 +340,6 @@ class Scheduler:
         pool.containers[c.id] = c
         self.containers[c.id] = c
         self.logs.register(c.id, fn.app_id, fn.name)
-        now = time.time()
-        self.meter.container_started(c.id, fn.app_id, fn.id, cpu, memory, c.gpu, now)
         pool.event(f"started {c.id} (queued {len(pool.queue)}, running {pool.running})")
         launch = Launch(
             container_id=c.id,
@@ -362,6 +361,11 @@ class Scheduler:
     async def _launch(self, c: Container, launch: Launch) -> None:
         try:
             await self.backend.start(launch)
+            # Metered from the moment its process exists (or a standby took it on).
+            fn = c.pool.function
+            c.started_at = time.time()
+            self.meter.container_started(c.id, fn.app_id, fn.id, launch.cpu, launch.memory_mb,
+                                         c.gpu, c.started_at)
         except Exception as exc:
             log.exception("could not start container %s", c.id)
             c.init_error = wire.error_record(
@@ -468,7 +472,8 @@ class Scheduler:
             self._stop_container(c, "single-use container served its input")
         self.dispatch(c.pool)
 
-    def on_container_exit(self, container_id: str, returncode: int | None, cause: str) -> None:
+    def on_container_exit(self, container_id: str, returncode: int | None, cause: str,
+                          ended: float | None = None) -> None:
         c = self.containers.pop(container_id, None)
         if c is None:
             return
@@ -477,9 +482,9 @@ class Scheduler:
         fn = pool.function
         self.capacity.release(float(fn.get("cpu")), int(fn.get("memory")), c.gpu_indices)
         expected = c.stop_reason is not None
-        now = time.time()
         text = c.stop_reason if expected else cause
-        self.meter.container_stopped(c.id, now, text)
+        if c.started_at is not None:
+            self.meter.container_stopped(c.id, ended or time.time(), text)
         pool.event(f"stopped {c.id}: {text}")
         if not expected:
             self.logs.system(fn.app_id, fn.name, c.id, f"container {c.id} {cause}")
