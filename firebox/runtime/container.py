@@ -369,9 +369,11 @@ async def main() -> None:
     socket_path = os.environ.get("FIREBOX_SERVER_SOCKET")
     if socket_path:  # the control plane's unix socket: works with no network of our own
         channel = unix_connect(socket_path, "ws://firebox/v1/containers/ws",
-                               additional_headers=headers, max_size=None, ping_interval=None)
+                               additional_headers=headers, max_size=None, ping_interval=None,
+                               compression=None)
     else:
-        channel = connect(ws_url, additional_headers=headers, max_size=None, ping_interval=None)
+        channel = connect(ws_url, additional_headers=headers, max_size=None, ping_interval=None,
+                          compression=None)
     async with channel as ws:
         hello = wire.unpack(await ws.recv())
         try:
