@@ -72,7 +72,8 @@ def test_app_list_logs_history_and_stop(server):
     try:
         python(server, 'import firebox; '
                        'firebox.Function.from_name("test-app-commands", "greet").remote("dee")')
-        assert eventually(lambda: any("greeting dee" in line for line in followed), timeout=30)
+        assert eventually(lambda: any("greeting dee" in line for line in followed),
+                          timeout=30), followed
 
         listed = server.cli("app", "list")
         assert listed.returncode == 0, listed.stderr

@@ -86,6 +86,10 @@ class Database:
         self._wake.set()
         return await fut
 
+    async def barrier(self) -> None:
+        """Return once every write queued before this call has been committed."""
+        await self.write(_nothing)
+
     def write_soon(self, op: WriteOp) -> None:
         """Queue op for the next group commit without waiting for it (logs, bookkeeping)."""
         fut: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
@@ -123,6 +127,10 @@ class Database:
             for (_, fut), result in zip(batch, results):
                 if not fut.done():
                     fut.set_result(result)
+
+
+async def _nothing(_conn: Any) -> None:
+    return None
 
 
 def _log_failure(fut: asyncio.Future[Any]) -> None:
