@@ -17,6 +17,7 @@ from .sdk.retries import Retries
 from .sdk.sandbox import Sandbox
 from .sdk.schedule import Cron, Period
 from .sdk.secret import Secret
+from .sdk.tunnel import Tunnel
 from .sdk.unsupported import (
     CloudBucketMount,
     Mount,
@@ -54,6 +55,7 @@ __all__ = [
     "Sandbox",
     "Secret",
     "Stub",
+    "Tunnel",
     "Volume",
     "asgi_app",
     "batched",

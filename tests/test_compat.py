@@ -28,6 +28,7 @@ EXPECTED_ALL = [
     "Sandbox",
     "Secret",
     "Stub",
+    "Tunnel",
     "Volume",
     "asgi_app",
     "batched",

@@ -216,8 +216,8 @@ def test_volume_is_a_working_copy_committed_when_the_sandbox_ends(app):
 
 
 def test_unsupported_options_say_so(app):
-    with pytest.raises(modal.exception.NotSupportedYet, match="tunnels"):
-        modal.Sandbox.create(app=app, encrypted_ports=[8000])
+    with pytest.raises(modal.exception.NotSupportedYet, match="h2_ports"):
+        modal.Sandbox.create(app=app, h2_ports=[8000])
     with pytest.raises(InvalidError, match="app="):
         modal.Sandbox.create()
 

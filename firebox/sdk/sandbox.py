@@ -28,6 +28,7 @@ from ..exceptions import (
     SandboxTimeoutError,
 )
 from .secret import Secret
+from .tunnel import Tunnel
 from .volume import check_mounts, resolve_mounts
 
 FRAME = struct.Struct(">I")
@@ -279,9 +280,13 @@ class Sandbox:
                                "all; pass one of the two.")
         if isinstance(cidr_allowlist, str):
             raise InvalidError("cidr_allowlist= takes a list of CIDR ranges, not one string.")
-        if encrypted_ports or unencrypted_ports or h2_ports:
-            raise NotSupportedYet("Sandbox tunnels (encrypted_ports=, unencrypted_ports=) are "
-                                  "not supported yet in firebox.")
+        if h2_ports:
+            raise NotSupportedYet("h2_ports= is not supported yet in firebox; encrypted_ports= "
+                                  "serves HTTP/1.1 over TLS.")
+        if block_network and (encrypted_ports or unencrypted_ports):
+            raise InvalidError("Tunnels need the sandbox on a network of its own: drop "
+                               "block_network=True (egress stays closed unless cidr_allowlist= "
+                               "opens it).")
         if pty:
             raise NotSupportedYet("pty=True is not supported yet in firebox sandboxes.")
         if image is not None and not isinstance(image, SandboxImage):
@@ -294,6 +299,7 @@ class Sandbox:
             "image": image.object_id if image is not None else None, "tags": tags or {},
             "volumes": await resolve_mounts(mounts), "block_network": block_network,
             "cidr_allowlist": list(cidr_allowlist) if cidr_allowlist is not None else None,
+            "encrypted_ports": list(encrypted_ports), "unencrypted_ports": list(unencrypted_ports),
         }
         resp = await client_mod.current().request("POST", "/v1/sandboxes", packed=body)
         sb = cls(resp["id"], resp["isolation"])
@@ -403,9 +409,11 @@ class Sandbox:
         return dict(info["tags"])
 
     @live_method
-    async def tunnels(self, timeout: int = 50) -> dict[int, Any]:
-        """Tunnels to the sandbox's ports: none, as firebox has no tunnels yet."""
-        return {}
+    async def tunnels(self, timeout: int = 50) -> dict[int, Tunnel]:
+        """How to reach the ports given as encrypted_ports= and unencrypted_ports=, by port."""
+        resp = await client_mod.current().request("GET", f"/v1/sandboxes/{self.object_id}/tunnels")
+        return {t["container_port"]: Tunnel(t["host"], t["port"], t["unencrypted_host"],
+                                            t["unencrypted_port"]) for t in resp["tunnels"]}
 
     @live_method
     async def snapshot_filesystem(self, timeout: int = 55) -> SandboxImage:

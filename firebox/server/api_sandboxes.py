@@ -20,6 +20,7 @@ from starlette.routing import Route
 from .. import wire
 from ..backends import sandbox_net
 from ..store import schema as s
+from . import tunnels
 from .api import app_row, identity, msgpack_body, packed, plane
 from .api_volumes import OWNED as VOLUMES
 from .errors import invalid, not_found
@@ -104,23 +105,31 @@ async def create(request: Request) -> Response:
         raise invalid("volumes= must map mount paths to volume ids.")
     volumes = {check_mount_path(path): await VOLUMES.resolve(cp, who, str(ref))
                for path, ref in raw_volumes.items()}
+    try:
+        ports = tunnels.check_ports(body.get("encrypted_ports") or [],
+                                    body.get("unencrypted_ports") or [])
+    except ValueError as exc:
+        raise invalid(str(exc)) from None
+    if ports and body.get("block_network"):
+        raise invalid("Tunnels need the sandbox on a network of its own: drop "
+                      "block_network=True (egress stays closed unless cidr_allowlist= opens it).")
     network = None
     allowlist = body.get("cidr_allowlist")
-    if allowlist and not body.get("block_network"):
-        if not isinstance(allowlist, list):
+    if (allowlist or ports) and not body.get("block_network"):
+        if not isinstance(allowlist or [], list):
             raise invalid("cidr_allowlist= must be a list of CIDR ranges.")
         try:
-            network = sandbox_net.parse_allowlist(allowlist)
+            network = sandbox_net.parse_allowlist(allowlist or [])
         except ValueError as exc:
             raise invalid(str(exc)) from None
         if not sandbox_net.available():
-            raise invalid("cidr_allowlist= needs nftables and iproute2 on the server "
-                          "(scripts/install.sh installs them); leave it out for no network.")
+            raise invalid("cidr_allowlist= and tunnels need nftables and iproute2 on the server "
+                          "(scripts/install.sh installs them); leave them out for no network.")
     spec = Spec(args=args, env=env, workdir=workdir,
                 timeout=_seconds(body.get("timeout"), "timeout", 300.0) or 300.0,
                 idle_timeout=_seconds(body.get("idle_timeout"), "idle_timeout", None),
                 cpu=float(cpu) if cpu is not None else None, memory_mb=memory, layers=layers,
-                volumes=volumes, network=network)
+                volumes=volumes, network=network, ports=ports)
     sb = await manager(request).create(who.workspace_id, app.id, name,
                                        _strings(body.get("tags"), "tags"), spec)
     return packed({"id": sb.id, "isolation": sb.isolation})
@@ -283,6 +292,13 @@ async def file_op(request: Request) -> Response:
     return packed({"result": result, "data": out})
 
 
+async def list_tunnels(request: Request) -> Response:
+    sb = running(request)
+    found = manager(request).tunnels.endpoints(sb.id)
+    return packed({"tunnels": [{"container_port": port, **end.to_json()}
+                               for port, end in sorted(found.items())]})
+
+
 async def snapshot(request: Request) -> Response:
     sb = running(request)
     cp, who = plane(request), identity(request)
@@ -308,4 +324,5 @@ routes = [
     Route("/v1/sandboxes/{sandbox_id}/exec/{exec_id}", poll_exec, methods=["GET"]),
     Route("/v1/sandboxes/{sandbox_id}/fs", file_op, methods=["POST"]),
     Route("/v1/sandboxes/{sandbox_id}/snapshot", snapshot, methods=["POST"]),
+    Route("/v1/sandboxes/{sandbox_id}/tunnels", list_tunnels, methods=["GET"]),
 ]

@@ -43,6 +43,7 @@ class Settings:
     url: str  # how containers and clients reach this server
     isolation: str | None = None  # containers' default isolation; None: the best available
     socket: Path | None = None  # a unix socket it also listens on, for its containers
+    bind_host: str = "127.0.0.1"  # the interface its API listens on; sandbox tunnels too
 
     @classmethod
     def for_state_dir(cls, state_dir: Path, url: str, database_url: str | None = None) -> Settings:

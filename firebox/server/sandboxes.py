@@ -23,12 +23,13 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
+from urllib.parse import urlparse
 
 import sqlalchemy as sa
 
 from ..backends import cgroups, isolation, sandbox_net
 from ..store import schema as s
-from . import sandbox_volumes
+from . import sandbox_volumes, tunnels
 from .errors import ApiError, invalid
 
 if TYPE_CHECKING:
@@ -91,6 +92,7 @@ class Spec:
     layers: list[str]  # snapshot layer ids, newest first
     volumes: dict[str, str] = field(default_factory=dict)  # mount path -> volume id
     network: list[str] | None = None  # allowlisted CIDRs; None: no network at all
+    ports: dict[int, bool] = field(default_factory=dict)  # tunnelled port -> TLS only
 
     def pooled(self) -> bool:
         """Whether a warm sandbox fits: it was booted with no image and the default limits;
@@ -158,6 +160,8 @@ class SandboxManager:
         self.pool: list[Running] = []  # booted default sandboxes, oldest first
         self.pool_size = max(0, int(os.environ.get(POOL_ENV) or DEFAULT_POOL))
         self._filling: asyncio.Task[None] | None = None
+        self.tunnels = tunnels.Tunnels(cp.settings.state_dir, cp.settings.bind_host,
+                                       urlparse(cp.settings.url).hostname or "127.0.0.1")
 
     @property
     def isolation(self) -> str:
@@ -184,6 +188,7 @@ class SandboxManager:
         pool, self.pool = self.pool, []
         await asyncio.gather(*(self.terminate(sb, "terminated") for sb in
                                [*pool, *self.running.values()]), return_exceptions=True)
+        await self.tunnels.close_all()
         if sandbox_net.available():
             await asyncio.to_thread(sandbox_net.shutdown)
 
@@ -223,6 +228,9 @@ class SandboxManager:
                 if spec.network is not None:
                     sb.link = await asyncio.to_thread(sandbox_net.create, spec.network)
                 await self._launch(sb)
+                if spec.ports:
+                    assert sb.link is not None
+                    await self.tunnels.open(sb.id, sb.link.sandbox_ip, spec.ports)
             except BaseException as exc:
                 await self._finish(sb, "failed", None)
                 if isinstance(exc, ApiError):
@@ -383,6 +391,7 @@ class SandboxManager:
         if sb.done.is_set():
             return
         sb.status, sb.returncode = status, returncode
+        await self.tunnels.close(sb.id)
         if sb.proc is not None and sb.proc.returncode is None:
             with contextlib.suppress(ProcessLookupError):
                 os.killpg(sb.proc.pid, signal.SIGKILL)

@@ -76,6 +76,7 @@ def serve_forever(host: str, port: int, state_dir: Path, database_url: str | Non
     url = f"http://{url_host}:{sock.getsockname()[1]}"
     settings = Settings.for_state_dir(state_dir, url, database_url)
     settings.isolation = isolation
+    settings.bind_host = host or "0.0.0.0"
     state_dir.mkdir(parents=True, exist_ok=True)
     unix = bind_unix(state_dir / "server.sock")
     settings.socket = state_dir / "server.sock" if unix else None

@@ -1,0 +1,138 @@
+"""Tunnels: a sandbox's ports reached from outside through the server, TLS and plain TCP, with
+the official-style clients a user would use (httpx with the server's CA, raw sockets)."""
+
+import os
+import shutil
+import socket
+import ssl
+
+import httpx
+import pytest
+from helpers import eventually
+
+import firebox as modal
+from firebox.exceptions import InvalidError
+
+pytestmark = pytest.mark.skipif(
+    os.geteuid() != 0 or not (shutil.which("ip") and shutil.which("nft")),
+    reason="needs root, iproute2 and nftables",
+)
+
+ECHO = (
+    "import socket\n"
+    "s = socket.socket()\n"
+    "s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)\n"
+    "s.bind(('0.0.0.0', 9000))\n"
+    "s.listen()\n"
+    "while True:\n"
+    "    c, _ = s.accept()\n"
+    "    data = b''\n"
+    "    while not data.endswith(b'\\n') and (chunk := c.recv(65536)):\n"
+    "        data += chunk\n"
+    "    c.sendall(b'echo:' + data)\n"
+    "    c.close()\n"
+)
+
+
+@pytest.fixture(scope="module")
+def app(server):
+    return modal.App.lookup("sandbox-tunnels", create_if_missing=True)
+
+
+def fetch(url: str, ca: str) -> httpx.Response | None:
+    try:
+        return httpx.get(url, verify=ssl.create_default_context(cafile=ca), timeout=5)
+    except httpx.HTTPError:
+        return None
+
+
+def echo(address: tuple[str, int], payload: bytes) -> bytes:
+    """Send payload, half-close, read the reply to the end."""
+    with socket.create_connection(address, timeout=10) as conn:
+        conn.sendall(payload)
+        conn.shutdown(socket.SHUT_WR)
+        out = b""
+        while chunk := conn.recv(65536):
+            out += chunk
+        return out
+
+
+def echo_tls(address: tuple[str, int], line: bytes, ca: str) -> bytes:
+    tls = ssl.create_default_context(cafile=ca)
+    with socket.create_connection(address, timeout=10) as raw, \
+            tls.wrap_socket(raw, server_hostname=address[0]) as conn:
+        conn.sendall(line)
+        out = b""
+        while chunk := conn.recv(65536):
+            out += chunk
+        return out
+
+
+def test_encrypted_and_unencrypted_ports(app, server):
+    sb = modal.Sandbox.create(app=app, encrypted_ports=[8000], unencrypted_ports=[9000])
+    ca = str(server.state_dir / "tls" / "ca.pem")
+    try:
+        sb.filesystem.make_directory("/srv/www", parents=True)
+        sb.filesystem.write_text("/srv/www/index.html", "served from inside the sandbox")
+        sb.exec("python3", "-m", "http.server", "8000", "--bind", "0.0.0.0",
+                "--directory", "/srv/www")
+        sb.exec("python3", "-c", ECHO)
+        tunnels = sb.tunnels()
+        assert set(tunnels) == {8000, 9000}
+        web, raw = tunnels[8000], tunnels[9000]
+        assert web.url == f"https://{web.host}:{web.port}"
+        with pytest.raises(InvalidError, match="unencrypted_ports"):
+            web.tcp_socket  # noqa: B018
+
+        got = eventually(lambda: fetch(web.url + "/index.html", ca), timeout=30)
+        assert got is not None and got.status_code == 200
+        assert got.text == "served from inside the sandbox"
+        # The certificate is checked: a client that does not trust the server's CA is refused.
+        with pytest.raises(httpx.ConnectError, match="CERTIFICATE_VERIFY_FAILED"):
+            httpx.get(web.url, timeout=5)
+
+        # Plain TCP both ways, half-close included, and a large payload in one connection.
+        payload = os.urandom(3 * 1024 * 1024).replace(b"\n", b"")
+        assert eventually(lambda: _try_echo(raw.tcp_socket, b"ping"), timeout=30) == b"echo:ping"
+        assert echo(raw.tcp_socket, payload) == b"echo:" + payload
+        # An unencrypted port is reachable over TLS too, as on Modal.
+        assert echo_tls(raw.tls_socket, b"over tls\n", ca) == b"echo:over tls\n"
+
+        # Egress stays closed: a sandbox with tunnels is not on the host's network.
+        probe = sb.exec("python3", "-c", "import socket\n"
+                        "try:\n"
+                        f"    socket.create_connection(('{web.host}', {web.port}), timeout=3)\n"
+                        "    print('reached')\n"
+                        "except OSError:\n"
+                        "    print('blocked')\n")
+        assert probe.stdout.read().strip() == "blocked"
+    finally:
+        sb.terminate()
+    # Once the sandbox ends, so do its tunnels.
+    with pytest.raises(OSError):
+        socket.create_connection(web.tls_socket, timeout=3).close()
+
+
+def _try_echo(address: tuple[str, int], payload: bytes) -> bytes | None:
+    try:
+        return echo(address, payload) or None
+    except OSError:
+        return None
+
+
+def test_tunnel_to_a_port_nothing_listens_on_closes_the_connection(app):
+    sb = modal.Sandbox.create(app=app, unencrypted_ports=[7777])
+    try:
+        with socket.create_connection(sb.tunnels()[7777].tcp_socket, timeout=15) as conn:
+            assert conn.recv(100) == b""
+    finally:
+        sb.terminate()
+
+
+def test_bad_port_requests_are_refused(app):
+    with pytest.raises(InvalidError, match="block_network"):
+        modal.Sandbox.create(app=app, encrypted_ports=[8000], block_network=True)
+    with pytest.raises(InvalidError, match="twice"):
+        modal.Sandbox.create(app=app, encrypted_ports=[8000], unencrypted_ports=[8000])
+    with pytest.raises(InvalidError, match="port number"):
+        modal.Sandbox.create(app=app, encrypted_ports=[70000])
