@@ -10,6 +10,7 @@ gVisor and bubblewrap and needs no network. It is run by the sandbox's own inter
 from __future__ import annotations
 
 import asyncio
+import fcntl
 import json
 import os
 import shutil
@@ -17,6 +18,7 @@ import signal
 import stat
 import struct
 import sys
+import termios
 from typing import Any
 
 HEAD = struct.Struct(">II")
@@ -27,6 +29,8 @@ class Agent:
     def __init__(self, out: asyncio.StreamWriter | Any) -> None:
         self.out = out
         self.procs: dict[str, asyncio.subprocess.Process] = {}
+        self.inputs: dict[str, asyncio.StreamWriter] = {}  # where each command's stdin goes
+        self.ptys: set[str] = set()  # commands on a terminal: end of input is ^D, not a close
         self.early: dict[str, list[tuple[dict[str, Any], bytes]]] = {}  # stdin before start
 
     def send(self, header: dict[str, Any], data: bytes = b"") -> None:
@@ -37,26 +41,85 @@ class Agent:
         eid = m["id"]
         env = dict(os.environ)
         env.update(m.get("env") or {})
+        master = -1
         try:
-            proc = await asyncio.create_subprocess_exec(
-                *m["args"], cwd=m.get("cwd") or None, env=env,
-                stdin=asyncio.subprocess.PIPE, stdout=asyncio.subprocess.PIPE,
-                stderr=asyncio.subprocess.PIPE, start_new_session=True,
-            )
+            if m.get("pty"):
+                env.setdefault("TERM", "xterm-256color")
+                master, slave = os.openpty()
+                rows, cols = m.get("size") or (24, 80)
+                fcntl.ioctl(slave, termios.TIOCSWINSZ, struct.pack("HHHH", rows, cols, 0, 0))
+                try:
+                    proc = await asyncio.create_subprocess_exec(
+                        *m["args"], cwd=m.get("cwd") or None, env=env, stdin=slave,
+                        stdout=slave, stderr=slave, start_new_session=True,
+                        preexec_fn=_take_terminal)
+                finally:
+                    os.close(slave)
+            else:
+                proc = await asyncio.create_subprocess_exec(
+                    *m["args"], cwd=m.get("cwd") or None, env=env,
+                    stdin=asyncio.subprocess.PIPE, stdout=asyncio.subprocess.PIPE,
+                    stderr=asyncio.subprocess.PIPE, start_new_session=True,
+                )
         except OSError as exc:
+            if master >= 0:
+                os.close(master)
             self.send({"t": "out", "id": eid, "fd": 2}, f"{m['args'][0]}: {exc}\n".encode())
             self.send({"t": "exit", "id": eid, "code": 127 if isinstance(
                 exc, FileNotFoundError) else 126})
             self.early.pop(eid, None)
             return
         self.procs[eid] = proc
+        loop = asyncio.get_running_loop()
+        if master >= 0:
+            os.set_blocking(master, False)
+            loop.add_reader(master, self._terminal_readable, eid, master)
+            transport, protocol = await loop.connect_write_pipe(
+                asyncio.streams.FlowControlMixin, os.fdopen(os.dup(master), "wb", buffering=0))
+            self.inputs[eid] = asyncio.StreamWriter(transport, protocol, None, loop)
+            self.ptys.add(eid)
+        else:
+            assert proc.stdin is not None
+            self.inputs[eid] = proc.stdin
         for early in self.early.pop(eid, []):
             self.stdin(*early)
-        assert proc.stdout is not None and proc.stderr is not None
-        await asyncio.gather(self.pump(eid, 1, proc.stdout), self.pump(eid, 2, proc.stderr))
-        code = await proc.wait()
+        if master >= 0:
+            # A terminal is read until its command exits, then drained: gVisor never reports
+            # the end of a terminal whose last user has gone, as Linux does with EIO.
+            code = await proc.wait()
+            loop.remove_reader(master)
+            while self._terminal_output(eid, master):
+                pass
+            self.inputs.pop(eid).close()
+            self.ptys.discard(eid)
+            os.close(master)
+        else:
+            assert proc.stdout is not None and proc.stderr is not None
+            await asyncio.gather(self.pump(eid, 1, proc.stdout), self.pump(eid, 2, proc.stderr))
+            code = await proc.wait()
+            self.inputs.pop(eid, None)
         self.procs.pop(eid, None)
         self.send({"t": "exit", "id": eid, "code": code})
+
+    def _terminal_readable(self, eid: str, master: int) -> None:
+        try:
+            self._terminal_output(eid, master, quiet=False)
+        except OSError:  # EIO: its last user has gone (Linux); the exit drains the rest
+            asyncio.get_running_loop().remove_reader(master)
+
+    def _terminal_output(self, eid: str, master: int, quiet: bool = True) -> bool:
+        """Send what the terminal has; False once it has nothing more for now."""
+        try:
+            data = os.read(master, CHUNK)
+        except BlockingIOError:
+            return False
+        except OSError:
+            if quiet:
+                return False
+            raise
+        if data:
+            self.send({"t": "out", "id": eid, "fd": 1}, data)
+        return bool(data)
 
     async def pump(self, eid: str, fd: int, reader: asyncio.StreamReader) -> None:
         while True:
@@ -70,14 +133,17 @@ class Agent:
         if m["id"] in self.early:
             self.early[m["id"]].append((m, data))
             return
-        proc = self.procs.get(m["id"])
-        if proc is None or proc.stdin is None or proc.stdin.is_closing():
+        writer = self.inputs.get(m["id"])
+        if writer is None or writer.is_closing():
             return
         try:
             if data:
-                proc.stdin.write(data)
+                writer.write(data)
             if m.get("eof"):
-                proc.stdin.close()
+                if m["id"] in self.ptys:
+                    writer.write(b"\x04")  # end of input, as a terminal says it
+                else:
+                    writer.close()
         except (BrokenPipeError, ConnectionResetError):
             pass
 
@@ -97,6 +163,11 @@ class Agent:
                        "message": f"{exc.strerror or exc}: {m['path']}"})
             return
         self.send({"t": "fs", "id": m["id"], "result": result}, out)
+
+
+def _take_terminal() -> None:
+    """In the child, after setsid: make its terminal (stdin) the session's controlling one."""
+    fcntl.ioctl(0, termios.TIOCSCTTY, 0)
 
 
 def file_op(op: str, path: str, m: dict[str, Any], data: bytes) -> tuple[Any, bytes]:

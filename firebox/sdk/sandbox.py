@@ -287,8 +287,6 @@ class Sandbox:
             raise InvalidError("Tunnels need the sandbox on a network of its own: drop "
                                "block_network=True (egress stays closed unless cidr_allowlist= "
                                "opens it).")
-        if pty:
-            raise NotSupportedYet("pty=True is not supported yet in firebox sandboxes.")
         if image is not None and not isinstance(image, SandboxImage):
             raise NotSupportedYet("Sandbox.create(image=) takes only an image from "
                                   "sb.snapshot_filesystem() for now.")
@@ -300,6 +298,7 @@ class Sandbox:
             "volumes": await resolve_mounts(mounts), "block_network": block_network,
             "cidr_allowlist": list(cidr_allowlist) if cidr_allowlist is not None else None,
             "encrypted_ports": list(encrypted_ports), "unencrypted_ports": list(unencrypted_ports),
+            "pty": pty,
         }
         resp = await client_mod.current().request("POST", "/v1/sandboxes", packed=body)
         sb = cls(resp["id"], resp["isolation"])
@@ -362,13 +361,12 @@ class Sandbox:
                    env: dict[str, str] | None = None, secrets: Sequence[Secret] | None = None,
                    text: bool = True, bufsize: int = -1, pty: bool = False,
                    **_: Any) -> ContainerProcess:
-        """Start a command in the sandbox; returns at once with its process."""
-        if pty:
-            raise NotSupportedYet("pty=True is not supported yet in firebox sandboxes.")
+        """Start a command in the sandbox; returns at once with its process. pty=True runs it
+        on a terminal: its stdout and stderr both arrive on stdout."""
         resp = await client_mod.current().request(
             "POST", f"/v1/sandboxes/{self.object_id}/exec",
             packed={"args": [str(a) for a in args], "timeout": timeout, "workdir": workdir,
-                    "env": env or {}, "secrets": await _secret_ids(secrets)})
+                    "env": env or {}, "secrets": await _secret_ids(secrets), "pty": pty})
         return ContainerProcess(self.object_id, resp["exec_id"], text)
 
     @live_method

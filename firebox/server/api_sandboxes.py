@@ -129,7 +129,7 @@ async def create(request: Request) -> Response:
                 timeout=_seconds(body.get("timeout"), "timeout", 300.0) or 300.0,
                 idle_timeout=_seconds(body.get("idle_timeout"), "idle_timeout", None),
                 cpu=float(cpu) if cpu is not None else None, memory_mb=memory, layers=layers,
-                volumes=volumes, network=network, ports=ports)
+                volumes=volumes, network=network, ports=ports, pty=bool(body.get("pty")))
     sb = await manager(request).create(who.workspace_id, app.id, name,
                                        _strings(body.get("tags"), "tags"), spec)
     return packed({"id": sb.id, "isolation": sb.isolation})
@@ -225,7 +225,8 @@ async def exec_command(request: Request) -> Response:
     if not isinstance(args, list):
         raise invalid("exec needs a command: one or more strings.")
     e = manager(request).exec(sb, args, env, workdir,
-                              _seconds(body.get("timeout"), "timeout", None))
+                              _seconds(body.get("timeout"), "timeout", None),
+                              pty=bool(body.get("pty")))
     return packed({"exec_id": e.id})
 
 

@@ -93,6 +93,7 @@ class Spec:
     volumes: dict[str, str] = field(default_factory=dict)  # mount path -> volume id
     network: list[str] | None = None  # allowlisted CIDRs; None: no network at all
     ports: dict[int, bool] = field(default_factory=dict)  # tunnelled port -> TLS only
+    pty: bool = False  # the command it was created with runs on a terminal
 
     def pooled(self) -> bool:
         """Whether a warm sandbox fits: it was booted with no image and the default limits;
@@ -241,7 +242,7 @@ class SandboxManager:
         asyncio.get_running_loop().call_later(
             spec.timeout, lambda: self._spawn(sb, self.terminate(sb, "timeout")))
         if spec.args:
-            self.exec(sb, spec.args, {}, spec.workdir, None, exec_id=MAIN)
+            self.exec(sb, spec.args, {}, spec.workdir, None, exec_id=MAIN, pty=spec.pty)
         return sb
 
     def _new(self, sid: str, mode: str, spec: Spec) -> Running:
@@ -434,14 +435,16 @@ class SandboxManager:
     # ---- commands and files -----------------------------------------------------------------
 
     def exec(self, sb: Running, args: list[str], env: dict[str, str], workdir: str | None,
-             timeout: float | None, exec_id: str | None = None) -> Exec:
+             timeout: float | None, exec_id: str | None = None, pty: bool = False) -> Exec:
+        """Start a command; with pty=True on a terminal of its own (stdout and stderr then
+        arrive together, as stdout)."""
         if not args or not all(isinstance(a, str) for a in args):
             raise invalid("exec needs a command: one or more strings.")
         e = Exec(exec_id or sb.next_id("ex-"))
         sb.execs[e.id] = e
         # The sandbox's own env goes with each command: a warm sandbox booted without it.
         sb.send({"t": "exec", "id": e.id, "args": args, "env": {**sb.spec.env, **env},
-                 "cwd": workdir or sb.spec.workdir})
+                 "cwd": workdir or sb.spec.workdir, "pty": pty})
         if timeout:
             e.timer = asyncio.get_running_loop().call_later(
                 timeout, lambda: self.signal(sb, e.id, signal.SIGKILL))
