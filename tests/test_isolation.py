@@ -106,7 +106,7 @@ def test_cannot_signal_another_containers_process(server):
     assert healthy(server)
 
 
-@pytest.mark.skipif(not CGROUPS, reason="needs writable cgroup v1")
+@pytest.mark.skipif(not CGROUPS, reason="needs writable cgroups")
 def test_fork_bomb_stops_at_the_pids_limit(server):
     with esc.app.run():
         result = esc.fork_bomb.remote(3 * cgroups.DEFAULT_PIDS_MAX)
@@ -115,11 +115,11 @@ def test_fork_bomb_stops_at_the_pids_limit(server):
         assert esc.whoami.remote()["isolation"] == "namespaces"  # others still start
     assert healthy(server)
     # The single-use container is gone, and its processes and cgroup with it.
-    group = cgroups.ROOT / "pids" / cgroups.PARENT / result["container_id"]
+    group = cgroups.group_dir(result["container_id"], "pids")
     assert eventually(lambda: not group.exists(), timeout=15)
 
 
-@pytest.mark.skipif(not CGROUPS, reason="needs writable cgroup v1")
+@pytest.mark.skipif(not CGROUPS, reason="needs writable cgroups")
 def test_memory_bomb_is_killed_and_the_error_names_the_limit(server):
     with esc.app.run():
         with pytest.raises(RemoteError, match="more than its 256 MiB memory limit"):
@@ -128,7 +128,7 @@ def test_memory_bomb_is_killed_and_the_error_names_the_limit(server):
     assert healthy(server)
 
 
-@pytest.mark.skipif(not CGROUPS or not shutil.which("runsc"), reason="needs cgroup v1 and runsc")
+@pytest.mark.skipif(not CGROUPS or not shutil.which("runsc"), reason="needs cgroups and runsc")
 def test_memory_limit_holds_under_gvisor_too(server):
     # runsc moves its processes out of the cgroup they start in unless told to stay.
     with esc.app.run():
@@ -137,16 +137,21 @@ def test_memory_limit_holds_under_gvisor_too(server):
     assert healthy(server)
 
 
-@pytest.mark.skipif(not CGROUPS, reason="needs writable cgroup v1")
+@pytest.mark.skipif(not CGROUPS, reason="needs writable cgroups")
 def test_cpu_and_memory_limits_are_set_on_the_containers_cgroup(server):
     with esc.app.run():
         cid = esc.limited.remote()
-        cpu = cgroups.ROOT / "cpu" / cgroups.PARENT / cid
-        memory = cgroups.ROOT / "memory" / cgroups.PARENT / cid
-        assert (cpu / "cpu.cfs_quota_us").read_text().strip() == "50000"
-        assert (cpu / "cpu.shares").read_text().strip() == "256"
-        assert int((memory / "memory.limit_in_bytes").read_text()) == 300 * 1024 * 1024
-        assert int((memory / "memory.soft_limit_in_bytes").read_text()) == 100 * 1024 * 1024
+        cpu, memory = cgroups.group_dir(cid, "cpu"), cgroups.group_dir(cid, "memory")
+        if cgroups.version() == 2:
+            assert (cpu / "cpu.max").read_text().split() == ["50000", "100000"]
+            assert int((cpu / "cpu.weight").read_text()) == cgroups.cpu_weight(0.25)
+            assert int((memory / "memory.max").read_text()) == 300 * 1024 * 1024
+            assert int((memory / "memory.low").read_text()) == 100 * 1024 * 1024
+        else:
+            assert (cpu / "cpu.cfs_quota_us").read_text().strip() == "50000"
+            assert (cpu / "cpu.shares").read_text().strip() == "256"
+            assert int((memory / "memory.limit_in_bytes").read_text()) == 300 * 1024 * 1024
+            assert int((memory / "memory.soft_limit_in_bytes").read_text()) == 100 * 1024 * 1024
         assert host_pids_of(cid)[0] in [int(p) for p in (cpu / "cgroup.procs").read_text().split()]
 
 

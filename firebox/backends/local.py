@@ -61,8 +61,8 @@ class LocalBackend:
         if self.cgroups:
             cgroups.sweep_stale()
         if not self.cgroups:
-            log.warning("cgroup v1 is not writable here: containers run without cpu, memory "
-                        "and process limits")
+            log.warning("no writable cgroups here (v1, or v2 with cpu, memory and pids): "
+                        "containers run without cpu, memory and process limits")
         self.procs: dict[str, Process] = {}  # by container id
         self.standby: list[Process] = []
         self.standby_env = dict(standby_env or {})
