@@ -27,8 +27,10 @@ def free_port() -> int:
 class ServerProcess:
     """A `firebox server` subprocess that tests can kill and start again on the same state."""
 
-    def __init__(self, root: Path, database_url: str | None = None) -> None:
+    def __init__(self, root: Path, database_url: str | None = None,
+                 extra_env: dict[str, str] | None = None) -> None:
         self.root = root
+        self.extra_env = extra_env or {}
         self.config_dir = root / "config"
         self.state_dir = root / "state"
         self.port = free_port()
@@ -43,7 +45,7 @@ class ServerProcess:
         env["FIREBOX_CONFIG_DIR"] = str(self.config_dir)
         if self.database_url:
             env["FIREBOX_DATABASE_URL"] = self.database_url
-        return env
+        return env | self.extra_env
 
     def start(self) -> None:
         cmd = [sys.executable, "-m", "firebox.cli.main", "server", "--port", str(self.port),

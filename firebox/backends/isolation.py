@@ -269,7 +269,18 @@ SANDBOX_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
 
 
 def sandbox_default_mode() -> str:
-    """gVisor where runsc is installed, else bubblewrap namespaces."""
+    """The operator's choice (FIREBOX_SANDBOX_ISOLATION), else gVisor where runsc is
+    installed, else bubblewrap namespaces."""
+    chosen = os.environ.get("FIREBOX_SANDBOX_ISOLATION")
+    if chosen:
+        if chosen not in SANDBOX_MODES:
+            raise IsolationUnavailable(f"FIREBOX_SANDBOX_ISOLATION={chosen!r}: sandboxes run "
+                                       f"under {' or '.join(SANDBOX_MODES)}.")
+        tool = "runsc" if chosen == GVISOR else "bwrap"
+        if not shutil.which(tool):
+            raise IsolationUnavailable(f"FIREBOX_SANDBOX_ISOLATION={chosen} needs {tool}, which "
+                                       "is not installed; scripts/install.sh installs it.")
+        return chosen
     if shutil.which("runsc"):
         return GVISOR
     if shutil.which("bwrap"):

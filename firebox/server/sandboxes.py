@@ -166,7 +166,10 @@ class SandboxManager:
 
     @property
     def isolation(self) -> str:
-        return isolation.sandbox_default_mode()
+        try:
+            return isolation.sandbox_default_mode()
+        except isolation.IsolationUnavailable as exc:
+            raise ApiError(503, "RemoteError", str(exc)) from None
 
     async def start(self) -> None:
         now = time.time()
@@ -276,7 +279,7 @@ class SandboxManager:
         while len(self.pool) < self.pool_size:
             try:
                 mode = self.isolation
-            except isolation.IsolationUnavailable as exc:
+            except ApiError as exc:
                 log.warning("no warm sandboxes: %s", exc)
                 return
             sb = self._new(f"sb-{secrets.token_hex(8)}", mode, POOL_SPEC)

@@ -15,6 +15,7 @@ from pathlib import Path
 import uvicorn
 
 from .. import config
+from ..backends.isolation import IsolationUnavailable, sandbox_default_mode
 from ..store.db import Database
 from .app import create_app
 from .auth import create_token, ensure_workspace, token_workspace
@@ -71,6 +72,11 @@ def bind_unix(path: Path) -> socket.socket | None:
 def serve_forever(host: str, port: int, state_dir: Path, database_url: str | None,
                   isolation: str | None = None) -> None:
     """Run a lasting server in this process; writes the client config on first start."""
+    if os.environ.get("FIREBOX_SANDBOX_ISOLATION"):
+        try:  # the operator's choice must work: refuse to start rather than fail each sandbox
+            sandbox_default_mode()
+        except IsolationUnavailable as exc:
+            raise SystemExit(f"firebox: {exc}") from None
     sock = bind(host, port)
     url_host = "127.0.0.1" if host in ("0.0.0.0", "") else host
     url = f"http://{url_host}:{sock.getsockname()[1]}"
