@@ -17,13 +17,12 @@ from .sdk.retries import Retries
 from .sdk.sandbox import Sandbox
 from .sdk.schedule import Cron, Period
 from .sdk.secret import Secret
-from .sdk.tunnel import Tunnel
+from .sdk.tunnel import Tunnel, forward
 from .sdk.unsupported import (
     CloudBucketMount,
     Mount,
     NetworkFileSystem,
     Stub,
-    forward,
 )
 from .sdk.volume import Volume
 from .sdk.web import asgi_app, fastapi_endpoint, web_endpoint, web_server, wsgi_app

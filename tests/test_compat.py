@@ -142,7 +142,6 @@ def test_not_supported_yet_is_a_clear_error():
 
     still_missing = [
         lambda: firebox.Image.from_registry("python:3.11-slim"),
-        lambda: firebox.forward(8000),
         lambda: firebox.NetworkFileSystem.from_name("x"),
         lambda: firebox.CloudBucketMount("bucket"),
     ]

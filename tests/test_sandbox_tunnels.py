@@ -1,10 +1,12 @@
-"""Tunnels: a sandbox's ports reached from outside through the server, TLS and plain TCP, with
-the official-style clients a user would use (httpx with the server's CA, raw sockets)."""
+"""Tunnels: a sandbox's ports (and a function container's, with forward()) reached from outside
+through the server, TLS and plain TCP, with the clients a user would use (httpx trusting the
+server's CA, raw sockets)."""
 
 import os
 import shutil
 import socket
 import ssl
+import time
 
 import httpx
 import pytest
@@ -136,3 +138,31 @@ def test_bad_port_requests_are_refused(app):
         modal.Sandbox.create(app=app, encrypted_ports=[8000], unencrypted_ports=[8000])
     with pytest.raises(InvalidError, match="port number"):
         modal.Sandbox.create(app=app, encrypted_ports=[70000])
+
+
+def test_forward_from_a_function_container(server):
+    from apps import forwarding
+
+    rendezvous = f"forwarding-{os.getpid()}-{time.monotonic_ns()}"
+    with forwarding.app.run(show_logs=False):
+        call = forwarding.serve.spawn(rendezvous)
+        board = modal.Dict.from_name(rendezvous, create_if_missing=True)
+        published = eventually(lambda: board.get("tunnel"), timeout=60)
+        assert published, "the function never published its tunnel"
+        ca = ssl.create_default_context(cafile=str(server.state_dir / "tls" / "ca.pem"))
+        got = httpx.get(published["url"] + "/outside", verify=ca, timeout=10)
+        assert got.text == "hello from the container, path /outside"
+        board["stop"] = True
+        result = call.get(timeout=60)
+        assert result["own"] == "hello from the container, path /self"
+        assert result["again"] == "refused"
+    # The block ended, so the tunnel is closed.
+    host, port = published["url"].removeprefix("https://").split(":")
+    with pytest.raises(OSError):
+        socket.create_connection((host, int(port)), timeout=3).close()
+
+
+def test_forward_outside_a_container_says_where_it_works():
+    with pytest.raises(InvalidError, match="inside a firebox container"):
+        with modal.forward(8000):
+            pass

@@ -410,8 +410,7 @@ class Sandbox:
     async def tunnels(self, timeout: int = 50) -> dict[int, Tunnel]:
         """How to reach the ports given as encrypted_ports= and unencrypted_ports=, by port."""
         resp = await client_mod.current().request("GET", f"/v1/sandboxes/{self.object_id}/tunnels")
-        return {t["container_port"]: Tunnel(t["host"], t["port"], t["unencrypted_host"],
-                                            t["unencrypted_port"]) for t in resp["tunnels"]}
+        return {t["container_port"]: Tunnel._of(t) for t in resp["tunnels"]}
 
     @live_method
     async def snapshot_filesystem(self, timeout: int = 55) -> SandboxImage:

@@ -32,10 +32,6 @@ class CloudBucketMount(_NotYet):
     _what = "Cloud bucket mounts"
 
 
-def forward(*args: Any, **kwargs: Any) -> Any:
-    raise NotSupportedYet("firebox.forward (tunnels) is not supported yet.")
-
-
 class Stub:
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         raise InvalidError("Stub was renamed; use firebox.App instead.")

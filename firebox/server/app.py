@@ -23,6 +23,7 @@ from . import (
     api_sandboxes,
     api_scaling,
     api_secrets,
+    api_tunnels,
     api_volumes,
     api_web,
     api_workspace,
@@ -69,7 +70,8 @@ def create_app(settings: Settings) -> ASGIApp:
         routes=[Route("/health", health), *api.routes, *api_blobs.routes, *api_scaling.routes,
                 *containers.routes, *api_web.routes,
                 *api_dicts.routes, *api_queues.routes, *api_secrets.routes, *api_volumes.routes,
-                *api_sandboxes.routes, *api_workspace.routes, *api_images.routes],
+                *api_sandboxes.routes, *api_workspace.routes, *api_images.routes,
+                *api_tunnels.routes],
         exception_handlers={ApiError: api_error, Exception: internal_error},
         lifespan=lifespan,
     )

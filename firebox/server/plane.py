@@ -10,6 +10,7 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlparse
 
 import sqlalchemy as sa
 
@@ -28,6 +29,7 @@ from .outputs import OutputLog
 from .sandboxes import SandboxManager
 from .scheduler import Capacity, Container, Scheduler
 from .schedules import Schedules
+from .tunnels import Tunnels
 from .vault import Vault
 from .waiters import Waiters
 
@@ -85,6 +87,9 @@ class ControlPlane:
         )
         self.vault = Vault(settings.state_dir, self.db)
         self.waiters = Waiters()  # blocked Queue gets and puts, woken by changes
+        # Ports of sandboxes and containers reached from outside (forward(), encrypted_ports=).
+        self.tunnels = Tunnels(settings.state_dir, settings.bind_host,
+                               urlparse(settings.url).hostname or "127.0.0.1")
         self.sandboxes = SandboxManager(self, hidden=self.backend.hidden)
         self.ingress = Ingress(self)  # web functions' URLs
         self.images = Builder(settings.state_dir / "images", self.blobs, self.backend.hidden)
@@ -138,6 +143,7 @@ class ControlPlane:
         for t in [*self._tasks, *self._closers]:
             t.cancel()
         await self.sandboxes.close()
+        await self.tunnels.close_all()
         await self.scheduler.shutdown()
         await self.backend.close()
         await self.db.close()
@@ -145,6 +151,10 @@ class ControlPlane:
     def _on_exit(self, container_id: str, returncode: int | None, cause: str,
                  ended: float) -> None:
         self.scheduler.on_container_exit(container_id, returncode, cause, ended)
+        if self.tunnels.owned_by(f"{container_id}/"):  # its forward()s end with it
+            task = asyncio.create_task(self.tunnels.close_all(f"{container_id}/"))
+            self._closers.add(task)
+            task.add_done_callback(self._closers.discard)
 
     def _container_env(self, c: Container) -> dict[str, str]:
         fn = c.pool.function

@@ -23,13 +23,12 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
-from urllib.parse import urlparse
 
 import sqlalchemy as sa
 
 from ..backends import cgroups, isolation, sandbox_net
 from ..store import schema as s
-from . import sandbox_volumes, tunnels
+from . import sandbox_volumes
 from .errors import ApiError, invalid
 
 if TYPE_CHECKING:
@@ -161,8 +160,7 @@ class SandboxManager:
         self.pool: list[Running] = []  # booted default sandboxes, oldest first
         self.pool_size = max(0, int(os.environ.get(POOL_ENV) or DEFAULT_POOL))
         self._filling: asyncio.Task[None] | None = None
-        self.tunnels = tunnels.Tunnels(cp.settings.state_dir, cp.settings.bind_host,
-                                       urlparse(cp.settings.url).hostname or "127.0.0.1")
+        self.tunnels = cp.tunnels
 
     @property
     def isolation(self) -> str:
@@ -192,7 +190,6 @@ class SandboxManager:
         pool, self.pool = self.pool, []
         await asyncio.gather(*(self.terminate(sb, "terminated") for sb in
                                [*pool, *self.running.values()]), return_exceptions=True)
-        await self.tunnels.close_all()
         if sandbox_net.available():
             await asyncio.to_thread(sandbox_net.shutdown)
 

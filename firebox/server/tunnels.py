@@ -128,8 +128,12 @@ class Tunnels:
             with contextlib.suppress(Exception):
                 await asyncio.wait_for(server.wait_closed(), 5)
 
-    async def close_all(self) -> None:
-        for owner in list(self.open_):
+    def owned_by(self, prefix: str) -> bool:
+        return any(owner.startswith(prefix) for owner in self.open_)
+
+    async def close_all(self, prefix: str = "") -> None:
+        """Close every owner's tunnels, or those of owners whose name starts with prefix."""
+        for owner in [o for o in self.open_ if o.startswith(prefix)]:
             await self.close(owner)
 
     async def _listen(self, state: Open, target: tuple[str, int],

@@ -1,0 +1,44 @@
+"""A function that serves HTTP in its container and forward()s the port while it waits."""
+
+import http.server
+import threading
+import time
+import urllib.request
+
+import firebox as modal
+
+app = modal.App("forwarding")
+
+
+class Hello(http.server.BaseHTTPRequestHandler):
+    def do_GET(self):  # noqa: N802
+        body = f"hello from the container, path {self.path}".encode()
+        self.send_response(200)
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+    def log_message(self, *args):
+        pass
+
+
+@app.function(timeout=120)
+def serve(rendezvous: str) -> dict:
+    """Serve, publish the tunnel in a Dict, and keep the port forwarded until told to stop."""
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Hello)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    port = server.server_address[1]
+    board = modal.Dict.from_name(rendezvous, create_if_missing=True)
+    with modal.forward(port, unencrypted=True) as tunnel:
+        host, plain_port = tunnel.tcp_socket
+        own = urllib.request.urlopen(f"http://{host}:{plain_port}/self", timeout=10).read()
+        board["tunnel"] = {"url": tunnel.url, "tcp": list(tunnel.tcp_socket)}
+        deadline = time.monotonic() + 60
+        while "stop" not in board and time.monotonic() < deadline:
+            time.sleep(0.05)
+        try:
+            modal.forward(port).__enter__()
+            again = "opened twice"
+        except modal.exception.AlreadyExistsError:
+            again = "refused"
+    return {"own": own.decode(), "again": again, "url": tunnel.url}
