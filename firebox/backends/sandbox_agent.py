@@ -4,158 +4,191 @@ their output, and does file operations as the sandbox sees its file system.
 It talks to the control plane over its own stdin and stdout only, in frames of
 (4-byte header length, 4-byte data length, JSON header, raw data), so it works the same under
 gVisor and bubblewrap and needs no network. It is run by the sandbox's own interpreter with
-`-I -S`: standard library only, nothing of firebox imported.
+`-I -S`: standard library only, nothing of firebox imported. It imports as little as it can,
+as every module costs a sandbox's cold start dearly under gVisor (asyncio alone adds about a
+second there), so it is one selectors loop over plain file descriptors.
 """
 
 from __future__ import annotations
 
-import asyncio
-import fcntl
 import json
 import os
-import shutil
+import selectors
 import signal
-import stat
 import struct
-import sys
-import termios
-from typing import Any
 
 HEAD = struct.Struct(">II")
 CHUNK = 65536
+READ, WRITE = selectors.EVENT_READ, selectors.EVENT_WRITE
+
+
+class Command:
+    """One running command: its process, the pipes (or terminal) to it, and what is owed."""
+
+    def __init__(self, eid: str, pid: int, stdin: int, outputs: dict[int, int],
+                 terminal: bool) -> None:
+        self.id = eid
+        self.pid = pid
+        self.stdin: int | None = stdin  # our end of its input
+        self.pending = bytearray()  # input not yet taken by the command
+        self.eof = False  # close its input once pending is written
+        self.outputs = outputs  # our read end -> 1 (stdout) or 2 (stderr)
+        self.terminal = terminal
+        self.code: int | None = None
 
 
 class Agent:
-    def __init__(self, out: asyncio.StreamWriter | Any) -> None:
-        self.out = out
-        self.procs: dict[str, asyncio.subprocess.Process] = {}
-        self.inputs: dict[str, asyncio.StreamWriter] = {}  # where each command's stdin goes
-        self.ptys: set[str] = set()  # commands on a terminal: end of input is ^D, not a close
-        self.early: dict[str, list[tuple[dict[str, Any], bytes]]] = {}  # stdin before start
+    def __init__(self) -> None:
+        self.sel = selectors.DefaultSelector()
+        self.commands: dict[str, Command] = {}
+        self.by_pid: dict[int, Command] = {}
+        self.inbox = bytearray()
+        os.set_blocking(0, False)
+        self.sel.register(0, READ, self._control)
+        # SIGCHLD wakes the loop through this pipe; the handler itself does nothing.
+        self.wake_r, wake_w = os.pipe()
+        os.set_blocking(self.wake_r, False)
+        os.set_blocking(wake_w, False)
+        signal.set_wakeup_fd(wake_w, warn_on_full_buffer=False)
+        signal.signal(signal.SIGCHLD, lambda *_: None)
+        self.sel.register(self.wake_r, READ, self._reap)
+        self.running = True
 
-    def send(self, header: dict[str, Any], data: bytes = b"") -> None:
+    def send(self, header: dict, data: bytes = b"") -> None:
         h = json.dumps(header).encode()
-        self.out.write(HEAD.pack(len(h), len(data)) + h + data)
+        frame = memoryview(HEAD.pack(len(h), len(data)) + h + data)
+        while frame:  # blocking: the control plane always reads
+            frame = frame[os.write(1, frame):]
 
-    async def exec(self, m: dict[str, Any]) -> None:
-        eid = m["id"]
+    def run(self) -> None:
+        self.send({"t": "ready", "pid": os.getpid()})
+        while self.running:
+            for key, mask in self.sel.select():
+                key.data(key.fd, mask)
+
+    # ---- the control plane's messages --------------------------------------------------------
+
+    def _control(self, fd: int, mask: int) -> None:
+        try:
+            data = os.read(fd, 1 << 20)
+        except BlockingIOError:
+            return
+        if not data:
+            self.running = False  # the control plane went away: the sandbox ends
+            return
+        self.inbox += data
+        while len(self.inbox) >= HEAD.size:
+            hlen, dlen = HEAD.unpack_from(self.inbox)
+            end = HEAD.size + hlen + dlen
+            if len(self.inbox) < end:
+                return
+            m = json.loads(bytes(self.inbox[HEAD.size:HEAD.size + hlen]))
+            payload = bytes(self.inbox[HEAD.size + hlen:end])
+            del self.inbox[:end]
+            t = m["t"]
+            if t == "exec":
+                self.exec(m)
+            elif t == "stdin":
+                self.stdin(m, payload)
+            elif t == "signal":
+                self.signal(m)
+            elif t == "fs":
+                self.fs(m, payload)
+
+    def exec(self, m: dict) -> None:
+        eid, args = m["id"], m["args"]
         env = dict(os.environ)
         env.update(m.get("env") or {})
-        master = -1
-        try:
-            if m.get("pty"):
-                env.setdefault("TERM", "xterm-256color")
-                master, slave = os.openpty()
-                rows, cols = m.get("size") or (24, 80)
-                fcntl.ioctl(slave, termios.TIOCSWINSZ, struct.pack("HHHH", rows, cols, 0, 0))
-                try:
-                    proc = await asyncio.create_subprocess_exec(
-                        *m["args"], cwd=m.get("cwd") or None, env=env, stdin=slave,
-                        stdout=slave, stderr=slave, start_new_session=True,
-                        preexec_fn=_take_terminal)
-                finally:
-                    os.close(slave)
+        terminal = bool(m.get("pty"))
+        if terminal:
+            import fcntl
+            import termios
+
+            env.setdefault("TERM", "xterm-256color")
+            master, slave = os.openpty()
+            rows, cols = m.get("size") or (24, 80)
+            fcntl.ioctl(slave, termios.TIOCSWINSZ, struct.pack("HHHH", rows, cols, 0, 0))
+            child_fds = (slave, slave, slave)
+            ours = {master: 1}
+            stdin = os.dup(master)  # written separately from the reads of master
+            ends = [slave]
+        else:
+            in_r, stdin = os.pipe()
+            out_r, out_w = os.pipe()
+            err_r, err_w = os.pipe()
+            child_fds = (in_r, out_w, err_w)
+            ours = {out_r: 1, err_r: 2}
+            ends = [in_r, out_w, err_w]
+        report_r, report_w = os.pipe()  # close-on-exec: EOF means exec succeeded
+        pid = os.fork()
+        if pid == 0:
+            _child(args, env, m.get("cwd"), child_fds, terminal, report_w)
+        for fd in [*ends, report_w]:
+            os.close(fd)
+        failure = b""
+        while chunk := os.read(report_r, 64):
+            failure += chunk
+        os.close(report_r)
+        if failure:
+            os.waitpid(pid, 0)
+            for fd in [*ours, stdin]:
+                os.close(fd)
+            code, _, message = failure.decode().partition(":")
+            self.send({"t": "out", "id": eid, "fd": 2}, f"{args[0]}: {message}\n".encode())
+            self.send({"t": "exit", "id": eid, "code": 127 if int(code) == 2 else 126})
+            return
+        cmd = Command(eid, pid, stdin, ours, terminal)
+        self.commands[eid] = cmd
+        self.by_pid[pid] = cmd
+        os.set_blocking(stdin, False)
+        for fd in ours:
+            os.set_blocking(fd, False)
+            self.sel.register(fd, READ, self._output)
+
+    def stdin(self, m: dict, data: bytes) -> None:
+        cmd = self.commands.get(m["id"])
+        if cmd is None or cmd.stdin is None or cmd.eof:
+            return
+        cmd.pending += data
+        if m.get("eof"):
+            if cmd.terminal:
+                cmd.pending += b"\x04"  # end of input, as a terminal says it
             else:
-                proc = await asyncio.create_subprocess_exec(
-                    *m["args"], cwd=m.get("cwd") or None, env=env,
-                    stdin=asyncio.subprocess.PIPE, stdout=asyncio.subprocess.PIPE,
-                    stderr=asyncio.subprocess.PIPE, start_new_session=True,
-                )
-        except OSError as exc:
-            if master >= 0:
-                os.close(master)
-            self.send({"t": "out", "id": eid, "fd": 2}, f"{m['args'][0]}: {exc}\n".encode())
-            self.send({"t": "exit", "id": eid, "code": 127 if isinstance(
-                exc, FileNotFoundError) else 126})
-            self.early.pop(eid, None)
+                cmd.eof = True
+        self._feed(cmd)
+
+    def _feed(self, cmd: Command) -> None:
+        """Write what the command will take now; the rest waits for its input to drain."""
+        fd = cmd.stdin
+        if fd is None:
             return
-        self.procs[eid] = proc
-        loop = asyncio.get_running_loop()
-        if master >= 0:
-            os.set_blocking(master, False)
-            loop.add_reader(master, self._terminal_readable, eid, master)
-            transport, protocol = await loop.connect_write_pipe(
-                asyncio.streams.FlowControlMixin, os.fdopen(os.dup(master), "wb", buffering=0))
-            self.inputs[eid] = asyncio.StreamWriter(transport, protocol, None, loop)
-            self.ptys.add(eid)
-        else:
-            assert proc.stdin is not None
-            self.inputs[eid] = proc.stdin
-        for early in self.early.pop(eid, []):
-            self.stdin(*early)
-        if master >= 0:
-            # A terminal is read until its command exits, then drained: gVisor never reports
-            # the end of a terminal whose last user has gone, as Linux does with EIO.
-            code = await proc.wait()
-            loop.remove_reader(master)
-            while self._terminal_output(eid, master):
-                pass
-            self.inputs.pop(eid).close()
-            self.ptys.discard(eid)
-            os.close(master)
-        else:
-            assert proc.stdout is not None and proc.stderr is not None
-            await asyncio.gather(self.pump(eid, 1, proc.stdout), self.pump(eid, 2, proc.stderr))
-            code = await proc.wait()
-            self.inputs.pop(eid, None)
-        self.procs.pop(eid, None)
-        self.send({"t": "exit", "id": eid, "code": code})
-
-    def _terminal_readable(self, eid: str, master: int) -> None:
         try:
-            self._terminal_output(eid, master, quiet=False)
-        except OSError:  # EIO: its last user has gone (Linux); the exit drains the rest
-            asyncio.get_running_loop().remove_reader(master)
-
-    def _terminal_output(self, eid: str, master: int, quiet: bool = True) -> bool:
-        """Send what the terminal has; False once it has nothing more for now."""
-        try:
-            data = os.read(master, CHUNK)
+            while cmd.pending:
+                del cmd.pending[:os.write(fd, cmd.pending)]
         except BlockingIOError:
-            return False
-        except OSError:
-            if quiet:
-                return False
-            raise
-        if data:
-            self.send({"t": "out", "id": eid, "fd": 1}, data)
-        return bool(data)
-
-    async def pump(self, eid: str, fd: int, reader: asyncio.StreamReader) -> None:
-        while True:
-            data = await reader.read(CHUNK)
-            if not data:
-                return
-            self.send({"t": "out", "id": eid, "fd": fd}, data)
-
-    def stdin(self, m: dict[str, Any], data: bytes) -> None:
-        """Buffered in order; the control plane bounds how much a client may send at once."""
-        if m["id"] in self.early:
-            self.early[m["id"]].append((m, data))
-            return
-        writer = self.inputs.get(m["id"])
-        if writer is None or writer.is_closing():
-            return
-        try:
-            if data:
-                writer.write(data)
-            if m.get("eof"):
-                if m["id"] in self.ptys:
-                    writer.write(b"\x04")  # end of input, as a terminal says it
-                else:
-                    writer.close()
-        except (BrokenPipeError, ConnectionResetError):
             pass
+        except OSError:  # it closed its input: what it did not read is dropped
+            cmd.pending.clear()
+            cmd.eof = True
+        registered = fd in self.sel.get_map()
+        if cmd.pending and not registered:
+            self.sel.register(fd, WRITE, lambda _fd, _mask: self._feed(cmd))
+        elif not cmd.pending:
+            if registered:
+                self.sel.unregister(fd)
+            if cmd.eof:
+                os.close(fd)
+                cmd.stdin = None
 
-    def signal(self, m: dict[str, Any]) -> None:
-        proc = self.procs.get(m["id"])
-        if proc is not None:
+    def signal(self, m: dict) -> None:
+        cmd = self.commands.get(m["id"])
+        if cmd is not None and cmd.code is None:
             try:
-                os.killpg(proc.pid, int(m.get("sig", signal.SIGKILL)))
+                os.killpg(cmd.pid, int(m.get("sig", signal.SIGKILL)))
             except ProcessLookupError:
                 pass
 
-    def fs(self, m: dict[str, Any], data: bytes) -> None:
+    def fs(self, m: dict, data: bytes) -> None:
         try:
             result, out = file_op(m["op"], m["path"], m, data)
         except OSError as exc:
@@ -164,13 +197,101 @@ class Agent:
             return
         self.send({"t": "fs", "id": m["id"], "result": result}, out)
 
+    # ---- the commands' output and ends ---------------------------------------------------
 
-def _take_terminal() -> None:
-    """In the child, after setsid: make its terminal (stdin) the session's controlling one."""
-    fcntl.ioctl(0, termios.TIOCSCTTY, 0)
+    def _output(self, fd: int, mask: int) -> None:
+        cmd = next(c for c in self.commands.values() if fd in c.outputs)
+        try:
+            data = os.read(fd, CHUNK)
+        except BlockingIOError:
+            return
+        except OSError:  # EIO: the terminal's last user has gone
+            data = b""
+        if data:
+            self.send({"t": "out", "id": cmd.id, "fd": cmd.outputs[fd]}, data)
+            return
+        self.sel.unregister(fd)
+        os.close(fd)
+        del cmd.outputs[fd]
+        self._maybe_done(cmd)
+
+    def _reap(self, fd: int, mask: int) -> None:
+        try:
+            while os.read(fd, 512):
+                pass
+        except BlockingIOError:
+            pass
+        while True:
+            try:
+                pid, status = os.waitpid(-1, os.WNOHANG)
+            except ChildProcessError:
+                return
+            if pid == 0:
+                return
+            cmd = self.by_pid.pop(pid, None)
+            if cmd is None:
+                continue  # an orphan that re-parented to us, the sandbox's init
+            cmd.code = os.waitstatus_to_exitcode(status)
+            if cmd.terminal:
+                # gVisor never reports the end of a terminal whose last user has gone (Linux
+                # says EIO): once its command has exited, take what it holds and close it.
+                for master in list(cmd.outputs):
+                    self._drain(cmd, master)
+            self._maybe_done(cmd)
+
+    def _drain(self, cmd: Command, fd: int) -> None:
+        while True:
+            try:
+                data = os.read(fd, CHUNK)
+            except OSError:
+                break
+            if not data:
+                break
+            self.send({"t": "out", "id": cmd.id, "fd": cmd.outputs[fd]}, data)
+        self.sel.unregister(fd)
+        os.close(fd)
+        del cmd.outputs[fd]
+
+    def _maybe_done(self, cmd: Command) -> None:
+        """A command is over once it has exited and all its output is read."""
+        if cmd.code is None or cmd.outputs:
+            return
+        if cmd.stdin is not None:
+            if cmd.stdin in self.sel.get_map():
+                self.sel.unregister(cmd.stdin)
+            os.close(cmd.stdin)
+            cmd.stdin = None
+        del self.commands[cmd.id]
+        self.send({"t": "exit", "id": cmd.id, "code": cmd.code})
 
 
-def file_op(op: str, path: str, m: dict[str, Any], data: bytes) -> tuple[Any, bytes]:
+def _child(args: list, env: dict, cwd: str | None, fds: tuple, terminal: bool,
+           report: int) -> None:
+    """In the forked child: become a session leader on the given stdio, then exec."""
+    try:
+        os.setsid()
+        for target, fd in enumerate(fds):
+            os.dup2(fd, target)
+        if terminal:
+            import fcntl
+            import termios
+
+            fcntl.ioctl(0, termios.TIOCSCTTY, 0)
+        signal.set_wakeup_fd(-1)
+        for sig in (signal.SIGCHLD, signal.SIGPIPE, signal.SIGXFSZ):
+            signal.signal(sig, signal.SIG_DFL)
+        if cwd:
+            os.chdir(cwd)
+        os.execvpe(args[0], args, env)
+    except OSError as exc:
+        os.write(report, f"{exc.errno}:{exc.strerror or exc}".encode())
+    except BaseException as exc:  # noqa: BLE001 - nothing may escape a forked child
+        os.write(report, f"0:{exc}".encode())
+    finally:
+        os._exit(127)
+
+
+def file_op(op: str, path: str, m: dict, data: bytes) -> tuple[object, bytes]:
     if op == "read":
         with open(path, "rb") as f:
             return None, f.read()
@@ -189,6 +310,8 @@ def file_op(op: str, path: str, m: dict[str, Any], data: bytes) -> tuple[Any, by
     if op == "remove":
         if os.path.isdir(path) and not os.path.islink(path):
             if m.get("recursive"):
+                import shutil
+
                 shutil.rmtree(path)
             else:
                 os.rmdir(path)
@@ -196,6 +319,8 @@ def file_op(op: str, path: str, m: dict[str, Any], data: bytes) -> tuple[Any, by
             os.unlink(path)
         return None, b""
     if op == "stat":
+        import stat
+
         st = os.lstat(path)
         kind = ("directory" if stat.S_ISDIR(st.st_mode) else
                 "symlink" if stat.S_ISLNK(st.st_mode) else "file")
@@ -207,39 +332,5 @@ def file_op(op: str, path: str, m: dict[str, Any], data: bytes) -> tuple[Any, by
     raise OSError(22, f"unknown file operation {op!r}")
 
 
-async def main() -> None:
-    loop = asyncio.get_running_loop()
-    reader = asyncio.StreamReader(limit=1 << 26)
-    await loop.connect_read_pipe(lambda: asyncio.StreamReaderProtocol(reader), sys.stdin)
-    transport, protocol = await loop.connect_write_pipe(
-        asyncio.streams.FlowControlMixin, sys.stdout
-    )
-    writer = asyncio.StreamWriter(transport, protocol, None, loop)
-    agent = Agent(writer)
-    tasks: set[asyncio.Task[None]] = set()
-    agent.send({"t": "ready", "pid": os.getpid()})
-    while True:
-        try:
-            head = await reader.readexactly(HEAD.size)
-        except asyncio.IncompleteReadError:
-            return  # the control plane went away: the sandbox ends
-        hlen, dlen = HEAD.unpack(head)
-        m = json.loads(await reader.readexactly(hlen))
-        data = await reader.readexactly(dlen) if dlen else b""
-        t = m["t"]
-        if t == "exec":
-            # Buffer its stdin from now: the task starts only after the messages already read.
-            agent.early[m["id"]] = []
-            task = asyncio.ensure_future(agent.exec(m))
-            tasks.add(task)
-            task.add_done_callback(tasks.discard)
-        elif t == "stdin":
-            agent.stdin(m, data)
-        elif t == "signal":
-            agent.signal(m)
-        elif t == "fs":
-            agent.fs(m, data)
-
-
 if __name__ == "__main__":
-    asyncio.run(main())
+    Agent().run()
