@@ -3,5 +3,15 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/install.sh
+# tests/test_cgroups_v2_vm.py boots Debian's kernel in qemu to test cgroup v2 on a v1 host.
+vm=()
+command -v qemu-system-x86_64 >/dev/null 2>&1 || vm+=(qemu-system-x86)
+ls /boot/vmlinuz-* >/dev/null 2>&1 || vm+=(linux-image-amd64)
+[ -x /bin/busybox ] || vm+=(busybox-static)
+if [ ${#vm[@]} -gt 0 ] && [ "$(id -u)" = 0 ]; then
+    echo "test: apt-get install ${vm[*]}"
+    apt-get update -qq >/dev/null
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${vm[@]}" >/dev/null
+fi
 .venv/bin/ruff check firebox tests
 exec .venv/bin/python -m pytest -q "$@"
