@@ -100,6 +100,7 @@ class Agent:
         env = dict(os.environ)
         env.update(m.get("env") or {})
         terminal = bool(m.get("pty"))
+        slave = -1
         if terminal:
             import fcntl
             import termios
@@ -119,24 +120,19 @@ class Agent:
             child_fds = (in_r, out_w, err_w)
             ours = {out_r: 1, err_r: 2}
             ends = [in_r, out_w, err_w]
-        report_r, report_w = os.pipe()  # close-on-exec: EOF means exec succeeded
-        pid = os.fork()
-        if pid == 0:
-            _child(args, env, m.get("cwd"), child_fds, terminal, report_w)
-        for fd in [*ends, report_w]:
-            os.close(fd)
-        failure = b""
-        while chunk := os.read(report_r, 64):
-            failure += chunk
-        os.close(report_r)
-        if failure:
-            os.waitpid(pid, 0)
-            for fd in [*ours, stdin]:
+        try:
+            pid = _spawn(args, env, m.get("cwd"), child_fds,
+                         os.ttyname(slave) if terminal else None)
+        except OSError as exc:
+            for fd in [*ends, *ours, stdin]:
                 os.close(fd)
-            code, _, message = failure.decode().partition(":")
-            self.send({"t": "out", "id": eid, "fd": 2}, f"{args[0]}: {message}\n".encode())
-            self.send({"t": "exit", "id": eid, "code": 127 if int(code) == 2 else 126})
+            self.send({"t": "out", "id": eid, "fd": 2},
+                      f"{args[0]}: {exc.strerror or exc}\n".encode())
+            self.send({"t": "exit", "id": eid,
+                       "code": 127 if isinstance(exc, FileNotFoundError) else 126})
             return
+        for fd in ends:
+            os.close(fd)
         cmd = Command(eid, pid, stdin, ours, terminal)
         self.commands[eid] = cmd
         self.by_pid[pid] = cmd
@@ -265,30 +261,33 @@ class Agent:
         self.send({"t": "exit", "id": cmd.id, "code": cmd.code})
 
 
-def _child(args: list, env: dict, cwd: str | None, fds: tuple, terminal: bool,
-           report: int) -> None:
-    """In the forked child: become a session leader on the given stdio, then exec."""
+def _spawn(args: list, env: dict, cwd: str | None, stdio: tuple,
+           terminal: str | None) -> int:
+    """Start a command as a session leader on the given stdio (or on the terminal at that
+    path, which then becomes its controlling one) with posix_spawn, which vforks: a fork of
+    this process costs tens of ms under gVisor."""
+    path = _which(args[0], env.get("PATH") or os.defpath)
+    if terminal:
+        actions = [(os.POSIX_SPAWN_OPEN, 0, terminal, os.O_RDWR, 0),
+                   (os.POSIX_SPAWN_DUP2, 0, 1), (os.POSIX_SPAWN_DUP2, 0, 2)]
+    else:
+        actions = [(os.POSIX_SPAWN_DUP2, fd, target) for target, fd in enumerate(stdio)]
+    os.chdir(cwd or "/")  # the child starts where this process is; one thread, so no race
     try:
-        os.setsid()
-        for target, fd in enumerate(fds):
-            os.dup2(fd, target)
-        if terminal:
-            import fcntl
-            import termios
-
-            fcntl.ioctl(0, termios.TIOCSCTTY, 0)
-        signal.set_wakeup_fd(-1)
-        for sig in (signal.SIGCHLD, signal.SIGPIPE, signal.SIGXFSZ):
-            signal.signal(sig, signal.SIG_DFL)
-        if cwd:
-            os.chdir(cwd)
-        os.execvpe(args[0], args, env)
-    except OSError as exc:
-        os.write(report, f"{exc.errno}:{exc.strerror or exc}".encode())
-    except BaseException as exc:  # noqa: BLE001 - nothing may escape a forked child
-        os.write(report, f"0:{exc}".encode())
+        return os.posix_spawn(path, args, env, file_actions=actions, setsid=True,
+                              setsigdef=(signal.SIGPIPE, signal.SIGXFSZ, signal.SIGCHLD))
     finally:
-        os._exit(127)
+        os.chdir("/")
+
+
+def _which(name: str, search: str) -> str:
+    if "/" in name:
+        return name
+    for d in search.split(os.pathsep):
+        candidate = os.path.join(d or ".", name)
+        if os.path.isfile(candidate) and os.access(candidate, os.X_OK):
+            return candidate
+    raise FileNotFoundError(2, "No such file or directory")
 
 
 def file_op(op: str, path: str, m: dict, data: bytes) -> tuple[object, bytes]:
