@@ -315,7 +315,7 @@ class SandboxRoot:
                     shutil.copytree(entry, dest, symlinks=True, dirs_exist_ok=True)
                 elif not dest.exists():
                     shutil.copy2(entry, dest, follow_symlinks=False)
-        lines = []
+        entries = []
         for name in sorted(os.listdir("/")):
             host = Path("/") / name
             dest = self.rootfs / name
@@ -341,13 +341,23 @@ class SandboxRoot:
                     "directory to a plainer path."
                 )
             options = f"lowerdir={':'.join(lowers)},upperdir={upper},workdir={work}"
-            lines.append(f"mount -t overlay overlay -o {shlex.quote(options)} "
-                         f"{shlex.quote(str(dest))}")
-        return lines
+            entries.append(f"overlay {_fstab_field(str(dest))} overlay "
+                           f"{_fstab_field(options)} 0 0\n")
+        # One mount process for them all: a `mount` apiece cost about 4 ms each.
+        fstab = self.base / "fstab"
+        fstab.write_text("".join(entries))
+        return [f"mount --all --fstab {shlex.quote(str(fstab))}"]
 
     def mounted_dirs(self) -> list[str]:
         """Top-level directories that are overlays: a snapshot takes their upper directories."""
         return sorted(p.name for p in (self.base / "upper").iterdir())
+
+
+def _fstab_field(text: str) -> str:
+    """A field of an fstab line: its blanks and backslashes as the octal escapes mount reads."""
+    for c in "\\ \t":
+        text = text.replace(c, f"\\{ord(c):03o}")
+    return text
 
 
 def _visible_hidden(hidden: Sequence[Path]) -> list[Path]:
