@@ -75,6 +75,7 @@ cat >"$work/out/run.sh" <<EOF
 #!/bin/sh
 cd $(printf %q "$REPO")
 export PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin HOME=/root LANG=C.UTF-8
+export PYTHONDONTWRITEBYTECODE=1
 echo "guest: kernel \$(uname -r), /sys/fs/cgroup: \$(stat -f -c %T /sys/fs/cgroup)," \
      "controllers: \$(cat /sys/fs/cgroup/cgroup.controllers)"
 $(printf '%s' "${FIREBOX_VM_SETUP:-}")
@@ -115,6 +116,12 @@ cd /newroot
 /bin/busybox mount -t tmpfs tmpfs run
 /bin/busybox mkdir -p out
 /bin/busybox mount --bind /out out
+# A checkout under /tmp or /run (a CI clone) is hidden by the tmpfs above: bind it back.
+repo=$(/bin/busybox cat /out/repo)
+case $repo in
+    /tmp/*|/run/*) /bin/busybox mkdir -p "/newroot$repo"
+                   /bin/busybox mount --bind "/lower$repo" "/newroot$repo" || finish 95 ;;
+esac
 /bin/busybox ip link set lo up
 /bin/busybox hostname firebox-vm
 echo "guest: ready after $(/bin/busybox cut -d' ' -f1 /proc/uptime) s of uptime"
@@ -123,6 +130,7 @@ status=$?
 echo "guest: done after $(/bin/busybox cut -d' ' -f1 /proc/uptime) s of uptime"
 finish $status
 EOF
+printf '%s' "$REPO" >"$work/out/repo"
 chmod +x "$work/initrd/init" "$work/out/run.sh"
 (cd "$work/initrd" && find . | cpio -o -H newc --quiet | gzip -1 >"$work/initrd.gz")
 
