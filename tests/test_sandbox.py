@@ -2,7 +2,13 @@
 
 import asyncio
 import io
+import os
+import pty
+import select
 import shutil
+import subprocess
+import sys
+import time
 
 import pytest
 
@@ -271,3 +277,55 @@ def test_cli(server, app):
     done = server.cli("sandbox", "terminate", sb.object_id)
     assert done.returncode == 0, done.stderr
     assert sb.object_id not in server.cli("sandbox", "list").stdout
+
+
+def _cli_env(server) -> dict[str, str]:
+    return server.env() | {"FIREBOX_SERVER_URL": server.url, "FIREBOX_TOKEN": server.token}
+
+
+def test_cli_exec_streams_output_as_it_comes(server, sb):
+    started = time.monotonic()
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "firebox.cli.main", "sandbox", "exec", sb.object_id,
+         "sh", "-c", "echo first; sleep 4; echo second >&2; exit 4"],
+        env=_cli_env(server), stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE)
+    assert proc.stdout.readline() == b"first\n"
+    assert time.monotonic() - started < 3.5  # before the command ended
+    assert proc.wait(30) == 4
+    assert proc.stderr.read() == b"second\n"
+    # A signal's death reads as a shell says it: 128 + the signal's number.
+    killed = server.cli("sandbox", "exec", sb.object_id, "sh", "-c", "kill -9 $$")
+    assert killed.returncode == 137
+    # Without a terminal on stdin, --pty says what to do.
+    refused = server.cli("sandbox", "exec", "--pty", sb.object_id, "sh", input="")
+    assert refused.returncode == 2 and "needs a terminal" in refused.stderr
+
+
+def test_cli_exec_pty_connects_a_terminal(server, sb):
+    pid, fd = pty.fork()
+    if pid == 0:  # the child: the CLI, on the terminal pty.fork made
+        os.execve(sys.executable, [sys.executable, "-m", "firebox.cli.main", "sandbox", "exec",
+                                   "--pty", sb.object_id, "sh"], _cli_env(server))
+    seen = bytearray()
+
+    def read_until(marker: bytes, timeout: float = 30) -> None:
+        deadline = time.monotonic() + timeout
+        while marker not in seen and time.monotonic() < deadline:
+            if select.select([fd], [], [], 0.1)[0]:
+                try:
+                    seen.extend(os.read(fd, 4096))
+                except OSError:
+                    return
+
+    try:
+        read_until(b"# ")  # the remote shell's prompt
+        os.write(fd, b"echo sum-$((40+2)); tty\r")
+        read_until(b"/dev/pts/")
+        os.write(fd, b"exit 3\r")
+        read_until(b"\x00", timeout=10)  # until the CLI closes the terminal
+        _, status = os.waitpid(pid, 0)
+    finally:
+        os.close(fd)
+    assert b"sum-42\r\n" in seen and b"/dev/pts/" in seen, bytes(seen)
+    assert os.waitstatus_to_exitcode(status) == 3

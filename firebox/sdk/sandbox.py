@@ -97,6 +97,18 @@ class StreamReader:
     def __iter__(self) -> Iterator[Any]:
         return _sync.iterate(self._lines())
 
+    async def _chunks(self) -> AsyncIterator[bytes]:
+        """What arrives, as it arrives (on firebox's loop): for the CLI's streaming."""
+        while True:
+            if self._buf:
+                data = bytes(self._buf)
+                self._buf.clear()
+                yield data
+            elif self._eof:
+                return
+            else:
+                await self._wait()
+
     def __aiter__(self) -> AsyncIterator[Any]:
         return _sync.iterate_async(self._lines())
 
@@ -366,7 +378,8 @@ class Sandbox:
         resp = await client_mod.current().request(
             "POST", f"/v1/sandboxes/{self.object_id}/exec",
             packed={"args": [str(a) for a in args], "timeout": timeout, "workdir": workdir,
-                    "env": env or {}, "secrets": await _secret_ids(secrets), "pty": pty})
+                    "env": env or {}, "secrets": await _secret_ids(secrets), "pty": pty,
+                    "pty_size": _.get("_pty_size")})
         return ContainerProcess(self.object_id, resp["exec_id"], text)
 
     @live_method

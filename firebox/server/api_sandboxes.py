@@ -224,9 +224,13 @@ async def exec_command(request: Request) -> Response:
     args = body.get("args")
     if not isinstance(args, list):
         raise invalid("exec needs a command: one or more strings.")
+    size = body.get("pty_size")  # (rows, columns) of the caller's terminal
+    if size is not None and not (isinstance(size, list) and len(size) == 2 and all(
+            isinstance(n, int) and 0 < n < 10_000 for n in size)):
+        raise invalid("pty_size must be [rows, columns].")
     e = manager(request).exec(sb, args, env, workdir,
                               _seconds(body.get("timeout"), "timeout", None),
-                              pty=bool(body.get("pty")))
+                              pty=bool(body.get("pty")), size=size)
     return packed({"exec_id": e.id})
 
 

@@ -8,7 +8,7 @@ import logging
 from collections.abc import AsyncIterator
 
 from starlette.applications import Starlette
-from starlette.requests import Request
+from starlette.requests import ClientDisconnect, Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 from starlette.types import ASGIApp, Receive, Scope, Send
@@ -46,6 +46,11 @@ async def api_error(request: Request, exc: Exception) -> Response:
     return error_response(exc.status, exc.kind, exc.message)
 
 
+async def client_gone(request: Request, exc: Exception) -> Response:
+    """The client hung up while sending its request: nobody is left to answer, nor an error."""
+    return Response(status_code=499)
+
+
 async def internal_error(request: Request, exc: Exception) -> Response:
     log.exception("internal error on %s", request.url.path, exc_info=exc)
     return error_response(
@@ -72,7 +77,8 @@ def create_app(settings: Settings) -> ASGIApp:
                 *api_dicts.routes, *api_queues.routes, *api_secrets.routes, *api_volumes.routes,
                 *api_sandboxes.routes, *api_workspace.routes, *api_images.routes,
                 *api_tunnels.routes],
-        exception_handlers={ApiError: api_error, Exception: internal_error},
+        exception_handlers={ApiError: api_error, ClientDisconnect: client_gone,
+                            Exception: internal_error},
         lifespan=lifespan,
     )
     app.state.plane = cp

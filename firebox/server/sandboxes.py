@@ -439,16 +439,17 @@ class SandboxManager:
     # ---- commands and files -----------------------------------------------------------------
 
     def exec(self, sb: Running, args: list[str], env: dict[str, str], workdir: str | None,
-             timeout: float | None, exec_id: str | None = None, pty: bool = False) -> Exec:
-        """Start a command; with pty=True on a terminal of its own (stdout and stderr then
-        arrive together, as stdout)."""
+             timeout: float | None, exec_id: str | None = None, pty: bool = False,
+             size: list[int] | None = None) -> Exec:
+        """Start a command; with pty=True on a terminal of its own, of size (rows, columns)
+        (stdout and stderr then arrive together, as stdout)."""
         if not args or not all(isinstance(a, str) for a in args):
             raise invalid("exec needs a command: one or more strings.")
         e = Exec(exec_id or sb.next_id("ex-"))
         sb.execs[e.id] = e
         # The sandbox's own env goes with each command: a warm sandbox booted without it.
         sb.send({"t": "exec", "id": e.id, "args": args, "env": {**sb.spec.env, **env},
-                 "cwd": workdir or sb.spec.workdir, "pty": pty})
+                 "cwd": workdir or sb.spec.workdir, "pty": pty, "size": size})
         if timeout:
             e.timer = asyncio.get_running_loop().call_later(
                 timeout, lambda: self.signal(sb, e.id, signal.SIGKILL))
