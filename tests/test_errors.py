@@ -128,3 +128,14 @@ def test_timeout_raises_function_timeout_error():
 def test_every_error_is_a_firebox_error():
     for cls in (SerializationError, DeserializationError, ExecutionError, FunctionTimeoutError):
         assert issubclass(cls, Error)
+
+
+def test_a_container_dying_before_ready_says_why_in_the_error(server):
+    from apps import crash_at_import
+
+    with crash_at_import.app.run(show_logs=False):
+        with pytest.raises(Error) as err:
+            crash_at_import.never.remote()
+    text = str(err.value)
+    assert "exited with code 5 before it was ready" in text, text
+    assert "the model file is missing: /models/weights.bin" in text, text

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import time
+from collections import deque
 from dataclasses import dataclass
 from typing import Any
 
@@ -34,6 +35,8 @@ class LogLine:
         }
 
 
+TAIL_LINES = 20
+TAIL_CHARS = 2000
 RESTART_GAP = 1_000_000  # more lines than one group commit can ever hold
 
 
@@ -43,6 +46,8 @@ class LogHub:
         self.next_id = 1
         self.followers: dict[str, set[asyncio.Queue[LogLine | None]]] = {}
         self.sources: dict[str, tuple[str, str]] = {}  # container id -> (app id, function)
+        # Each container's last lines, for the error of one that dies before it is ready.
+        self.tails: dict[str, deque[str]] = {}
 
     async def open(self) -> None:
         rows = await self.db.read(sa.select(sa.func.max(s.logs.c.id)))
@@ -52,11 +57,28 @@ class LogHub:
 
     def register(self, container_id: str, app_id: str, function: str) -> None:
         self.sources[container_id] = (app_id, function)
+        self.tails[container_id] = deque(maxlen=TAIL_LINES)
+
+    def forget(self, container_id: str, after: float = 30.0) -> None:
+        """Drop what is kept of a container that has exited, once its last output is in."""
+        def drop() -> None:
+            self.sources.pop(container_id, None)
+            self.tails.pop(container_id, None)
+
+        asyncio.get_running_loop().call_later(after, drop)
+
+    def tail(self, container_id: str) -> str:
+        """The container's last lines of output, for an error message."""
+        text = "\n".join(self.tails.get(container_id, ()))
+        return text[-TAIL_CHARS:]
 
     def container_output(self, container_id: str, stream: str, text: str) -> None:
         app_id, function = self.sources.get(container_id, ("", ""))
         if app_id:
             self._add(app_id, function, container_id, stream, text)
+            tail = self.tails.get(container_id)
+            if tail is not None:
+                tail.append(text.rstrip("\n"))
 
     def system(self, app_id: str, function: str, container_id: str, text: str) -> None:
         self._add(app_id, function, container_id, "system", text)

@@ -488,6 +488,7 @@ class Scheduler:
         pool.event(f"stopped {c.id}: {text}")
         if not expected:
             self.logs.system(fn.app_id, fn.name, c.id, f"container {c.id} {cause}")
+        self.logs.forget(c.id)
         if expected:  # inputs of a container we stopped are not at fault: run them again
             self._requeue_running(c)
         running = list(c.running.values())
@@ -505,9 +506,12 @@ class Scheduler:
             error = wire.error_record("firebox.exceptions.RemoteError", text)
             self._fail_attempt(inp, wire.FAILURE, error)
         if c.state == "starting" and not expected:
+            tail = self.logs.tail(c.id)
             error = c.init_error or wire.error_record(
                 "firebox.exceptions.RemoteError",
-                f"The container {cause} before it was ready; its output is in `firebox app logs`.",
+                f"The container {cause} before it was ready"
+                + (f"; its last output:\n{tail}" if tail else "")
+                + "\n(all of it: `firebox app logs`)",
             )
             waiting = list(pool.queue)
             pool.queue.clear()
