@@ -166,3 +166,47 @@ def test_forward_outside_a_container_says_where_it_works():
     with pytest.raises(InvalidError, match="inside a firebox container"):
         with modal.forward(8000):
             pass
+
+
+def test_operator_certificate_is_served_and_a_broken_one_is_named(tmp_path, monkeypatch):
+    from conftest import ServerProcess
+
+    from firebox.server.tunnels import self_signed
+
+    chain, key = self_signed(tmp_path / "operator", "127.0.0.1")  # stands for the operator's
+    (tmp_path / "srv").mkdir()
+    (tmp_path / "broken").mkdir()
+    srv = ServerProcess(tmp_path / "srv", extra_env={
+        "FIREBOX_TLS_CERT": str(chain), "FIREBOX_TLS_KEY": str(key),
+        "FIREBOX_SANDBOX_POOL": "0"})
+    srv.start()
+    try:
+        monkeypatch.setenv("FIREBOX_SERVER_URL", srv.url)
+        monkeypatch.setenv("FIREBOX_TOKEN", srv.token)
+        app = modal.App.lookup("operator-cert", create_if_missing=True)
+        sb = modal.Sandbox.create(app=app, encrypted_ports=[8000])
+        try:
+            sb.exec("python3", "-m", "http.server", "8000", "--bind", "0.0.0.0",
+                    "--directory", "/etc")
+            url = sb.tunnels()[8000].url + "/hostname"
+            got = eventually(lambda: fetch(url, str(tmp_path / "operator" / "ca.pem")),
+                             timeout=30)
+            assert got is not None and got.status_code == 200
+            assert not (srv.state_dir / "tls").exists()  # the server made none of its own
+        finally:
+            sb.terminate()
+    finally:
+        srv.stop()
+
+    broken = ServerProcess(tmp_path / "broken", extra_env={
+        "FIREBOX_TLS_CERT": str(tmp_path / "missing.pem"), "FIREBOX_TLS_KEY": str(key),
+        "FIREBOX_SANDBOX_POOL": "0"})
+    broken.start()
+    try:
+        monkeypatch.setenv("FIREBOX_SERVER_URL", broken.url)
+        monkeypatch.setenv("FIREBOX_TOKEN", broken.token)
+        app = modal.App.lookup("operator-cert", create_if_missing=True)
+        with pytest.raises(modal.exception.Error, match="FIREBOX_TLS_CERT"):
+            modal.Sandbox.create(app=app, encrypted_ports=[8000])
+    finally:
+        broken.stop()

@@ -170,7 +170,7 @@ class SandboxManager:
         try:
             return isolation.sandbox_default_mode()
         except isolation.IsolationUnavailable as exc:
-            raise ApiError(503, "RemoteError", str(exc)) from None
+            raise ApiError(500, "RemoteError", str(exc)) from None
 
     async def start(self) -> None:
         now = time.time()

@@ -24,6 +24,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from .errors import ApiError
+
 log = logging.getLogger("firebox.tunnels")
 
 CHUNK = 65536
@@ -89,7 +91,13 @@ class Tunnels:
             else:
                 cert, keyfile = self_signed(self.state_dir / "tls", self.host)
             ctx = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
-            ctx.load_cert_chain(cert, keyfile)
+            try:
+                ctx.load_cert_chain(cert, keyfile)
+            except (OSError, ssl.SSLError) as exc:
+                raise ApiError(500, "RemoteError", (
+                    f"The server cannot load its TLS certificate {cert} and key {keyfile} for "
+                    f"tunnels ({exc}); fix FIREBOX_TLS_CERT and FIREBOX_TLS_KEY, or unset both "
+                    "for a certificate of the server's own.")) from None
             self._tls = ctx
         return self._tls
 
