@@ -43,6 +43,12 @@ async def bootstrap(settings: Settings, keep_token: str | None = None,
         await db.close()
 
 
+# Sockets listen from the moment they are bound: the control plane starts containers while it
+# starts up (work recovered after a restart), before uvicorn accepts, and a container that
+# connects then must wait in the backlog, not be refused.
+BACKLOG = 2048
+
+
 def bind(host: str, port: int) -> socket.socket:
     # IPPROTO_TCP explicitly: asyncio only sets TCP_NODELAY on sockets that say they are TCP,
     # and without it every small response waits out the peer's delayed ACK (~40 ms).
@@ -50,6 +56,7 @@ def bind(host: str, port: int) -> socket.socket:
     sock = socket.socket(family, socket.SOCK_STREAM, socket.IPPROTO_TCP)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
     sock.bind((host, port))
+    sock.listen(BACKLOG)
     sock.set_inheritable(True)
     return sock
 
@@ -65,6 +72,7 @@ def bind_unix(path: Path) -> socket.socket | None:
     sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
     sock.bind(str(path))
     os.chmod(path, 0o600)
+    sock.listen(BACKLOG)
     sock.set_inheritable(True)
     return sock
 
