@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import threading
+import time
 
 import sqlalchemy as sa
 from apps import durable
@@ -12,6 +13,7 @@ from helpers import eventually, runtime_pids, use_server
 from sqlalchemy.ext.asyncio import create_async_engine
 
 import firebox
+import firebox.client
 from firebox.store.db import async_url
 
 N = 300
@@ -110,3 +112,53 @@ def test_generator_survives_server_sigkill_without_repeating_values(own_server, 
     assert not thread.is_alive(), "the generator did not finish after the restart"
     assert not errors, errors
     assert values == list(range(80))
+
+
+def test_remote_call_survives_server_sigkill(own_server, monkeypatch):
+    """The caller of a remote call holds its input until the output comes: when the server dies
+    mid-call, the call channel drops, the client sends the input again by HTTP, and the call
+    completes on the restarted server."""
+    use_server(monkeypatch, own_server)
+    results: list[object] = []
+
+    def call() -> None:
+        try:
+            results.append(durable.wait_then_echo.remote("survived", 2.0))
+        except BaseException as exc:
+            results.append(exc)
+
+    with durable.app.run(show_logs=False):
+        assert durable.wait_then_echo.remote("warm", 0) == "warm"
+        thread = threading.Thread(target=call, daemon=True)
+        thread.start()
+        assert eventually(lambda: runtime_pids(own_server.url), timeout=30)
+        own_server.kill()
+        own_server.start()
+        thread.join(60)
+        assert results == ["survived"]
+    assert_outputs_once(own_server)
+
+
+def test_remote_call_past_its_long_poll_is_stored_before_the_answer(own_server, monkeypatch):
+    """A remote call's rows wait to be written with its output, but once the server answers
+    without the output (the long poll ran out), they are stored: the caller then only polls,
+    and a server killed meanwhile runs the input again after its restart."""
+    use_server(monkeypatch, own_server)
+    monkeypatch.setattr(firebox.client, "LONG_POLL", 0.5)
+    results: list[object] = []
+
+    def call() -> None:
+        try:
+            results.append(durable.wait_then_echo.remote("stored", 2.5))
+        except BaseException as exc:
+            results.append(exc)
+
+    with durable.app.run(show_logs=False):
+        thread = threading.Thread(target=call, daemon=True)
+        thread.start()
+        assert eventually(lambda: runtime_pids(own_server.url), timeout=30)
+        time.sleep(1.0)  # past the first answer: the caller is polling now
+        own_server.kill()
+        own_server.start()
+        thread.join(60)
+        assert results == ["stored"]

@@ -48,8 +48,8 @@ def value_or_exception(status: str, data: bytes | None) -> Any:
 
 
 async def poll_outputs(call_id: str, after: int = 0, wait: float = client_mod.LONG_POLL) -> Any:
-    resp = await client_mod.current().request(
-        "POST", f"/v1/calls/{call_id}/outputs", packed={"after": after, "wait": wait}
+    resp = await client_mod.current().call(
+        "outputs", f"/v1/calls/{call_id}/outputs", {"after": after, "wait": wait}, call_id
     )
     return resp["outputs"]
 
@@ -191,9 +191,9 @@ class Function:
             raise InvalidError(f"'{self._name}' is a generator; use .remote_gen(...) instead.")
         payload = wire.serialize((args, kwargs), "arguments")
         call_id = new_call_id()
-        resp = await client_mod.current().request(
-            "POST", "/v1/calls",
-            packed=self._request(fid, call_id, "remote", [[0, payload]], client_mod.LONG_POLL),
+        resp = await client_mod.current().call(
+            "call", "/v1/calls",
+            self._request(fid, call_id, "remote", [[0, payload]], client_mod.LONG_POLL),
         )
         outputs, after = resp["outputs"], 0
         while True:
@@ -211,8 +211,8 @@ class Function:
             raise InvalidError(f"'{self._name}' is not a generator; use .remote(...) instead.")
         payload = wire.serialize((args, kwargs), "arguments")
         call_id = new_call_id()
-        resp = await client_mod.current().request(
-            "POST", "/v1/calls", packed=self._request(fid, call_id, "generator", [[0, payload]])
+        resp = await client_mod.current().call(
+            "call", "/v1/calls", self._request(fid, call_id, "generator", [[0, payload]])
         )
         after = 0
         expected = 0  # the number of the next value to yield
@@ -250,8 +250,8 @@ class Function:
             raise InvalidError(f"'{self._name}' is a generator; spawn does not support it.")
         payload = wire.serialize((args, kwargs), "arguments")
         call_id = new_call_id()
-        await client_mod.current().request(
-            "POST", "/v1/calls", packed=self._request(fid, call_id, "spawn", [[0, payload]])
+        await client_mod.current().call(
+            "call", "/v1/calls", self._request(fid, call_id, "spawn", [[0, payload]])
         )
         return FunctionCall(call_id)
 

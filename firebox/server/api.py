@@ -22,11 +22,9 @@ from .errors import ApiError, invalid, not_found
 from .functions import VARIANT_OPTIONS
 from .ingress import web_entries
 from .plane import ControlPlane, new_app_id
-from .scheduler import Input
 
 MAX_WAIT = 50.0  # seconds a long poll is held before the client asks again
 MAX_APP_NAME = 128  # the width of apps.name
-MAX_CALL_ID = 24  # input ids ("in-" + call id + index) must fit the 32 characters of inputs.id
 
 
 def plane(request: Request) -> ControlPlane:
@@ -47,11 +45,15 @@ async def json_body(request: Request) -> dict[str, Any]:
     return body
 
 
+def check_size(size: int) -> None:
+    """Refuse a request body larger than the largest payload plus room for its envelope."""
+    if size > wire.max_payload_bytes() + 1024 * 1024:
+        raise ApiError(413, "InvalidError", "The request is larger than the server accepts.")
+
+
 async def msgpack_body(request: Request) -> dict[str, Any]:
     data = await request.body()
-    limit = wire.max_payload_bytes() + 1024 * 1024
-    if len(data) > limit:
-        raise ApiError(413, "InvalidError", "The request is larger than the server accepts.")
+    check_size(len(data))
     try:
         body = wire.unpack(data)
     except Exception:
@@ -399,156 +401,6 @@ async def create_variant(request: Request) -> JSONResponse:
     return JSONResponse({"function_id": fid})
 
 
-# ---- calls -------------------------------------------------------------------------------
-
-
-async def put_inputs(request: Request) -> Response:
-    """Create a call (idempotently) and accept a batch of its inputs; optionally wait for output.
-
-    The client names the call and numbers the inputs, so a request retried after a lost
-    response or a server restart adds nothing twice.
-    """
-    body = await msgpack_body(request)
-    cp, who = plane(request), identity(request)
-    call_id = str(body.get("call_id", ""))
-    if not call_id.startswith("fc-") or len(call_id) > MAX_CALL_ID:
-        raise invalid(f"call_id must look like 'fc-...', at most {MAX_CALL_ID} characters.")
-    fn = await cp.load_function(str(body.get("function_id", "")))
-    if fn is None or fn.workspace_id != who.workspace_id:
-        raise not_found("No such function in this workspace; look it up again by name.")
-    if fn.app_id in cp.scheduler.stopped_apps:
-        raise ApiError(
-            409,
-            "InvalidError",
-            f"The app of '{fn.name}' is stopped; deploy it again or call it inside `app.run()`.",
-        )
-    items = body.get("inputs") or []
-    params = body.get("params")
-    pool_key = hashlib.sha256(params).hexdigest()[:16] if params else ""
-    method = body.get("method")
-    now = time.time()
-    fresh: list[tuple[int, bytes]] = []
-
-    async def op(conn: AsyncConnection) -> None:
-        existed = (
-            await conn.execute(sa.select(s.calls.c.id).where(s.calls.c.id == call_id))
-        ).first()
-        if existed is None:
-            await conn.execute(
-                s.calls.insert().values(
-                    id=call_id,
-                    function_id=fn.id,
-                    workspace_id=who.workspace_id,
-                    kind=str(body.get("kind", "call")),
-                    method=method,
-                    params=params,
-                    pool_key=pool_key,
-                    closed=False,
-                    cancelled=False,
-                    created_at=now,
-                )
-            )
-            known: set[int] = set()
-        else:
-            idxs = [i for i, _ in items]
-            known = {
-                r[0]
-                for r in await conn.execute(
-                    sa.select(s.inputs.c.idx).where(
-                        s.inputs.c.call_id == call_id, s.inputs.c.idx.in_(idxs)
-                    )
-                )
-            } if idxs else set()
-        fresh.clear()
-        fresh.extend((int(i), a) for i, a in items if i not in known)
-        if fresh:
-            await conn.execute(
-                s.inputs.insert(),
-                [
-                    {
-                        "id": _input_id(call_id, i),
-                        "call_id": call_id,
-                        "idx": i,
-                        "args": a,
-                        "state": wire.PENDING,
-                        "attempts": 0,
-                        "created_at": now,
-                    }
-                    for i, a in fresh
-                ],
-            )
-
-    if _is_new_single_call(cp, call_id, body, items, request):
-        # A new remote call runs while its input commits: its reply waits for the output, so
-        # if the server dies before the commit the caller retries and nothing is lost. The
-        # writer commits in order, so the input is stored before its output.
-        fresh.extend((int(i), a) for i, a in items)
-        cp.outputs.open_new(call_id, fast=True)
-        pool = cp.scheduler.pool(fn, pool_key, params)
-        cp.scheduler.submit(pool, [Input(_input_id(call_id, i), call_id, i, a, 0, pool, method)
-                                   for i, a in fresh])
-        cp.db.write_soon(op)
-        fresh.clear()
-    elif items:
-        await cp.db.write(op)
-    await cp.outputs.open(call_id)
-    if fresh:
-        pool = cp.scheduler.pool(fn, pool_key, params)
-        cp.scheduler.submit(
-            pool,
-            [Input(_input_id(call_id, i), call_id, i, a, 0, pool, method) for i, a in fresh],
-        )
-    wait = min(float(body.get("wait") or 0), MAX_WAIT)
-    outputs = await cp.outputs.read(call_id, 0, wait) if wait else []
-    return packed({"call_id": call_id, "accepted": len(fresh), "outputs": outputs})
-
-
-def _is_new_single_call(
-    cp: ControlPlane, call_id: str, body: dict[str, Any], items: list[Any], request: Request
-) -> bool:
-    """Whether this is a one-input remote call seen for the first time: the client names each
-    call afresh and marks its retries, so a first attempt is new unless it is in memory."""
-    if body.get("kind") != "remote" or len(items) != 1:
-        return False
-    if request.headers.get("x-firebox-attempt", "0") != "0":
-        return False
-    return call_id not in cp.outputs.calls
-
-
-def _input_id(call_id: str, idx: int) -> str:
-    return f"in-{call_id[3:]}-{idx}"
-
-
-async def call_owner(cp: ControlPlane, who: Identity, call_id: str) -> None:
-    rows = await cp.db.read(sa.select(s.calls.c.workspace_id).where(s.calls.c.id == call_id))
-    if not rows or rows[0][0] != who.workspace_id:
-        raise not_found(f"No function call '{call_id}' in this workspace.")
-
-
-async def get_outputs(request: Request) -> Response:
-    body = await msgpack_body(request)
-    cp, who = plane(request), identity(request)
-    call_id = request.path_params["call_id"]
-    await call_owner(cp, who, call_id)
-    wait = min(float(body.get("wait") or 0), MAX_WAIT)
-    outputs = await cp.outputs.read(call_id, int(body.get("after") or 0), wait)
-    return packed({"outputs": outputs})
-
-
-async def cancel_call(request: Request) -> JSONResponse:
-    cp, who = plane(request), identity(request)
-    call_id = request.path_params["call_id"]
-    await call_owner(cp, who, call_id)
-    await cp.outputs.open(call_id)
-    cancelled = cp.scheduler.cancel_call(call_id)
-    await cp.db.write(
-        lambda conn: conn.execute(
-            s.calls.update().where(s.calls.c.id == call_id).values(cancelled=True)
-        )
-    )
-    return JSONResponse({"cancelled": cancelled})
-
-
 routes = [
     Route("/v1/apps", create_app, methods=["POST"]),
     Route("/v1/apps", list_apps, methods=["GET"]),
@@ -559,7 +411,4 @@ routes = [
     Route("/v1/apps/{app_id}/logs", app_logs, methods=["GET"]),
     Route("/v1/functions/lookup", lookup_function, methods=["GET"]),
     Route("/v1/functions/{function_id}/variants", create_variant, methods=["POST"]),
-    Route("/v1/calls", put_inputs, methods=["POST"]),
-    Route("/v1/calls/{call_id}/outputs", get_outputs, methods=["POST"]),
-    Route("/v1/calls/{call_id}/cancel", cancel_call, methods=["POST"]),
 ]

@@ -105,6 +105,7 @@ async def get_usage(request: Request) -> JSONResponse:
     app = q.get("app")
     if app:
         await app_row(cp, who, app)  # a clear error for an unknown app
+    await cp.outputs.commit_pending()  # per-input seconds come from the outputs
     report = await usage(cp.db, who.workspace_id, cp.prices, app=app, since=since, by=by,
                          now=time.time())
     return JSONResponse(report)

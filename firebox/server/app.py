@@ -17,6 +17,7 @@ from .. import wire
 from . import (
     api,
     api_blobs,
+    api_calls,
     api_dicts,
     api_images,
     api_queues,
@@ -72,8 +73,8 @@ def create_app(settings: Settings) -> ASGIApp:
             await cp.close()
 
     app = Starlette(
-        routes=[Route("/health", health), *api.routes, *api_blobs.routes, *api_scaling.routes,
-                *containers.routes, *api_web.routes,
+        routes=[Route("/health", health), *api.routes, *api_calls.routes, *api_blobs.routes,
+                *api_scaling.routes, *containers.routes, *api_web.routes,
                 *api_dicts.routes, *api_queues.routes, *api_secrets.routes, *api_volumes.routes,
                 *api_sandboxes.routes, *api_workspace.routes, *api_images.routes,
                 *api_tunnels.routes],

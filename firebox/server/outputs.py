@@ -15,6 +15,10 @@ from .. import wire
 from ..store import schema as s
 from ..store.db import Database
 
+FAST_FLUSH_DELAY = 0.02
+MARK_DONE = (s.inputs.update().where(s.inputs.c.id == sa.bindparam("done_id"))
+             .values(state=wire.DONE))
+
 
 @dataclass
 class CallLog:
@@ -26,6 +30,12 @@ class CallLog:
     # takes exactly one output and stops, so a crash can at worst run the input again.
     fast: bool = False
     uncommitted: list[tuple[int, int, str, bytes | None]] = field(default_factory=list)
+    # A fast call's own rows (the call and its input) wait to be written with its output, in
+    # one commit: until it has its output its caller holds the input and sends it again if the
+    # server goes away, so the rows only have to be stored before the server says anything else
+    # (see settle). The workspace answers who owns the call meanwhile.
+    unwritten: tuple[dict[str, Any], dict[str, Any]] | None = None  # (call row, input row)
+    workspace_id: str | None = None
 
     @property
     def visible_seq(self) -> int:
@@ -45,7 +55,9 @@ class OutputLog:
         self._rows: list[dict[str, Any]] = []
         self._done: list[str] = []
         self._logs: list[tuple[CallLog, int]] = []
-        self._flush_scheduled = False
+        self._first: list[tuple[dict[str, Any], dict[str, Any]]] = []  # fast calls' rows
+        self._flush_handle: asyncio.Handle | None = None
+        self._flush_is_soon = False
 
     async def open(self, call_id: str) -> CallLog:
         log = self.calls.get(call_id)
@@ -58,9 +70,26 @@ class OutputLog:
         log = self.calls.setdefault(call_id, CallLog(next_seq=last + 1, committed_seq=last))
         return log
 
-    def open_new(self, call_id: str, fast: bool = False) -> CallLog:
-        """The log of a call known to be new: nothing to read from the database."""
-        return self.calls.setdefault(call_id, CallLog(next_seq=1, committed_seq=0, fast=fast))
+    def open_fast(self, call_id: str, workspace_id: str, call_row: dict[str, Any],
+                  input_row: dict[str, Any]) -> CallLog:
+        """The log of a new one-input remote call whose rows wait for its output."""
+        log = self.calls[call_id] = CallLog(next_seq=1, committed_seq=0, fast=True,
+                                            unwritten=(call_row, input_row),
+                                            workspace_id=workspace_id)
+        return log
+
+    async def settle(self, call_id: str) -> None:
+        """Store a fast call's rows now, if they still wait for its output."""
+        log = self.calls.get(call_id)
+        if log is not None and log.unwritten is not None:
+            rows, log.unwritten = [log.unwritten], None
+            await self.db.write(lambda conn: self._insert_fast(conn, rows))
+
+    async def _insert_fast(self, conn: AsyncConnection,
+                           rows: list[tuple[dict[str, Any], dict[str, Any]]]) -> None:
+        # Ignoring conflicts: a retry that came in between may have stored them already.
+        await conn.execute(self.db.insert_ignore(s.calls), [c for c, _ in rows])
+        await conn.execute(self.db.insert_ignore(s.inputs), [i for _, i in rows])
 
     def emit(self, call_id: str, idx: int, input_id: str, status: str, data: bytes | None,
              container_id: str | None = None, exec_seconds: float | None = None) -> None:
@@ -74,30 +103,54 @@ class OutputLog:
             "created_at": time.time(), "container_id": container_id,
             "exec_seconds": exec_seconds,
         })
-        if status in wire.TERMINAL:
+        if log.unwritten is not None:  # its rows go in with this output, done if it is final
+            call_row, input_row = log.unwritten
+            log.unwritten = None
+            if status in wire.TERMINAL:
+                input_row = {**input_row, "state": wire.DONE}
+            self._first.append((call_row, input_row))
+        elif status in wire.TERMINAL:
             self._done.append(input_id)
         self._logs.append((log, seq))
-        if not self._flush_scheduled:
-            self._flush_scheduled = True
-            asyncio.get_running_loop().call_soon(self._flush)
+        self._schedule_flush(soon=not log.fast)
         if log.fast:
             log.uncommitted.append((seq, idx, status, data))
             log.wake()
 
+    def _schedule_flush(self, soon: bool) -> None:
+        """Flush at the next turn of the loop, or after FAST_FLUSH_DELAY when every output
+        waiting is a fast call's: its caller has it already, so only the history waits, and
+        back-to-back calls share one commit."""
+        if self._flush_handle is not None and (self._flush_is_soon or not soon):
+            return
+        if self._flush_handle is not None:
+            self._flush_handle.cancel()
+        loop = asyncio.get_running_loop()
+        self._flush_is_soon = soon
+        self._flush_handle = (loop.call_soon(self._flush) if soon
+                              else loop.call_later(FAST_FLUSH_DELAY, self._flush))
+
+    async def commit_pending(self) -> None:
+        """Commit every output emitted so far: for reports that read them from the database."""
+        if self._flush_handle is not None:
+            self._flush_handle.cancel()
+            self._flush()
+        await self.db.barrier()
+
     def _flush(self) -> None:
-        """Write every output emitted since the last flush with two statements."""
-        self._flush_scheduled = False
+        """Write every output emitted since the last flush with a few statements."""
+        self._flush_handle = None
         rows, self._rows = self._rows, []
         done, self._done = self._done, []
         logs, self._logs = self._logs, []
+        first, self._first = self._first, []
 
         async def op(conn: AsyncConnection) -> None:
+            if first:
+                await self._insert_fast(conn, first)
             await conn.execute(s.outputs.insert(), rows)
-            for i in range(0, len(done), 500):
-                await conn.execute(
-                    s.inputs.update().where(s.inputs.c.id.in_(done[i:i + 500]))
-                    .values(state=wire.DONE)
-                )
+            if done:
+                await conn.execute(MARK_DONE, [{"done_id": i} for i in done])
 
         fut = asyncio.ensure_future(self.db.write(op))
 

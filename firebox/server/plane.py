@@ -146,6 +146,7 @@ class ControlPlane:
         await self.tunnels.close_all()
         await self.scheduler.shutdown()
         await self.backend.close()
+        await self.outputs.commit_pending()
         await self.db.close()
 
     def _on_exit(self, container_id: str, returncode: int | None, cause: str,

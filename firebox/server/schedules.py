@@ -149,7 +149,7 @@ class Schedules:
 
 async def start_call(cp: ControlPlane, fn: FunctionRecord, kind: str) -> str:
     """Create a durable call of fn with no arguments and queue its input."""
-    from .api import _input_id
+    from .api_calls import _input_id
 
     call_id = f"fc-{secrets.token_hex(10)}"
     input_id = _input_id(call_id, 0)

@@ -53,6 +53,7 @@ class Database:
         self._pending: list[tuple[WriteOp, asyncio.Future[Any]]] = []
         self._wake = asyncio.Event()
         self._writer: asyncio.Task[None] | None = None
+        self._insert_ignore: dict[str, Any] = {}
 
     async def migrate(self) -> None:
         cfg = Config()
@@ -77,7 +78,10 @@ class Database:
         await self.engine.dispose()
 
     def insert_ignore(self, table: sa.Table) -> Any:
-        return insert_ignore(table, self.dialect)
+        stmt = self._insert_ignore.get(table.name)
+        if stmt is None:  # built once: statements are costly to build, and cached compiled
+            stmt = self._insert_ignore[table.name] = insert_ignore(table, self.dialect)
+        return stmt
 
     async def write(self, op: WriteOp) -> Any:
         """Run op in the next group commit and return its result once committed."""
