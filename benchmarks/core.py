@@ -132,22 +132,19 @@ def unix_pingpong(n: int) -> list[float]:
     return times
 
 
-def _health_round_trips(n: int) -> list[float]:
-    """One HTTP round trip to the control plane on the SDK's own client: the part of a call's
-    latency that is transport, not scheduling or the container."""
+def _channel_round_trips(n: int) -> list[float]:
+    """An empty request on the SDK's call channel, from the caller's thread as a call goes: the
+    part of a call's latency that is transport, not scheduling or the container."""
     from firebox import _sync
     from firebox import client as client_mod
 
-    async def run() -> list[float]:
-        http = client_mod.current().http
-        times = []
-        for _ in range(n):
-            t = time.perf_counter()
-            await http.get("/health")
-            times.append(time.perf_counter() - t)
-        return times
-
-    return _sync.run(run())
+    channel = client_mod.current().channel
+    times = []
+    for _ in range(n):
+        t = time.perf_counter()
+        _sync.run(channel.request("ping", {}))
+        times.append(time.perf_counter() - t)
+    return times
 
 
 def bench_warm(n: int) -> dict[str, object]:
@@ -162,7 +159,7 @@ def bench_warm(n: int) -> dict[str, object]:
         bench_app.noop.remote(i)
         times.append(time.perf_counter() - t)
     results["firebox"] = times
-    results["firebox HTTP floor (GET /health)"] = _health_round_trips(n)
+    results["firebox call channel floor (ping)"] = _channel_round_trips(n)
 
     @ray.remote
     class Actor:

@@ -202,8 +202,10 @@ async def call_channel(ws: WebSocket) -> None:
             elif op == "outputs":
                 reply = {"id": rid, "ok": await read_outputs(cp, who, str(message.get("call_id")),
                                                              body)}
+            elif op == "ping":  # the channel's own round trip, for clients and benchmarks
+                reply = {"id": rid, "ok": {}}
             else:
-                raise invalid(f"Unknown call channel op {op!r}; use 'call' or 'outputs'.")
+                raise invalid(f"Unknown call channel op {op!r}; use 'call', 'outputs' or 'ping'.")
         except ApiError as exc:
             reply = {"id": rid, "status": exc.status, "type": exc.kind, "error": exc.message}
         except Exception:
