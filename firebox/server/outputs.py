@@ -201,5 +201,5 @@ class OutputLog:
         cutoff = time.monotonic() - older_than
         for call_id, log in list(self.calls.items()):
             idle = log.touched < cutoff and not log.waiters and call_id not in live
-            if idle and log.next_seq - 1 == log.committed_seq:
+            if idle and log.next_seq - 1 == log.committed_seq and log.unwritten is None:
                 del self.calls[call_id]
