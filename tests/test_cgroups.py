@@ -166,3 +166,21 @@ def test_limits_are_written_in_the_hierarchys_own_terms(groups):
         assert int((memory / "memory.limit_in_bytes").read_text()) == 300 * cgroups.MIB
         g.apply(cgroups.Limits(1.0, None, 64, None))
         assert (cpu / "cpu.cfs_quota_us").read_text().strip() == "-1"
+
+
+def test_holds_tells_when_a_process_has_joined(groups):
+    """A standby runtime is handed over only once its process sits in its cgroup: renamed
+    before that, the cgroup is gone when the process's shell writes itself into it."""
+    g = make(groups)
+    assert not g.holds(os.getpid())
+    proc = run_in(g, "import time; time.sleep(30)")
+    try:
+        deadline = time.monotonic() + 10
+        while not g.holds(proc.pid):
+            assert time.monotonic() < deadline, "the process never joined"
+            time.sleep(0.01)
+        g.rename(f"test-{secrets.token_hex(4)}")
+        assert g.holds(proc.pid)
+    finally:
+        proc.kill()
+        proc.wait()

@@ -30,6 +30,9 @@ class Backend(Protocol):
     async def start(self, launch: Launch) -> None:
         """Start the container; return once its process exists."""
 
+    def takes_standby(self, launch: Launch) -> bool:
+        """Whether start(launch) would now hand it to a runtime launched ahead (no cold start)."""
+
     async def kill(self, container_id: str) -> None:
         """Kill the container at once; its exit is still reported through on_exit."""
 

@@ -76,6 +76,22 @@ class LocalBackend:
 
     # ---- starting --------------------------------------------------------------------------
 
+    def _standby_fits(self, launch: Launch, mode: str, volumes: list[str], layers: Sequence[object]
+                      ) -> bool:
+        # A standby runtime started without the image's Python path and files: never for one.
+        return (not launch.gpus and not volumes and not layers and not launch.block_network
+                and mode == self.isolation)
+
+    def takes_standby(self, launch: Launch) -> bool:
+        try:
+            mode = isolation.check_mode(launch.isolation or self.isolation)
+            volumes = isolation.volumes_at_path(mode, json.loads(launch.env.get("FIREBOX_VOLUMES")
+                                                                 or "{}"))
+        except Exception:
+            return False  # start will say why
+        layers = json.loads(launch.env.get("FIREBOX_IMAGE_LAYERS") or "[]")
+        return bool(self.standby) and self._standby_fits(launch, mode, volumes, layers)
+
     async def start(self, launch: Launch) -> None:
         mode = isolation.check_mode(launch.isolation or self.isolation)
         volumes = isolation.volumes_at_path(mode, json.loads(launch.env.get("FIREBOX_VOLUMES")
@@ -86,9 +102,7 @@ class LocalBackend:
                 f"block_network=True needs isolation='namespaces' (this container has {mode!r}); "
                 "choose namespaces isolation for it or drop block_network."
             )
-        # A standby runtime started without the image's Python path and files: never for one.
-        if (not launch.gpus and not volumes and not layers and not launch.block_network
-                and mode == self.isolation and await self._assign(launch)):
+        if self._standby_fits(launch, mode, volumes, layers) and await self._assign(launch):
             return
         env = self._env(launch.container_id, mode, launch.gpus)
         env.update(launch.env)
@@ -120,6 +134,10 @@ class LocalBackend:
                 continue
             try:
                 if p.group is not None:
+                    # Renamed (v1) or emptied (v2) before its process joined it, the cgroup
+                    # would be gone when the process's shell writes itself into it.
+                    if not await _joined(p.group, p.proc):
+                        raise OSError(f"standby {p.key} never joined its cgroup")
                     await asyncio.to_thread(_retarget, p.group, _limits(launch),
                                             launch.container_id)
                 env = {**self._env(launch.container_id, p.mode, []), **launch.env,
@@ -341,6 +359,17 @@ class LocalBackend:
 
 def _limits(launch: Launch) -> cgroups.Limits:
     return cgroups.Limits(launch.cpu, launch.cpu_limit, launch.memory_mb, launch.memory_limit_mb)
+
+
+async def _joined(group: cgroups.Cgroup, proc: asyncio.subprocess.Process,
+                  timeout: float = 5.0) -> bool:
+    """Wait for a just-spawned process to have written itself into its cgroup."""
+    deadline = time.monotonic() + timeout
+    while not group.holds(proc.pid):
+        if proc.returncode is not None or time.monotonic() > deadline:
+            return False
+        await asyncio.sleep(0.002)
+    return True
 
 
 def _retarget(group: cgroups.Cgroup, limits: cgroups.Limits, container_id: str) -> None:

@@ -4,6 +4,7 @@ rules that move inputs into containers, retry them, time them out and scale pool
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import os
 import secrets
@@ -27,6 +28,7 @@ from .outputs import OutputLog
 
 log = logging.getLogger("firebox.scheduler")
 
+LAUNCH_GATE_TIMEOUT = 10.0  # seconds a launch may hold its turn before the next one starts
 STOP_GRACE = 5.0  # seconds a container gets to run its exit hooks before it is killed
 
 
@@ -75,6 +77,8 @@ class Container:
     gpu: str | None = None  # the GPUs reserved for it, like "H100:2"
     started_at: float | None = None  # when its process existed, for metering
     gpu_indices: tuple[int, ...] = ()  # which of this machine's GPUs those are
+    # Set once it dialled in (its runtime imported) or exited: the end of its launch's CPU rush.
+    connected: asyncio.Event = field(default_factory=asyncio.Event)
 
 
 @dataclass(eq=False)
@@ -194,6 +198,11 @@ class Scheduler:
         self.stopped_apps: set[str] = set()
         self.workspace_isolation: dict[str, str] = {}  # workspaces with a default of their own
         self._tick: asyncio.Task[None] | None = None
+        # Launches that have not dialled in yet, at most one per core: a cold launch is a few
+        # hundred ms of CPU importing Python and the runtime, and a burst that starts them all
+        # at once has every one of them ready only at the end. One per core at a time, the
+        # first are serving inputs while the rest start.
+        self._launching = asyncio.Semaphore(max(1, os.cpu_count() or 1))
 
     # ---- lifecycle -------------------------------------------------------------------------
 
@@ -354,11 +363,25 @@ class Scheduler:
             gpus=reservation.gpus,
         )
         startup = float(fn.get("startup_timeout") or max(fn.get("timeout"), 60.0))
-        asyncio.get_running_loop().call_later(startup, self._check_started, c, startup)
-        asyncio.create_task(self._launch(c, launch))
+        asyncio.create_task(self._launch(c, launch, startup))
         return True
 
-    async def _launch(self, c: Container, launch: Launch) -> None:
+    async def _launch(self, c: Container, launch: Launch, startup: float) -> None:
+        if self.backend.takes_standby(launch):  # dials in within milliseconds: no turn needed
+            await self._launch_now(c, launch, startup)
+            return
+        async with self._launching:
+            await self._launch_now(c, launch, startup)
+            with contextlib.suppress(TimeoutError):  # a hung launch must not hold the others
+                await asyncio.wait_for(c.connected.wait(), LAUNCH_GATE_TIMEOUT)
+
+    async def _launch_now(self, c: Container, launch: Launch, startup: float) -> None:
+        if c.id not in self.containers:
+            return
+        if c.state == "stopping":  # stopped while it waited for its turn: never launched
+            self.on_container_exit(c.id, None, "stopped before it started")
+            return
+        asyncio.get_running_loop().call_later(startup, self._check_started, c, startup)
         try:
             await self.backend.start(launch)
             # Metered from the moment its process exists (or a standby took it on).
@@ -411,6 +434,7 @@ class Scheduler:
     def attach(self, c: Container, link: Link) -> dict[str, Any]:
         """A container connected: what it must load."""
         c.link = link
+        c.connected.set()
         fn = c.pool.function
         return {
             "t": "hello",
@@ -477,6 +501,7 @@ class Scheduler:
         c = self.containers.pop(container_id, None)
         if c is None:
             return
+        c.connected.set()
         pool = c.pool
         pool.containers.pop(c.id, None)
         fn = pool.function
