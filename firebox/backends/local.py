@@ -9,6 +9,7 @@ replacement in the background; a cold launch is the fallback.
 from __future__ import annotations
 
 import asyncio
+import compileall
 import contextlib
 import json
 import logging
@@ -73,6 +74,7 @@ class LocalBackend:
         self._closed = False
         self.tasks: set[asyncio.Task[None]] = set()
         workdir.mkdir(parents=True, exist_ok=True)
+        _compile_firebox()
 
     # ---- starting --------------------------------------------------------------------------
 
@@ -359,6 +361,17 @@ class LocalBackend:
 
 def _limits(launch: Launch) -> cgroups.Limits:
     return cgroups.Limits(launch.cpu, launch.cpu_limit, launch.memory_mb, launch.memory_limit_mb)
+
+
+def _compile_firebox() -> None:
+    """Every container imports firebox from this installation. Installed editable (or with
+    PYTHONDONTWRITEBYTECODE set) it has no bytecode, and each cold start would compile its
+    modules from source, about 135 ms of CPU here; so write the bytecode once, now. Where the
+    installation is read-only, containers compile as before."""
+    try:
+        compileall.compile_dir(Path(__file__).resolve().parent.parent, quiet=2)
+    except OSError:
+        pass
 
 
 async def _joined(group: cgroups.Cgroup, proc: asyncio.subprocess.Process,
