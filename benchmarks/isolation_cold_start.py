@@ -126,15 +126,18 @@ def end_to_end(runs: int, which: list[str], scratch: Path) -> dict[str, list[flo
 
 
 def report(title: str, times: dict[str, list[float]]) -> None:
-    base = statistics.median(times[isolation.PROCESS])
+    """Per mode: median, min, p90, and what it adds to `process`: the median of the per-run
+    differences (the modes run interleaved, so each run's pair saw the same machine)."""
+    base = times[isolation.PROCESS]
     print(f"\n{title}")
     print(f"{'isolation':<12} {'median ms':>10} {'min ms':>8} {'p90 ms':>8} {'adds ms':>8}")
     for mode, values in times.items():
-        values = sorted(values)
-        med = statistics.median(values)
-        p90 = values[min(len(values) - 1, len(values) * 9 // 10)]
-        print(f"{mode:<12} {med * 1000:>10.1f} {values[0] * 1000:>8.1f} {p90 * 1000:>8.1f} "
-              f"{(med - base) * 1000:>+8.1f}")
+        adds = statistics.median(v - b for v, b in zip(values, base))
+        ordered = sorted(values)
+        med = statistics.median(ordered)
+        p90 = ordered[min(len(ordered) - 1, len(ordered) * 9 // 10)]
+        print(f"{mode:<12} {med * 1000:>10.1f} {ordered[0] * 1000:>8.1f} {p90 * 1000:>8.1f} "
+              f"{adds * 1000:>+8.1f}")
 
 
 def main() -> None:
