@@ -162,3 +162,23 @@ def test_remote_call_past_its_long_poll_is_stored_before_the_answer(own_server, 
         own_server.start()
         thread.join(60)
         assert results == ["stored"]
+
+
+def test_the_servers_sockets_take_connections_before_it_serves(tmp_path):
+    """After a restart the control plane starts containers for recovered work while it is still
+    starting up, before uvicorn accepts: their connections must wait in the backlog. A socket
+    that is bound but not listening refuses them (the CI failure of an earlier submission)."""
+    import socket
+
+    from firebox.server import serve
+
+    unix = serve.bind_unix(tmp_path / "server.sock")
+    tcp = serve.bind("127.0.0.1", 0)
+    try:
+        with socket.socket(socket.AF_UNIX) as c:
+            c.connect(str(tmp_path / "server.sock"))
+        socket.create_connection(tcp.getsockname(), timeout=5).close()
+    finally:
+        assert unix is not None
+        unix.close()
+        tcp.close()
