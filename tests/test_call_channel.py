@@ -6,8 +6,9 @@ from __future__ import annotations
 
 import pytest
 from apps import basic
-from helpers import use_server
+from helpers import eventually, use_server
 from other_workspace import other_workspace_env
+from test_durability import remote_calls_stored
 from websockets.exceptions import InvalidStatus
 from websockets.sync.client import connect
 
@@ -41,6 +42,13 @@ def test_remote_calls_go_by_the_channel_not_http(server, monkeypatch):
         with pytest.raises(basic.CustomError, match="boom"):
             basic.fail.remote("boom")
     assert not [p for p in paths if p.startswith("/v1/calls")], paths
+    # Their rows, written with their outputs in the background, are all stored and done.
+    before = remote_calls_stored(server)[0]
+    with basic.app.run(show_logs=False):
+        for i in range(5):
+            basic.square.remote(i)
+    assert eventually(lambda: remote_calls_stored(server)[0] >= before + 5
+                      and remote_calls_stored(server)[1] == 0)
 
 
 def test_the_channel_answers_bad_frames_with_errors_and_stays_open(server):

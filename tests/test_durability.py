@@ -19,23 +19,35 @@ from firebox.store.db import async_url
 N = 300
 
 
-def assert_outputs_once(srv) -> None:
-    """No input of any call has two terminal outputs in the server's output log."""
+def query(srv, sql: str) -> list[tuple[object, ...]]:
+    """Rows from the server's own database."""
 
-    async def query() -> list[object]:
+    async def run() -> list[tuple[object, ...]]:
         url = srv.database_url or f"sqlite:///{srv.state_dir / 'firebox.db'}"
         engine = create_async_engine(async_url(url))
         try:
             async with engine.connect() as conn:
-                result = await conn.execute(sa.text(
-                    "SELECT call_id, idx, COUNT(*) FROM outputs WHERE status != 'item' "
-                    "GROUP BY call_id, idx HAVING COUNT(*) > 1"
-                ))
-                return list(result.all())
+                return [tuple(r) for r in (await conn.execute(sa.text(sql))).all()]
         finally:
             await engine.dispose()
 
-    assert asyncio.run(query()) == []
+    return asyncio.run(run())
+
+
+def assert_outputs_once(srv) -> None:
+    """No input of any call has two terminal outputs in the server's output log."""
+    assert query(srv, "SELECT call_id, idx, COUNT(*) FROM outputs WHERE status != 'item' "
+                      "GROUP BY call_id, idx HAVING COUNT(*) > 1") == []
+
+
+def remote_calls_stored(srv) -> tuple[int, int]:
+    """How many remote calls the database holds, and how many of their inputs are not done:
+    a remote call's rows are written with its output, in the background."""
+    calls = query(srv, "SELECT COUNT(*) FROM calls WHERE kind = 'remote'")[0][0]
+    open_inputs = query(srv, "SELECT COUNT(*) FROM inputs JOIN calls ON calls.id = "
+                             "inputs.call_id WHERE calls.kind = 'remote' AND "
+                             "inputs.state != 'done'")[0][0]
+    return int(calls), int(open_inputs)  # type: ignore[call-overload]
 
 
 def test_map_survives_server_sigkill(own_server, monkeypatch):

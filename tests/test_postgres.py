@@ -16,7 +16,7 @@ import test_cli as cli_tests
 import test_durability as durability_tests
 from apps import basic, faults
 from conftest import ServerProcess, free_port
-from helpers import use_server
+from helpers import eventually, use_server
 
 PG_BIN = Path("/usr/lib/postgresql/15/bin")
 
@@ -87,6 +87,8 @@ def test_remote_map_and_class_on_postgres(pg_server, monkeypatch):
         with pytest.raises(basic.CustomError, match="boom"):
             basic.fail.remote("boom")
         assert list(basic.countdown.remote_gen(3)) == [3, 2, 1]
+    # The remote calls' rows, written with their outputs: square, add, fail.
+    assert eventually(lambda: durability_tests.remote_calls_stored(pg_server) == (3, 0))
 
 
 def test_deploy_and_app_commands_on_postgres(pg_server):
