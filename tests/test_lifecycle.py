@@ -8,6 +8,7 @@ from collections.abc import Iterator
 import pytest
 from apps import durable, faults
 from helpers import Recorder, eventually, runtime_pids
+from test_durability import query
 
 import firebox
 
@@ -40,9 +41,17 @@ def test_timeout_raises_and_stops_the_container(running, recorder):
     assert gone, "the timed-out container lives on"
 
 
-def test_retries_until_success(running, recorder):
-    assert faults.fails_twice.remote(recorder.topic("attempts")) == 3
+def test_retries_until_success(running, recorder, server):
+    topic = recorder.topic("attempts")
+    assert faults.fails_twice.remote(topic) == 3
     assert len(recorder.texts("attempts")) == 3
+
+    def stored_attempts() -> list[tuple[object, ...]]:  # the input row counts its retries
+        return query(server, "SELECT inputs.attempts, inputs.state FROM inputs JOIN functions "
+                             "ON functions.id = (SELECT function_id FROM calls WHERE "
+                             "calls.id = inputs.call_id) WHERE functions.name = 'fails_twice'")
+
+    assert eventually(lambda: stored_attempts() == [(2, "done")])
 
 
 def test_retries_give_up_with_the_last_error_and_back_off(running, recorder):

@@ -85,6 +85,16 @@ class OutputLog:
             rows, log.unwritten = [log.unwritten], None
             await self.db.write(lambda conn: self._insert_fast(conn, rows))
 
+    def note_attempts(self, call_id: str, attempts: int) -> bool:
+        """Record a retried fast call's attempts in its unwritten input row; False when its
+        rows are in the database already (update them there)."""
+        log = self.calls.get(call_id)
+        if log is None or log.unwritten is None:
+            return False
+        call_row, input_row = log.unwritten
+        log.unwritten = (call_row, {**input_row, "attempts": attempts})
+        return True
+
     async def _insert_fast(self, conn: AsyncConnection,
                            rows: list[tuple[dict[str, Any], dict[str, Any]]]) -> None:
         # Ignoring conflicts: a retry that came in between may have stored them already.

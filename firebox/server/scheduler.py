@@ -557,11 +557,12 @@ class Scheduler:
             return
         inp.attempts += 1
         attempts = inp.attempts
-        self.db.write_soon(
-            lambda conn: conn.execute(
-                s.inputs.update().where(s.inputs.c.id == inp.id).values(attempts=attempts)
+        if not self.outputs.note_attempts(inp.call_id, attempts):
+            self.db.write_soon(
+                lambda conn: conn.execute(
+                    s.inputs.update().where(s.inputs.c.id == inp.id).values(attempts=attempts)
+                )
             )
-        )
         asyncio.get_running_loop().call_later(delay, self._requeue, inp)
 
     def _requeue(self, inp: Input) -> None:
