@@ -7,6 +7,12 @@ instead, naming themselves by FIREBOX_CONTAINER_ID, and tests find their process
 
 from __future__ import annotations
 
+import ctypes
+import os
+import secrets
+import shutil
+import socket
+import subprocess
 import threading
 import time
 from collections.abc import Callable
@@ -106,9 +112,49 @@ class Recorder:
             def log_message(self, *args: object) -> None:
                 pass
 
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.url = f"http://127.0.0.1:{self.server.server_address[1]}"
+        self.netns: str | None = None
+        if os.geteuid() == 0 and shutil.which("ip"):
+            # Containers have a network namespace of their own and never reach the host's
+            # loopback: they reach this endpoint as they would any host outside.
+            self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler, bind_and_activate=False)
+            self.server.socket.close()
+            self.server.socket = self._outside_listener()
+            self.server.server_address = self.server.socket.getsockname()
+        else:
+            self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        host, port = self.server.server_address[:2]
+        self.url = f"http://{host}:{port}"
         threading.Thread(target=self.server.serve_forever, daemon=True).start()
+
+    def _outside_listener(self) -> socket.socket:
+        """A listening socket in a network namespace of ours behind a veth (10.252.X.2)."""
+        tag = secrets.token_hex(3)
+        self.netns, self.veth = f"fbrec-{tag}", f"fbr{tag}"
+        octet = secrets.randbelow(250) + 1
+        here, there = f"10.252.{octet}.1", f"10.252.{octet}.2"
+        for step in (["ip", "netns", "add", self.netns],
+                     ["ip", "link", "add", self.veth, "type", "veth", "peer", "name", "eth0",
+                      "netns", self.netns],
+                     ["ip", "addr", "add", f"{here}/24", "dev", self.veth],
+                     ["ip", "link", "set", self.veth, "up"],
+                     ["ip", "-n", self.netns, "addr", "add", f"{there}/24", "dev", "eth0"],
+                     ["ip", "-n", self.netns, "link", "set", "eth0", "up"]):
+            subprocess.run(step, check=True, capture_output=True)
+        made: list[socket.socket] = []
+
+        def listen() -> None:  # a socket belongs to the namespace its thread was in
+            fd = os.open(f"/var/run/netns/{self.netns}", os.O_RDONLY)
+            ctypes.CDLL(None, use_errno=True).setns(fd, 0x40000000)  # CLONE_NEWNET
+            os.close(fd)
+            sock = socket.socket()
+            sock.bind((there, 0))
+            sock.listen(64)
+            made.append(sock)
+
+        thread = threading.Thread(target=listen)
+        thread.start()
+        thread.join()
+        return made[0]
 
     def topic(self, name: str) -> str:
         """The URL a function posts to for this topic."""
@@ -123,3 +169,6 @@ class Recorder:
     def close(self) -> None:
         self.server.shutdown()
         self.server.server_close()
+        if self.netns is not None:
+            subprocess.run(["ip", "link", "del", self.veth], capture_output=True)
+            subprocess.run(["ip", "netns", "del", self.netns], capture_output=True)

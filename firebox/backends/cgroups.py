@@ -19,6 +19,10 @@ CONTROLLERS = ("cpu", "memory", "pids")
 CFS_PERIOD_US = 100_000
 DEFAULT_PIDS_MAX = 1024  # processes and threads per container; a fork bomb stops here
 MIB = 1024 * 1024
+# A container given no memory limit is killed above the larger of these (its request is its
+# floor, as on Modal; the ceiling keeps it from taking what other containers reserved).
+DEFAULT_LIMIT_FACTOR = 4  # times its request
+DEFAULT_LIMIT_MIN_MB = 1024
 
 
 @dataclass(frozen=True)
@@ -28,6 +32,13 @@ class Limits:
     memory_mb: int  # requested: the memory the kernel reclaims towards (v1) or protects (v2)
     memory_limit_mb: int | None  # at most: above it the container is killed
     pids_max: int = DEFAULT_PIDS_MAX
+
+
+def default_memory_limit_mb(request_mb: int, machine_mb: int) -> int:
+    """The hard memory limit of a container that set none: 4x its request, at least 1 GiB, at
+    most what the machine has (and never below the request itself)."""
+    ceiling = max(DEFAULT_LIMIT_FACTOR * request_mb, DEFAULT_LIMIT_MIN_MB)
+    return max(request_mb, min(ceiling, machine_mb))
 
 
 def version() -> int | None:

@@ -3,16 +3,24 @@
 
 from __future__ import annotations
 
+import contextlib
+import functools
 import json
+import logging
 import os
 import shlex
 import shutil
+import stat
+import subprocess
 import sys
-from collections.abc import Sequence
+import threading
+from collections.abc import Collection, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import firebox
+
+log = logging.getLogger("firebox.backends.isolation")
 
 PROCESS, NAMESPACES, GVISOR = "process", "namespaces", "gvisor"
 MODES = (PROCESS, NAMESPACES, GVISOR)
@@ -68,6 +76,9 @@ class Sandbox:
     # starts, and the bubblewrap binds that put them (and its Python dirs) in place.
     mount_lines: list[str] = field(default_factory=list)
     image_binds: list[tuple[str, str, bool]] = field(default_factory=list)  # src, dest, ro
+    netns: str | None = None  # a network namespace of its own with egress (backends/netns.py)
+    uid: int | None = None  # the user it runs as; None: root (sandboxes: root of gVisor's kernel)
+    gid: int | None = None
 
 
 def python_paths() -> list[Path]:
@@ -120,103 +131,197 @@ def volumes_at_path(mode: str, volumes: dict[str, str]) -> list[str]:
 SOCKET = "/run/firebox/server.sock"
 
 
-def bwrap_argv(argv: Sequence[str], sandbox: Sandbox) -> list[str]:
-    """The root is an empty tmpfs made read-only at the end, holding only: the system dirs,
-    Python's own directories, the container's directory, its volumes and its devices."""
+# Containers run as this user (nobody), never as root: the host's files that are not readable by
+# everyone (/etc/shadow, other users' homes) stay closed even where they are visible, and what it
+# writes on the host (its directory, its volumes' copies) is owned by it.
+CONTAINER_UID = CONTAINER_GID = 65534
+EMPTY_FILE = Path("/run/firebox-empty")  # bound over the host's secret files
+
+
+@functools.cache
+def host_secrets() -> tuple[Path, ...]:
+    """What under /etc is not readable by everyone (/etc/shadow, /etc/gshadow, private keys):
+    covered in every container, though its user could not read it anyway."""
+    found: list[Path] = []
+    for top, dirs, files in os.walk("/etc"):
+        for name in list(dirs):
+            path = Path(top) / name
+            with contextlib.suppress(OSError):
+                if not path.is_symlink() and not path.stat().st_mode & stat.S_IROTH:
+                    found.append(path)
+                    dirs.remove(name)  # hidden whole
+        for name in files:
+            path = Path(top) / name
+            with contextlib.suppress(OSError):
+                mode = path.lstat().st_mode
+                if stat.S_ISREG(mode) and not mode & stat.S_IROTH:
+                    found.append(path)
+    return tuple(sorted(found))
+
+
+def _empty_file() -> str:
+    if not EMPTY_FILE.exists():
+        EMPTY_FILE.touch(mode=0o444)
+    return str(EMPTY_FILE)
+
+
+@dataclass
+class Mount:
+    """One step of a container's file view, in order: kind is ro, rw, dev (a bind), tmpfs (an
+    empty directory), symlink (src is its target) or file (an empty file over dest)."""
+
+    kind: str
+    dest: str
+    src: str = ""
+    mode: str = "0755"  # a tmpfs's
+
+
+def file_view(sandbox: Sandbox) -> list[Mount]:
+    """What a namespaces or gVisor container sees over its empty root and its own /dev, /proc
+    and /tmp: the system dirs, Python's own directories, its directory, its image, volumes and
+    devices; the hidden directories and the host's secrets covered."""
     hidden = _layout(sandbox)[1]
-    args = [
-        "bwrap", "--dev", "/dev", "--proc", "/proc", "--tmpfs", "/tmp",
-        "--unshare-pid", "--unshare-ipc", "--unshare-uts", "--unshare-cgroup-try",
-        "--hostname", sandbox.container_id, "--cap-drop", "ALL",
-        "--die-with-parent", "--new-session",
-    ]
+    out: list[Mount] = []
     system = []
     for name in SYSTEM_DIRS:
         path = Path("/") / name
         if path.is_symlink():
-            args += ["--symlink", os.readlink(path), str(path)]
+            out.append(Mount("symlink", str(path), os.readlink(path)))
         elif path.is_dir():
-            args += ["--ro-bind", str(path), str(path)]
+            out.append(Mount("ro", str(path), str(path)))
             system.append(path)
     home = Path(os.environ.get("HOME") or "/root")
     if home != Path("/") and not _under(home, system):
-        args += ["--tmpfs", str(home)]  # an empty, private home for caches
+        out.append(Mount("tmpfs", str(home), mode="1777"))  # an empty, private home for caches
     wanted = [p for p in python_paths() if not _under(p, system) and not _under(p, hidden)]
     for p in wanted:
         if not _under(p, [q for q in wanted if q != p]):
-            args += ["--ro-bind", str(p), str(p)]
+            out.append(Mount("ro", str(p), str(p)))
     for p in hidden:  # what a bound directory holds that must stay invisible
         if _under(p, [*system, *wanted]):
-            args += ["--tmpfs", str(p)]
-    for node in sandbox.devices:
-        args += ["--dev-bind", node, node]
+            out.append(Mount("tmpfs", str(p)))
+    out += [Mount("dev", node, node) for node in sandbox.devices]
     root = str(sandbox.root.resolve())
-    args += ["--bind", root, root]
-    for src, dest, ro in sandbox.image_binds:
-        args += ["--ro-bind" if ro else "--bind", src, dest]
+    out.append(Mount("rw", root, root))
+    out += [Mount("ro" if ro else "rw", dest, src) for src, dest, ro in sandbox.image_binds]
     for p in hidden:  # again: an image's overlay of a system dir shows the host's under it
         if sandbox.image_binds and _under(p, system):
-            args += ["--tmpfs", str(p)]
-    for mount_path, host_dir in sandbox.volumes.items():
-        args += ["--bind", str(host_dir), mount_path]
+            out.append(Mount("tmpfs", str(p)))
+    out += [Mount("rw", mount_path, str(host_dir))
+            for mount_path, host_dir in sandbox.volumes.items()]
+    for secret in host_secrets():
+        out.append(Mount("tmpfs", str(secret)) if secret.is_dir()
+                   else Mount("file", str(secret), _empty_file()))
     if sandbox.server_socket is not None:
-        args += ["--bind", str(sandbox.server_socket), SOCKET]
+        out.append(Mount("rw", SOCKET, str(sandbox.server_socket)))
+    return out
+
+
+def bwrap_argv(argv: Sequence[str], sandbox: Sandbox) -> list[str]:
+    """The root is an empty tmpfs made read-only at the end, holding only the file view."""
+    args = [
+        "bwrap", "--dev", "/dev", "--proc", "/proc", "--perms", "01777", "--tmpfs", "/tmp",
+        "--perms", "01777", "--tmpfs", "/dev/shm",
+        "--unshare-pid", "--unshare-ipc", "--unshare-uts", "--unshare-cgroup-try",
+        "--hostname", sandbox.container_id, "--cap-drop", "ALL",
+        "--die-with-parent", "--new-session",
+    ]
+    binds: list[Path] = []
+    made = {Path("/tmp"), Path("/dev"), Path("/proc")}
+    for m in file_view(sandbox):
+        # bubblewrap makes missing parents of a mount point 0700, which the container's user
+        # could not pass through: make them 0755 first (those not inside a bound directory).
+        for parent in reversed(Path(m.dest).parents[:-1]):
+            if parent not in made and not _under(parent, binds):
+                args += ["--perms", "0755", "--dir", str(parent)]
+                made.add(parent)
+        if m.kind in ("ro", "rw", "dev"):
+            binds.append(Path(m.dest))
+        made.add(Path(m.dest))
+        if m.kind == "symlink":
+            args += ["--symlink", m.src, m.dest]
+        elif m.kind == "tmpfs":
+            args += ["--perms", m.mode, "--tmpfs", m.dest]
+        else:
+            flag = {"ro": "--ro-bind", "file": "--ro-bind", "rw": "--bind", "dev": "--dev-bind"}
+            args += [flag[m.kind], m.src, m.dest]
     if sandbox.block_network:
         args += ["--unshare-net"]
-    args += ["--remount-ro", "/", "--chdir", root, *sandbox.extra, "--", *argv]
-    return args
+    root = str(sandbox.root.resolve())
+    args += ["--remount-ro", "/", "--chdir", root, *sandbox.extra]
+    if sandbox.uid is not None:
+        # bubblewrap starts as root (it binds paths only root may reach, the state directory
+        # among them); setpriv becomes the container's user before anything of the container
+        # runs. Changing uid from 0 clears every capability, and no_new_privs (bubblewrap's)
+        # keeps setuid programs from giving any back.
+        args += ["--cap-add", "CAP_SETUID", "--cap-add", "CAP_SETGID", "--",
+                 "setpriv", f"--reuid={sandbox.uid}", f"--regid={sandbox.gid}",
+                 "--clear-groups", "--inh-caps=-all"]
+    return [*args, "--", *argv]
 
 
 def gvisor_argv(argv: Sequence[str], sandbox: Sandbox, env: dict[str, str]) -> list[str]:
-    """Write an OCI bundle for runsc and return the command that runs it.
-
-    The bundle keeps the host's network namespace (runsc --network=host) so the container can
-    dial the control plane on loopback; gVisor's own netstack would need iptables and a veth.
-    """
+    """Write an OCI bundle for runsc and return the command that runs it: the same file view as
+    bubblewrap's over an empty read-only root, the container's user, and its network namespace
+    (gVisor's own netstack on the veth) or none (loopback only). The control plane is reached
+    over its unix socket (runsc --host-uds=open)."""
     assert sandbox.scratch is not None and sandbox.runsc_root is not None
     bundle = sandbox.scratch
-    bundle.mkdir(parents=True, exist_ok=True)
-    root = str(sandbox.root.resolve())
+    skeleton = bundle / "rootfs"
+    skeleton.mkdir(parents=True, exist_ok=True)
     mounts: list[dict[str, object]] = [
         {"destination": "/proc", "type": "proc", "source": "proc"},
         {"destination": "/dev", "type": "tmpfs", "source": "tmpfs"},
         {"destination": "/dev/pts", "type": "devpts", "source": "devpts"},
-        {"destination": "/dev/shm", "type": "tmpfs", "source": "shm"},
+        {"destination": "/dev/shm", "type": "tmpfs", "source": "shm", "options": ["mode=1777"]},
         {"destination": "/sys", "type": "sysfs", "source": "sysfs", "options": ["ro"]},
+        {"destination": "/tmp", "type": "tmpfs", "source": "tmpfs", "options": ["mode=1777"]},
     ]
-    back, hidden = _layout(sandbox)
-    mounts.append({"destination": "/tmp", "type": "tmpfs", "source": "tmpfs"})
-    mounts += [
-        {"destination": str(p), "type": "bind", "source": str(p), "options": ["rbind", "ro"]}
-        for p in back
-    ]
-    mounts += [{"destination": str(p), "type": "tmpfs", "source": "tmpfs"} for p in hidden]
-    mounts += [
-        {"destination": n, "type": "bind", "source": n, "options": ["rbind", "rw"]}
-        for n in sandbox.devices
-    ]
-    mounts.append({"destination": root, "type": "bind", "source": root, "options": ["rbind", "rw"]})
-    mounts += [{"destination": dest, "type": "bind", "source": src,
-                "options": ["rbind", "ro" if ro else "rw"]}
-               for src, dest, ro in sandbox.image_binds]
-    mounts += [{"destination": str(p), "type": "tmpfs", "source": "tmpfs"} for p in hidden
-               if sandbox.image_binds and _under(p, [Path(d) for _s, d, _r in
-                                                     sandbox.image_binds])]
+    for m in file_view(sandbox):
+        # A read-only root takes no new mount points: each is made in the skeleton first,
+        # its parents passable by the container's user.
+        target = skeleton / m.dest.lstrip("/")
+        for parent in reversed([target, *target.parents]):
+            if parent == target and m.kind not in ("tmpfs",) and not Path(m.src).is_dir():
+                break
+            if parent.is_relative_to(skeleton) and not parent.exists():
+                parent.mkdir()
+                parent.chmod(0o755)
+        if m.kind == "symlink":
+            if not target.is_symlink():
+                target.symlink_to(m.src)
+            continue
+        if not target.exists():
+            target.touch()
+        if m.kind == "tmpfs":
+            mounts.append({"destination": m.dest, "type": "tmpfs", "source": "tmpfs",
+                           "options": [f"mode={m.mode}"]})
+        else:
+            mode = "ro" if m.kind in ("ro", "file") else "rw"
+            mounts.append({"destination": m.dest, "type": "bind", "source": m.src,
+                           "options": ["rbind", mode]})
+    for d in ("proc", "dev", "sys", "tmp"):
+        (skeleton / d).mkdir(exist_ok=True)
+    namespaces: list[dict[str, str]] = [{"type": t} for t in ("pid", "ipc", "uts", "mount")]
+    namespaces.append({"type": "network", "path": sandbox.netns} if sandbox.netns
+                      else {"type": "network"})
+    uid = 0 if sandbox.uid is None else sandbox.uid
+    gid = 0 if sandbox.gid is None else sandbox.gid
     spec = {
         "ociVersion": "1.0.2",
         "process": {
             "terminal": False,
-            "user": {"uid": 0, "gid": 0},
+            "user": {"uid": uid, "gid": gid},
             "args": list(argv),
             "env": [f"{k}={v}" for k, v in env.items() if k != "FIREBOX_PARENT_PID"],
-            "cwd": root,
+            "cwd": str(sandbox.root.resolve()),
             "capabilities": {k: [] for k in ("bounding", "effective", "permitted", "inheritable")},
             "noNewPrivileges": True,
         },
-        "root": {"path": "/", "readonly": True},
+        "root": {"path": str(skeleton), "readonly": True},
         "hostname": sandbox.container_id,
         "mounts": mounts,
-        "linux": {"namespaces": [{"type": t} for t in ("pid", "ipc", "uts", "mount")]},
+        "linux": {"namespaces": namespaces},
     }
     if sandbox.cgroup:
         # runsc moves its sandbox and gofer processes out of the cgroup they start in unless
@@ -224,26 +329,35 @@ def gvisor_argv(argv: Sequence[str], sandbox: Sandbox, env: dict[str, str]) -> l
         spec["linux"]["cgroupsPath"] = sandbox.cgroup  # type: ignore[index]
     (bundle / "config.json").write_text(json.dumps(spec))
     return [
-        "runsc", "--root", str(sandbox.runsc_root), "--network=host",
+        "runsc", "--root", str(sandbox.runsc_root),
+        "--network=sandbox" if sandbox.netns else "--network=none", "--host-uds=open",
         "run", "--bundle", str(bundle), sandbox.container_id,
     ]
 
 
+# runsc 20221219 takes a network namespace with /proc/sys/net/core/rmem_default for the host's
+# own and refuses it; since Linux 6.x every namespace has that file. Hidden from runsc only, in
+# the private mount namespace it starts in.
+HIDE_RMEM = "mount -t tmpfs -o size=4k,ro firebox-netns /proc/sys/net/core"
+
+
 def launcher(mode: str, argv: Sequence[str], sandbox: Sandbox, env: dict[str, str]) -> list[str]:
-    """The command line that runs argv under the given isolation."""
+    """The command line that runs argv under the given isolation, in sandbox.netns if set."""
     if mode == PROCESS:
         return list(argv)
-    if mode in (NAMESPACES, GVISOR) and sandbox.mount_lines:
-        inner = (bwrap_argv(argv, sandbox) if mode == NAMESPACES
-                 else gvisor_argv(argv, sandbox, env))
-        script = " && ".join([*sandbox.mount_lines, 'exec "$@"'])
-        return ["unshare", "--mount", "--propagation", "private", "/bin/sh", "-c", script,
-                "firebox-image", *inner]
-    if mode == NAMESPACES:
-        return bwrap_argv(argv, sandbox)
-    if mode == GVISOR:
-        return gvisor_argv(argv, sandbox, env)
-    raise IsolationUnavailable(f"unknown isolation {mode!r}")
+    if mode not in (NAMESPACES, GVISOR):
+        raise IsolationUnavailable(f"unknown isolation {mode!r}")
+    inner = bwrap_argv(argv, sandbox) if mode == NAMESPACES else gvisor_argv(argv, sandbox, env)
+    lines = list(sandbox.mount_lines)
+    if mode == GVISOR and sandbox.netns:
+        lines.append(HIDE_RMEM)
+    if lines:
+        script = " && ".join([*lines, 'exec "$@"'])
+        inner = ["unshare", "--mount", "--propagation", "private", "/bin/sh", "-c", script,
+                 "firebox-image", *inner]
+    if sandbox.netns:
+        inner = ["nsenter", f"--net={sandbox.netns}", *inner]
+    return inner
 
 
 def in_cgroup(argv: Sequence[str], procs_files: Sequence[Path]) -> list[str]:
@@ -260,6 +374,33 @@ SANDBOX_MODES = (NAMESPACES, GVISOR)
 # Top-level directories a sandbox does not get from the host: the runtime mounts its own
 # /proc, /sys and /dev, and /tmp and /run start empty.
 NOT_FROM_HOST = {"proc", "sys", "dev", "tmp", "run", "lost+found"}
+# What a sandbox gets of the host: its programs, libraries, configuration and /var, with what
+# of /etc and /var is not readable by everyone taken out (sandbox_base). These directories of a
+# Linux root start empty; any other top-level directory of the host (/work, /data) is absent.
+SANDBOX_FROM_HOST = (*SYSTEM_DIRS, "var")
+SANDBOX_EMPTY = {"root", "home", "srv", "opt", "mnt", "media", "boot"}
+# Preloaded into every program of a gVisor sandbox: runsc 20221219's statx(2) and fstatat(2)
+# refuse AT_NO_AUTOMOUNT with EINVAL, and coreutils 9 passes it on every stat (so `ls /` and
+# `stat /` failed). gVisor mounts nothing automatically, so without the flag nothing changes.
+STATX_SHIM = r"""
+#define _GNU_SOURCE
+#include <fcntl.h>
+#include <sys/stat.h>
+#include <sys/syscall.h>
+#include <unistd.h>
+int statx(int fd, const char *path, int flags, unsigned int mask, struct statx *buf) {
+    return syscall(SYS_statx, fd, path, flags & ~AT_NO_AUTOMOUNT, mask, buf);
+}
+int fstatat(int fd, const char *path, struct stat *buf, int flags) {
+    return syscall(SYS_newfstatat, fd, path, buf, flags & ~AT_NO_AUTOMOUNT);
+}
+int fstatat64(int fd, const char *path, struct stat64 *buf, int flags) {
+    return syscall(SYS_newfstatat, fd, path, buf, flags & ~AT_NO_AUTOMOUNT);
+}
+"""
+SHIM_PATH = "/usr/lib/firebox/statx.so"
+_base_lock = threading.Lock()
+_no_shim: set[Path] = set()
 AGENT = Path(__file__).with_name("sandbox_agent.py")
 # Capabilities of root inside gVisor: they act on gVisor's kernel, never the host's.
 GVISOR_CAPS = ["CAP_CHOWN", "CAP_DAC_OVERRIDE", "CAP_FOWNER", "CAP_FSETID", "CAP_KILL",
@@ -299,6 +440,10 @@ class SandboxRoot:
 
     base: Path  # <state>/sandboxes/<id>: rootfs/, upper/, work/, empty/
     layers: Sequence[Path] = ()  # snapshot directories, newest first, each with upper/ and root/
+    masks: Sequence[Path] = ()  # layers between the snapshots and the host's (sandbox_base)
+    # The host's top-level directories it gets (SANDBOX_FROM_HOST for sandboxes); None: all
+    # of them (image build containers, which run the server's own uv and Python).
+    from_host: Collection[str] | None = None
 
     @property
     def rootfs(self) -> Path:
@@ -319,18 +464,24 @@ class SandboxRoot:
         for name in sorted(os.listdir("/")):
             host = Path("/") / name
             dest = self.rootfs / name
+            shown = self.from_host is None or name in self.from_host
             if host.is_symlink():
-                if not dest.is_symlink() and not dest.exists():
+                if shown and not dest.is_symlink() and not dest.exists():
                     dest.symlink_to(os.readlink(host))
                 continue
-            if not host.is_dir():
+            if not host.is_dir() or not (shown or name in NOT_FROM_HOST
+                                         or name in SANDBOX_EMPTY):
                 continue
             dest.mkdir(exist_ok=True)
             if name in ("proc", "sys", "dev", "lost+found"):
                 continue
             lowers = [str(layer / "upper" / name) for layer in self.layers
                       if (layer / "upper" / name).is_dir()]
-            lowers.append(str(self.base / "empty") if name in NOT_FROM_HOST else str(host))
+            if shown and name not in NOT_FROM_HOST:
+                lowers += [str(m / name) for m in self.masks if (m / name).is_dir()]
+                lowers.append(str(host))
+            else:
+                lowers.append(str(self.base / "empty"))
             upper, work = self.base / "upper" / name, self.base / "work" / name
             upper.mkdir(exist_ok=True)
             work.mkdir(exist_ok=True)
@@ -353,6 +504,83 @@ class SandboxRoot:
         return sorted(p.name for p in (self.base / "upper").iterdir())
 
 
+def sandbox_base(directory: Path, gvisor: bool) -> list[Path]:
+    """The layers every sandbox has over the host's directories, made once per server under
+    directory: whiteouts for what of /etc and /var is not readable by everyone, /etc/shadow and
+    /etc/gshadow with no passwords, and under gVisor the statx shim (where a C compiler is
+    installed). Newest first, as SandboxRoot.masks."""
+    with _base_lock:
+        mask, shim = directory / "mask", directory / "gvisor"
+        if not mask.exists():
+            _make_mask(mask)
+        if gvisor and not shim.exists() and directory not in _no_shim and not _make_shim(shim):
+            _no_shim.add(directory)  # said once in the log; not tried for every sandbox
+        return [shim, mask] if gvisor and shim.exists() else [mask]
+
+
+def _make_mask(dest: Path) -> None:
+    tmp = dest.with_name(dest.name + ".part")
+    shutil.rmtree(tmp, ignore_errors=True)
+    for top in ("/etc", "/var"):
+        for path in _unreadable(Path(top)):
+            target = tmp / path.relative_to("/")
+            target.parent.mkdir(parents=True, exist_ok=True)
+            if path in (Path("/etc/shadow"), Path("/etc/gshadow")):
+                lines = path.read_text().splitlines()
+                blank = "*" if path.name == "shadow" else "!"
+                target.write_text("".join(f"{name}:{blank}:{rest.partition(':')[2]}\n"
+                                          for name, _, rest in (ln.partition(":") for ln in lines)
+                                          if name))
+                shutil.copystat(path, target)
+                st = path.stat()
+                os.chown(target, st.st_uid, st.st_gid)
+            else:  # an overlayfs whiteout: the entry is gone from the layers below
+                os.mknod(target, stat.S_IFCHR, os.makedev(0, 0))
+    (tmp / "etc").mkdir(parents=True, exist_ok=True)
+    tmp.rename(dest)
+
+
+def _unreadable(top: Path) -> list[Path]:
+    """Files and directories under top that not everyone may read (a directory whole)."""
+    found: list[Path] = []
+    for parent, dirs, files in os.walk(top):
+        for name in [*dirs, *files]:
+            path = Path(parent) / name
+            with contextlib.suppress(OSError):
+                mode = path.lstat().st_mode
+                if not stat.S_ISLNK(mode) and not mode & stat.S_IROTH:
+                    found.append(path)
+                    if name in dirs:
+                        dirs.remove(name)
+    return found
+
+
+def _make_shim(dest: Path) -> bool:
+    cc = shutil.which("cc") or shutil.which("gcc")
+    if cc is None:
+        log.warning("no C compiler here: in gVisor sandboxes `ls DIR` and `stat` fail with "
+                    "EINVAL (runsc 20221219's statx); install gcc and libc6-dev to fix it")
+        return False
+    tmp = dest.with_name(dest.name + ".part")
+    shutil.rmtree(tmp, ignore_errors=True)
+    lib = tmp / SHIM_PATH.lstrip("/")
+    lib.parent.mkdir(parents=True)
+    (tmp / "shim.c").write_text(STATX_SHIM)
+    done = subprocess.run([cc, "-shared", "-fPIC", "-O2", "-o", str(lib), str(tmp / "shim.c")],
+                          capture_output=True, text=True)
+    if done.returncode != 0:
+        log.warning("could not build the statx shim for gVisor sandboxes: %s",
+                    done.stderr.strip()[-500:])
+        return False
+    (tmp / "shim.c").unlink()
+    preload = Path("/etc/ld.so.preload")
+    host = preload.read_text() if preload.exists() else ""
+    (tmp / "etc").mkdir()
+    (tmp / "etc" / "ld.so.preload").write_text(host + SHIM_PATH + "\n")
+    tmp.rename(dest)
+    return True
+
+
 def _fstab_field(text: str) -> str:
     """A field of an fstab line: its blanks and backslashes as the octal escapes mount reads."""
     for c in "\\ \t":
@@ -361,10 +589,10 @@ def _fstab_field(text: str) -> str:
 
 
 def _visible_hidden(hidden: Sequence[Path]) -> list[Path]:
-    """Hidden paths a sandbox would otherwise see (those under /tmp and /run it never does)."""
+    """Hidden paths a sandbox would otherwise see: those in what it gets of the host."""
     out: list[Path] = []
     for p in sorted({h.resolve() for h in hidden}, key=lambda p: len(p.parts)):
-        if len(p.parts) > 1 and p.parts[1] in NOT_FROM_HOST:
+        if len(p.parts) < 2 or p.parts[1] not in SANDBOX_FROM_HOST:
             continue
         if p.exists() and not _under(p, out):
             out.append(p)
@@ -383,9 +611,13 @@ def sandbox_argv(mode: str, sb: Sandbox, fs: SandboxRoot, env: dict[str, str],
     # checkout, say) need not be visible inside the sandbox.
     agent = [python, "-I", "-S", "-c", AGENT.read_text()]
     hidden = _visible_hidden(sb.hidden)
+    # The agent's interpreter, read-only at its own path where the sandbox has no copy of it
+    # (a Python installed under /root or /opt).
+    prefix = Path(sys.base_prefix).resolve()
+    runtime = [] if prefix.parts[1:2] and prefix.parts[1] in SANDBOX_FROM_HOST else [prefix]
     env = {"PATH": SANDBOX_PATH, "HOME": "/root", **env}
     if mode == GVISOR:
-        inner = _gvisor_sandbox(agent, sb, fs, env, hidden, cgroup, netns)
+        inner = _gvisor_sandbox(agent, sb, fs, env, hidden, cgroup, netns, runtime)
     elif mode == NAMESPACES:
         inner = ["bwrap", "--bind", str(fs.rootfs), "/", "--dev", "/dev", "--proc", "/proc",
                  "--unshare-all", "--hostname", sb.container_id, "--cap-drop", "ALL",
@@ -396,6 +628,8 @@ def sandbox_argv(mode: str, sb: Sandbox, fs: SandboxRoot, env: dict[str, str],
             inner += ["--setenv", k, v]
         for p in hidden:
             inner += ["--tmpfs", str(p)]
+        for p in runtime:
+            inner += ["--ro-bind", str(p), str(p)]
         for mount_path, host_dir in sb.volumes.items():
             inner += ["--bind", str(host_dir), mount_path]
         inner += ["--chdir", "/", "--", *agent]
@@ -403,10 +637,7 @@ def sandbox_argv(mode: str, sb: Sandbox, fs: SandboxRoot, env: dict[str, str],
         raise IsolationUnavailable(f"sandboxes run under {' or '.join(SANDBOX_MODES)}, "
                                    f"not {mode!r}")
     if netns and mode == GVISOR:
-        # runsc 20221219 takes a namespace with /proc/sys/net/core/rmem_default for the host's
-        # own and refuses it; since Linux 6.x every namespace has that file. Hidden from runsc
-        # only, in the private mount namespace it starts in.
-        mounts.append("mount -t tmpfs -o size=4k,ro firebox-netns /proc/sys/net/core")
+        mounts.append(HIDE_RMEM)
     script = " && ".join([*mounts, 'exec "$@"'])
     enter = ["nsenter", f"--net={netns}"] if netns else []
     return [*enter, "unshare", "--mount", "--propagation", "private", "/bin/sh", "-c", script,
@@ -415,7 +646,7 @@ def sandbox_argv(mode: str, sb: Sandbox, fs: SandboxRoot, env: dict[str, str],
 
 def _gvisor_sandbox(agent: list[str], sb: Sandbox, fs: SandboxRoot, env: dict[str, str],
                     hidden: Sequence[Path], cgroup: str | None,
-                    netns: str | None = None) -> list[str]:
+                    netns: str | None = None, runtime: Sequence[Path] = ()) -> list[str]:
     assert sb.scratch is not None and sb.runsc_root is not None
     sb.scratch.mkdir(parents=True, exist_ok=True)
     mounts: list[dict[str, object]] = [
@@ -429,6 +660,8 @@ def _gvisor_sandbox(agent: list[str], sb: Sandbox, fs: SandboxRoot, env: dict[st
     mounts.append({"destination": "/tmp", "type": "bind", "source": str(fs.rootfs / "tmp"),
                    "options": ["rbind", "rw"]})
     mounts += [{"destination": str(p), "type": "tmpfs", "source": "tmpfs"} for p in hidden]
+    mounts += [{"destination": str(p), "type": "bind", "source": str(p),
+                "options": ["rbind", "ro"]} for p in runtime]
     mounts += [{"destination": path, "type": "bind", "source": str(local),
                 "options": ["rbind", "rw"]} for path, local in sb.volumes.items()]
     caps = {k: GVISOR_CAPS for k in ("bounding", "effective", "permitted")}

@@ -23,12 +23,14 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from ..images import layers as images
-from . import cgroups, gpus, isolation
+from . import cgroups, gpus, isolation, netns
 from .base import Launch, OnExit, OnOutput, describe_exit
 
 log = logging.getLogger("firebox.backends.local")
 
 STANDBY_DEFAULT = 2  # FIREBOX_STANDBY overrides; 0 turns standby runtimes off
+EGRESS_ENV = "FIREBOX_CONTAINER_EGRESS"  # "0": containers get loopback only, no way out
+NETNS_POOL = 2  # network namespaces made ahead for cold starts
 
 
 @dataclass
@@ -43,6 +45,7 @@ class Process:
     container_id: str | None = None
     memory_limit_mb: int | None = None
     image_files_missing: bool = False  # its image has files this isolation cannot show
+    link: netns.Link | None = None  # its network namespace with egress, if it has one
 
 
 class LocalBackend:
@@ -64,6 +67,18 @@ class LocalBackend:
         if not self.cgroups:
             log.warning("no writable cgroups here (v1, or v2 with cpu, memory and pids): "
                         "containers run without cpu, memory and process limits")
+        # Containers are walled in a network namespace of their own: with egress through the
+        # host where this server can make one (root, iproute2, nftables) and the operator has
+        # not turned it off, else loopback only. Sandboxes' allowlists need the same tables.
+        self.netpool: netns.Pool | None = None
+        if netns.available():
+            netns.start()
+            if os.environ.get(EGRESS_ENV, "1") != "0":
+                self.netpool = netns.Pool(NETNS_POOL)
+        if server_socket is not None:
+            # Containers run as an unprivileged user, who must be able to connect to it.
+            os.chown(server_socket, 0, isolation.CONTAINER_GID)
+            os.chmod(server_socket, 0o660)
         self.procs: dict[str, Process] = {}  # by container id
         self.standby: list[Process] = []
         self.standby_env = dict(standby_env or {})
@@ -114,7 +129,7 @@ class LocalBackend:
                               volumes=volumes, layers=layers,
                               block_network=launch.block_network)
         p.container_id = launch.container_id
-        p.memory_limit_mb = launch.memory_limit_mb
+        p.memory_limit_mb = _memory_limit(launch)
         self.procs[launch.container_id] = p
         if p.image_files_missing:
             self.on_output(launch.container_id, "stderr", (
@@ -142,12 +157,14 @@ class LocalBackend:
                         raise OSError(f"standby {p.key} never joined its cgroup")
                     await asyncio.to_thread(_retarget, p.group, _limits(launch),
                                             launch.container_id)
+                if p.link is not None:
+                    await asyncio.to_thread(netns.refresh, p.link)
                 env = {**self._env(launch.container_id, p.mode, []), **launch.env,
                        "FIREBOX_CONTAINER_ROOT": str(p.sandbox.root)}
                 if p.mode != isolation.PROCESS:
                     env.pop("FIREBOX_PARENT_PID")  # inside, its parent is the sandbox's init
                 p.container_id = launch.container_id
-                p.memory_limit_mb = launch.memory_limit_mb
+                p.memory_limit_mb = _memory_limit(launch)
                 self.procs[launch.container_id] = p
                 p.proc.stdin.write(json.dumps(env).encode() + b"\n")
                 await p.proc.stdin.drain()
@@ -185,7 +202,37 @@ class LocalBackend:
 
     def start_standby(self) -> None:
         """Launch the standby runtimes (called once the server listens)."""
+        self._fill_netns()
         self._refill_soon()
+
+    def _fill_netns(self) -> None:
+        if self.netpool is None or self._closed:
+            return
+        task = asyncio.create_task(self._fill_netns_now())
+        self.tasks.add(task)
+        task.add_done_callback(self.tasks.discard)
+
+    async def _fill_netns_now(self) -> None:
+        assert self.netpool is not None
+        try:
+            await asyncio.to_thread(self.netpool.fill)
+        except netns.NetworkUnavailable as exc:
+            log.warning("could not make a network namespace ahead: %s", exc)
+
+    async def connect(self, container_id: str, port: int
+                      ) -> tuple[asyncio.StreamReader, asyncio.StreamWriter]:
+        """A connection to a container's port, made as a client inside the container would:
+        in its network namespace to 127.0.0.1 (bubblewrap), to its address (gVisor, whose own
+        netstack holds its loopback: its server must listen on 0.0.0.0), or on the host's
+        loopback (process isolation)."""
+        p = self.procs.get(container_id)
+        if p is None or p.link is None:
+            return await asyncio.open_connection("127.0.0.1", port)
+        if p.mode == isolation.GVISOR:
+            return await asyncio.open_connection(p.link.inner_ip, port)
+        sock = await asyncio.to_thread(netns.connect_inside, p.link.path, port, 10.0)
+        sock.setblocking(False)
+        return await asyncio.open_connection(sock=sock)
 
     def _env(self, key: str, mode: str, gpu_indices: Sequence[int]) -> dict[str, str]:
         env = {k: v for k, v in os.environ.items() if not k.startswith("FIREBOX_")}
@@ -197,8 +244,8 @@ class LocalBackend:
             "CUDA_DEVICE_ORDER": "PCI_BUS_ID",  # the order nvidia-smi and NVML number them
             "FIREBOX_PARENT_PID": str(os.getpid()),
         })
-        if self.server_socket is not None and mode != isolation.GVISOR:
-            inside = isolation.SOCKET if mode == isolation.NAMESPACES else str(self.server_socket)
+        if self.server_socket is not None:
+            inside = str(self.server_socket) if mode == isolation.PROCESS else isolation.SOCKET
             env["FIREBOX_SERVER_SOCKET"] = inside
         return env
 
@@ -208,6 +255,8 @@ class LocalBackend:
                      block_network: bool = False) -> Process:
         root = self.workdir / key
         root.mkdir(parents=True)
+        if mode != isolation.PROCESS:
+            os.chown(root, isolation.CONTAINER_UID, isolation.CONTAINER_GID)
         view = None
         if layers and mode in (isolation.NAMESPACES, isolation.GVISOR):
             view = images.isolated_view(list(layers), env, self._image_scratch(key),
@@ -220,6 +269,10 @@ class LocalBackend:
         for mount_path in volumes:  # each volume's working copy, bound at its mount path
             at_path[mount_path] = root / "volumes" / mount_path.strip("/")
             at_path[mount_path].mkdir(parents=True)
+            for d in [at_path[mount_path], *at_path[mount_path].parents]:
+                if d == root:
+                    break
+                os.chown(d, isolation.CONTAINER_UID, isolation.CONTAINER_GID)
         sandbox = isolation.Sandbox(
             container_id=key,
             root=root,
@@ -230,8 +283,15 @@ class LocalBackend:
             volumes=at_path,
             block_network=block_network,
         )
-        if mode == isolation.NAMESPACES and self.server_socket is not None:
+        link = None
+        if mode != isolation.PROCESS:
             sandbox.server_socket = self.server_socket
+            sandbox.uid, sandbox.gid = isolation.CONTAINER_UID, isolation.CONTAINER_GID
+            if not block_network and self.netpool is not None:
+                link = await asyncio.to_thread(self.netpool.take)
+                sandbox.netns = link.path
+            else:
+                sandbox.block_network = True
         if view is not None:
             sandbox.mount_lines, sandbox.image_binds = view.mount_lines, view.binds
         if mode != isolation.PROCESS:
@@ -258,12 +318,15 @@ class LocalBackend:
         except BaseException:
             if group is not None:
                 await asyncio.to_thread(group.remove)
+            if link is not None:
+                await asyncio.to_thread(netns.remove, link)
             shutil.rmtree(root, ignore_errors=True)
             shutil.rmtree(self._image_scratch(key), ignore_errors=True)
             raise
         p = Process(key, proc, mode, sandbox, group,
                     image_files_missing=bool(view and mode == isolation.PROCESS
-                                             and view.has_files))
+                                             and view.has_files), link=link)
+        self._fill_netns()
         task = asyncio.create_task(self._watch(p))
         self.tasks.add(task)
         task.add_done_callback(self.tasks.discard)
@@ -292,6 +355,8 @@ class LocalBackend:
             await asyncio.to_thread(p.group.remove)
         if p.mode == isolation.GVISOR:
             await self._forget_gvisor(p.sandbox)
+        if p.link is not None:
+            await asyncio.to_thread(netns.remove, p.link)
         shutil.rmtree(p.sandbox.root, ignore_errors=True)
         shutil.rmtree(self._image_scratch(p.key), ignore_errors=True)
         if p in self.standby:
@@ -357,10 +422,23 @@ class LocalBackend:
             await self.kill(cid)
         if self.tasks:
             await asyncio.wait(self.tasks, timeout=5)
+        if self.netpool is not None:
+            await asyncio.to_thread(self.netpool.close)
+        if netns.available():
+            await asyncio.to_thread(netns.shutdown)
 
 
 def _limits(launch: Launch) -> cgroups.Limits:
-    return cgroups.Limits(launch.cpu, launch.cpu_limit, launch.memory_mb, launch.memory_limit_mb)
+    return cgroups.Limits(launch.cpu, launch.cpu_limit, launch.memory_mb, _memory_limit(launch))
+
+
+def _memory_limit(launch: Launch) -> int:
+    """Its own limit, else the default ceiling over the memory the scheduler may hand out."""
+    if launch.memory_limit_mb:
+        return launch.memory_limit_mb
+    machine = int(os.environ.get("FIREBOX_MEMORY_MB") or 0) or (
+        os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") // cgroups.MIB)
+    return cgroups.default_memory_limit_mb(launch.memory_mb, machine)
 
 
 def _compile_firebox() -> None:

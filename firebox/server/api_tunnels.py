@@ -4,6 +4,8 @@ lasts. Only a container may ask, and only for its own ports."""
 
 from __future__ import annotations
 
+import functools
+
 from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
@@ -11,8 +13,6 @@ from starlette.routing import Route
 from .api import identity, msgpack_body, packed, plane
 from .errors import ApiError, invalid, not_found
 from .scheduler import Container
-
-LOOPBACK = "127.0.0.1"  # containers with a network share the host's; forward() reaches it there
 
 
 def _container(request: Request) -> Container:
@@ -41,7 +41,9 @@ async def open_tunnel(request: Request) -> Response:
         raise ApiError(409, "AlreadyExistsError",
                        f"Port {port} is forwarded already; leave the first forward() block "
                        "before opening another for it.")
-    opened = await tunnels.open(owner, LOOPBACK, {port: not body.get("unencrypted")})
+    # The backend connects as a client inside the container would (it has a network of its own).
+    dial = functools.partial(plane(request).backend.connect, c.id)
+    opened = await tunnels.open(owner, dial, {port: not body.get("unencrypted")})
     return packed(opened[port].to_json())
 
 

@@ -153,6 +153,7 @@ class SandboxManager:
         self.dir = cp.settings.state_dir / "sandboxes"
         self.images = cp.settings.state_dir / "sandbox-layers"
         self.runsc_root = cp.settings.state_dir / "runsc-sandboxes"
+        self.base_layers = cp.settings.state_dir / "sandbox-base"  # isolation.sandbox_base
         self.hidden = [cp.settings.state_dir, *hidden]
         self.running: dict[str, Running] = {}
         self.cgroups = cgroups.available()
@@ -179,6 +180,7 @@ class SandboxManager:
             .values(status="terminated", returncode=KILLED, finished_at=now)
         ))
         shutil.rmtree(self.dir, ignore_errors=True)
+        shutil.rmtree(self.base_layers, ignore_errors=True)  # made again from the host as it is
         self._idle = asyncio.create_task(self._idle_loop())
         self._refill()
 
@@ -235,7 +237,7 @@ class SandboxManager:
                     await self._launch(sb)
                 if spec.ports:
                     assert sb.link is not None
-                    await self.tunnels.open(sb.id, sb.link.sandbox_ip, spec.ports)
+                    await self.tunnels.open(sb.id, sb.link.inner_ip, spec.ports)
             except BaseException as exc:
                 await self._finish(sb, "failed", None)
                 if isinstance(exc, ApiError):
@@ -254,7 +256,9 @@ class SandboxManager:
         layers = [self.images / layer for layer in spec.layers]
         return Running(
             id=sid, workspace_id="", app_id="", name=None, isolation=mode,
-            spec=spec, base=base, root=isolation.SandboxRoot(base / "fs", layers),
+            spec=spec, base=base,
+            root=isolation.SandboxRoot(base / "fs", layers,
+                                       from_host=isolation.SANDBOX_FROM_HOST),
             sandbox=isolation.Sandbox(container_id=sid, root=base, hidden=self.hidden,
                                       scratch=base / "bundle", runsc_root=self.runsc_root),
         )
@@ -303,6 +307,8 @@ class SandboxManager:
                                     memory_mb=memory, memory_limit_mb=memory)
             sb.group = await asyncio.to_thread(cgroups.Cgroup.create, sb.id, limits)
             cgroup = f"/{cgroups.PARENT}/{sb.id}"
+        sb.root.masks = await asyncio.to_thread(isolation.sandbox_base, self.base_layers,
+                                                sb.isolation == isolation.GVISOR)
         argv = await asyncio.to_thread(isolation.sandbox_argv, sb.isolation, sb.sandbox,
                                        sb.root, sb.spec.env, cgroup,
                                        sb.link.path if sb.link else None)

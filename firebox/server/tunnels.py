@@ -20,6 +20,7 @@ import ipaddress
 import logging
 import os
 import ssl
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -31,6 +32,10 @@ log = logging.getLogger("firebox.tunnels")
 CHUNK = 65536
 CONNECT_TIMEOUT = 10.0
 MAX_PORTS = 16  # tunnels one sandbox may ask for
+
+# How a relay reaches the port it serves: an address, or a function that connects to a port.
+Streams = tuple[asyncio.StreamReader, asyncio.StreamWriter]
+Target = str | Callable[[int], Awaitable[Streams]]
 
 
 @dataclass
@@ -101,17 +106,17 @@ class Tunnels:
             self._tls = ctx
         return self._tls
 
-    async def open(self, owner: str, target_host: str,
+    async def open(self, owner: str, target: Target,
                    ports: dict[int, bool]) -> dict[int, Endpoint]:
-        """Listen for each port and relay to target_host; undone by close(owner)."""
+        """Listen for each port and relay to it at target; undone by close(owner)."""
         state = self.open_.setdefault(owner, Open())
         try:
             for port, tls_only in sorted(ports.items()):
-                target = (target_host, port)
-                tls_server = await self._listen(state, target, self.tls())
+                dial = _dialer(target, port)
+                tls_server = await self._listen(state, dial, self.tls())
                 end = Endpoint(self.host, _port(tls_server))
                 if not tls_only:
-                    plain = await self._listen(state, target, None)
+                    plain = await self._listen(state, dial, None)
                     end.unencrypted_host, end.unencrypted_port = self.host, _port(plain)
                 state.endpoints[port] = end
         except BaseException:
@@ -144,10 +149,10 @@ class Tunnels:
         for owner in [o for o in self.open_ if o.startswith(prefix)]:
             await self.close(owner)
 
-    async def _listen(self, state: Open, target: tuple[str, int],
+    async def _listen(self, state: Open, dial: Callable[[], Awaitable[Streams]],
                       tls: ssl.SSLContext | None) -> asyncio.Server:
         def accepted(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-            task = asyncio.ensure_future(relay(reader, writer, target))
+            task = asyncio.ensure_future(relay(reader, writer, dial))
             state.relays.add(task)
             task.add_done_callback(state.relays.discard)
 
@@ -161,13 +166,18 @@ def _port(server: asyncio.Server) -> int:
     return int(server.sockets[0].getsockname()[1])
 
 
+def _dialer(target: Target, port: int) -> Callable[[], Awaitable[Streams]]:
+    if isinstance(target, str):
+        return lambda: asyncio.open_connection(target, port)
+    return lambda: target(port)
+
+
 async def relay(reader: asyncio.StreamReader, writer: asyncio.StreamWriter,
-                target: tuple[str, int]) -> None:
+                dial: Callable[[], Awaitable[Streams]]) -> None:
     """Copy bytes both ways between a client and the sandbox's port until both sides end."""
     try:
         try:
-            up_reader, up_writer = await asyncio.wait_for(
-                asyncio.open_connection(*target), CONNECT_TIMEOUT)
+            up_reader, up_writer = await asyncio.wait_for(dial(), CONNECT_TIMEOUT)
         except (OSError, TimeoutError):
             return  # nothing listens on that port in the sandbox (yet): the client sees a close
         try:

@@ -1,0 +1,201 @@
+"""Containers are walled by default: from a function container (bubblewrap and gVisor) or a
+sandbox, the host's secrets are out of sight, the host's loopback and its own addresses are out
+of reach, egress reaches the outside (a test host of our own: a network namespace behind a
+veth) with the host's IPv4 forwarding off, and a container that set no memory limit is killed
+at the default ceiling."""
+
+from __future__ import annotations
+
+import secrets
+import shutil
+import socket
+import subprocess
+import sys
+import threading
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from apps import walls
+
+import firebox as modal
+from firebox.backends import cgroups, isolation
+from firebox.exceptions import RemoteError
+
+pytestmark = pytest.mark.skipif(shutil.which("bwrap") is None, reason="needs bubblewrap")
+GVISOR = shutil.which("runsc") is not None
+NETWORK = shutil.which("ip") is not None and shutil.which("nft") is not None
+MODES = ["namespaces", pytest.param("gvisor", marks=pytest.mark.skipif(
+    not GVISOR, reason="needs gVisor's runsc"))]
+IP_FORWARD = Path("/proc/sys/net/ipv4/ip_forward")
+
+SERVE = (
+    "import socket, sys\n"
+    "s = socket.socket()\n"
+    "s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)\n"
+    "s.bind(('0.0.0.0', 8765))\n"
+    "s.listen()\n"
+    "print('ready', flush=True)\n"
+    "while True:\n"
+    "    c, _ = s.accept()\n"
+    "    c.sendall(b'hello from the test host')\n"
+    "    c.close()\n"
+)
+
+
+def _listen(host: str, port: int, greeting: bytes) -> socket.socket:
+    listener = socket.socket()
+    listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    listener.bind((host, port))
+    listener.listen()
+
+    def serve() -> None:
+        while True:
+            try:
+                c, _ = listener.accept()
+            except OSError:
+                return
+            c.sendall(greeting)
+            c.close()
+
+    threading.Thread(target=serve, daemon=True).start()
+    return listener
+
+
+@pytest.fixture(scope="module")
+def forwarding_off() -> Iterator[None]:
+    """The host forwards nothing, as a fresh Debian machine (ip_forward=0); put back after."""
+    before = IP_FORWARD.read_text().strip()
+    if before != "0":
+        IP_FORWARD.write_text("0")
+    yield
+    if before != "0":
+        IP_FORWARD.write_text(before)
+
+
+@pytest.fixture(scope="module")
+def outside(forwarding_off) -> Iterator[dict[str, tuple[str, int]]]:
+    """A test host in a network namespace of ours (10.251.X.2, serving TCP on 8765), the host's
+    own address on that link (10.251.X.1, serving too) and a service on the host's loopback."""
+    tag = secrets.token_hex(3)
+    ns, host_if, peer = f"fbwall-{tag}", f"fbw{tag}", f"fbv{tag}"
+    octet = secrets.randbelow(250) + 1
+    here, there = f"10.251.{octet}.1", f"10.251.{octet}.2"
+    steps = [
+        ["ip", "netns", "add", ns],
+        ["ip", "link", "add", host_if, "type", "veth", "peer", "name", peer],
+        ["ip", "link", "set", peer, "netns", ns],
+        ["ip", "addr", "add", f"{here}/24", "dev", host_if],
+        ["ip", "link", "set", host_if, "up"],
+        ["ip", "-n", ns, "addr", "add", f"{there}/24", "dev", peer],
+        ["ip", "-n", ns, "link", "set", peer, "up"],
+    ]
+    listeners: list[socket.socket] = []
+    remote = None
+    try:
+        for step in steps:
+            subprocess.run(step, check=True, capture_output=True)
+        remote = subprocess.Popen(["ip", "netns", "exec", ns, sys.executable, "-c", SERVE],
+                                  stdout=subprocess.PIPE, text=True)
+        assert remote.stdout is not None and remote.stdout.readline().strip() == "ready"
+        listeners.append(_listen(here, 8765, b"hello from the host"))
+        loopback = _listen("127.0.0.1", 0, b"hello from the host's loopback")
+        listeners.append(loopback)
+        yield {"outside": (there, 8765), "host": (here, 8765),
+               "loopback": ("127.0.0.1", loopback.getsockname()[1])}
+    finally:
+        for listener in listeners:
+            listener.close()
+        if remote is not None:
+            remote.kill()
+            remote.wait()
+        subprocess.run(["ip", "link", "del", host_if], capture_output=True)
+        subprocess.run(["ip", "netns", "del", ns], capture_output=True)
+
+
+def runtime_dirs_under(top: str) -> set[str]:
+    return {p.relative_to(top).parts[0] for p in isolation.python_paths()
+            if p.is_relative_to(top) and p != Path(top)}
+
+
+@pytest.mark.parametrize("mode", MODES)
+def test_a_function_container_sees_no_host_secrets(server, mode):
+    with walls.app.run(show_logs=False):
+        seen = (walls.look_gvisor if mode == "gvisor" else walls.look).remote()
+    assert seen["isolation"] == mode
+    assert seen["uid"] != 0  # never root
+    assert not seen["shadow"].startswith("read") or seen["shadow"] == "read 0 bytes", seen
+    # Of /root, /home and /work only what the runtime imports is there (Python, firebox).
+    assert set(seen["root"] or []) <= runtime_dirs_under("/root"), seen
+    assert set(seen["home"] or []) <= runtime_dirs_under("/home"), seen
+    assert set(seen["work"] or []) <= runtime_dirs_under("/work"), seen
+    assert not seen["shared"]
+
+
+@pytest.mark.skipif(not NETWORK, reason="needs iproute2 and nftables")
+@pytest.mark.parametrize("mode", MODES)
+def test_a_function_container_reaches_out_but_not_the_host(server, outside, mode):
+    server_port = ("127.0.0.1", server.port)
+    targets = [outside["outside"], outside["host"], outside["loopback"], server_port,
+               ("169.254.169.254", 80)]
+    with walls.app.run(show_logs=False):
+        seen = (walls.reach_gvisor if mode == "gvisor" else walls.reach).remote(targets)
+    there, here, loop = (f"{h}:{p}" for h, p in targets[:3])
+    # Egress through the host works, with the host's ip_forward off ...
+    assert seen[there] == "connected: hello from the test host", seen
+    # ... but nothing on the host itself: not its own addresses, not its loopback services, not
+    # the control plane's port (the container's channel is the server's unix socket).
+    assert not seen[here].startswith("connected"), seen
+    assert not seen[loop].startswith("connected"), seen
+    assert not seen[f"127.0.0.1:{server.port}"].startswith("connected"), seen
+    assert not seen["169.254.169.254:80"].startswith("connected"), seen
+    # The control: from the host the same services answer.
+    for host, port in targets[1:3]:
+        with socket.create_connection((host, port), timeout=3) as c:
+            assert c.recv(100).startswith(b"hello from the host")
+
+
+@pytest.mark.skipif(not cgroups.available(), reason="needs writable cgroups")
+@pytest.mark.parametrize("mode", MODES)
+def test_no_memory_limit_given_means_the_default_ceiling(server, mode):
+    # memory= is not set: the request is 128 MiB and the limit the default, 1024 MiB.
+    with walls.app.run(show_logs=False):
+        with pytest.raises(RemoteError, match="more than its 1024 MiB memory limit"):
+            (walls.hoard_gvisor if mode == "gvisor" else walls.hoard).remote(1536)
+
+
+@pytest.fixture(scope="module")
+def sandbox_app(server):
+    return modal.App.lookup("test-walls-sandboxes", create_if_missing=True)
+
+
+def test_a_sandbox_sees_no_host_secrets(sandbox_app):
+    sb = modal.Sandbox.create(app=sandbox_app)
+    try:
+        shadow = sb.exec("cat", "/etc/shadow").stdout.read()
+        listed = sb.exec("sh", "-c", "ls -A /root /home; test -e /work && echo work; "
+                         "test -e /var/lib/postgresql && ls -A /var/lib/postgresql/*/; "
+                         "echo end").stdout.read()
+    finally:
+        sb.terminate()
+    users = [line for line in shadow.splitlines() if line]
+    assert users and all(line.split(":")[1] in ("*", "!") for line in users), shadow
+    # /root holds at most the mount point of the interpreter of the sandbox's agent.
+    assert [w for w in listed.split() if w not in runtime_dirs_under("/root")] == [
+        "/home:", "/root:", "end"], listed
+
+
+@pytest.mark.skipif(not GVISOR, reason="needs gVisor's runsc")
+def test_ls_and_stat_of_the_root_in_a_gvisor_sandbox(sandbox_app):
+    sb = modal.Sandbox.create(app=sandbox_app)
+    try:
+        assert sb.isolation == "gvisor"
+        ls = sb.exec("ls", "/")
+        listed, errors = ls.stdout.read(), ls.stderr.read()
+        st = sb.exec("stat", "-c", "%F", "/")
+        kind = st.stdout.read()
+        assert ls.wait() == 0 and st.wait() == 0, errors
+    finally:
+        sb.terminate()
+    assert {"usr", "etc", "tmp"} <= set(listed.split()), errors
+    assert kind.strip() == "directory"
