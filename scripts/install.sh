@@ -11,8 +11,12 @@ command -v "$PYTHON" >/dev/null 2>&1 || PYTHON=python3
 need=()
 command -v bwrap >/dev/null 2>&1 || need+=(bubblewrap)
 command -v runsc >/dev/null 2>&1 || need+=(runsc)
-command -v nft >/dev/null 2>&1 || need+=(nftables)  # sandboxes' cidr_allowlist=
+# Containers' own network namespaces with egress, and sandboxes' cidr_allowlist=.
+command -v nft >/dev/null 2>&1 || need+=(nftables)
 command -v ip >/dev/null 2>&1 || need+=(iproute2)
+# gVisor sandboxes' statx shim (docs/sandboxes.md): built once per server with the C compiler.
+command -v cc >/dev/null 2>&1 || need+=(gcc)
+ls /usr/include/*/sys/stat.h >/dev/null 2>&1 || need+=(libc6-dev)
 ls /usr/lib/postgresql/*/bin/pg_ctl >/dev/null 2>&1 || need+=(postgresql)
 if [ ${#need[@]} -gt 0 ]; then
     if [ "$(id -u)" = 0 ]; then
