@@ -61,16 +61,21 @@ def bind(host: str, port: int) -> socket.socket:
     return sock
 
 
-def bind_unix(path: Path) -> socket.socket | None:
-    """A unix socket for containers to reach the control plane without a network; None when
-    the path is too long for one."""
-    if len(str(path)) > 100:
-        log.warning("no unix socket for containers: %s is too long a path", path)
-        return None
+def bind_unix(path: Path) -> socket.socket:
+    """The unix socket containers reach the control plane by: the only way to it from their
+    network namespaces. A path too long for bind(2) (108 bytes) is bound through a descriptor
+    of its directory."""
     path.parent.mkdir(parents=True, exist_ok=True)
     path.unlink(missing_ok=True)
     sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-    sock.bind(str(path))
+    if len(str(path)) > 100:
+        fd = os.open(path.parent, os.O_RDONLY | os.O_DIRECTORY)
+        try:
+            sock.bind(f"/proc/self/fd/{fd}/{path.name}")
+        finally:
+            os.close(fd)
+    else:
+        sock.bind(str(path))
     os.chmod(path, 0o600)
     sock.listen(BACKLOG)
     sock.set_inheritable(True)
@@ -93,7 +98,7 @@ def serve_forever(host: str, port: int, state_dir: Path, database_url: str | Non
     settings.bind_host = host or "0.0.0.0"
     state_dir.mkdir(parents=True, exist_ok=True)
     unix = bind_unix(state_dir / "server.sock")
-    settings.socket = state_dir / "server.sock" if unix else None
+    settings.socket = state_dir / "server.sock"
     stored = config.read_file()
     keep = stored.get("token") if stored.get("server_url") == url else None
     token = asyncio.run(bootstrap(settings, keep))
@@ -105,7 +110,7 @@ def serve_forever(host: str, port: int, state_dir: Path, database_url: str | Non
         uvicorn.Config(create_app(settings), log_level="warning", lifespan="on",
                        timeout_graceful_shutdown=5, ws_max_size=1 << 30)
     )
-    server.run(sockets=[sock, unix] if unix else [sock])
+    server.run(sockets=[sock, unix])
 
 
 class EmbeddedServer:
@@ -123,7 +128,7 @@ class EmbeddedServer:
 
     def start(self) -> EmbeddedServer:
         settings = Settings.for_state_dir(self.state_dir, self.url)
-        settings.socket = self.state_dir / "server.sock" if self.unix else None
+        settings.socket = self.state_dir / "server.sock"
         started = threading.Event()
 
         def run() -> None:
@@ -135,7 +140,7 @@ class EmbeddedServer:
                     uvicorn.Config(create_app(settings), log_level="warning", lifespan="on",
                                    timeout_graceful_shutdown=5, ws_max_size=1 << 30)
                 )
-                sockets = [self.sock, self.unix] if self.unix else [self.sock]
+                sockets = [self.sock, self.unix]
                 task = loop.create_task(self._server.serve(sockets=sockets))
 
                 async def wait_started() -> None:
@@ -165,6 +170,5 @@ class EmbeddedServer:
         if self._thread is not None:
             self._thread.join(timeout=15)
         self.sock.close()
-        if self.unix is not None:
-            self.unix.close()
+        self.unix.close()
         shutil.rmtree(self.state_dir, ignore_errors=True)
