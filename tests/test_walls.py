@@ -199,3 +199,33 @@ def test_ls_and_stat_of_the_root_in_a_gvisor_sandbox(sandbox_app):
         sb.terminate()
     assert {"usr", "etc", "tmp"} <= set(listed.split()), errors
     assert kind.strip() == "directory"
+
+
+def _leftovers(pid: int) -> list[str]:
+    names = [n for n in (Path("/var/run/netns").iterdir() if Path("/var/run/netns").exists()
+                         else []) if n.name.startswith(f"firebox-{pid}-")]
+    tables = subprocess.run(["nft", "list", "tables", "inet"], capture_output=True,
+                            text=True).stdout
+    return [n.name for n in names] + (["table"] if f"firebox_server_{pid}\n" in tables else [])
+
+
+@pytest.mark.skipif(not NETWORK, reason="needs iproute2 and nftables")
+def test_a_restart_sweeps_what_a_killed_server_left(tmp_path):
+    from conftest import ServerProcess
+    from helpers import eventually
+
+    srv = ServerProcess(tmp_path)
+    srv.start()
+    try:
+        assert srv.proc is not None
+        first = srv.proc.pid
+        assert eventually(lambda: len(_leftovers(first)) > 1, timeout=15)  # made ahead
+        srv.kill()
+        assert _leftovers(first)  # a crash leaves them ...
+        srv.start()
+        assert _leftovers(first) == []  # ... and the next server sweeps them
+        assert srv.proc is not None
+        second = srv.proc.pid
+    finally:
+        srv.stop()
+    assert _leftovers(second) == []  # a clean stop leaves nothing

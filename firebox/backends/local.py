@@ -72,11 +72,17 @@ class LocalBackend:
         # not turned it off, else loopback only. Sandboxes' allowlists need the same tables.
         self.netpool: netns.Pool | None = None
         if netns.available():
-            netns.start()
-            if os.environ.get(EGRESS_ENV, "1") != "0":
-                self.netpool = netns.Pool(NETNS_POOL)
-        if server_socket is not None:
-            # Containers run as an unprivileged user, who must be able to connect to it.
+            try:
+                netns.start()
+                if os.environ.get(EGRESS_ENV, "1") != "0":
+                    self.netpool = netns.Pool(NETNS_POOL)
+            except netns.NetworkUnavailable as exc:
+                log.warning("containers get loopback only, no egress: %s", exc)
+        # A server run as root runs containers as nobody; one run as a user, as that user.
+        self.run_as = ((isolation.CONTAINER_UID, isolation.CONTAINER_GID) if os.geteuid() == 0
+                       else None)
+        if server_socket is not None and self.run_as is not None:
+            # The containers' user must be able to connect to it.
             os.chown(server_socket, 0, isolation.CONTAINER_GID)
             os.chmod(server_socket, 0o660)
         self.procs: dict[str, Process] = {}  # by container id
@@ -255,8 +261,9 @@ class LocalBackend:
                      block_network: bool = False) -> Process:
         root = self.workdir / key
         root.mkdir(parents=True)
-        if mode != isolation.PROCESS:
-            os.chown(root, isolation.CONTAINER_UID, isolation.CONTAINER_GID)
+        owner = self.run_as if mode != isolation.PROCESS else None
+        if owner is not None:
+            os.chown(root, *owner)
         view = None
         if layers and mode in (isolation.NAMESPACES, isolation.GVISOR):
             view = images.isolated_view(list(layers), env, self._image_scratch(key),
@@ -270,9 +277,9 @@ class LocalBackend:
             at_path[mount_path] = root / "volumes" / mount_path.strip("/")
             at_path[mount_path].mkdir(parents=True)
             for d in [at_path[mount_path], *at_path[mount_path].parents]:
-                if d == root:
+                if d == root or owner is None:
                     break
-                os.chown(d, isolation.CONTAINER_UID, isolation.CONTAINER_GID)
+                os.chown(d, *owner)
         sandbox = isolation.Sandbox(
             container_id=key,
             root=root,
@@ -286,7 +293,8 @@ class LocalBackend:
         link = None
         if mode != isolation.PROCESS:
             sandbox.server_socket = self.server_socket
-            sandbox.uid, sandbox.gid = isolation.CONTAINER_UID, isolation.CONTAINER_GID
+            if owner is not None:
+                sandbox.uid, sandbox.gid = owner
             if not block_network and self.netpool is not None:
                 link = await asyncio.to_thread(self.netpool.take)
                 sandbox.netns = link.path
