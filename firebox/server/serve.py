@@ -4,6 +4,7 @@ long as one command (`firebox run` with no server configured)."""
 from __future__ import annotations
 
 import asyncio
+import fcntl
 import logging
 import os
 import shutil
@@ -24,6 +25,7 @@ from .plane import Settings
 log = logging.getLogger("firebox.server")
 
 DEFAULT_WORKSPACE = "main"
+LOCK_FILE = "server.lock"  # in the state directory: held by its server, names it
 
 
 async def bootstrap(settings: Settings, keep_token: str | None = None,
@@ -82,6 +84,32 @@ def bind_unix(path: Path) -> socket.socket:
     return sock
 
 
+def lock_state_dir(state_dir: Path) -> int:
+    """Hold the state directory for the life of this process and return the lock's descriptor:
+    a second server on it would rewrite the client config and unlink the first one's socket.
+    The kernel lets go of the lock when the process ends, however it ends."""
+    state_dir.mkdir(parents=True, exist_ok=True)
+    fd = os.open(state_dir / LOCK_FILE, os.O_RDWR | os.O_CREAT, 0o600)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        holder = os.pread(fd, 4096, 0).decode(errors="replace").split()
+        os.close(fd)
+        pid, url = (holder + ["unknown", "its URL not yet known"])[:2]
+        raise SystemExit(
+            f"firebox server: another server (pid {pid}, {url}) is already running on the state "
+            f"directory {state_dir}; stop it, or give this one its own --state-dir."
+        ) from None
+    name_holder(fd, "starting")
+    return fd
+
+
+def name_holder(fd: int, url: str) -> None:
+    """Write who holds the state directory into its lock file, for a second server's error."""
+    os.ftruncate(fd, 0)
+    os.pwrite(fd, f"{os.getpid()} {url}\n".encode(), 0)
+
+
 def serve_forever(host: str, port: int, state_dir: Path, database_url: str | None,
                   isolation: str | None = None) -> None:
     """Run a lasting server in this process; writes the client config on first start."""
@@ -90,13 +118,16 @@ def serve_forever(host: str, port: int, state_dir: Path, database_url: str | Non
             sandbox_default_mode()
         except IsolationUnavailable as exc:
             raise SystemExit(f"firebox: {exc}") from None
+    # Before anything is touched: the socket, the client config and the database are the
+    # running server's, if there is one.
+    lock = lock_state_dir(state_dir)
     sock = bind(host, port)
     url_host = "127.0.0.1" if host in ("0.0.0.0", "") else host
     url = f"http://{url_host}:{sock.getsockname()[1]}"
+    name_holder(lock, url)
     settings = Settings.for_state_dir(state_dir, url, database_url)
     settings.isolation = isolation
     settings.bind_host = host or "0.0.0.0"
-    state_dir.mkdir(parents=True, exist_ok=True)
     unix = bind_unix(state_dir / "server.sock")
     settings.socket = state_dir / "server.sock"
     stored = config.read_file()
@@ -110,16 +141,23 @@ def serve_forever(host: str, port: int, state_dir: Path, database_url: str | Non
         uvicorn.Config(create_app(settings), log_level="warning", lifespan="on",
                        timeout_graceful_shutdown=5, ws_max_size=1 << 30)
     )
-    server.run(sockets=[sock, unix])
+    try:
+        server.run(sockets=[sock, unix])
+    finally:
+        os.close(lock)
 
 
 class EmbeddedServer:
     """A control plane on a private port and state directory, in a thread of this process."""
 
     def __init__(self) -> None:
+        # A state directory of its own, held like a lasting server's: an embedded server never
+        # meets another server's state, nor another embedded one's.
         self.state_dir = Path(tempfile.mkdtemp(prefix="firebox-embedded-"))
+        self.lock = lock_state_dir(self.state_dir)
         self.sock = bind("127.0.0.1", 0)
         self.url = f"http://127.0.0.1:{self.sock.getsockname()[1]}"
+        name_holder(self.lock, self.url)
         self.unix = bind_unix(self.state_dir / "server.sock")
         self.token = ""
         self._server: uvicorn.Server | None = None
@@ -171,4 +209,7 @@ class EmbeddedServer:
             self._thread.join(timeout=15)
         self.sock.close()
         self.unix.close()
+        if self.lock >= 0:
+            os.close(self.lock)
+            self.lock = -1
         shutil.rmtree(self.state_dir, ignore_errors=True)
