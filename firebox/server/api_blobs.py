@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import time
 from typing import Any
 
@@ -15,6 +16,8 @@ from ..store.blobs import SHA256
 from .api import identity, json_body, plane
 from .errors import invalid, not_found
 from .plane import ControlPlane
+
+WRITE_SIZE = 1024 * 1024  # bytes of an upload handed to the disk at a time
 
 
 async def owned(cp: ControlPlane, workspace_id: str, digests: list[str]) -> set[str]:
@@ -43,13 +46,26 @@ async def missing_blobs(request: Request) -> JSONResponse:
 
 
 async def put_blob(request: Request) -> JSONResponse:
+    """Stream the body to disk, a MiB at a time off the event loop, hashing it as it comes: a
+    blob is never held in memory (its size is capped by server/limits.py)."""
     cp, who = plane(request), identity(request)
     digest = request.path_params["digest"]
-    data = await request.body()
     try:
-        cp.blobs.put(digest, data)  # checks the content against its name
+        upload = cp.blobs.receive(digest)
     except ValueError as exc:
         raise invalid(str(exc)) from None
+    with upload:
+        pending = bytearray()
+        async for chunk in request.stream():
+            pending += chunk
+            if len(pending) >= WRITE_SIZE:
+                await asyncio.to_thread(upload.write, bytes(pending))
+                pending.clear()
+        await asyncio.to_thread(upload.write, bytes(pending))
+        try:
+            await asyncio.to_thread(upload.finish)  # checks the content against its name
+        except ValueError as exc:
+            raise invalid(str(exc)) from None
     now = time.time()
 
     async def op(conn: Any) -> None:
@@ -60,7 +76,7 @@ async def put_blob(request: Request) -> JSONResponse:
         )
 
     await cp.db.write(op)
-    return JSONResponse({"sha256": digest, "size": len(data)})
+    return JSONResponse({"sha256": digest, "size": upload.size})
 
 
 async def get_blob(request: Request) -> Response:

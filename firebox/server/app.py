@@ -33,6 +33,7 @@ from . import (
 )
 from .auth import TokenAuth
 from .errors import ApiError, error_response
+from .limits import BodyLimit
 from .plane import ControlPlane, Settings
 
 log = logging.getLogger("firebox.server")
@@ -83,7 +84,7 @@ def create_app(settings: Settings) -> ASGIApp:
         lifespan=lifespan,
     )
     app.state.plane = cp
-    api_app = TokenAuth(app, cp.db, cp.container_identity)
+    api_app = BodyLimit(TokenAuth(app, cp.db, cp.container_identity))
     web = cp.ingress
 
     async def root(scope: Scope, receive: Receive, send: Send) -> None:
