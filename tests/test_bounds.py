@@ -1,15 +1,21 @@
-"""The server's memory stays bounded whatever users send: request bodies are capped, and blob
-uploads stream to disk."""
+"""The server's memory stays bounded whatever users send: request bodies are capped, blob
+uploads stream to disk, and container output waits for its commit in a bounded buffer (the
+printer is slowed down, no line is lost) with followers that catch up from the database."""
 
 from __future__ import annotations
 
 import hashlib
+import json
+import threading
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
 import httpx
 import pytest
+from apps import bounds
 from conftest import ServerProcess
+from helpers import use_server
 
 MB = 1024 * 1024
 
@@ -96,3 +102,83 @@ def test_a_blob_streams_to_disk_and_a_wrong_or_oversized_one_leaves_nothing(smal
     assert too_big.status_code == 413 and "FIREBOX_MAX_BLOB_MB" in too_big.json()["error"]
     files = [p for p in (small_server.state_dir / "blobs").rglob("*") if p.is_file()]
     assert files == [stored], "a refused upload left a file behind"
+
+
+def read_logs(srv: ServerProcess, app_id: str, follow: bool = False,
+              stall: float = 0.0) -> list[dict[str, object]]:
+    """Every line of an app's logs; with stall, the follower reads nothing for that long."""
+    lines = []
+    params = {"follow": "1"} if follow else {}
+    with httpx.stream("GET", f"{srv.url}/v1/apps/{app_id}/logs", params=params,
+                      headers=auth(srv), timeout=120) as response:
+        time.sleep(stall)
+        for raw in response.iter_lines():
+            if raw.strip():
+                lines.append(json.loads(raw))
+    return lines
+
+
+def test_a_log_flood_keeps_the_server_small_and_loses_no_line(own_server, monkeypatch):
+    use_server(monkeypatch, own_server)
+    n = 200_000  # 20 MB of output: the server grew by some 370 MB under it before
+    pid = own_server.proc.pid
+    followed: list[list[dict[str, object]]] = []
+    with bounds.app.run(show_logs=False):
+        app_id = str(bounds.app.app_id)
+        assert bounds.flood.remote(10) == 10  # a container is up, the app's first lines in
+        before = reset_peak(pid)
+        # A follower that reads nothing for a while: its buffer overflows, and it catches up
+        # from the database.
+        follower = threading.Thread(target=lambda: followed.append(
+            read_logs(own_server, app_id, follow=True, stall=5.0)), daemon=True)
+        follower.start()
+        time.sleep(0.5)
+        assert bounds.flood.remote(n) == n
+        growth = peak_growth(pid, before)
+    follower.join(120)
+    assert not follower.is_alive(), "the follower did not end with the app"
+    stored = read_logs(own_server, app_id)
+    printed = [line for line in stored if line["stream"] == "stdout"]
+    assert len(printed) == n + 10
+    ids = [line["id"] for line in followed[0]]
+    assert ids == sorted(set(ids)), "the follower saw lines twice or out of order"
+    assert len([line for line in followed[0] if line["stream"] == "stdout"]) == n + 10
+    assert growth < 40, f"the server grew by {growth:.0f} MB under 20 MB of output"
+
+
+def test_a_slow_follower_catches_up_from_the_database_in_order(tmp_path, monkeypatch):
+    """In the server: a follower whose buffer overflowed gets the lines it missed from the
+    database, then the live ones, each once and in order; a printer waits while the lines
+    waiting for their commit fill the hub's buffer."""
+    import asyncio
+
+    from firebox.server import logs
+    from firebox.store.db import Database
+
+    monkeypatch.setattr(logs, "FOLLOWER_BYTES", 20 * 1024)
+    monkeypatch.setattr(logs, "MAX_PENDING_BYTES", 200 * 1024)
+
+    async def run() -> None:
+        db = Database(f"sqlite:///{tmp_path / 'firebox.db'}")
+        await db.migrate()
+        db.start()
+        hub = logs.LogHub(db)
+        await hub.open()
+        hub.register("ta-1", "ap-1", "f")
+        follower = hub.follow("ap-1")
+        waited = 0
+        for i in range(5000):
+            room = hub.container_output("ta-1", "stdout", f"line {i}")
+            if room is not None:
+                waited += 1
+                await room
+        hub.close_app("ap-1")
+        seen = []
+        while (line := await follower.get()) is not None:
+            seen.append(line.text)
+        assert seen == [f"line {i}" for i in range(5000)]
+        assert waited > 0, "the printer never waited for the buffer to drain"
+        await hub.stored()
+        await db.close()
+
+    asyncio.run(run())

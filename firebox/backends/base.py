@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import signal
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Protocol
 
-OnOutput = Callable[[str, str, str], None]  # container id, "stdout" | "stderr", text
+# container id, "stdout" | "stderr", text; what it returns, when not None, is awaited before
+# the container's output is read again (the logs are behind: the printer waits)
+OnOutput = Callable[[str, str, str], Awaitable[None] | None]
 # container id, return code, cause in words, and when it ended (before any clean-up)
 OnExit = Callable[[str, int | None, str, float], None]
 

@@ -400,7 +400,9 @@ class LocalBackend:
                 return
             text = line.decode("utf-8", "replace").rstrip("\n")
             if p.container_id is not None:
-                self.on_output(p.container_id, stream, text)
+                room = self.on_output(p.container_id, stream, text)
+                if room is not None:  # unread, the pipe fills and the container's prints wait
+                    await room
             else:
                 log.warning("standby runtime %s: %s", p.key, text)
 

@@ -281,9 +281,9 @@ async def app_logs(request: Request) -> StreamingResponse:
         queue = cp.logs.follow(app.id) if follow and live_app else None
         last = after
         try:
-            # A line emitted just before we began following may still wait for its group
-            # commit: let it land, so the history below holds it.
-            await cp.db.barrier()
+            # A line emitted just before we began following may still wait for its commit:
+            # let it land, so the history below holds it.
+            await cp.logs.stored()
             for line in await cp.logs.history(app.id, after=after, limit=1_000_000):
                 last = line.id
                 yield (json.dumps(line.to_json()) + "\n").encode()

@@ -147,6 +147,7 @@ class ControlPlane:
         await self.scheduler.shutdown()
         await self.backend.close()
         await self.outputs.commit_pending()
+        await self.logs.stored()
         await self.db.close()
 
     def _on_exit(self, container_id: str, returncode: int | None, cause: str,
