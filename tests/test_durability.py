@@ -84,6 +84,55 @@ def map_through_sigkill(own_server, monkeypatch) -> None:
     assert_outputs_once(own_server)
 
 
+def test_a_crash_runs_few_finished_inputs_again_even_while_commits_stall(own_server,
+                                                                         monkeypatch):
+    """Outputs reach the database at most MAX_UNSTORED behind execution: while commits stall
+    (here a lock held on the database; a slow disk or a busy PostgreSQL in the field), inputs
+    stop being handed out instead of running ahead of their stored outputs, so a kill -9 then
+    runs again at most those outputs and the inputs the containers held."""
+    import sqlite3
+
+    from firebox.server.outputs import MAX_UNSTORED
+
+    use_server(monkeypatch, own_server)
+    n = 4000
+    trace = own_server.root / "trace.txt"
+    trace.touch()
+    results: list[int] = []
+    errors: list[BaseException] = []
+
+    def caller() -> None:
+        try:
+            with durable.app.run(show_logs=False):
+                results.extend(durable.trace.map(range(n), kwargs={"path": str(trace)}))
+        except BaseException as exc:
+            errors.append(exc)
+
+    def ran() -> list[int]:
+        return [int(x) for x in trace.read_text().split()]
+
+    thread = threading.Thread(target=caller, daemon=True)
+    thread.start()
+    assert eventually(lambda: len(ran()) >= 500 or errors, timeout=60)
+    assert not errors
+    lock = sqlite3.connect(own_server.state_dir / "firebox.db", isolation_level=None)
+    lock.execute("BEGIN IMMEDIATE")  # the server's commits wait for this writer
+    time.sleep(2.0)
+    own_server.kill()
+    lock.rollback()
+    lock.close()
+    stored = query(own_server, "SELECT COUNT(*) FROM inputs WHERE state = 'done'")[0][0]
+    assert stored < n, "the map's outputs were all stored before the server was killed"
+    own_server.start()
+    thread.join(120)
+    assert not thread.is_alive() and not errors, errors
+    assert sorted(results) == list(range(n))
+    runs = ran()
+    again = len(runs) - len(set(runs))
+    held = 2 * 64  # the inputs two containers of 64 concurrent inputs hold
+    assert again <= MAX_UNSTORED + held, f"{again} finished inputs ran again after the crash"
+
+
 def test_spawned_call_survives_server_sigkill(own_server, monkeypatch):
     use_server(monkeypatch, own_server)
     with durable.app.run(show_logs=False):

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -16,6 +17,10 @@ from ..store import schema as s
 from ..store.db import Database
 
 FAST_FLUSH_DELAY = 0.02
+# Outputs emitted but not yet committed, at most: past this the scheduler hands out no more
+# inputs until a commit catches up. A crash runs these inputs again, so this bounds the work a
+# kill -9 redoes (with the inputs containers hold) at a fraction of a second of fan-out.
+MAX_UNSTORED = 512
 MARK_DONE = (s.inputs.update().where(s.inputs.c.id == sa.bindparam("done_id"))
              .values(state=wire.DONE))
 
@@ -58,6 +63,17 @@ class OutputLog:
         self._first: list[tuple[dict[str, Any], dict[str, Any]]] = []  # fast calls' rows
         self._flush_handle: asyncio.Handle | None = None
         self._flush_is_soon = False
+        self.unstored = 0  # outputs emitted whose commit has not finished
+        self.held = False  # whether the scheduler was told to wait for a commit
+        self.on_caught_up: Callable[[], None] | None = None  # the scheduler's dispatch again
+
+    def has_room(self) -> bool:
+        """Whether inputs may be handed out: few enough outputs wait for their commit. When
+        not, on_caught_up is called once a commit brings them under the bound."""
+        if self.unstored < MAX_UNSTORED:
+            return True
+        self.held = True
+        return False
 
     async def open(self, call_id: str) -> CallLog:
         log = self.calls.get(call_id)
@@ -107,6 +123,7 @@ class OutputLog:
         log = self.calls[call_id]
         seq = log.next_seq
         log.next_seq += 1
+        self.unstored += 1
         log.touched = time.monotonic()
         self._rows.append({
             "call_id": call_id, "seq": seq, "idx": idx, "status": status, "data": data,
@@ -167,6 +184,12 @@ class OutputLog:
         def committed(f: asyncio.Future[Any]) -> None:
             for log, seq in logs:
                 self._committed(log, seq, f)
+            # A failed commit frees its room too: those outputs are not coming.
+            self.unstored -= len(logs)
+            if self.held and self.unstored < MAX_UNSTORED:
+                self.held = False
+                if self.on_caught_up is not None:
+                    self.on_caught_up()
 
         fut.add_done_callback(committed)
 

@@ -188,6 +188,7 @@ class Scheduler:
         self.db = db
         self.backend = backend
         self.outputs = outputs
+        outputs.on_caught_up = self._dispatch_queued
         self.logs = logs
         self.capacity = capacity
         self.container_env = container_env
@@ -282,7 +283,7 @@ class Scheduler:
             for inp in list(pool.queue):
                 self._finish(inp, wire.FAILURE, _app_stopped_error())
             pool.queue.clear()
-        if pool.queue:
+        if pool.queue and self.outputs.has_room():
             ready = [c for c in pool.containers.values() if c.state == "ready" and c.link]
             # Spread work: fill the emptiest containers first.
             ready.sort(key=lambda c: len(c.running))
@@ -295,6 +296,12 @@ class Scheduler:
                 batch = [pool.queue.popleft() for _ in range(min(room, len(pool.queue)))]
                 self._assign(c, batch)
         self.scale(pool)
+
+    def _dispatch_queued(self) -> None:
+        """Outputs caught up with their commits: hand out the inputs that waited for it."""
+        for pool in list(self.pools.values()):
+            if pool.queue:
+                self.dispatch(pool)
 
     def _assign(self, c: Container, batch: list[Input]) -> None:
         loop = asyncio.get_running_loop()
