@@ -50,6 +50,8 @@ class Client:
         self.server_url = server_url.rstrip("/")
         self.token = token
         self._http: httpx.AsyncClient | None = None
+        # Each function's call key, as the server gave it: call ids tagged with it run at once.
+        self.call_keys: dict[str, str] = {}
         self.channel = call_channel.CallChannel(self.server_url, token)
 
     @property

@@ -61,7 +61,7 @@ def test_the_channel_answers_bad_frames_with_errors_and_stays_open(server):
                                   "use 'call', 'outputs' or 'ping'.")
         assert ask(ws, {"id": 4, "op": "ping", "body": {}}) == {"id": 4, "ok": {}}
         reply = ask(ws, {"id": 2, "op": "call", "body": {"call_id": "nope"}})
-        assert reply["status"] == 400 and "call_id must look like" in reply["error"]
+        assert reply["status"] == 422 and "call_id: call_id must look like" in reply["error"]
         reply = ask(ws, {"id": 3, "op": "call", "body": {"call_id": "fc-x", "function_id": "fu-x",
                                                         "kind": "remote", "inputs": []}})
         assert reply["status"] == 404 and reply["type"] == "NotFoundError"

@@ -110,5 +110,5 @@ def test_odd_output_and_long_names_on_postgres(pg_server, monkeypatch):
     assert "[print_odd] plain line" in logs.stdout
     response = httpx.post(pg_server.url + "/v1/apps", json={"name": "x" * 200},
                           headers={"Authorization": f"Bearer {pg_server.token}"})
-    assert response.status_code == 400
+    assert response.status_code == 422
     assert "at most 128 characters" in response.json()["error"]

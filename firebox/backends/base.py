@@ -29,6 +29,8 @@ class Launch:
 
 
 class Backend(Protocol):
+    isolation: str  # how containers that don't choose are isolated: the operator's floor
+
     async def start(self, launch: Launch) -> None:
         """Start the container; return once its process exists."""
 

@@ -118,15 +118,21 @@ def token() -> None:
 
 @token.command("create")
 @click.option("--workspace", default="main", show_default=True)
+@click.option("--admin", is_flag=True,
+              help="An operator's token: it may also run containers with weaker isolation "
+                   "than the server's (isolation='process'). Give tenants plain tokens.")
 @click.option("--state-dir", type=click.Path(path_type=Path), default=None)
 @click.option("--database-url", envvar="FIREBOX_DATABASE_URL", default=None)
-def token_create(workspace: str, state_dir: Path | None, database_url: str | None) -> None:
+def token_create(workspace: str, admin: bool, state_dir: Path | None,
+                 database_url: str | None) -> None:
     """Create a token for WORKSPACE (made if missing) and print it."""
+    from ..server.auth import ADMIN, USER
     from ..server.plane import Settings
     from ..server.serve import bootstrap
 
     settings = Settings.for_state_dir(state_dir or config.state_dir(), "", database_url)
-    click.echo(asyncio.run(bootstrap(settings, workspace=workspace)))
+    click.echo(asyncio.run(bootstrap(settings, workspace=workspace,
+                                     kind=ADMIN if admin else USER)))
 
 
 # ---- app -----------------------------------------------------------------------------------

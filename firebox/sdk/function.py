@@ -5,7 +5,6 @@ from __future__ import annotations
 import asyncio
 import itertools
 import os
-import secrets
 from collections.abc import AsyncIterator, Callable, Iterable
 from typing import TYPE_CHECKING, Any
 
@@ -26,8 +25,9 @@ INPUT_BATCH = 1000  # inputs per request when fanning out
 INPUT_BATCH_BYTES = 4 * 1024 * 1024
 
 
-def new_call_id() -> str:
-    return f"fc-{secrets.token_hex(10)}"
+def new_call_id(function_id: str) -> str:
+    """A fresh call id, tagged with the function's call key where the server gave us one."""
+    return wire.new_call_id(client_mod.current().call_keys.get(function_id))
 
 
 def result_of(status: str, data: bytes | None) -> Any:
@@ -132,6 +132,7 @@ class Function:
                 body={"options": await resolve_spec(self._options)},
             )
             self._function_id = resp["function_id"]
+            c.call_keys[resp["function_id"]] = resp["call_key"]
             if not self._info:
                 self._info = self._parent._info
             return resp["function_id"]
@@ -152,6 +153,7 @@ class Function:
             self._web_url = resp.get("web_url")
             self._method_urls = resp.get("method_urls") or {}
         self._function_id = resp["function_id"]
+        c.call_keys[resp["function_id"]] = resp["call_key"]
         return resp["function_id"]
 
     async def _check_callable(self, verb: str) -> str:
@@ -190,7 +192,7 @@ class Function:
         if self._is_generator:
             raise InvalidError(f"'{self._name}' is a generator; use .remote_gen(...) instead.")
         payload = wire.serialize((args, kwargs), "arguments")
-        call_id = new_call_id()
+        call_id = new_call_id(fid)
         resp = await client_mod.current().call(
             "call", "/v1/calls",
             self._request(fid, call_id, "remote", [[0, payload]], client_mod.LONG_POLL),
@@ -210,7 +212,7 @@ class Function:
         if not self._is_generator:
             raise InvalidError(f"'{self._name}' is not a generator; use .remote(...) instead.")
         payload = wire.serialize((args, kwargs), "arguments")
-        call_id = new_call_id()
+        call_id = new_call_id(fid)
         resp = await client_mod.current().call(
             "call", "/v1/calls", self._request(fid, call_id, "generator", [[0, payload]])
         )
@@ -249,7 +251,7 @@ class Function:
         if self._is_generator:
             raise InvalidError(f"'{self._name}' is a generator; spawn does not support it.")
         payload = wire.serialize((args, kwargs), "arguments")
-        call_id = new_call_id()
+        call_id = new_call_id(fid)
         await client_mod.current().call(
             "call", "/v1/calls", self._request(fid, call_id, "spawn", [[0, payload]])
         )
@@ -292,7 +294,7 @@ class Function:
         fid = await self._check_callable("map")
         if self._is_generator:
             raise InvalidError(f"'{self._name}' is a generator; map does not support it.")
-        call_id = new_call_id()
+        call_id = new_call_id(fid)
         total: int | None = None
         created = asyncio.Event()
         sender = asyncio.create_task(self._send_inputs(fid, call_id, "map", items, created))
@@ -393,7 +395,7 @@ class Function:
         """Queue the function on every element and return once all inputs are accepted."""
         fid = await self._check_callable("spawn_map")
         items = _zip_args(input_iterators, kwargs or {})
-        await self._send_inputs(fid, new_call_id(), "spawn_map", items)
+        await self._send_inputs(fid, new_call_id(fid), "spawn_map", items)
 
     # ---- variants --------------------------------------------------------------------------
 

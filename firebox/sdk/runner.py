@@ -60,6 +60,7 @@ async def publish(app: App, mode: str, name: str | None, app_id: str | None = No
     await upload_blobs(blobs)
     resp = await c.request("POST", f"/v1/apps/{app_id}/functions", body={"functions": specs})
     ids, web_urls = resp["ids"], resp.get("web_urls") or {}
+    c.call_keys.update({ids[name]: key for name, key in resp["call_keys"].items()})
     for fname, fn in app._functions.items():
         fn._hydrate_from(ids[fname])
         fn._info = {}

@@ -17,14 +17,17 @@ from starlette.routing import Route
 
 from .. import wire
 from ..store import schema as s
+from . import requests as rq
 from .auth import Identity
 from .errors import ApiError, invalid, not_found
-from .functions import VARIANT_OPTIONS
+from .functions import DEFAULTS
 from .ingress import web_entries
+from .ownership import check_refs
 from .plane import ControlPlane, new_app_id
+from .requests import M, validate
+from .specs import check_options, check_spec
 
-MAX_WAIT = 50.0  # seconds a long poll is held before the client asks again
-MAX_APP_NAME = 128  # the width of apps.name
+LOG_PAGE = 1000  # log lines read from the database at a time
 
 
 def plane(request: Request) -> ControlPlane:
@@ -35,14 +38,15 @@ def identity(request: Request) -> Identity:
     return request.scope["identity"]  # type: ignore[no-any-return]
 
 
-async def json_body(request: Request) -> dict[str, Any]:
+async def json_body(request: Request, model: type[M]) -> M:
+    """The request's JSON body, checked against model (422 naming the fields at fault)."""
     try:
-        body = await request.json()
-    except ValueError:
-        raise invalid("The request body is not valid JSON.") from None
+        body = json.loads(await request.body())
+    except (ValueError, RecursionError):  # RecursionError: nested deeper than Python's stack
+        raise invalid("The request body is not valid JSON; send a JSON object.") from None
     if not isinstance(body, dict):
         raise invalid("The request body must be a JSON object.")
-    return body
+    return validate(model, body)
 
 
 def check_size(size: int) -> None:
@@ -51,16 +55,25 @@ def check_size(size: int) -> None:
         raise ApiError(413, "InvalidError", "The request is larger than the server accepts.")
 
 
-async def msgpack_body(request: Request) -> dict[str, Any]:
-    data = await request.body()
+def unpack_map(data: bytes, what: str = "The request body") -> dict[str, Any]:
     check_size(len(data))
     try:
         body = wire.unpack(data)
     except Exception:
-        raise invalid("The request body is not valid msgpack.") from None
+        raise invalid(f"{what} is not valid msgpack.") from None
     if not isinstance(body, dict):
-        raise invalid("The request body must be a msgpack map.")
+        raise invalid(f"{what} must be a msgpack map.")
     return body
+
+
+async def msgpack_body(request: Request, model: type[M]) -> M:
+    """The request's msgpack body, checked against model (422 naming the fields at fault)."""
+    return validate(model, unpack_map(await request.body()))
+
+
+def query(request: Request, model: type[M]) -> M:
+    """The request's query parameters, checked against model."""
+    return validate(model, dict(request.query_params), "The query")
 
 
 def packed(message: Any, status: int = 200) -> Response:
@@ -71,17 +84,11 @@ def packed(message: Any, status: int = 200) -> Response:
 
 
 async def create_app(request: Request) -> JSONResponse:
-    body = await json_body(request)
+    body = await json_body(request, rq.CreateApp)
     cp, who = plane(request), identity(request)
-    name = body.get("name")
-    mode = body.get("mode", "ephemeral")
-    if mode not in ("ephemeral", "deploy"):
-        raise invalid("mode must be 'ephemeral' or 'deploy'.")
+    name, mode = body.name, body.mode
     if mode == "deploy" and not name:
         raise invalid("A deployed app needs a name: App('my-app') or `firebox deploy --name`.")
-    if name is not None and (not isinstance(name, str) or len(name) > MAX_APP_NAME):
-        raise invalid(f"An app name is a string of at most {MAX_APP_NAME} characters; pick a "
-                      "shorter one.")
     now = time.time()
     if mode == "deploy":
         found = await cp.db.read(
@@ -128,26 +135,25 @@ async def app_row(cp: ControlPlane, who: Identity, ref: str) -> sa.Row[Any]:
 
 
 async def register_functions(request: Request) -> JSONResponse:
-    body = await json_body(request)
+    body = await json_body(request, rq.RegisterFunctions)
     cp, who = plane(request), identity(request)
     app = await app_row(cp, who, request.path_params["app_id"])
     if app.state == "stopped":
         raise invalid(f"The app '{app.name or app.id}' is stopped; run or deploy it again.")
-    functions = body.get("functions")
-    if not isinstance(functions, list) or not functions:
-        raise invalid("functions must be a non-empty list.")
-    for f in functions:
-        spec = f.get("spec") or {}
+    functions: list[tuple[str, dict[str, Any]]] = []
+    for f in body.functions:
+        name = f.name
+        spec = check_spec(name, f.spec)
         problem = cp.scheduler.capacity.never_fits(
-            float(spec.get("cpu") or 0.125), int(spec.get("memory") or 128), spec.get("gpu")
-        )
+            float(spec.get("cpu") or DEFAULTS["cpu"]),
+            int(spec.get("memory") or DEFAULTS["memory"]), spec.get("gpu"))
         if problem:
-            raise invalid(
-                f"Function '{f.get('name')}' can never run here: {problem}; ask for less."
-            )
+            raise invalid(f"Function '{name}' can never run here: {problem}; ask for less.")
         problem = await cp.resolve_image(who.workspace_id, spec)
         if problem:
-            raise invalid(f"Function '{f.get('name')}' cannot be registered: {problem}.")
+            raise invalid(f"Function '{name}' cannot be registered: {problem}.")
+        await check_refs(cp, who, f"Function '{name}'", spec)
+        functions.append((name, spec))
     existing = {
         r.name: r.id
         for r in await cp.db.read(
@@ -161,8 +167,8 @@ async def register_functions(request: Request) -> JSONResponse:
     now = time.time()
 
     async def op(conn: AsyncConnection) -> None:
-        for f in functions:
-            name, spec = str(f["name"]), json.dumps(f["spec"])
+        for name, fields in functions:
+            spec = json.dumps(fields)
             if name in existing:
                 ids[name] = existing[name]
                 replaced.append(existing[name])
@@ -193,7 +199,8 @@ async def register_functions(request: Request) -> JSONResponse:
                 web_urls[name if method is None else f"{name}.{method}"] = url
     if app.state == "deployed":
         await cp.app_event(app.id, "deployed", {"functions": sorted(ids)})
-    return JSONResponse({"ids": ids, "web_urls": web_urls})
+    keys = {name: cp.vault.call_key(fid) for name, fid in ids.items()}
+    return JSONResponse({"ids": ids, "web_urls": web_urls, "call_keys": keys})
 
 
 async def heartbeat(request: Request) -> JSONResponse:
@@ -218,18 +225,20 @@ async def stop_app(request: Request) -> JSONResponse:
 
 async def list_apps(request: Request) -> JSONResponse:
     cp, who = plane(request), identity(request)
+    limit = query(request, rq.ListApps).limit
     rows = await cp.db.read(
         sa.select(s.apps)
         .where(s.apps.c.workspace_id == who.workspace_id)
         .order_by(s.apps.c.created_at.desc())
-        .limit(int(request.query_params.get("limit", "200")))
+        .limit(limit)
     )
     counts: dict[str, int] = {}
     for c in cp.scheduler.containers.values():
         counts[c.pool.function.app_id] = counts.get(c.pool.function.app_id, 0) + 1
     fn_rows = await cp.db.read(
         sa.select(s.functions.c.app_id, sa.func.count())
-        .where(s.functions.c.parent_id.is_(None))
+        .where(s.functions.c.parent_id.is_(None),
+               s.functions.c.app_id.in_([r.id for r in rows]))
         .group_by(s.functions.c.app_id)
     )
     fn_counts = {r[0]: r[1] for r in fn_rows}
@@ -271,8 +280,8 @@ async def app_history(request: Request) -> JSONResponse:
 async def app_logs(request: Request) -> StreamingResponse:
     cp, who = plane(request), identity(request)
     app = await app_row(cp, who, request.path_params["app_id"])
-    follow = request.query_params.get("follow") in ("1", "true")
-    after = int(request.query_params.get("after", "0"))
+    q = query(request, rq.AppLogs)
+    follow, after = q.follow in ("1", "true"), q.after
     live_app = app.state != "stopped" or any(
         c.pool.function.app_id == app.id for c in cp.scheduler.containers.values()
     )
@@ -284,9 +293,13 @@ async def app_logs(request: Request) -> StreamingResponse:
             # A line emitted just before we began following may still wait for its commit:
             # let it land, so the history below holds it.
             await cp.logs.stored()
-            for line in await cp.logs.history(app.id, after=after, limit=1_000_000):
-                last = line.id
-                yield (json.dumps(line.to_json()) + "\n").encode()
+            while True:  # page by page, so a long history never sits in memory at once
+                page = await cp.logs.history(app.id, after=last, limit=LOG_PAGE)
+                for line in page:
+                    last = line.id
+                    yield (json.dumps(line.to_json()) + "\n").encode()
+                if len(page) < LOG_PAGE:
+                    break
             if queue is None:
                 return
             while True:
@@ -312,12 +325,12 @@ async def app_logs(request: Request) -> StreamingResponse:
 
 async def lookup_function(request: Request) -> JSONResponse:
     cp, who = plane(request), identity(request)
-    q = request.query_params
-    name = q.get("name", "")
-    if q.get("app_id"):
-        app = await app_row(cp, who, q["app_id"])
+    q = query(request, rq.LookupFunction)
+    name = q.name
+    if q.app_id:
+        app = await app_row(cp, who, q.app_id)
     else:
-        app_name = q.get("app", "")
+        app_name = q.app
         rows = await cp.db.read(
             sa.select(s.apps).where(
                 s.apps.c.workspace_id == who.workspace_id,
@@ -342,10 +355,12 @@ async def lookup_function(request: Request) -> JSONResponse:
             f"App '{app.name or app.id}' has no function or class '{name}' (it has: {known})."
         )
     row = by_name[name]
-    spec = json.loads(row.spec)
+    fn = await cp.load_function(row.id)
+    if fn is None:
+        raise unusable(cp, row.id, name)
+    spec = fn.spec
     urls: dict[str | None, str] = {}
-    fn = await cp.load_function(row.id) if web_entries(spec) else None
-    if fn is not None:
+    if web_entries(spec):
         for method in web_entries(spec):
             urls[method] = (await cp.ingress.url_for(fn, app.name, app.state == "deployed",
                                                      method))[1]
@@ -361,20 +376,24 @@ async def lookup_function(request: Request) -> JSONResponse:
             "web": spec.get("web"),
             "web_url": urls.pop(None, None),
             "method_urls": urls,
+            "call_key": cp.vault.call_key(row.id),
         }
     )
 
 
+def unusable(cp: ControlPlane, function_id: str, name: str) -> ApiError:
+    problem = cp.bad_functions.get(function_id, ("", "", "it could not be loaded"))[2]
+    return ApiError(409, "InvalidError", f"Function '{name}' cannot be used: its stored spec "
+                                         f"is not valid ({problem}); deploy the app again.")
+
+
 async def create_variant(request: Request) -> JSONResponse:
-    body = await json_body(request)
+    body = await json_body(request, rq.CreateVariant)
     cp, who = plane(request), identity(request)
     parent = await cp.load_function(request.path_params["function_id"])
     if parent is None or parent.workspace_id != who.workspace_id:
         raise not_found("No such function.")
-    options = {k: v for k, v in (body.get("options") or {}).items() if v is not None}
-    unknown = set(options) - VARIANT_OPTIONS
-    if unknown:
-        raise invalid(f"Options not supported in a variant: {', '.join(sorted(unknown))}.")
+    options = check_options({k: v for k, v in body.options.items() if v is not None})
     problem = cp.scheduler.capacity.never_fits(
         float(options.get("cpu", parent.get("cpu"))),
         int(options.get("memory", parent.get("memory"))),
@@ -382,6 +401,7 @@ async def create_variant(request: Request) -> JSONResponse:
     )
     if problem:
         raise invalid(f"This variant of '{parent.name}' can never run here: {problem}.")
+    await check_refs(cp, who, f"This variant of '{parent.name}'", options)
     key = json.dumps(options, sort_keys=True)
     fid = f"fu-{hashlib.sha256((parent.id + key).encode()).hexdigest()[:16]}"
     now = time.time()
@@ -398,7 +418,7 @@ async def create_variant(request: Request) -> JSONResponse:
             )
         )
     )
-    return JSONResponse({"function_id": fid})
+    return JSONResponse({"function_id": fid, "call_key": cp.vault.call_key(fid)})
 
 
 routes = [

@@ -6,41 +6,22 @@ import asyncio
 import time
 from typing import Any
 
-import sqlalchemy as sa
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
 from ..store import schema as s
 from ..store.blobs import SHA256
+from . import requests as rq
 from .api import identity, json_body, plane
 from .errors import invalid, not_found
-from .plane import ControlPlane
+from .ownership import owned
 
 WRITE_SIZE = 1024 * 1024  # bytes of an upload handed to the disk at a time
 
 
-async def owned(cp: ControlPlane, workspace_id: str, digests: list[str]) -> set[str]:
-    """Which of digests this workspace uploaded (and are still on disk)."""
-    found: set[str] = set()
-    for i in range(0, len(digests), 500):
-        rows = await cp.db.read(
-            sa.select(s.blob_owners.c.sha256).where(
-                s.blob_owners.c.workspace_id == workspace_id,
-                s.blob_owners.c.sha256.in_(digests[i:i + 500]),
-            )
-        )
-        found.update(r[0] for r in rows)
-    return {d for d in found if cp.blobs.has(d)}
-
-
 async def missing_blobs(request: Request) -> JSONResponse:
-    body = await json_body(request)
-    digests = body.get("digests") or []
-    if not isinstance(digests, list) or not all(
-        isinstance(d, str) and SHA256.match(d) for d in digests
-    ):
-        raise invalid("digests must be a list of sha256 hex digests.")
+    digests = (await json_body(request, rq.MissingBlobs)).digests
     have = await owned(plane(request), identity(request).workspace_id, digests)
     return JSONResponse({"missing": [d for d in digests if d not in have]})
 

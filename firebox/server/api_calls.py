@@ -26,35 +26,41 @@ from starlette.websockets import WebSocket, WebSocketDisconnect
 
 from .. import wire
 from ..store import schema as s
-from .api import MAX_WAIT, check_size, identity, msgpack_body, packed, plane
+from . import requests as rq
+from .api import check_size, identity, packed, plane, unpack_map
 from .auth import Identity
 from .errors import ApiError, invalid, not_found
 from .plane import ControlPlane
+from .requests import MAX_WAIT, validate
 from .scheduler import Input
 
 log = logging.getLogger("firebox.calls")
 
-MAX_CALL_ID = 24  # input ids ("in-" + call id + index) must fit the 32 characters of inputs.id
-CALL_EXISTS = sa.select(s.calls.c.id).where(s.calls.c.id == sa.bindparam("call_id"))
+CALL_OWNER = (sa.select(s.calls.c.workspace_id, s.calls.c.function_id)
+              .where(s.calls.c.id == sa.bindparam("call_id")))
 
 
 async def put_inputs(request: Request) -> Response:
-    body = await msgpack_body(request)
+    body = unpack_map(await request.body())
     attempt = request.headers.get("x-firebox-attempt", "0") != "0"
     return packed(await accept_inputs(plane(request), identity(request), body, attempt))
 
 
-async def accept_inputs(cp: ControlPlane, who: Identity, body: dict[str, Any], retried: bool
+def foreign_call(call_id: str) -> ApiError:
+    return not_found(f"No function call '{call_id}' in this workspace.")
+
+
+async def accept_inputs(cp: ControlPlane, who: Identity, raw: dict[str, Any], retried: bool
                         ) -> dict[str, Any]:
     """Create a call (idempotently) and accept a batch of its inputs; optionally wait for output.
 
     The client names the call and numbers the inputs, so a request retried after a lost
-    response or a server restart adds nothing twice.
+    response or a server restart adds nothing twice. A call id is only ever used by the
+    workspace, and the function, that made the call.
     """
-    call_id = str(body.get("call_id", ""))
-    if not call_id.startswith("fc-") or len(call_id) > MAX_CALL_ID:
-        raise invalid(f"call_id must look like 'fc-...', at most {MAX_CALL_ID} characters.")
-    fn = await cp.load_function(str(body.get("function_id", "")))
+    body = validate(rq.PutInputs, raw)
+    call_id = body.call_id
+    fn = await cp.load_function(body.function_id)
     if fn is None or fn.workspace_id != who.workspace_id:
         raise not_found("No such function in this workspace; look it up again by name.")
     if fn.app_id in cp.scheduler.stopped_apps:
@@ -63,14 +69,20 @@ async def accept_inputs(cp: ControlPlane, who: Identity, body: dict[str, Any], r
             "InvalidError",
             f"The app of '{fn.name}' is stopped; deploy it again or call it inside `app.run()`.",
         )
-    items = body.get("inputs") or []
-    params = body.get("params")
+    known_log = cp.outputs.calls.get(call_id)
+    if known_log is not None and known_log.workspace_id is not None:
+        if known_log.workspace_id != who.workspace_id:
+            raise foreign_call(call_id)
+        if known_log.function_id != fn.id:
+            raise invalid(f"Call '{call_id}' is a call of another function; make a new call.")
+    items = body.inputs
+    params = body.params
     pool_key = hashlib.sha256(params).hexdigest()[:16] if params else ""
-    method = body.get("method")
+    method = body.method
     now = time.time()
     call_row = {
         "id": call_id, "function_id": fn.id, "workspace_id": who.workspace_id,
-        "kind": str(body.get("kind", "call")), "method": method, "params": params,
+        "kind": body.kind, "method": method, "params": params,
         "pool_key": pool_key, "closed": False, "cancelled": False, "created_at": now,
     }
 
@@ -85,12 +97,14 @@ async def accept_inputs(cp: ControlPlane, who: Identity, body: dict[str, Any], r
             [Input(_input_id(call_id, i), call_id, i, a, 0, pool, method) for i, a in fresh],
         )
 
-    wait = min(float(body.get("wait") or 0), MAX_WAIT)
-    if not retried and _is_new_single_call(cp, call_id, body, items):
+    wait = min(body.wait, MAX_WAIT)
+    if (not retried and body.kind == "remote" and len(items) == 1 and known_log is None
+            and wire.call_id_is_tagged(call_id, cp.vault.call_key(fn.id))):
         # A new remote call runs at once; its rows are written with its output, in one commit.
-        # Its caller waits for the output and sends the input again if the server goes away
-        # first, so nothing is lost; before any answer without the output, the rows are stored.
-        fresh = [(int(items[0][0]), items[0][1])]
+        # Its id carries the tag of the function's key, so no other workspace made it; its
+        # caller waits for the output and sends the input again if the server goes away first,
+        # so nothing is lost; before any answer without the output, the rows are stored.
+        fresh = [items[0]]
         cp.outputs.open_fast(call_id, who.workspace_id, call_row, input_row(*fresh[0]))
         submit(fresh)
         outputs = await cp.outputs.read(call_id, 0, wait) if wait else []
@@ -99,36 +113,31 @@ async def accept_inputs(cp: ControlPlane, who: Identity, body: dict[str, Any], r
         return {"call_id": call_id, "accepted": 1, "outputs": outputs}
 
     async def op(conn: AsyncConnection) -> list[tuple[int, bytes]]:
-        existed = (await conn.execute(CALL_EXISTS, {"call_id": call_id})).first()
+        existed = (await conn.execute(CALL_OWNER, {"call_id": call_id})).first()
         known: set[int] = set()
         if existed is None:
             await conn.execute(s.calls.insert(), call_row)
+        elif existed.workspace_id != who.workspace_id:
+            raise foreign_call(call_id)
+        elif existed.function_id != fn.id:
+            raise invalid(f"Call '{call_id}' is a call of another function; make a new call.")
         elif items:
             idxs = [i for i, _ in items]
             known = {r[0] for r in await conn.execute(
                 sa.select(s.inputs.c.idx).where(s.inputs.c.call_id == call_id,
                                                 s.inputs.c.idx.in_(idxs)))}
-        fresh = [(int(i), a) for i, a in items if i not in known]
+        fresh = [(i, a) for i, a in items if i not in known]
         if fresh:
             await conn.execute(s.inputs.insert(), [input_row(i, a) for i, a in fresh])
         return fresh
 
     await cp.outputs.settle(call_id)  # a retry finds the first attempt's rows, not runs it twice
-    fresh = await cp.db.write(op) if items else []
+    fresh = await cp.db.write(op)
     await cp.outputs.open(call_id)
     if fresh:
         submit(fresh)
     outputs = await cp.outputs.read(call_id, 0, wait) if wait else []
     return {"call_id": call_id, "accepted": len(fresh), "outputs": outputs}
-
-
-def _is_new_single_call(cp: ControlPlane, call_id: str, body: dict[str, Any], items: list[Any]
-                        ) -> bool:
-    """Whether this first attempt is a one-input remote call seen for the first time: the
-    client names each call afresh and marks its retries, so it is new unless it is in memory."""
-    if body.get("kind") != "remote" or len(items) != 1:
-        return False
-    return call_id not in cp.outputs.calls
 
 
 def _input_id(call_id: str, idx: int) -> str:
@@ -139,25 +148,25 @@ async def call_owner(cp: ControlPlane, who: Identity, call_id: str) -> None:
     log = cp.outputs.calls.get(call_id)
     if log is not None and log.workspace_id is not None:  # a fast call's rows may be unwritten
         if log.workspace_id != who.workspace_id:
-            raise not_found(f"No function call '{call_id}' in this workspace.")
+            raise foreign_call(call_id)
         return
     rows = await cp.db.read(sa.select(s.calls.c.workspace_id).where(s.calls.c.id == call_id))
     if not rows or rows[0][0] != who.workspace_id:
-        raise not_found(f"No function call '{call_id}' in this workspace.")
+        raise foreign_call(call_id)
 
 
 async def get_outputs(request: Request) -> Response:
-    body = await msgpack_body(request)
+    body = unpack_map(await request.body())
     call_id = request.path_params["call_id"]
     return packed(await read_outputs(plane(request), identity(request), call_id, body))
 
 
-async def read_outputs(cp: ControlPlane, who: Identity, call_id: str, body: dict[str, Any]
+async def read_outputs(cp: ControlPlane, who: Identity, call_id: str, raw: dict[str, Any]
                        ) -> dict[str, Any]:
     """A call's outputs after `after`, long-polling up to `wait` seconds for the first."""
+    body = validate(rq.GetOutputs, raw)
     await call_owner(cp, who, call_id)
-    wait = min(float(body.get("wait") or 0), MAX_WAIT)
-    outputs = await cp.outputs.read(call_id, int(body.get("after") or 0), wait)
+    outputs = await cp.outputs.read(call_id, body.after, min(body.wait, MAX_WAIT))
     return {"outputs": outputs}
 
 

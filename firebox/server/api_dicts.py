@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import hashlib
 import time
-from typing import Any
 
 import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncConnection
@@ -13,8 +12,8 @@ from starlette.responses import Response
 from starlette.routing import Route
 
 from ..store import schema as s
+from . import requests as rq
 from .api import identity, msgpack_body, packed, plane
-from .errors import invalid
 from .objects import Objects, OwnedIds
 
 DICTS = Objects("dict", "di", s.dicts, [s.dict_entries.c.dict_id])
@@ -27,18 +26,11 @@ def key_hash(key: bytes) -> str:
     return hashlib.sha256(key).hexdigest()
 
 
-def _bytes(body: dict[str, Any], field: str) -> bytes:
-    value = body.get(field)
-    if not isinstance(value, bytes):
-        raise invalid(f"'{field}' must be bytes (a cloudpickled value).")
-    return value
-
-
 async def create(request: Request) -> Response:
-    body = await msgpack_body(request)
+    body = await msgpack_body(request, rq.CreateObject)
     cp, who = plane(request), identity(request)
-    name = None if body.get("ephemeral") else str(body.get("name") or "")
-    dict_id, created = await DICTS.create(cp, who, name, bool(body.get("exist_ok")))
+    name = None if body.ephemeral else body.name or ""
+    dict_id, created = await DICTS.create(cp, who, name, body.exist_ok)
     return packed({"id": dict_id, "created": created})
 
 
@@ -71,19 +63,19 @@ async def delete(request: Request) -> Response:
 
 
 async def get(request: Request) -> Response:
-    body = await msgpack_body(request)
+    body = await msgpack_body(request, rq.DictKey)
     cp, who = plane(request), identity(request)
     dict_id = await OWNED.resolve(cp, who, request.path_params["ref"])
-    h = key_hash(_bytes(body, "key"))
+    h = key_hash(body.key)
     rows = await cp.db.read(sa.select(E.c.value).where(E.c.dict_id == dict_id, E.c.key_hash == h))
     return packed({"found": bool(rows), "value": rows[0][0] if rows else None})
 
 
 async def contains(request: Request) -> Response:
-    body = await msgpack_body(request)
+    body = await msgpack_body(request, rq.DictKey)
     cp, who = plane(request), identity(request)
     dict_id = await OWNED.resolve(cp, who, request.path_params["ref"])
-    h = key_hash(_bytes(body, "key"))
+    h = key_hash(body.key)
     rows = await cp.db.read(
         sa.select(E.c.key_hash).where(E.c.dict_id == dict_id, E.c.key_hash == h)
     )
@@ -92,16 +84,10 @@ async def contains(request: Request) -> Response:
 
 async def put(request: Request) -> Response:
     """Write entries; with skip_if_exists, only when the key is absent, decided atomically."""
-    body = await msgpack_body(request)
+    body = await msgpack_body(request, rq.DictPut)
     cp, who = plane(request), identity(request)
     dict_id = await OWNED.resolve(cp, who, request.path_params["ref"])
-    items = body.get("items")
-    if not isinstance(items, list) or not all(
-        isinstance(i, list | tuple) and len(i) == 2 and all(isinstance(x, bytes) for x in i)
-        for i in items
-    ):
-        raise invalid("items must be a list of [key, value] pairs of bytes.")
-    skip = bool(body.get("skip_if_exists"))
+    items, skip = body.items, body.skip_if_exists
     now = time.time()
 
     async def op(conn: AsyncConnection) -> bool:
@@ -126,10 +112,10 @@ async def put(request: Request) -> Response:
 
 
 async def pop(request: Request) -> Response:
-    body = await msgpack_body(request)
+    body = await msgpack_body(request, rq.DictKey)
     cp, who = plane(request), identity(request)
     dict_id = await OWNED.resolve(cp, who, request.path_params["ref"])
-    where = (E.c.dict_id == dict_id) & (E.c.key_hash == key_hash(_bytes(body, "key")))
+    where = (E.c.dict_id == dict_id) & (E.c.key_hash == key_hash(body.key))
 
     async def op(conn: AsyncConnection) -> bytes | None:
         row = (await conn.execute(sa.select(E.c.value).where(where))).first()
@@ -158,10 +144,10 @@ async def clear(request: Request) -> Response:
 
 async def entries(request: Request) -> Response:
     """A page of entries in key-hash order: keys, values or both."""
-    body = await msgpack_body(request)
+    body = await msgpack_body(request, rq.DictEntries)
     cp, who = plane(request), identity(request)
     dict_id = await OWNED.resolve(cp, who, request.path_params["ref"])
-    after = str(body.get("after") or "")
+    after = body.after
     rows = await cp.db.read(
         sa.select(E.c.key_hash, E.c.key, E.c.value)
         .where(E.c.dict_id == dict_id, E.c.key_hash > after)

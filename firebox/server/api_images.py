@@ -16,9 +16,10 @@ from starlette.routing import Route
 
 from ..images.builder import BuildFailed
 from ..store import schema as s
+from . import requests as rq
 from .api import identity, json_body, plane
-from .api_blobs import owned
 from .errors import invalid
+from .ownership import owned
 from .plane import ControlPlane
 
 
@@ -31,10 +32,8 @@ def _digests(request: dict[str, Any]) -> list[str]:
 
 
 async def build_image(request: Request) -> StreamingResponse:
-    body = await json_body(request)
+    body = (await json_body(request, rq.BuildImage)).model_dump(exclude_none=True)
     cp, who = plane(request), identity(request)
-    if not isinstance(body.get("steps", []), list) or not isinstance(body.get("mounts", []), list):
-        raise invalid("steps and mounts must be lists.")
     digests = sorted(set(_digests(body)))
     have = await owned(cp, who.workspace_id, digests)
     if len(have) != len(digests):

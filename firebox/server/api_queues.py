@@ -15,9 +15,11 @@ from starlette.responses import Response
 from starlette.routing import Route
 
 from ..store import schema as s
-from .api import MAX_WAIT, identity, msgpack_body, packed, plane
+from . import requests as rq
+from .api import identity, msgpack_body, packed, plane
 from .errors import invalid
 from .objects import Objects, OwnedIds
+from .requests import MAX_WAIT
 
 if TYPE_CHECKING:
     from .plane import ControlPlane
@@ -44,12 +46,10 @@ def space_key(queue_id: str) -> tuple[str, str]:
     return ("queue-space", queue_id)
 
 
-def partition_of(body: dict[str, Any]) -> str:
-    partition = body.get("partition")
+def partition_of(body: Any) -> str:
+    partition: str | None = body.partition
     if partition is None:
         return ""
-    if not isinstance(partition, str) or not partition:
-        raise invalid("A partition key must be a non-empty string.")
     if len(partition.encode()) > MAX_PARTITION_KEY_BYTES:
         raise invalid(
             f"The partition key is {len(partition.encode())} bytes; keys are at most "
@@ -58,8 +58,8 @@ def partition_of(body: dict[str, Any]) -> str:
     return partition
 
 
-def wait_of(body: dict[str, Any]) -> float:
-    return max(0.0, min(float(body.get("wait") or 0), MAX_WAIT))
+def wait_of(body: Any) -> float:
+    return min(float(body.wait), MAX_WAIT)
 
 
 async def expire(conn: AsyncConnection, queue_id: str | None, now: float) -> list[str]:
@@ -86,10 +86,10 @@ async def count(conn: AsyncConnection, queue_id: str, partition: str | None) -> 
 
 
 async def create(request: Request) -> Response:
-    body = await msgpack_body(request)
+    body = await msgpack_body(request, rq.CreateObject)
     cp, who = plane(request), identity(request)
-    name = None if body.get("ephemeral") else str(body.get("name") or "")
-    queue_id, created = await QUEUES.create(cp, who, name, bool(body.get("exist_ok")))
+    name = None if body.ephemeral else body.name or ""
+    queue_id, created = await QUEUES.create(cp, who, name, body.exist_ok)
     return packed({"id": queue_id, "created": created})
 
 
@@ -125,13 +125,11 @@ async def delete(request: Request) -> Response:
 
 async def put(request: Request) -> Response:
     """Append values to a partition; if it is full, wait up to `wait` seconds for room."""
-    body = await msgpack_body(request)
+    body = await msgpack_body(request, rq.QueuePut)
     cp, who = plane(request), identity(request)
     queue_id = await OWNED.resolve(cp, who, request.path_params["ref"])
     partition = partition_of(body)
-    values = body.get("values")
-    if not isinstance(values, list) or not all(isinstance(v, bytes) for v in values):
-        raise invalid("values must be a list of bytes (cloudpickled values).")
+    values = body.values
     for v in values:
         if len(v) > MAX_ITEM_BYTES:
             raise invalid(
@@ -140,7 +138,7 @@ async def put(request: Request) -> Response:
             )
     if len(values) > MAX_PARTITION_ITEMS:
         raise invalid(f"A partition holds at most {MAX_PARTITION_ITEMS} items; put fewer at once.")
-    ttl = float(body.get("ttl") or 86400)
+    ttl = float(body.ttl or 86400)
     if not 0 < ttl <= MAX_TTL:
         raise invalid(f"partition_ttl must be between 1 and {MAX_TTL} seconds.")
 
@@ -172,13 +170,11 @@ async def put(request: Request) -> Response:
 
 async def get(request: Request) -> Response:
     """Take up to n values from the front of a partition, waiting up to `wait` for the first."""
-    body = await msgpack_body(request)
+    body = await msgpack_body(request, rq.QueueGet)
     cp, who = plane(request), identity(request)
     queue_id = await OWNED.resolve(cp, who, request.path_params["ref"])
     partition = partition_of(body)
-    n = int(body.get("n") or 1)
-    if n < 1:
-        raise invalid("n must be at least 1.")
+    n = body.n
 
     async def op(conn: AsyncConnection) -> list[bytes]:
         await expire(conn, queue_id, time.time())
@@ -199,11 +195,11 @@ async def get(request: Request) -> Response:
 
 async def items(request: Request) -> Response:
     """Values after item `after` without taking them (for iterate); waits for new ones."""
-    body = await msgpack_body(request)
+    body = await msgpack_body(request, rq.QueueItems)
     cp, who = plane(request), identity(request)
     queue_id = await OWNED.resolve(cp, who, request.path_params["ref"])
     partition = partition_of(body)
-    after = int(body.get("after") or 0)
+    after = body.after
 
     async def op(conn: AsyncConnection) -> list[list[Any]]:
         await expire(conn, queue_id, time.time())
@@ -219,10 +215,10 @@ async def items(request: Request) -> Response:
 
 
 async def length(request: Request) -> Response:
-    body = await msgpack_body(request)
+    body = await msgpack_body(request, rq.QueueLen)
     cp, who = plane(request), identity(request)
     queue_id = await OWNED.resolve(cp, who, request.path_params["ref"])
-    partition = None if body.get("total") else partition_of(body)
+    partition = None if body.total else partition_of(body)
 
     async def op(conn: AsyncConnection) -> int:
         await expire(conn, queue_id, time.time())
@@ -232,11 +228,11 @@ async def length(request: Request) -> Response:
 
 
 async def clear(request: Request) -> Response:
-    body = await msgpack_body(request)
+    body = await msgpack_body(request, rq.QueueClear)
     cp, who = plane(request), identity(request)
     queue_id = await OWNED.resolve(cp, who, request.path_params["ref"])
-    everything = bool(body.get("all"))
-    if everything and body.get("partition") is not None:
+    everything = body.all
+    if everything and body.partition is not None:
         raise invalid("Pass either partition= or all=True to clear, not both.")
     partition = partition_of(body)
 

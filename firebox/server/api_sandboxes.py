@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import math
 import struct
 import time
 from collections.abc import AsyncIterator
@@ -20,17 +19,18 @@ from starlette.routing import Route
 from .. import wire
 from ..backends import sandbox_net
 from ..store import schema as s
+from . import requests as rq
 from . import tunnels
-from .api import app_row, identity, msgpack_body, packed, plane
+from .api import app_row, identity, msgpack_body, packed, plane, query
 from .api_volumes import OWNED as VOLUMES
 from .errors import invalid, not_found
 from .objects import check_name
+from .ownership import check_secrets
+from .requests import MAX_WAIT
 from .sandbox_volumes import check_mount_path
 from .sandboxes import MAX_TIMEOUT, Exec, Running, SandboxManager, Spec
 
 FRAME = struct.Struct(">I")
-MAX_WAIT = 50.0
-FILE_OPS = {"read", "write", "list", "mkdir", "remove", "stat"}
 
 
 def manager(request: Request) -> SandboxManager:
@@ -45,79 +45,52 @@ def running(request: Request) -> Running:
     return sb
 
 
-def _strings(value: Any, what: str) -> dict[str, str]:
-    if not value:
-        return {}
-    if not isinstance(value, dict) or not all(
-            isinstance(k, str) and isinstance(v, str) for k, v in value.items()):
-        raise invalid(f"{what} must map strings to strings.")
-    return dict(value)
-
-
-def _seconds(value: Any, what: str, default: float | None) -> float | None:
-    if value is None:
-        return default
-    if not isinstance(value, int | float) or not 0 < value <= MAX_TIMEOUT or math.isnan(value):
-        raise invalid(f"{what} must be a number of seconds between 0 and {MAX_TIMEOUT}.")
-    return float(value)
-
-
-async def _secret_env(request: Request, ids: Any) -> dict[str, str]:
+async def _secret_env(request: Request, ids: list[str]) -> dict[str, str]:
     cp, who = plane(request), identity(request)
-    ids = list(ids or [])
-    if not all(isinstance(i, str) for i in ids):
-        raise invalid("secrets must be a list of secret ids.")
+    await check_secrets(cp, who, "The sandbox", ids)
     await cp.vault.load(ids)
     return cp.vault.env_for({"secrets": ids}, who.workspace_id)
 
 
+def _seconds(value: float | None, what: str, default: float | None) -> float | None:
+    if value is None:
+        return default
+    if not 0 < value <= MAX_TIMEOUT:
+        raise invalid(f"{what} must be a number of seconds between 0 and {MAX_TIMEOUT}.")
+    return float(value)
+
+
 async def create(request: Request) -> Response:
-    body = await msgpack_body(request)
+    body = await msgpack_body(request, rq.CreateSandbox)
     cp, who = plane(request), identity(request)
-    app = await app_row(cp, who, str(body.get("app_id") or ""))
+    app = await app_row(cp, who, body.app_id)
     if app.state == "stopped":
         raise invalid(f"App {app.id} has stopped; sandboxes need a running app.")
-    name = body.get("name")
-    if name is not None:
-        check_name("sandbox", name)
-    args = body.get("args") or []
-    if not isinstance(args, list) or not all(isinstance(a, str) for a in args):
-        raise invalid("The sandbox's command must be strings.")
-    cpu, memory = body.get("cpu"), body.get("memory")
-    if cpu is not None and (not isinstance(cpu, int | float) or cpu <= 0):
-        raise invalid("cpu= must be a positive number of cores.")
-    if memory is not None and (not isinstance(memory, int) or memory < 32):
-        raise invalid("memory= must be a whole number of MiB, at least 32.")
+    if body.name is not None:
+        check_name("sandbox", body.name)
     layers: list[str] = []
-    if body.get("image"):
+    if body.image:
         rows = await cp.db.read(sa.select(s.sandbox_images).where(
-            s.sandbox_images.c.id == body["image"],
+            s.sandbox_images.c.id == body.image,
             s.sandbox_images.c.workspace_id == who.workspace_id))
         if not rows:
-            raise not_found(f"No sandbox image {body['image']} in this workspace.")
+            raise not_found(f"No sandbox image {body.image} in this workspace.")
         layers = json.loads(rows[0].layers)
-    env = _strings(body.get("env"), "env") | await _secret_env(request, body.get("secrets"))
-    workdir = body.get("workdir")
-    if workdir is not None and (not isinstance(workdir, str) or not workdir.startswith("/")):
+    env = dict(body.env) | await _secret_env(request, body.secrets)
+    if body.workdir is not None and not body.workdir.startswith("/"):
         raise invalid("workdir= must be an absolute path.")
-    raw_volumes = body.get("volumes") or {}
-    if not isinstance(raw_volumes, dict):
-        raise invalid("volumes= must map mount paths to volume ids.")
-    volumes = {check_mount_path(path): await VOLUMES.resolve(cp, who, str(ref))
-               for path, ref in raw_volumes.items()}
+    volumes = {check_mount_path(path): await VOLUMES.resolve(cp, who, ref)
+               for path, ref in body.volumes.items()}
     try:
-        ports = tunnels.check_ports(body.get("encrypted_ports") or [],
-                                    body.get("unencrypted_ports") or [])
+        ports = tunnels.check_ports(body.encrypted_ports, body.unencrypted_ports)
     except ValueError as exc:
         raise invalid(str(exc)) from None
-    if ports and body.get("block_network"):
+    if ports and body.block_network:
         raise invalid("Tunnels need the sandbox on a network of its own: drop "
                       "block_network=True (egress stays closed unless cidr_allowlist= opens it).")
     network = None
-    allowlist = body.get("cidr_allowlist")
-    if (allowlist or ports) and not body.get("block_network"):
-        if not isinstance(allowlist or [], list):
-            raise invalid("cidr_allowlist= must be a list of CIDR ranges.")
+    allowlist = body.cidr_allowlist
+    if (allowlist or ports) and not body.block_network:
         try:
             network = sandbox_net.parse_allowlist(allowlist or [])
         except ValueError as exc:
@@ -125,13 +98,12 @@ async def create(request: Request) -> Response:
         if not sandbox_net.available():
             raise invalid("cidr_allowlist= and tunnels need nftables and iproute2 on the server "
                           "(scripts/install.sh installs them); leave them out for no network.")
-    spec = Spec(args=args, env=env, workdir=workdir,
-                timeout=_seconds(body.get("timeout"), "timeout", 300.0) or 300.0,
-                idle_timeout=_seconds(body.get("idle_timeout"), "idle_timeout", None),
-                cpu=float(cpu) if cpu is not None else None, memory_mb=memory, layers=layers,
-                volumes=volumes, network=network, ports=ports, pty=bool(body.get("pty")))
-    sb = await manager(request).create(who.workspace_id, app.id, name,
-                                       _strings(body.get("tags"), "tags"), spec)
+    spec = Spec(args=body.args, env=env, workdir=body.workdir,
+                timeout=_seconds(body.timeout, "timeout", 300.0) or 300.0,
+                idle_timeout=_seconds(body.idle_timeout, "idle_timeout", None),
+                cpu=body.cpu, memory_mb=body.memory, layers=layers,
+                volumes=volumes, network=network, ports=ports, pty=body.pty)
+    sb = await manager(request).create(who.workspace_id, app.id, body.name, dict(body.tags), spec)
     return packed({"id": sb.id, "isolation": sb.isolation})
 
 
@@ -156,12 +128,12 @@ async def get(request: Request) -> Response:
 
 async def wait(request: Request) -> Response:
     """The sandbox's state once it has ended, or after `timeout` seconds (at most 50)."""
-    body = await msgpack_body(request)
+    body = await msgpack_body(request, rq.SandboxWait)
     sid = request.path_params["sandbox_id"]
     row = await _row(request, sid)
     sb = manager(request).running.get(sid)
     if row.status == "running" and sb is not None:
-        limit = min(float(body.get("timeout") or MAX_WAIT), MAX_WAIT)
+        limit = min(MAX_WAIT if body.timeout is None else body.timeout, MAX_WAIT)
         try:
             await asyncio.wait_for(sb.done.wait(), limit)
         except asyncio.TimeoutError:
@@ -174,8 +146,9 @@ async def list_sandboxes(request: Request) -> Response:
     cp, who = plane(request), identity(request)
     q = sa.select(s.sandboxes).where(s.sandboxes.c.workspace_id == who.workspace_id,
                                      s.sandboxes.c.status == "running")
-    if request.query_params.get("app_id"):
-        q = q.where(s.sandboxes.c.app_id == request.query_params["app_id"])
+    app_id = query(request, rq.ListSandboxes).app_id
+    if app_id:
+        q = q.where(s.sandboxes.c.app_id == app_id)
     wanted = dict(t.split("=", 1) for t in request.query_params.getlist("tag") if "=" in t)
     rows = await cp.db.read(q.order_by(s.sandboxes.c.created_at))
     found = [_info(r) for r in rows]
@@ -185,8 +158,9 @@ async def list_sandboxes(request: Request) -> Response:
 
 async def lookup(request: Request) -> Response:
     cp, who = plane(request), identity(request)
-    app = await app_row(cp, who, request.query_params.get("app", ""))
-    name = request.query_params.get("name", "")
+    q = query(request, rq.LookupSandbox)
+    app = await app_row(cp, who, q.app)
+    name = q.name
     rows = await cp.db.read(sa.select(s.sandboxes).where(
         s.sandboxes.c.app_id == app.id, s.sandboxes.c.name == name,
         s.sandboxes.c.status == "running"))
@@ -205,32 +179,24 @@ async def terminate(request: Request) -> Response:
 
 
 async def set_tags(request: Request) -> Response:
-    body = await msgpack_body(request)
+    body = await msgpack_body(request, rq.SandboxTags)
     sid = request.path_params["sandbox_id"]
     await _row(request, sid)
-    tags = json.dumps(_strings(body.get("tags"), "tags"))
+    tags = json.dumps(body.tags)
     await plane(request).db.write(lambda conn: conn.execute(
         s.sandboxes.update().where(s.sandboxes.c.id == sid).values(tags=tags)))
     return packed({})
 
 
 async def exec_command(request: Request) -> Response:
-    body = await msgpack_body(request)
+    body = await msgpack_body(request, rq.SandboxExec)
     sb = running(request)
-    env = _strings(body.get("env"), "env") | await _secret_env(request, body.get("secrets"))
-    workdir = body.get("workdir")
-    if workdir is not None and (not isinstance(workdir, str) or not workdir.startswith("/")):
+    env = dict(body.env) | await _secret_env(request, body.secrets)
+    if body.workdir is not None and not body.workdir.startswith("/"):
         raise invalid("workdir= must be an absolute path.")
-    args = body.get("args")
-    if not isinstance(args, list):
-        raise invalid("exec needs a command: one or more strings.")
-    size = body.get("pty_size")  # (rows, columns) of the caller's terminal
-    if size is not None and not (isinstance(size, list) and len(size) == 2 and all(
-            isinstance(n, int) and 0 < n < 10_000 for n in size)):
-        raise invalid("pty_size must be [rows, columns].")
-    e = manager(request).exec(sb, args, env, workdir,
-                              _seconds(body.get("timeout"), "timeout", None),
-                              pty=bool(body.get("pty")), size=size)
+    size = list(body.pty_size) if body.pty_size else None  # (rows, columns) of the terminal
+    e = manager(request).exec(sb, body.args, env, body.workdir,
+                              _seconds(body.timeout, "timeout", None), pty=body.pty, size=size)
     return packed({"exec_id": e.id})
 
 
@@ -244,7 +210,7 @@ def _exec(request: Request) -> tuple[Running, Exec]:
 
 async def output(request: Request) -> StreamingResponse:
     _, e = _exec(request)
-    after = int(request.query_params.get("after", 0))
+    after = query(request, rq.ExecOutput).after
 
     async def frames() -> AsyncIterator[bytes]:
         i = after
@@ -268,13 +234,10 @@ def _frame(message: dict[str, Any]) -> bytes:
 
 
 async def stdin(request: Request) -> Response:
-    body = await msgpack_body(request)
+    body = await msgpack_body(request, rq.SandboxStdin)
     sb, e = _exec(request)
-    data = body.get("data") or b""
-    if not isinstance(data, bytes):
-        raise invalid("stdin data must be bytes.")
     if e.code is None:
-        manager(request).stdin(sb, e.id, data, bool(body.get("eof")))
+        manager(request).stdin(sb, e.id, body.data, body.eof)
     return packed({})
 
 
@@ -284,16 +247,11 @@ async def poll_exec(request: Request) -> Response:
 
 
 async def file_op(request: Request) -> Response:
-    body = await msgpack_body(request)
+    body = await msgpack_body(request, rq.SandboxFile)
     sb = running(request)
-    op = body.get("op")
-    if op not in FILE_OPS:
-        raise invalid(f"Unknown file operation {op!r}.")
-    data = body.get("data") or b""
-    if not isinstance(data, bytes):
-        raise invalid("File data must be bytes.")
-    options = {k: bool(body[k]) for k in ("parents", "recursive", "append") if k in body}
-    result, out = await manager(request).file_op(sb, op, body.get("path"), data, **options)
+    options = {k: v for k in ("parents", "recursive", "append")
+               if (v := getattr(body, k)) is not None}
+    result, out = await manager(request).file_op(sb, body.op, body.path, body.data, **options)
     return packed({"result": result, "data": out})
 
 

@@ -12,7 +12,8 @@ from starlette.responses import JSONResponse
 from starlette.routing import Route
 
 from ..store import schema as s
-from .api import app_row, identity, json_body, plane
+from . import requests as rq
+from .api import app_row, identity, json_body, plane, query
 from .errors import invalid, not_found
 from .metering import usage
 
@@ -59,18 +60,13 @@ async def app_stats(request: Request) -> JSONResponse:
 
 async def update_autoscaler(request: Request) -> JSONResponse:
     """Change a running function's autoscaler; holds until the function is deployed again."""
-    body = await json_body(request)
+    body = await json_body(request, rq.UpdateAutoscaler)
     cp, who = plane(request), identity(request)
     fid = request.path_params["function_id"]
     fn = await cp.load_function(fid)
     if fn is None or fn.workspace_id != who.workspace_id:
         raise not_found("No such function in this workspace.")
-    changes = {k: body[k] for k in AUTOSCALER_KEYS if body.get(k) is not None}
-    for key in ("min_containers", "max_containers", "buffer_containers"):
-        if key in changes and (not isinstance(changes[key], int) or changes[key] < 0):
-            raise invalid(f"{key} must be a non-negative integer.")
-    if "scaledown_window" in changes and not 2 <= float(changes["scaledown_window"]) <= 3600:
-        raise invalid("scaledown_window must be between 2 and 3600 seconds.")
+    changes = body.model_dump(exclude_none=True)
     merged = {**{k: fn.get(k) for k in AUTOSCALER_KEYS}, **changes}
     if merged["max_containers"] is not None and merged["min_containers"] > merged["max_containers"]:
         raise invalid("min_containers cannot be more than max_containers.")
@@ -97,12 +93,8 @@ async def update_autoscaler(request: Request) -> JSONResponse:
 
 async def get_usage(request: Request) -> JSONResponse:
     cp, who = plane(request), identity(request)
-    q = request.query_params
-    by = q.get("by", "function")
-    if by not in ("function", "day"):
-        raise invalid("by must be 'function' or 'day'.")
-    since = float(q["since"]) if q.get("since") else None
-    app = q.get("app")
+    q = query(request, rq.Usage)
+    by, since, app = q.by, q.since, q.app
     if app:
         await app_row(cp, who, app)  # a clear error for an unknown app
     await cp.outputs.commit_pending()  # per-input seconds come from the outputs

@@ -15,6 +15,7 @@ from starlette.responses import JSONResponse
 from starlette.routing import Route
 
 from ..store import schema as s
+from . import requests as rq
 from .api import identity, json_body, plane
 from .errors import invalid, not_found
 from .objects import already_exists, check_name
@@ -39,13 +40,13 @@ def check_env(env: Any) -> dict[str, str]:
 
 async def create(request: Request) -> JSONResponse:
     """Store a secret: named (exists → AlreadyExistsError unless overwrite) or anonymous."""
-    body = await json_body(request)
+    body = await json_body(request, rq.CreateSecret)
     cp, who = plane(request), identity(request)
-    env = check_env(body.get("env"))
-    name = body.get("name")
+    env = check_env(body.env)
+    name = body.name
     if name is not None:
         check_name("secret", name)
-    overwrite = bool(body.get("overwrite"))
+    overwrite = body.overwrite
     data = cp.vault.encrypt(env)
     new_id = f"st-{token_gen.token_hex(8)}"
     now = time.time()

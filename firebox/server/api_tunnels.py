@@ -10,6 +10,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
+from . import requests as rq
 from .api import identity, msgpack_body, packed, plane
 from .errors import ApiError, invalid, not_found
 from .scheduler import Container
@@ -27,11 +28,9 @@ def _container(request: Request) -> Container:
 
 
 async def open_tunnel(request: Request) -> Response:
-    body = await msgpack_body(request)
+    body = await msgpack_body(request, rq.OpenTunnel)
     c = _container(request)
-    port = body.get("port")
-    if not isinstance(port, int) or isinstance(port, bool) or not 1 <= port <= 65535:
-        raise invalid(f"forward() takes a port number (1-65535), not {port!r}.")
+    port = body.port
     if c.pool.function.get("block_network"):
         raise invalid("This container was made with block_network=True, so nothing outside can "
                       "reach it; drop block_network to forward() a port.")
@@ -43,7 +42,7 @@ async def open_tunnel(request: Request) -> Response:
                        "before opening another for it.")
     # The backend connects as a client inside the container would (it has a network of its own).
     dial = functools.partial(plane(request).backend.connect, c.id)
-    opened = await tunnels.open(owner, dial, {port: not body.get("unencrypted")})
+    opened = await tunnels.open(owner, dial, {port: not body.unencrypted})
     return packed(opened[port].to_json())
 
 

@@ -15,11 +15,11 @@ from starlette.responses import FileResponse, Response
 from starlette.routing import Route
 
 from ..store import schema as s
-from ..store.blobs import SHA256
-from .api import identity, msgpack_body, packed, plane
-from .api_blobs import owned
+from . import requests as rq
+from .api import identity, msgpack_body, packed, plane, query
 from .errors import ApiError, invalid
 from .objects import Objects, OwnedIds
+from .ownership import owned
 
 VOLUMES = Objects("volume", "vo", s.volumes, [s.volume_files.c.volume_id], {"version": 0})
 OWNED = OwnedIds(VOLUMES)
@@ -74,10 +74,10 @@ def entry(row: Any) -> list[Any]:
 
 
 async def create(request: Request) -> Response:
-    body = await msgpack_body(request)
+    body = await msgpack_body(request, rq.CreateObject)
     cp, who = plane(request), identity(request)
-    name = None if body.get("ephemeral") else str(body.get("name") or "")
-    volume_id, created = await VOLUMES.create(cp, who, name, bool(body.get("exist_ok")))
+    name = None if body.ephemeral else body.name or ""
+    volume_id, created = await VOLUMES.create(cp, who, name, body.exist_ok)
     return packed({"id": volume_id, "created": created})
 
 
@@ -111,9 +111,9 @@ async def delete(request: Request) -> Response:
 
 
 async def rename(request: Request) -> Response:
-    body = await msgpack_body(request)
+    body = await msgpack_body(request, rq.Rename)
     cp, who = plane(request), identity(request)
-    await VOLUMES.rename(cp, who, request.path_params["ref"], str(body.get("name") or ""))
+    await VOLUMES.rename(cp, who, request.path_params["ref"], body.name)
     return packed({})
 
 
@@ -132,22 +132,15 @@ async def manifest(request: Request) -> Response:
 
 async def commit(request: Request) -> Response:
     """Apply a set of changes: put files (already uploaded as blobs) and delete paths."""
-    body = await msgpack_body(request)
+    body = await msgpack_body(request, rq.VolumeCommit)
     cp, who = plane(request), identity(request)
     volume_id = await OWNED.resolve(cp, who, request.path_params["ref"])
-    puts = body.get("put") or {}
-    deletes = [clean_path(p) for p in body.get("delete") or []]
-    force = body.get("force", True)
-    if not isinstance(puts, dict):
-        raise invalid("put must map paths to [sha256, size, mode, mtime].")
-    uploaded = await owned(cp, who.workspace_id,
-                           [m[0] for m in puts.values() if isinstance(m, list | tuple) and m])
+    puts, force = body.put, body.force
+    deletes = [clean_path(p) for p in body.delete]
+    uploaded = await owned(cp, who.workspace_id, sorted({m[0] for m in puts.values()}))
     rows = []
     for path, meta in puts.items():
         clean = clean_path(path)
-        if not (isinstance(meta, list | tuple) and len(meta) == 4 and isinstance(meta[0], str)
-                and SHA256.match(meta[0])):
-            raise invalid(f"The entry for '{path}' must be [sha256, size, mode, mtime].")
         if meta[0] not in uploaded:
             raise invalid(f"The contents of '{path}' were not uploaded; upload them first.")
         rows.append({"volume_id": volume_id, "path": clean, "sha256": meta[0],
@@ -176,11 +169,11 @@ async def commit(request: Request) -> Response:
 
 
 async def listdir(request: Request) -> Response:
-    body = await msgpack_body(request)
+    body = await msgpack_body(request, rq.VolumeList)
     cp, who = plane(request), identity(request)
     volume_id = await OWNED.resolve(cp, who, request.path_params["ref"])
-    path = clean_path(body.get("path", ""), root_ok=True)
-    recursive = bool(body.get("recursive"))
+    path = clean_path(body.path, root_ok=True)
+    recursive = body.recursive
     async with cp.db.engine.connect() as conn:
         single, below = await files_at(conn, volume_id, path)
     if single is not None:
@@ -204,7 +197,7 @@ async def listdir(request: Request) -> Response:
 async def read_file(request: Request) -> Response:
     cp, who = plane(request), identity(request)
     volume_id = await OWNED.resolve(cp, who, request.path_params["ref"])
-    path = clean_path(request.query_params.get("path", ""))
+    path = clean_path(query(request, rq.VolumeFile).path)
     rows = await cp.db.read(sa.select(F.c.sha256).where(F.c.volume_id == volume_id,
                                                          F.c.path == path))
     if not rows:
@@ -217,11 +210,11 @@ async def read_file(request: Request) -> Response:
 
 
 async def remove(request: Request) -> Response:
-    body = await msgpack_body(request)
+    body = await msgpack_body(request, rq.VolumeRemove)
     cp, who = plane(request), identity(request)
     volume_id = await OWNED.resolve(cp, who, request.path_params["ref"])
-    path = clean_path(body.get("path", ""), root_ok=bool(body.get("recursive")))
-    recursive = bool(body.get("recursive"))
+    recursive = body.recursive
+    path = clean_path(body.path, root_ok=recursive)
 
     async def op(conn: AsyncConnection) -> None:
         single, below = await files_at(conn, volume_id, path)
@@ -240,11 +233,11 @@ async def remove(request: Request) -> Response:
 
 async def copy(request: Request) -> Response:
     """Copy files or directories; into dst when it is a directory or there are several."""
-    body = await msgpack_body(request)
+    body = await msgpack_body(request, rq.VolumeCopy)
     cp, who = plane(request), identity(request)
     volume_id = await OWNED.resolve(cp, who, request.path_params["ref"])
-    sources = [clean_path(p) for p in body.get("src_paths") or []]
-    dst = clean_path(body.get("dst_path", ""), root_ok=True)
+    sources = [clean_path(p) for p in body.src_paths]
+    dst = clean_path(body.dst_path, root_ok=True)
     if not sources:
         raise invalid("copy_files needs at least one source path.")
     now = time.time()
@@ -257,7 +250,7 @@ async def copy(request: Request) -> Response:
             single, below = await files_at(conn, volume_id, src)
             if single is None and not below:
                 raise file_error("FileNotFoundError", f"No file or directory '{src}'.")
-            if below and not body.get("recursive"):
+            if below and not body.recursive:
                 raise file_error("IsADirectoryError",
                                  f"'{src}' is a directory; pass recursive=True to copy it.")
             target = posixpath.join(dst, posixpath.basename(src)) if into else dst

@@ -9,8 +9,10 @@ from starlette.routing import Route
 
 from ..backends import isolation
 from ..store import schema as s
+from . import requests as rq
 from .api import identity, json_body, plane
-from .errors import invalid
+from .errors import ApiError, invalid
+from .isolation_floor import refusal
 
 
 async def _describe(request: Request) -> JSONResponse:
@@ -30,16 +32,19 @@ async def get_workspace(request: Request) -> JSONResponse:
 
 async def update_workspace(request: Request) -> JSONResponse:
     """Set (or with null, clear) the isolation of functions that do not choose one."""
-    body = await json_body(request)
+    body = await json_body(request, rq.UpdateWorkspace)
     cp, who = plane(request), identity(request)
-    if who.kind != "user":
+    if who.kind == "container":
         raise invalid("Only a user token can change the workspace's settings.")
-    mode = body.get("isolation")
+    mode = body.isolation
     if mode is not None:
         try:
-            mode = isolation.check_mode(str(mode))
+            mode = isolation.check_mode(mode)
         except isolation.IsolationUnavailable as exc:
             raise invalid(str(exc)) from None
+        problem = None if who.operator else refusal(mode, cp.backend.isolation, "The workspace")
+        if problem:
+            raise ApiError(403, "AuthError", problem + ".")
     await cp.db.write(
         lambda conn: conn.execute(
             s.workspaces.update().where(s.workspaces.c.id == who.workspace_id)

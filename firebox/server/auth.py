@@ -16,13 +16,19 @@ from ..store.db import Database
 from .errors import error_response
 
 PUBLIC_PATHS = {"/health"}
+USER, ADMIN = "user", "admin"  # kinds of tokens: an admin token is the operator's
 
 
 @dataclass(frozen=True)
 class Identity:
     workspace_id: str
-    kind: str  # "user" or "container"
+    kind: str  # "user", "admin" or "container"
     container_id: str | None = None
+
+    @property
+    def operator(self) -> bool:
+        """An admin token, made on the server's machine: it may lower isolation."""
+        return self.kind == ADMIN
 
 
 def hash_token(token: str) -> str:
@@ -45,7 +51,7 @@ async def ensure_workspace(db: Database, name: str) -> str:
     return str(rows[0][0])
 
 
-async def create_token(db: Database, workspace_id: str) -> str:
+async def create_token(db: Database, workspace_id: str, kind: str = USER) -> str:
     token = f"fb-{secrets.token_urlsafe(32)}"
 
     async def op(conn: Any) -> None:
@@ -54,7 +60,7 @@ async def create_token(db: Database, workspace_id: str) -> str:
                 id=f"tk-{secrets.token_hex(8)}",
                 workspace_id=workspace_id,
                 secret_hash=hash_token(token),
-                kind="user",
+                kind=kind,
                 created_at=time.time(),
             )
         )
@@ -63,11 +69,14 @@ async def create_token(db: Database, workspace_id: str) -> str:
     return token
 
 
-async def token_workspace(db: Database, token: str) -> str | None:
+async def token_identity(db: Database, token: str) -> Identity | None:
     rows = await db.read(
-        sa.select(s.tokens.c.workspace_id).where(s.tokens.c.secret_hash == hash_token(token))
+        sa.select(s.tokens.c.workspace_id, s.tokens.c.kind)
+        .where(s.tokens.c.secret_hash == hash_token(token))
     )
-    return str(rows[0][0]) if rows else None
+    if not rows or rows[0].kind not in (USER, ADMIN):
+        return None
+    return Identity(str(rows[0].workspace_id), str(rows[0].kind))
 
 
 class TokenAuth:
@@ -107,11 +116,9 @@ class TokenAuth:
         cached = self.cache.get(token)
         if cached is not None:
             return cached
-        ws = await token_workspace(self.db, token)
-        if ws is None:
-            return None
-        identity = Identity(ws, "user")
-        self.cache[token] = identity
+        identity = await token_identity(self.db, token)
+        if identity is not None:
+            self.cache[token] = identity
         return identity
 
 

@@ -49,18 +49,28 @@ async def container_channel(ws: WebSocket) -> None:
     pump = asyncio.create_task(link.pump())
     try:
         while True:
-            message = wire.unpack(await ws.receive_bytes())
-            kind = message.get("t")
-            if kind == "http":
-                cp.scheduler.on_http(c, message)
-            elif kind == "outputs":
-                cp.scheduler.on_outputs(c, message["items"])
-            elif kind == "ready":
-                cp.scheduler.on_ready(c)
-            elif kind == "blobs":
-                link.send({"t": "blobs", "items": _code_blobs(cp, hello, message["digests"])})
-            elif kind == "init_failed":
-                cp.scheduler.on_init_failed(c, message["error"])
+            raw = await ws.receive_bytes()
+            try:
+                message = wire.unpack(raw)
+                kind = message.get("t")
+                if kind == "http":
+                    cp.scheduler.on_http(c, message)
+                elif kind == "outputs":
+                    cp.scheduler.on_outputs(c, message["items"])
+                elif kind == "ready":
+                    cp.scheduler.on_ready(c)
+                elif kind == "blobs":
+                    link.send({"t": "blobs",
+                               "items": _code_blobs(cp, hello, message["digests"])})
+                elif kind == "init_failed":
+                    cp.scheduler.on_init_failed(c, message["error"])
+            except (ValueError, TypeError, KeyError, AttributeError) as exc:
+                # Only the container's own code could have sent it: that container goes, the
+                # server and everyone else's containers stay.
+                log.warning("container %s sent a malformed message (%s: %s); closing its "
+                            "channel", c.id, type(exc).__name__, exc)
+                await ws.close(code=1008)
+                break
     except (WebSocketDisconnect, RuntimeError):
         pass
     finally:

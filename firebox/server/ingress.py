@@ -25,7 +25,6 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
-import json
 import os
 import re
 import secrets
@@ -134,15 +133,14 @@ class Ingress:
     async def load(self) -> None:
         """Route the web functions of deployed apps after a start."""
         rows = await self.cp.db.read(
-            sa.select(s.functions.c.id, s.functions.c.spec, s.apps.c.name)
+            sa.select(s.functions.c.id, s.apps.c.name)
             .join(s.apps, s.apps.c.id == s.functions.c.app_id)
             .where(s.apps.c.state == "deployed", s.functions.c.parent_id.is_(None))
         )
         for r in rows:
-            if web_entries(json.loads(r.spec)):
-                fn = await self.cp.load_function(r.id)
-                if fn is not None:
-                    await self.publish(fn, r.name, True)
+            fn = await self.cp.load_function(r.id)  # None for a stored spec that is not valid
+            if fn is not None and web_entries(fn.spec):
+                await self.publish(fn, r.name, True)
 
     # ---- proxy auth ------------------------------------------------------------------------
 

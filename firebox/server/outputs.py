@@ -40,7 +40,10 @@ class CallLog:
     # server goes away, so the rows only have to be stored before the server says anything else
     # (see settle). The workspace answers who owns the call meanwhile.
     unwritten: tuple[dict[str, Any], dict[str, Any]] | None = None  # (call row, input row)
+    # Who made the call, so the owner of a call is known without reading the database; None
+    # only for a log of a call that is not stored (yet).
     workspace_id: str | None = None
+    function_id: str | None = None
 
     @property
     def visible_seq(self) -> int:
@@ -58,6 +61,7 @@ class OutputLog:
         self.db = db
         self.calls: dict[str, CallLog] = {}
         self._rows: list[dict[str, Any]] = []
+        self._fast_rows: list[dict[str, Any]] = []
         self._done: list[str] = []
         self._logs: list[tuple[CallLog, int]] = []
         self._first: list[tuple[dict[str, Any], dict[str, Any]]] = []  # fast calls' rows
@@ -79,19 +83,24 @@ class OutputLog:
         log = self.calls.get(call_id)
         if log is not None:
             return log
+        last_seq = (sa.select(sa.func.max(s.outputs.c.seq))
+                    .where(s.outputs.c.call_id == call_id).scalar_subquery())
         rows = await self.db.read(
-            sa.select(sa.func.max(s.outputs.c.seq)).where(s.outputs.c.call_id == call_id)
+            sa.select(last_seq, s.calls.c.workspace_id, s.calls.c.function_id)
+            .select_from(s.calls).where(s.calls.c.id == call_id)
         )
-        last = rows[0][0] or 0
-        log = self.calls.setdefault(call_id, CallLog(next_seq=last + 1, committed_seq=last))
-        return log
+        last, workspace_id, function_id = rows[0] if rows else (0, None, None)
+        found = CallLog(next_seq=(last or 0) + 1, committed_seq=last or 0,
+                        workspace_id=workspace_id, function_id=function_id)
+        return self.calls.setdefault(call_id, found)
 
     def open_fast(self, call_id: str, workspace_id: str, call_row: dict[str, Any],
                   input_row: dict[str, Any]) -> CallLog:
         """The log of a new one-input remote call whose rows wait for its output."""
         log = self.calls[call_id] = CallLog(next_seq=1, committed_seq=0, fast=True,
                                             unwritten=(call_row, input_row),
-                                            workspace_id=workspace_id)
+                                            workspace_id=workspace_id,
+                                            function_id=call_row["function_id"])
         return log
 
     async def settle(self, call_id: str) -> None:
@@ -125,7 +134,9 @@ class OutputLog:
         log.next_seq += 1
         self.unstored += 1
         log.touched = time.monotonic()
-        self._rows.append({
+        # A fast call's outputs skip a row already there, as its id may have been taken: a
+        # replayed or misused id then costs only its own output, never the whole commit.
+        (self._fast_rows if log.fast else self._rows).append({
             "call_id": call_id, "seq": seq, "idx": idx, "status": status, "data": data,
             "created_at": time.time(), "container_id": container_id,
             "exec_seconds": exec_seconds,
@@ -168,6 +179,7 @@ class OutputLog:
         """Write every output emitted since the last flush with a few statements."""
         self._flush_handle = None
         rows, self._rows = self._rows, []
+        fast_rows, self._fast_rows = self._fast_rows, []
         done, self._done = self._done, []
         logs, self._logs = self._logs, []
         first, self._first = self._first, []
@@ -175,7 +187,10 @@ class OutputLog:
         async def op(conn: AsyncConnection) -> None:
             if first:
                 await self._insert_fast(conn, first)
-            await conn.execute(s.outputs.insert(), rows)
+            if rows:
+                await conn.execute(s.outputs.insert(), rows)
+            if fast_rows:
+                await conn.execute(self.db.insert_ignore(s.outputs), fast_rows)
             if done:
                 await conn.execute(MARK_DONE, [{"done_id": i} for i in done])
 

@@ -29,6 +29,7 @@ from .outputs import OutputLog
 from .sandboxes import SandboxManager
 from .scheduler import Capacity, Container, Scheduler
 from .schedules import Schedules
+from .specs import options_problem, spec_problem
 from .tunnels import Tunnels
 from .vault import Vault
 from .waiters import Waiters
@@ -96,6 +97,8 @@ class ControlPlane:
         self.image_builds: set[asyncio.Task[None]] = set()
         self.schedules = Schedules(self)  # Cron and Period runs
         self._tasks: list[asyncio.Task[None]] = []
+        # Functions whose stored spec is not valid: id -> (app id, name, what is wrong).
+        self.bad_functions: dict[str, tuple[str, str, str]] = {}
         self._closers: set[asyncio.Task[None]] = set()
 
     async def start(self) -> None:
@@ -128,6 +131,10 @@ class ControlPlane:
             fn = await self.load_function(r[0])
             if fn is not None:
                 self.scheduler.ensure_warm(fn)
+        for app_id, name, problem in {v[0]: v for v in self.bad_functions.values()}.values():
+            await self.app_event(app_id, "failed", {"function": name, "problem": problem})
+            await self.stop_app(app_id, f"failed at start: the stored spec of '{name}' is not "
+                                        f"valid ({problem}); deploy the app again")
         recovered = await self.scheduler.recover(self.load_function)
         if recovered:
             log.info("queued %d accepted inputs again after a restart", recovered)
@@ -216,13 +223,28 @@ class ControlPlane:
         if not rows:
             return None
         row = rows[0]
+        try:
+            stored = json.loads(row.spec)
+        except ValueError:
+            stored = None
+        # A row stored before specs were checked at the door (or edited by hand) must not take
+        # the server down: the function is left out, and said so once.
+        problem = ("its stored spec is not JSON" if not isinstance(stored, dict)
+                   else spec_problem(stored) if not row.parent_id
+                   else options_problem(stored.get("options")))
+        if problem is not None:
+            if function_id not in self.bad_functions:
+                log.error("function %s (%s) of app %s is left out: %s; deploy the app again",
+                          row.name, row.id, row.app_id, problem)
+            self.bad_functions[function_id] = (row.app_id, row.name, problem)
+            return None
         if row.parent_id:
             parent = await self.load_function(row.parent_id)
             if parent is None:
                 return None
-            spec = merged_spec(json.dumps(parent.spec), json.loads(row.spec).get("options"))
+            spec = merged_spec(json.dumps(parent.spec), stored.get("options"))
         else:
-            spec = json.loads(row.spec)
+            spec = stored
         fn = FunctionRecord(row.id, row.app_id, row.workspace_id, row.name, spec)
         await self.vault.load(list(spec.get("secrets") or ()))
         self.scheduler.functions[function_id] = fn

@@ -22,6 +22,7 @@ from ..backends.base import Backend, Launch
 from ..store import schema as s
 from ..store.db import Database
 from .functions import FunctionRecord
+from .isolation_floor import floor, refusal
 from .logs import LogHub
 from .metering import Meter
 from .outputs import OutputLog
@@ -390,6 +391,7 @@ class Scheduler:
             return
         asyncio.get_running_loop().call_later(startup, self._check_started, c, startup)
         try:
+            self._check_isolation(c.pool.function)
             await self.backend.start(launch)
             # Metered from the moment its process exists (or a standby took it on).
             fn = c.pool.function
@@ -402,6 +404,16 @@ class Scheduler:
                 "firebox.exceptions.RemoteError", f"The container could not be started: {exc}"
             )
             self.on_container_exit(c.id, None, f"could not be started ({exc})")
+
+    def _check_isolation(self, fn: FunctionRecord) -> None:
+        """Refuse isolation below the operator's floor unless an operator chose it: the floor
+        may have been raised since the function was registered."""
+        if fn.get("isolation_by_operator"):
+            return
+        floor_mode = floor(self.backend.isolation, self.workspace_isolation.get(fn.workspace_id))
+        problem = refusal(fn.get("isolation"), floor_mode, f"Function '{fn.name}'")
+        if problem:
+            raise PermissionError(problem + "; deploy it again without isolation=")
 
     def _evict_idle(self, pool: Pool, cpu: float, memory: int) -> None:
         """Stop idle containers of other pools to make room; their exits re-dispatch."""

@@ -16,7 +16,6 @@ import asyncio
 import datetime
 import json
 import logging
-import secrets
 import time
 import zoneinfo
 from dataclasses import dataclass
@@ -76,13 +75,14 @@ class Schedules:
     async def start(self) -> None:
         now = time.time()
         rows = await self.cp.db.read(
-            sa.select(s.functions.c.id, s.functions.c.spec, s.functions.c.created_at,
+            sa.select(s.functions.c.id, s.functions.c.created_at,
                       s.functions.c.app_id, s.functions.c.name)
             .join(s.apps, s.apps.c.id == s.functions.c.app_id)
             .where(s.apps.c.state == "deployed", s.functions.c.parent_id.is_(None))
         )
         for r in rows:
-            schedule = json.loads(r.spec).get("schedule")
+            fn = await self.cp.load_function(r.id)  # None for a stored spec that is not valid
+            schedule = fn.spec.get("schedule") if fn is not None else None
             if schedule:
                 last = await self._last_run(r.app_id, r.name) or r.created_at
                 due, missed = first_run(schedule, last, now)
@@ -151,7 +151,7 @@ async def start_call(cp: ControlPlane, fn: FunctionRecord, kind: str) -> str:
     """Create a durable call of fn with no arguments and queue its input."""
     from .api_calls import _input_id
 
-    call_id = f"fc-{secrets.token_hex(10)}"
+    call_id = wire.new_call_id()
     input_id = _input_id(call_id, 0)
     args = wire.serialize(((), {}), "arguments")
     now = time.time()

@@ -19,7 +19,7 @@ from .. import config
 from ..backends.isolation import IsolationUnavailable, sandbox_default_mode
 from ..store.db import Database
 from .app import create_app
-from .auth import create_token, ensure_workspace, token_workspace
+from .auth import ADMIN, Identity, create_token, ensure_workspace, token_identity
 from .plane import Settings
 
 log = logging.getLogger("firebox.server")
@@ -29,18 +29,20 @@ LOCK_FILE = "server.lock"  # in the state directory: held by its server, names i
 
 
 async def bootstrap(settings: Settings, keep_token: str | None = None,
-                    workspace: str = DEFAULT_WORKSPACE) -> str:
-    """Migrate the database, make sure the workspace exists, and return a valid token for it:
-    keep_token if it is still valid, else a new one."""
+                    workspace: str = DEFAULT_WORKSPACE, kind: str = ADMIN) -> str:
+    """Migrate the database, make sure the workspace exists, and return a valid token of that
+    kind for it: keep_token if it still is one, else a new one. The server's own token, written
+    to the config on its machine, is the operator's (admin); tokens for tenants are users'."""
     settings.state_dir.mkdir(parents=True, exist_ok=True)
     db = Database(settings.database_url)
     try:
         await db.migrate()
         db.start()
         ws = await ensure_workspace(db, workspace)
-        if keep_token and await token_workspace(db, keep_token) == ws:
+        kept = await token_identity(db, keep_token) if keep_token else None
+        if keep_token and kept == Identity(ws, kind):
             return keep_token
-        return await create_token(db, ws)
+        return await create_token(db, ws, kind)
     finally:
         await db.close()
 

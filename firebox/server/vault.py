@@ -3,6 +3,8 @@ in the state directory), and decrypted into the environment of the containers th
 
 from __future__ import annotations
 
+import hashlib
+import hmac
 import json
 import os
 from pathlib import Path
@@ -39,9 +41,17 @@ def load_key(path: Path) -> bytes:
 
 class Vault:
     def __init__(self, state_dir: Path, db: Database) -> None:
-        self.fernet = Fernet(load_key(state_dir / KEY_FILE))
+        key = load_key(state_dir / KEY_FILE)
+        self.fernet = Fernet(key)
+        # Call keys are derived from the same secret: a function's key is given only to its own
+        # workspace, and lets call ids made with it skip the lookup of who owns them.
+        self._call_secret = hashlib.sha256(b"firebox call keys\0" + key).digest()
         self.db = db
         self.cache: dict[str, tuple[str, dict[str, str]]] = {}  # id -> (workspace, env)
+
+    def call_key(self, function_id: str) -> str:
+        """The key with which a function's callers tag the ids of calls they make."""
+        return hmac.new(self._call_secret, function_id.encode(), hashlib.sha256).hexdigest()[:32]
 
     def encrypt(self, env: dict[str, str]) -> bytes:
         return self.fernet.encrypt(json.dumps(env).encode())
