@@ -104,6 +104,35 @@ def test_a_blob_streams_to_disk_and_a_wrong_or_oversized_one_leaves_nothing(smal
     assert files == [stored], "a refused upload left a file behind"
 
 
+def test_a_websocket_message_over_the_cap_is_refused_unread(small_server):
+    from websockets.exceptions import ConnectionClosed
+    from websockets.sync.client import connect
+
+    pid = small_server.proc.pid
+    before = reset_peak(pid)
+    url = small_server.url.replace("http", "ws") + "/v1/calls/ws"
+    # Uncompressed: a deflated message is inflated only up to the cap, then refused.
+    with connect(url, additional_headers={"authorization": f"Bearer {small_server.token}"},
+                 max_size=None, compression=None) as ws:
+        with pytest.raises(ConnectionClosed) as closed:
+            ws.send(b"\0" * (80 * MB))  # over the 64 MiB payload cap and its envelope
+            ws.recv(timeout=30)
+    # The server says 1009 and hangs up; a client still sending may only see the hang-up.
+    assert closed.value.rcvd is None or closed.value.rcvd.code == 1009
+    assert peak_growth(pid, before) < 20
+    assert httpx.get(small_server.url + "/health", timeout=10).status_code == 200
+
+
+def test_large_results_and_bodies_still_leave_containers_in_pieces(server):
+    """Containers split what they send into messages the server takes: results that finish
+    together, and a web response body sent in one piece by the app."""
+    n = 30 * MB
+    with bounds.app.run(show_logs=False):
+        assert [len(x) for x in bounds.sized.map([n] * 4)] == [n] * 4
+        reply = httpx.get(bounds.body.get_web_url(), params={"n": 3 * n}, timeout=120)
+    assert reply.status_code == 200 and len(reply.content) == 3 * n
+
+
 def read_logs(srv: ServerProcess, app_id: str, follow: bool = False,
               stall: float = 0.0) -> list[dict[str, object]]:
     """Every line of an app's logs; with stall, the follower reads nothing for that long."""

@@ -30,6 +30,7 @@ from . import web
 from .batching import Batcher
 
 SOCKET_CLOSE_GRACE = 2.0  # seconds a cancelled WebSocket's app has to see the disconnect
+OUTPUT_COST = 256  # bytes an output's id, status and timing add to its frame
 
 
 def set_parent_death_signal() -> None:
@@ -244,8 +245,18 @@ class Runtime:
     async def _flush(self) -> None:
         self.outbox_ready.clear()
         items, self.outbox = self.outbox, []
-        if items:
-            await self.ws.send(wire.pack({"t": "outputs", "items": items}))
+        # Frames of about a payload at most: the control plane refuses larger messages.
+        frame: list[dict[str, Any]] = []
+        size = 0
+        for item in items:
+            cost = len(item["data"] or b"") + OUTPUT_COST
+            if frame and size + cost > wire.max_payload_bytes():
+                await self.ws.send(wire.pack({"t": "outputs", "items": frame}))
+                frame, size = [], 0
+            frame.append(item)
+            size += cost
+        if frame:
+            await self.ws.send(wire.pack({"t": "outputs", "items": frame}))
 
     async def _run_one(self, item: dict[str, Any]) -> None:
         input_id = item["id"]

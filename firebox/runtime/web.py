@@ -15,6 +15,7 @@ from .. import wire
 from ..exceptions import ExecutionError, InvalidError
 
 Send = Callable[[bytes], Awaitable[None]]
+BODY_PIECE = 1024 * 1024  # bytes of a response body per message to the control plane
 HOP_BY_HOP = {b"connection", b"keep-alive", b"transfer-encoding", b"upgrade",
               b"proxy-connection", b"te", b"trailer"}
 
@@ -278,13 +279,16 @@ async def serve_request(app: Any, input_id: str, request: dict[str, Any], send: 
             return
         if kind != "http.response.body" or done.is_set():
             return
-        event = {"t": "http", "id": input_id, **pending, "body": message.get("body", b"")}
-        pending.clear()
-        if not message.get("more_body"):
-            event["end"] = True
-            event["exec"] = time.perf_counter() - started
-            done.set()
-        await send(wire.pack(event))
+        body = message.get("body", b"")
+        # A large body goes in pieces: the control plane refuses messages over a payload's size.
+        for at in range(0, max(len(body), 1), BODY_PIECE):
+            event = {"t": "http", "id": input_id, **pending, "body": body[at:at + BODY_PIECE]}
+            pending.clear()
+            if not message.get("more_body") and at + BODY_PIECE >= len(body):
+                event["end"] = True
+                event["exec"] = time.perf_counter() - started
+                done.set()
+            await send(wire.pack(event))
 
     try:
         await app(scope, receive, asgi_send)

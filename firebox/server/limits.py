@@ -8,6 +8,7 @@ import os
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from .. import wire
+from . import ingress
 from .errors import ApiError, error_response
 
 MB = 1024 * 1024
@@ -28,6 +29,13 @@ def max_json_bytes() -> int:
 def max_blob_bytes() -> int:
     """The largest blob upload, configurable by FIREBOX_MAX_BLOB_MB."""
     return _mb("FIREBOX_MAX_BLOB_MB", BLOB_MB_DEFAULT)
+
+
+def max_message_bytes() -> int:
+    """The largest WebSocket message the server reads: a payload with its envelope (calls,
+    containers' outputs), or a web endpoint's message if that is configured larger. A larger
+    one is refused (close code 1009) before it is read."""
+    return max(wire.max_payload_bytes(), ingress.max_message_bytes()) + ENVELOPE
 
 
 def body_limit(scope: Scope) -> tuple[int, str]:

@@ -20,6 +20,7 @@ from ..backends.isolation import IsolationUnavailable, sandbox_default_mode
 from ..store.db import Database
 from .app import create_app
 from .auth import ADMIN, Identity, create_token, ensure_workspace, token_identity
+from .limits import max_message_bytes
 from .plane import Settings
 
 log = logging.getLogger("firebox.server")
@@ -141,7 +142,7 @@ def serve_forever(host: str, port: int, state_dir: Path, database_url: str | Non
     print(f"firebox: server listening on {url} (state in {state_dir})", flush=True)
     server = uvicorn.Server(
         uvicorn.Config(create_app(settings), log_level="warning", lifespan="on",
-                       timeout_graceful_shutdown=5, ws_max_size=1 << 30)
+                       timeout_graceful_shutdown=5, ws_max_size=max_message_bytes())
     )
     try:
         server.run(sockets=[sock, unix])
@@ -178,7 +179,7 @@ class EmbeddedServer:
                 self.token = loop.run_until_complete(bootstrap(settings))
                 self._server = uvicorn.Server(
                     uvicorn.Config(create_app(settings), log_level="warning", lifespan="on",
-                                   timeout_graceful_shutdown=5, ws_max_size=1 << 30)
+                                   timeout_graceful_shutdown=5, ws_max_size=max_message_bytes())
                 )
                 sockets = [self.sock, self.unix]
                 task = loop.create_task(self._server.serve(sockets=sockets))

@@ -1,4 +1,4 @@
-"""Functions for the memory-bound tests: output floods."""
+"""Functions for the memory-bound tests: output floods and large results."""
 
 import firebox
 
@@ -11,3 +11,18 @@ def flood(lines: int, width: int = 100) -> int:
     for _ in range(lines):
         print(text)
     return lines
+
+
+@app.function(scaledown_window=30, max_containers=1)
+@firebox.concurrent(max_inputs=4)
+def sized(n: int) -> bytes:
+    """n bytes: results of several such inputs finish together and leave in one batch."""
+    return b"x" * n
+
+
+@app.function(scaledown_window=30)
+@firebox.fastapi_endpoint(method="GET")
+def body(n: int):
+    from fastapi import Response
+
+    return Response(b"x" * n, media_type="application/octet-stream")
