@@ -91,6 +91,11 @@ def test_a_blob_streams_to_disk_and_a_wrong_or_oversized_one_leaves_nothing(smal
     assert peak_growth(pid, before) < 20  # 40 MiB went through, a MiB at a time
     stored = small_server.state_dir / "blobs" / digest[:2] / digest
     assert stored.read_bytes() == data
+    before = reset_peak(pid)
+    with httpx.stream("GET", f"{small_server.url}/v1/blobs/{digest}", headers=auth(small_server),
+                      timeout=60) as download:
+        assert b"".join(download.iter_bytes()) == data
+    assert peak_growth(pid, before) < 20  # read from the file as it is sent
 
     wrong = httpx.put(f"{small_server.url}/v1/blobs/{'0' * 64}", content=pieces(data),
                       headers=auth(small_server, "application/octet-stream"), timeout=60)

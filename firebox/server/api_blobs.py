@@ -7,7 +7,7 @@ import time
 from typing import Any
 
 from starlette.requests import Request
-from starlette.responses import JSONResponse, Response
+from starlette.responses import FileResponse, JSONResponse, Response
 from starlette.routing import Route
 
 from ..store import schema as s
@@ -65,7 +65,8 @@ async def get_blob(request: Request) -> Response:
     digest = request.path_params["digest"]
     if not SHA256.match(digest) or not await owned(cp, who.workspace_id, [digest]):
         raise not_found(f"No blob {digest} in this workspace.")
-    return Response(cp.blobs.get(digest), media_type="application/octet-stream")
+    # Sent from the file a chunk at a time: a blob may be gigabytes.
+    return FileResponse(cp.blobs.path(digest), media_type="application/octet-stream")
 
 
 routes = [
