@@ -1,7 +1,8 @@
 """What a real `firebox server` withstands: its memory under what users send, and how many
 finished inputs a kill -9 mid-map makes run again.
 
-    python benchmarks/robustness.py --only memory   # 200 MB JSON body, 1 GiB blob, 150 MiB of logs
+    python benchmarks/robustness.py --only memory   # 200 MB JSON body, 1 GiB blob up and down,
+                                                    # an 80 MB WebSocket message, 150 MiB of logs
     python benchmarks/robustness.py --only reruns   # kill -9 mid-map of 10,000 inputs, restart
     python benchmarks/robustness.py --only reruns --stall 2  # ... while commits wait 2 s
     python benchmarks/robustness.py --only fanout   # the core benchmark's firebox map row
@@ -141,7 +142,7 @@ def blob_chunks(total: int) -> Iterator[bytes]:
         yield block
 
 
-def bench_memory(json_mb: int, blob_mb: int, logs_mb: int) -> list[str]:
+def bench_memory(json_mb: int, blob_mb: int, logs_mb: int, message_mb: int) -> list[str]:
     server = Server()
     server.start()
     sampler = Sampler(server)
@@ -182,6 +183,29 @@ def bench_memory(json_mb: int, blob_mb: int, logs_mb: int) -> list[str]:
             return response.status_code
 
         measure(f"{blob_mb} MiB blob upload, streamed", put_blob)
+
+        def get_blob() -> object:
+            with httpx.stream("GET", f"{server.url}/v1/blobs/{digest.hexdigest()}",
+                              headers=headers, timeout=600) as response:
+                size = sum(len(piece) for piece in response.iter_bytes())
+            return f"{response.status_code}, {size // MB} MiB"
+
+        measure(f"{blob_mb} MiB blob download", get_blob)
+
+        def big_message() -> object:
+            from websockets.exceptions import ConnectionClosed
+            from websockets.sync.client import connect
+
+            try:
+                with connect(server.url.replace("http", "ws") + "/v1/calls/ws",
+                             additional_headers=headers, max_size=None,
+                             compression=None) as ws:
+                    ws.send(b"\0" * (message_mb * MB))
+                    return f"answered {len(ws.recv(timeout=60))} bytes"
+            except ConnectionClosed as exc:
+                return f"closed ({exc.rcvd.code if exc.rcvd else 'no close frame'})"
+
+        measure(f"{message_mb} MB WebSocket message on the call channel", big_message)
 
         def flood(follow: bool) -> object:
             with robustness_app.app.run(show_logs=False):
@@ -284,6 +308,7 @@ def main() -> None:
     parser.add_argument("--json-mb", type=int, default=200)
     parser.add_argument("--blob-mb", type=int, default=1024)
     parser.add_argument("--logs-mb", type=int, default=150)
+    parser.add_argument("--message-mb", type=int, default=80)
     parser.add_argument("--inputs", type=int, default=10_000)
     parser.add_argument("--kill-at", type=float, default=0.5, help="fraction run at the kill")
     parser.add_argument("--stall", type=float, default=0.0,
@@ -291,7 +316,8 @@ def main() -> None:
     parser.add_argument("--fanout", type=int, default=100_000)
     args = parser.parse_args()
     if args.only in (None, "memory"):
-        print("\n".join(bench_memory(args.json_mb, args.blob_mb, args.logs_mb)), flush=True)
+        rows = bench_memory(args.json_mb, args.blob_mb, args.logs_mb, args.message_mb)
+        print("\n".join(rows), flush=True)
     if args.only in (None, "reruns"):
         print("\n".join(bench_reruns(args.inputs, args.kill_at, args.stall)), flush=True)
     if args.only in (None, "fanout"):
