@@ -9,6 +9,7 @@ import time
 from collections.abc import AsyncIterator
 from typing import Any
 
+import msgpack
 import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncConnection
 from starlette.requests import Request
@@ -17,6 +18,7 @@ from starlette.routing import Route
 
 from .. import wire
 from ..store import schema as s
+from . import limits
 from . import requests as rq
 from .auth import Identity
 from .errors import ApiError, invalid, not_found
@@ -40,8 +42,12 @@ def identity(request: Request) -> Identity:
 
 async def json_body(request: Request, model: type[M]) -> M:
     """The request's JSON body, checked against model (422 naming the fields at fault)."""
+    data = await request.body()
+    if len(data) > limits.max_json_bytes():  # it may have come in labelled as msgpack
+        raise limits.BodyTooLarge(limits.body_limit({"method": "POST", "path": "",
+                                                     "headers": []})[1])
     try:
-        body = json.loads(await request.body())
+        body = json.loads(data)
     except (ValueError, RecursionError):  # RecursionError: nested deeper than Python's stack
         raise invalid("The request body is not valid JSON; send a JSON object.") from None
     if not isinstance(body, dict):
@@ -55,10 +61,15 @@ def check_size(size: int) -> None:
         raise ApiError(413, "InvalidError", "The request is larger than the server accepts.")
 
 
+# A msgpack body unpacks to many times its size in objects: these bound how many there can be.
+MAX_ARRAY, MAX_MAP = 200_000, 100_000
+
+
 def unpack_map(data: bytes, what: str = "The request body") -> dict[str, Any]:
     check_size(len(data))
     try:
-        body = wire.unpack(data)
+        body = msgpack.unpackb(data, raw=False, strict_map_key=False,
+                               max_array_len=MAX_ARRAY, max_map_len=MAX_MAP)
     except Exception:
         raise invalid(f"{what} is not valid msgpack.") from None
     if not isinstance(body, dict):

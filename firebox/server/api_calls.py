@@ -27,7 +27,7 @@ from starlette.websockets import WebSocket, WebSocketDisconnect
 from .. import wire
 from ..store import schema as s
 from . import requests as rq
-from .api import check_size, identity, packed, plane, unpack_map
+from .api import identity, packed, plane, unpack_map
 from .auth import Identity
 from .errors import ApiError, invalid, not_found
 from .plane import ControlPlane
@@ -196,12 +196,8 @@ async def call_channel(ws: WebSocket) -> None:
     async def answer(raw: bytes) -> None:
         rid = None
         try:
-            check_size(len(raw))
-            try:
-                message = wire.unpack(raw)
-            except Exception:
-                raise invalid("A call channel frame is not valid msgpack.") from None
-            if not isinstance(message, dict) or not isinstance(message.get("body"), dict):
+            message = unpack_map(raw, "A call channel frame")
+            if not isinstance(message.get("body"), dict):
                 raise invalid("A call channel frame is a map with 'id', 'op' and a map 'body'.")
             rid = message.get("id")
             op, body = message.get("op"), message["body"]
