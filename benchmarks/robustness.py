@@ -6,6 +6,8 @@ finished inputs a kill -9 mid-map makes run again.
     python benchmarks/robustness.py --only reruns   # kill -9 mid-map of 10,000 inputs, restart
     python benchmarks/robustness.py --only reruns --stall 2  # ... while commits wait 2 s
     python benchmarks/robustness.py --only fanout   # the core benchmark's firebox map row
+    python benchmarks/robustness.py --only concurrent  # 50 clients at once, each sending a
+                                                    # 15 MiB JSON body, then a 60 MiB msgpack one
 
 Each server runs with a temporary state and config directory (never ~/.firebox). Memory is the
 server process's resident set, sampled from /proc every 10 ms.
@@ -233,6 +235,73 @@ def bench_memory(json_mb: int, blob_mb: int, logs_mb: int, message_mb: int) -> l
     return rows
 
 
+# ---- concurrent bodies ----------------------------------------------------------------------
+
+
+def send_until_answered(url: str, body: bytes, headers: dict[str, str]) -> tuple[int, int]:
+    """POST as the firebox client does, again after a 503 or a dropped connection; returns
+    the final status and how many 503s came first."""
+    busy, delay = 0, 0.05
+    with httpx.Client(timeout=300) as http:
+        while True:
+            try:
+                status = http.post(url, content=body, headers=headers).status_code
+            except httpx.TransportError:
+                status = 503
+            if status != 503:
+                return status, busy
+            busy += 1
+            time.sleep(delay)
+            delay = min(delay * 2, 1.0)
+
+
+def bench_concurrent(clients: int, json_mb: int, msgpack_mb: int) -> list[str]:
+    """Many clients send a body near its cap at the same moment, each to a fresh server."""
+    import msgpack
+
+    objects = (b'{"pad": [' + b"{}, " * (json_mb * MB // 4 - 4))[:-2] + b"]}"
+    cases = [
+        (f"{clients} clients at once, a {json_mb} MiB JSON body each", clients, "/v1/apps",
+         json_body(json_mb * MB), "application/json"),
+        # Parsed, a body of empty objects is 25 times its size: fewer clients, or the machine
+        # runs out of memory before.
+        (f"{clients // 5} clients at once, {json_mb} MiB of empty JSON objects each",
+         clients // 5, "/v1/apps", objects, "application/json"),
+        (f"{clients} clients at once, a {msgpack_mb} MiB msgpack body each", clients,
+         "/v1/calls", msgpack.packb({"pad": b"\0" * (msgpack_mb * MB)}),
+         "application/x-msgpack"),
+    ]
+    rows = ["| what | answers | 503s first | took | server RSS before | peak | after 5 s |",
+            "|---|---|---|---|---|---|---|"]
+    for what, n, path, body, content_type in cases:
+        server = Server()
+        server.start()
+        sampler = Sampler(server)
+        headers = {"authorization": f"Bearer {server.token}", "content-type": content_type}
+        try:
+            before = settle(server, 3)
+            sampler.reset()
+            results: list[tuple[int, int]] = []
+            threads = [threading.Thread(target=lambda: results.append(send_until_answered(
+                server.url + path, body, headers))) for _ in range(n)]
+            started = time.perf_counter()
+            for t in threads:
+                t.start()
+            for t in threads:
+                t.join()
+            took = time.perf_counter() - started
+            after = settle(server)
+        finally:
+            sampler.close()
+            server.stop()
+        answers = collections.Counter(status for status, _ in results)
+        busy = sum(b for _, b in results)
+        rows.append(f"| {what} | {dict(sorted(answers.items()))} | {busy} | {took:.1f} s | "
+                    f"{before:.0f} MB | {sampler.peak:.0f} MB | {after:.0f} MB |")
+        print(rows[-1], flush=True)
+    return rows
+
+
 # ---- re-runs after a crash --------------------------------------------------------------------
 
 
@@ -304,11 +373,14 @@ def bench_fanout(n: int) -> list[str]:
 
 def main() -> None:
     parser = argparse.ArgumentParser()
-    parser.add_argument("--only", choices=["memory", "reruns", "fanout"])
+    parser.add_argument("--only", choices=["memory", "reruns", "fanout", "concurrent"])
     parser.add_argument("--json-mb", type=int, default=200)
     parser.add_argument("--blob-mb", type=int, default=1024)
     parser.add_argument("--logs-mb", type=int, default=150)
     parser.add_argument("--message-mb", type=int, default=80)
+    parser.add_argument("--clients", type=int, default=50)
+    parser.add_argument("--concurrent-json-mb", type=int, default=15)
+    parser.add_argument("--concurrent-msgpack-mb", type=int, default=60)
     parser.add_argument("--inputs", type=int, default=10_000)
     parser.add_argument("--kill-at", type=float, default=0.5, help="fraction run at the kill")
     parser.add_argument("--stall", type=float, default=0.0,
@@ -317,6 +389,9 @@ def main() -> None:
     args = parser.parse_args()
     if args.only in (None, "memory"):
         rows = bench_memory(args.json_mb, args.blob_mb, args.logs_mb, args.message_mb)
+        print("\n".join(rows), flush=True)
+    if args.only in (None, "concurrent"):
+        rows = bench_concurrent(args.clients, args.concurrent_json_mb, args.concurrent_msgpack_mb)
         print("\n".join(rows), flush=True)
     if args.only in (None, "reruns"):
         print("\n".join(bench_reruns(args.inputs, args.kill_at, args.stall)), flush=True)

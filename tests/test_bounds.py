@@ -216,3 +216,86 @@ def test_a_slow_follower_catches_up_from_the_database_in_order(tmp_path, monkeyp
         await db.close()
 
     asyncio.run(run())
+
+
+def send_at_once(url: str, bodies: int, body: bytes, headers: dict[str, str]) -> list[int]:
+    """POST the same body from many clients at the same moment; their answers' statuses."""
+    statuses: list[int] = []
+    go = threading.Barrier(bodies)
+
+    def send() -> None:
+        with httpx.Client(timeout=120) as http:
+            go.wait()
+            statuses.append(http.post(url, content=body, headers=headers).status_code)
+
+    threads = [threading.Thread(target=send) for _ in range(bodies)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    return statuses
+
+
+def test_many_bodies_at_once_wait_for_room_instead_of_adding_up(tmp_path):
+    srv = ServerProcess(tmp_path, extra_env={"FIREBOX_MAX_BODIES_MB": "64"})
+    srv.start()
+    try:
+        body = b'{"name": "big", "pad": "' + b"a" * (15 * MB) + b'"}'
+        pid = srv.proc.pid
+        before = reset_peak(pid)
+        statuses = send_at_once(srv.url + "/v1/apps", 30, body, auth(srv))
+        growth = peak_growth(pid, before)
+    finally:
+        srv.stop()
+    assert statuses == [422] * 30  # every one was read in its turn (pad is not a field)
+    # 30 bodies of 15 MiB at once took the server up by 363 MB before the budget.
+    assert growth < 150, f"the server grew by {growth:.0f} MB under 30 bodies at once"
+
+
+def test_a_body_that_finds_no_room_in_time_is_answered_503_unread(monkeypatch):
+    """In the server's middleware: a request whose body does not fit waits its turn, and is
+    told to come back (503, Retry-After) when it waits too long; its body is never read."""
+    import asyncio
+
+    from firebox.server import limits
+
+    monkeypatch.setattr(limits, "BODY_WAIT", 0.3)
+    release = asyncio.Event()
+    read: list[int] = []
+
+    async def reader(scope, receive, send) -> None:
+        size, more = 0, True
+        while more:
+            message = await receive()
+            size += len(message.get("body", b""))
+            more = message.get("more_body", False)
+        read.append(size)
+        if scope["path"] == "/hold":
+            await release.wait()
+        await send({"type": "http.response.start", "status": 200, "headers": []})
+        await send({"type": "http.response.body", "body": b"ok"})
+
+    async def run() -> None:
+        budget = limits.Budget(10 * MB)
+        asgi = limits.BodyBudget(reader, budget, limits.api_body_share)
+        transport = httpx.ASGITransport(app=asgi)
+        async with httpx.AsyncClient(transport=transport, base_url="http://firebox") as http:
+            holder = asyncio.create_task(http.post("/hold", content=b"x" * (4 * MB)))
+            while not read:
+                await asyncio.sleep(0.01)
+            assert budget.used == 8 * MB  # twice its body: the bytes and what they become
+            busy = await http.post("/next", content=b"y" * (2 * MB))
+            assert busy.status_code == 503
+            assert busy.headers["retry-after"] == "1"
+            assert "FIREBOX_MAX_BODIES_MB" in busy.json()["error"]
+            assert read == [4 * MB], "the refused body was read"
+            waiting = asyncio.create_task(http.post("/next", content=b"y" * (2 * MB)))
+            await asyncio.sleep(0.05)
+            release.set()  # the first is answered, its share comes back: the second goes
+            assert (await holder).status_code == 200
+            assert (await waiting).status_code == 200
+            assert read == [4 * MB, 2 * MB] and budget.used == 0
+            small = await http.post("/next", content=b"z" * 10)
+            assert small.status_code == 200
+
+    asyncio.run(run())

@@ -33,7 +33,7 @@ from . import (
 )
 from .auth import TokenAuth
 from .errors import ApiError, error_response
-from .limits import BodyLimit
+from .limits import BodyBudget, BodyLimit, Budget, api_body_share, max_bodies_bytes, web_body_share
 from .plane import ControlPlane, Settings
 
 log = logging.getLogger("firebox.server")
@@ -84,8 +84,11 @@ def create_app(settings: Settings) -> ASGIApp:
         lifespan=lifespan,
     )
     app.state.plane = cp
-    api_app = BodyLimit(TokenAuth(app, cp.db, cp.container_identity))
-    web = cp.ingress
+    # Inside TokenAuth: a request without a valid token takes nothing of the budget. The public
+    # web endpoints have a budget of their own, so their traffic cannot hold up the API.
+    api_app = BodyLimit(TokenAuth(BodyBudget(app, Budget(max_bodies_bytes()), api_body_share),
+                                  cp.db, cp.container_identity))
+    web = BodyBudget(cp.ingress, Budget(max_bodies_bytes()), web_body_share)
 
     async def root(scope: Scope, receive: Receive, send: Send) -> None:
         # Web functions answer the public at /web/...; everything else needs a token.
