@@ -441,9 +441,10 @@ class SandboxRoot:
     base: Path  # <state>/sandboxes/<id>: rootfs/, upper/, work/, empty/
     layers: Sequence[Path] = ()  # snapshot directories, newest first, each with upper/ and root/
     masks: Sequence[Path] = ()  # layers between the snapshots and the host's (sandbox_base)
-    # The host's top-level directories it gets (SANDBOX_FROM_HOST for sandboxes); None: all
-    # of them (image build containers, which run the server's own uv and Python).
-    from_host: Collection[str] | None = None
+    from_host: Collection[str] = SANDBOX_FROM_HOST  # the host's top-level directories it gets
+    # The host's top-level directories it gets empty, its own to write in: image build
+    # containers take every one not from the host, so what a step writes there is the layer's.
+    empty: Collection[str] = frozenset(SANDBOX_EMPTY)
 
     @property
     def rootfs(self) -> Path:
@@ -464,13 +465,12 @@ class SandboxRoot:
         for name in sorted(os.listdir("/")):
             host = Path("/") / name
             dest = self.rootfs / name
-            shown = self.from_host is None or name in self.from_host
+            shown = name in self.from_host
             if host.is_symlink():
                 if shown and not dest.is_symlink() and not dest.exists():
                     dest.symlink_to(os.readlink(host))
                 continue
-            if not host.is_dir() or not (shown or name in NOT_FROM_HOST
-                                         or name in SANDBOX_EMPTY):
+            if not host.is_dir() or not (shown or name in NOT_FROM_HOST or name in self.empty):
                 continue
             dest.mkdir(exist_ok=True)
             if name in ("proc", "sys", "dev", "lost+found"):
@@ -605,8 +605,9 @@ def _fstab_field(text: str) -> str:
     return text
 
 
-def _visible_hidden(hidden: Sequence[Path]) -> list[Path]:
-    """Hidden paths a sandbox would otherwise see: those in what it gets of the host."""
+def visible_hidden(hidden: Sequence[Path]) -> list[Path]:
+    """Hidden paths a sandbox or build container would otherwise see: those in what it gets
+    of the host (SANDBOX_FROM_HOST)."""
     out: list[Path] = []
     for p in sorted({h.resolve() for h in hidden}, key=lambda p: len(p.parts)):
         if len(p.parts) < 2 or p.parts[1] not in SANDBOX_FROM_HOST:
@@ -627,7 +628,7 @@ def sandbox_argv(mode: str, sb: Sandbox, fs: SandboxRoot, env: dict[str, str],
     # The agent's source goes in on the command line: where firebox is installed (a /tmp
     # checkout, say) need not be visible inside the sandbox.
     agent = [python, "-I", "-S", "-c", AGENT.read_text()]
-    hidden = _visible_hidden(sb.hidden)
+    hidden = visible_hidden(sb.hidden)
     # The agent's interpreter, read-only at its own path where the sandbox has no copy of it
     # (a Python installed under /root or /opt).
     prefix = Path(sys.base_prefix).resolve()

@@ -4,7 +4,9 @@ Each layer is named by the hash of its parent layer, its step and the step's inp
 contents for copies), so an unchanged step is never built twice and a changed one rebuilds
 itself and every step after it. Python packages install with uv into the layer's python/
 directory; apt_install and run_commands run in a build container (overlayfs over the host's
-directories, in a private mount namespace, under bubblewrap) whose writes become the layer.
+system directories, in a private mount namespace, under bubblewrap) whose writes become the
+layer. A build container is walled like a function container, though root inside: none of the
+host's secrets or home directories, and a network namespace of its own (egress only).
 """
 
 from __future__ import annotations
@@ -26,6 +28,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from ..backends import netns
+from ..backends.isolation import SANDBOX_FROM_HOST, SandboxRoot, sandbox_base, visible_hidden
 from ..store.blobs import BlobStore
 from .layers import NEVER
 
@@ -41,6 +45,11 @@ BUILD_CAPS = ("CAP_CHOWN", "CAP_DAC_OVERRIDE", "CAP_FOWNER", "CAP_FSETID", "CAP_
 FS_KINDS = ("pip", "apt", "run", "copy", "mount")
 LAYER_ID = re.compile(r"^[0-9a-f]{64}$")
 STEP_TIMEOUT = 3600.0  # seconds a build step may run; FIREBOX_IMAGE_STEP_TIMEOUT overrides
+# Where each step's mask of the host's secrets is made: outside the state directory, which may
+# be under /var, and overlayfs refuses a lower dir (the mask's var/) under another (/var).
+MASKS = Path("/run/firebox-build-masks")
+NO_NETWORK = ("build containers on this server have no network (FIREBOX_CONTAINER_EGRESS=0, or "
+              "no root, ip or nft), so a step that downloads fails: ask its operator for egress")
 
 
 class StepExited(RuntimeError):
@@ -100,8 +109,12 @@ def dir_size(path: Path) -> int:
 
 
 class Builder:
-    def __init__(self, root: Path, blobs: BlobStore, hidden: Sequence[Path]) -> None:
+    def __init__(self, root: Path, blobs: BlobStore, hidden: Sequence[Path],
+                 network: netns.Pool | None = None) -> None:
+        """network: the server's namespaces with egress for containers (the backend's pool);
+        None: build containers get loopback only, as the server's containers do."""
         self.root = root
+        self.network = network
         self.layers_dir = root / "layers"
         self.layers_dir.mkdir(parents=True, exist_ok=True)
         for part in self.layers_dir.glob("*.part"):  # builds a stopped server left unfinished
@@ -270,11 +283,7 @@ class Builder:
         if step.get("extra_options"):
             argv += shlex.split(step["extra_options"])
         binds = [(str(part / "python"), target, False), (str(cache), cache_at, False)]
-        from ..backends.isolation import python_paths
-
-        for p in [*python_paths(), uv.parent]:  # what uv and Python need, if the build's /tmp
-            if p.is_relative_to("/tmp"):       # would hide it
-                binds.append((str(p), str(p), True))
+        binds += [(str(p), str(p), True) for p in self._python_dirs(uv)]
         with tempfile.TemporaryDirectory() as tmp:
             reqs_at = reqs_at or tmp
             for n, text in enumerate(step.get("requirements") or []):
@@ -296,14 +305,29 @@ class Builder:
             await self._in_container(shlex.join(argv), env, None, out, part, log, binds=binds,
                                      keep_files=False)
 
+    def _python_dirs(self, uv: Path) -> list[Path]:
+        """What a pip step's uv and Python need that a build container lacks: the venv,
+        Python's own prefix and uv's directory, unless they are in the system dirs or hidden."""
+        system = [Path("/") / name for name in SANDBOX_FROM_HOST]
+        hidden = [h.resolve() for h in self.hidden]
+        wanted = {Path(sys.prefix).resolve(), Path(sys.base_prefix).resolve(),
+                  uv.resolve().parent}
+        wanted = {p for p in wanted if not any(p.is_relative_to(q) for q in [*system, *hidden])}
+        return sorted(p for p in wanted if not any(p != q and p.is_relative_to(q)
+                                                   for q in wanted))
+
     async def _in_container(self, script: str, env: dict[str, str], workdir: str | None,
                             out: Built, part: Path, log: Callable[[str], Awaitable[None]],
                             binds: Sequence[tuple[str, str, bool]] = (),
                             keep_files: bool = True) -> None:
         """Run script in a build container over the layers so far. keep_files: its writes
-        become the layer (else they are dropped, and only what binds wrote stays)."""
-        from ..backends.isolation import SandboxRoot
+        become the layer (else they are dropped, and only what binds wrote stays).
 
+        Root inside keeps BUILD_CAPS, CAP_DAC_OVERRIDE among them, so the wall is what it
+        sees: the host's system dirs and /var with what not everyone may read taken out (a
+        mask made for each step, so a secret made since the last one is out too), the host's
+        other top-level directories empty, the layers, and binds; and a network namespace of
+        its own, with egress (never the host itself) where the server gives containers it."""
         if not can_contain():
             raise RuntimeError("apt_install and run_commands need bubblewrap and unshare on the "
                                "server (Debian packages bubblewrap and util-linux).")
@@ -311,9 +335,42 @@ class Builder:
         for layer in fs_layers:  # SandboxRoot reads both parts of every layer
             (layer / "upper").mkdir(exist_ok=True)
             (layer / "root").mkdir(exist_ok=True)
-        build = part / "build"
-        fs = SandboxRoot(build, fs_layers)
-        mounts = await asyncio.to_thread(fs.prepare)
+        fs = SandboxRoot(part / "build", fs_layers,
+                         empty=[n for n in os.listdir("/") if n not in SANDBOX_FROM_HOST])
+        MASKS.mkdir(mode=0o700, exist_ok=True)
+        mask_dir = Path(tempfile.mkdtemp(dir=MASKS))
+        link = None
+        try:
+            fs.masks = await asyncio.to_thread(sandbox_base, mask_dir, False)
+            mounts = await asyncio.to_thread(fs.prepare)
+            argv = ["unshare", "--mount", "--propagation", "private", "/bin/sh", "-c",
+                    " && ".join([*mounts, 'exec "$@"']), "firebox-build",
+                    *self._bwrap(script, env, workdir, out, fs, binds)]
+            await log(f"$ {script}")
+            try:
+                if self.network is not None:
+                    link = await asyncio.to_thread(self.network.take)
+                    argv = ["nsenter", f"--net={link.path}", *argv]
+                await self._stream(argv, {"PATH": BUILD_PATH}, log)
+            except StepExited as exc:
+                if self.network is None:
+                    raise StepExited(f"{exc}; {NO_NETWORK}") from None
+                raise
+            finally:
+                if keep_files:
+                    await asyncio.to_thread(self._collect, fs, part)
+                else:
+                    await asyncio.to_thread(shutil.rmtree, fs.base, True)
+        finally:
+            if link is not None:
+                await asyncio.to_thread(netns.remove, link)
+            await asyncio.to_thread(shutil.rmtree, mask_dir, True)
+
+    def _bwrap(self, script: str, env: dict[str, str], workdir: str | None, out: Built,
+               fs: SandboxRoot, binds: Sequence[tuple[str, str, bool]]) -> list[str]:
+        """The bubblewrap command that runs script as root over fs, once its overlays are
+        mounted: the earlier layers' python/ dirs on PYTHONPATH, binds in place, the hidden
+        directories it would otherwise see covered."""
         py = [self.path(lid) / "python" for lid in reversed(out.layers)
               if (self.path(lid) / "python").is_dir()]
         inner = ["bwrap", "--bind", str(fs.rootfs), "/", "--dev", "/dev", "--proc", "/proc",
@@ -322,39 +379,40 @@ class Builder:
                  "--clearenv", "--cap-drop", "ALL"]
         for cap in BUILD_CAPS:
             inner += ["--cap-add", cap]
+        if self.network is None:
+            inner.append("--unshare-net")  # loopback only, as the server's containers get
         full_env = {"PATH": BUILD_PATH, "HOME": "/root", "LANG": "C.UTF-8", **env}
         paths = [f"/.image/python/{i}" for i in range(len(py))]
         if paths:
             full_env["PYTHONPATH"] = ":".join(paths)
         for k, v in full_env.items():
             inner += ["--setenv", k, v]
-        for p in sorted({h.resolve() for h in self.hidden}):
-            if p.exists() and len(p.parts) > 1 and p.parts[1] not in NEVER:
-                inner += ["--tmpfs", str(p)]
-        for host, dest in zip(py, paths, strict=True):
-            inner += ["--ro-bind", str(host), dest]
+        for layer_python, dest in zip(py, paths, strict=True):
+            inner += ["--ro-bind", str(layer_python), dest]
         for src, dest, ro in binds:
             inner += ["--ro-bind" if ro else "--bind", src, dest]
+        at_own_path = [Path(src) for src, dest, _ro in binds if src == dest]  # Python's dirs
+        for p in [*visible_hidden(self.hidden),
+                  *(h for h in {h.resolve() for h in self.hidden}
+                    if any(h.is_relative_to(b) for b in at_own_path))]:
+            inner += ["--tmpfs", str(p)]
         if workdir:
             inner += ["--dir", workdir, "--chdir", workdir]
-        inner += ["--", "/bin/sh", "-c", "set -e\n" + script]
-        argv = ["unshare", "--mount", "--propagation", "private", "/bin/sh", "-c",
-                " && ".join([*mounts, 'exec "$@"']), "firebox-build", *inner]
-        await log(f"$ {script}")
-        try:
-            await self._stream(argv, {"PATH": BUILD_PATH}, log)
-        finally:
-            if keep_files:
-                await asyncio.to_thread(self._collect, fs, part)
-            else:
-                await asyncio.to_thread(shutil.rmtree, build, True)
+        return [*inner, "--", "/bin/sh", "-c", "set -e\n" + script]
 
-    def _collect(self, fs: Any, part: Path) -> None:
+    def _collect(self, fs: SandboxRoot, part: Path) -> None:
         """Once the build container is gone: its upper dirs and new top-level entries become
         the layer."""
         build = part / "build"
         upper = part / "upper"
         (build / "upper").rename(upper)
+        for hidden in visible_hidden(self.hidden):
+            # Covering it copied its mount point (and parents) up: not the layer's, and its
+            # name is the server's.
+            d = upper / hidden.relative_to("/")
+            while d != upper and d.is_dir() and not d.is_symlink() and not any(d.iterdir()):
+                d.rmdir()
+                d = d.parent
         for d in list(upper.iterdir()):
             if d.name in NEVER or (d.is_dir() and not any(d.iterdir())):
                 shutil.rmtree(d) if d.is_dir() else d.unlink()

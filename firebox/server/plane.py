@@ -93,7 +93,8 @@ class ControlPlane:
                                urlparse(settings.url).hostname or "127.0.0.1")
         self.sandboxes = SandboxManager(self, hidden=self.backend.hidden)
         self.ingress = Ingress(self)  # web functions' URLs
-        self.images = Builder(settings.state_dir / "images", self.blobs, self.backend.hidden)
+        self.images = Builder(settings.state_dir / "images", self.blobs, self.backend.hidden,
+                              self.backend.netpool)
         self.image_builds: set[asyncio.Task[None]] = set()
         self.schedules = Schedules(self)  # Cron and Period runs
         self._tasks: list[asyncio.Task[None]] = []
