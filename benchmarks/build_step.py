@@ -34,7 +34,7 @@ async def step_seconds(b: builder.Builder) -> float:
     # A step no run made before: its layer id is new, so it is built, not found.
     step = {"kind": "run", "commands": [f"true {secrets.token_hex(8)}"], "label": "true"}
     start = time.perf_counter()
-    await b.build({"python": builder.host_python(), "steps": [step]}, emit, record)
+    await b.build({"python": builder.host_python(), "steps": [step]}, emit, record, "ws-bench")
     return time.perf_counter() - start
 
 

@@ -178,6 +178,35 @@ def test_another_workspace_neither_sees_nor_prunes_the_images(server):
 
 
 @needs_bwrap
+def test_a_workspace_never_gets_another_workspaces_layers(server):
+    """The same recipe builds apart per workspace: a layer (and the uv cache a package's build
+    script may have left things in) is never handed from one tenant to another."""
+    code = """
+import firebox
+image = firebox.Image.debian_slim().run_commands("echo same recipe > /opt/same")
+app = firebox.App("test-images-apart")
+@app.function(image=image, serialized=True)
+def probe():
+    return open("/opt/same").read()
+with app.run(show_logs=False):
+    print(probe.remote().strip())
+"""
+    ours = server.env() | {"FIREBOX_SERVER_URL": server.url, "FIREBOX_TOKEN": server.token}
+    theirs = other_workspace_env(server)
+    for env in (ours, theirs):
+        out = run_python(env, code)
+        assert out.returncode == 0 and out.stdout.strip() == "same recipe", out.stderr
+
+    def layers(env: dict[str, str]) -> set[str]:
+        listed = json.loads(run_cli(env, "image", "list", "--json").stdout)
+        return {layer["id"] for image in listed for layer in image["layers"]}
+
+    assert layers(ours) and layers(theirs)
+    assert not layers(ours) & layers(theirs)
+    assert run_cli(theirs, "image", "prune").returncode == 0
+
+
+@needs_bwrap
 def test_a_deployed_image_outlives_a_restart_and_a_prune(own_server):
     deployed = own_server.cli("deploy", "tests/apps/images.py::app", timeout=120)
     assert deployed.returncode == 0, deployed.stderr
@@ -243,6 +272,6 @@ def test_pip_steps_build_on_a_server_without_bubblewrap(tmp_path, monkeypatch):
 
     step = {"kind": "pip", "packages": ["six==1.17.0"], "label": "pip_install six==1.17.0"}
     built = asyncio.run(b.build({"python": builder.host_python(), "steps": [step]}, emit,
-                                record))
+                                record, "ws-test"))
     assert (b.path(built.layers[0]) / "python" / "six.py").is_file()
     assert any(e["t"] == "log" and "+ six==1.17.0" in e["text"] for e in events)

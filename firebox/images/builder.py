@@ -68,6 +68,7 @@ class Built:
     env: dict[str, str]
     workdir: str | None
     built: list[str] = field(default_factory=list)  # layers this build made (not cached)
+    workspace_id: str = ""  # whose build it is: its layers and uv cache are that workspace's
 
 
 def layer_id(parent: str, step: dict[str, Any], python: str) -> str:
@@ -132,9 +133,14 @@ class Builder:
         return self.path(layer).is_dir()
 
     async def build(self, request: dict[str, Any], emit: Emit,
-                    record: Callable[[str, dict[str, Any]], Awaitable[None]]) -> Built:
+                    record: Callable[[str, dict[str, Any]], Awaitable[None]],
+                    workspace_id: str) -> Built:
         """Build (or find) every layer of the request, reporting progress through emit;
-        record(layer, info) stores a layer's outcome. Raises BuildFailed."""
+        record(layer, info) stores a layer's outcome. Raises BuildFailed.
+
+        Layers are the workspace's own: a step's result depends on more than its recipe (a
+        package's build script can leave things in the uv cache for later steps), so a layer
+        one workspace built is never handed to another."""
         python = host_python()
         if request.get("python") != python:
             raise BuildFailed("debian_slim", 0, f"The client runs Python {request.get('python')}"
@@ -143,8 +149,8 @@ class Builder:
         steps: list[dict[str, Any]] = list(request.get("steps") or [])
         mounts: list[dict[str, Any]] = list(request.get("mounts") or [])
         total = len(steps) + len(mounts)
-        out = Built([], {}, None)
-        parent = ""
+        out = Built([], {}, None, workspace_id=workspace_id)
+        parent = f"workspace {workspace_id}"
         for i, step in enumerate(steps, 1):
             kind = step.get("kind")
             label = str(step.get("label") or kind)
@@ -168,7 +174,7 @@ class Builder:
             # Files added at container start are a layer too, but outside the chain: changing
             # them rebuilds nothing else.
             step = {"kind": "mount", **mount}
-            lid = layer_id("mount", step, python)
+            lid = layer_id(f"mount {workspace_id}", step, python)
             await self._layer(lid, j, total, str(mount.get("label")), step, out, emit, record)
             out.layers.append(lid)
         return out
@@ -265,8 +271,8 @@ class Builder:
         contained = can_contain()
         uv = Path(uv_binary())
         (part / "python").mkdir()
-        cache = self.root / "uv-cache"
-        cache.mkdir(exist_ok=True)
+        cache = self.root / "uv-cache" / out.workspace_id  # one workspace's never another's
+        cache.mkdir(parents=True, exist_ok=True)
         target, cache_at, reqs_at = (("/.image/target", "/.image/uv-cache", "/.image/requirements")
                                      if contained else (str(part / "python"), str(cache), ""))
         # Compiled now: in containers the layer is read-only, so imports could not cache .pyc.

@@ -48,7 +48,7 @@ async def build_image(request: Request) -> StreamingResponse:
 
     async def run() -> None:
         try:
-            built = await cp.images.build(body, emit, record)
+            built = await cp.images.build(body, emit, record, who.workspace_id)
         except BuildFailed as exc:
             await queue.put({"t": "error", "index": exc.index, "label": exc.label,
                              "log_tail": exc.log_tail})
