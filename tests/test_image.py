@@ -178,6 +178,31 @@ def test_another_workspace_neither_sees_nor_prunes_the_images(server):
 
 
 @needs_bwrap
+def test_a_build_step_is_held_to_its_memory_limit(tmp_path):
+    from conftest import ServerProcess
+
+    srv = ServerProcess(tmp_path, extra_env={"FIREBOX_IMAGE_BUILD_MEMORY_MB": "64"})
+    srv.start()
+    try:
+        env = srv.env() | {"FIREBOX_SERVER_URL": srv.url, "FIREBOX_TOKEN": srv.token}
+        out = run_python(env, """
+import firebox
+image = firebox.Image.debian_slim().run_commands(
+    "python3 -c 'x = bytearray(300 * 1024 * 1024); print(len(x))'")
+app = firebox.App("test-images-memory")
+@app.function(image=image, serialized=True)
+def f():
+    pass
+with app.run(show_logs=False):
+    pass
+""")
+        assert out.returncode != 0
+        assert "more than 64 MiB" in out.stderr and "FIREBOX_IMAGE_BUILD_MEMORY_MB" in out.stderr
+    finally:
+        srv.stop()
+
+
+@needs_bwrap
 def test_a_workspace_never_gets_another_workspaces_layers(server):
     """The same recipe builds apart per workspace: a layer (and the uv cache a package's build
     script may have left things in) is never handed from one tenant to another."""

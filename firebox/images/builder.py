@@ -28,8 +28,14 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from ..backends import netns
-from ..backends.isolation import SANDBOX_FROM_HOST, SandboxRoot, sandbox_base, visible_hidden
+from ..backends import cgroups, netns
+from ..backends.isolation import (
+    SANDBOX_FROM_HOST,
+    SandboxRoot,
+    in_cgroup,
+    sandbox_base,
+    visible_hidden,
+)
 from ..store.blobs import BlobStore
 from .layers import NEVER
 
@@ -45,6 +51,10 @@ BUILD_CAPS = ("CAP_CHOWN", "CAP_DAC_OVERRIDE", "CAP_FOWNER", "CAP_FSETID", "CAP_
 FS_KINDS = ("pip", "apt", "run", "copy", "mount")
 LAYER_ID = re.compile(r"^[0-9a-f]{64}$")
 STEP_TIMEOUT = 3600.0  # seconds a build step may run; FIREBOX_IMAGE_STEP_TIMEOUT overrides
+# A build step's cgroup: like a container's, so one tenant's build cannot take the machine.
+BUILD_MEMORY_MB = 4096  # FIREBOX_IMAGE_BUILD_MEMORY_MB: killed above it
+BUILD_CPU = 2.0  # cores it may use at most
+BUILD_PIDS = 4096
 # Where each step's mask of the host's secrets is made: outside the state directory, which may
 # be under /var, and overlayfs refuses a lower dir (the mask's var/) under another (/var).
 MASKS = Path("/run/firebox-build-masks")
@@ -433,6 +443,27 @@ class Builder:
 
     async def _stream(self, argv: list[str], env: dict[str, str],
                       log: Callable[[str], Awaitable[None]]) -> None:
+        memory = int(os.environ.get("FIREBOX_IMAGE_BUILD_MEMORY_MB") or BUILD_MEMORY_MB)
+        group = None
+        if cgroups.available():
+            group = await asyncio.to_thread(
+                cgroups.Cgroup.create, f"build-{os.urandom(6).hex()}",
+                cgroups.Limits(BUILD_CPU, BUILD_CPU, min(memory, 1024), memory, BUILD_PIDS))
+            argv = in_cgroup(argv, group.procs_files)
+        try:
+            await self._run(argv, env, log)
+        except StepExited:
+            if group is not None and group.oom_killed():
+                raise StepExited(f"the step was killed for using more than {memory} MiB of "
+                                 "memory (FIREBOX_IMAGE_BUILD_MEMORY_MB on the server)") from None
+            raise
+        finally:
+            if group is not None:
+                await asyncio.to_thread(group.kill_all)
+                await asyncio.to_thread(group.remove)
+
+    async def _run(self, argv: list[str], env: dict[str, str],
+                   log: Callable[[str], Awaitable[None]]) -> None:
         proc = await asyncio.create_subprocess_exec(
             *argv, env=env, stdin=asyncio.subprocess.DEVNULL, stdout=asyncio.subprocess.PIPE,
             stderr=asyncio.subprocess.STDOUT, start_new_session=True,
