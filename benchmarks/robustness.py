@@ -8,6 +8,8 @@ finished inputs a kill -9 mid-map makes run again.
     python benchmarks/robustness.py --only fanout   # the core benchmark's firebox map row
     python benchmarks/robustness.py --only concurrent  # 50 clients at once, each sending a
                                                     # 15 MiB JSON body, then a 60 MiB msgpack one
+    python benchmarks/robustness.py --only queued   # spawn_map of 200,000 inputs of 4 KiB that
+                                                    # wait in the queue
 
 Each server runs with a temporary state and config directory (never ~/.firebox). Memory is the
 server process's resident set, sampled from /proc every 10 ms.
@@ -302,6 +304,33 @@ def bench_concurrent(clients: int, json_mb: int, msgpack_mb: int) -> list[str]:
     return rows
 
 
+# ---- queued inputs ----------------------------------------------------------------------------
+
+
+def bench_queued(n: int, kib: int) -> list[str]:
+    """The server's memory while a map's inputs wait in the queue behind one busy container."""
+    server = Server()
+    server.start()
+    sampler = Sampler(server)
+    data = b"q" * (kib * 1024)
+    try:
+        with robustness_app.app.run(show_logs=False):
+            before = settle(server, 2)
+            sampler.reset()
+            started = time.perf_counter()
+            robustness_app.hold.spawn_map([data] * n)
+            took = time.perf_counter() - started
+            queued = settle(server)
+            peak = sampler.peak
+    finally:
+        sampler.close()
+        server.stop()
+    return ["| inputs queued | accepted in | server RSS before | peak | queued, after 5 s |",
+            "|---|---|---|---|---|",
+            f"| {n:,} of {kib} KiB | {took:.1f} s | {before:.0f} MB | {peak:.0f} MB | "
+            f"{queued:.0f} MB |"]
+
+
 # ---- re-runs after a crash --------------------------------------------------------------------
 
 
@@ -373,7 +402,7 @@ def bench_fanout(n: int) -> list[str]:
 
 def main() -> None:
     parser = argparse.ArgumentParser()
-    parser.add_argument("--only", choices=["memory", "reruns", "fanout", "concurrent"])
+    parser.add_argument("--only", choices=["memory", "reruns", "fanout", "concurrent", "queued"])
     parser.add_argument("--json-mb", type=int, default=200)
     parser.add_argument("--blob-mb", type=int, default=1024)
     parser.add_argument("--logs-mb", type=int, default=150)
@@ -381,6 +410,8 @@ def main() -> None:
     parser.add_argument("--clients", type=int, default=50)
     parser.add_argument("--concurrent-json-mb", type=int, default=15)
     parser.add_argument("--concurrent-msgpack-mb", type=int, default=60)
+    parser.add_argument("--queued", type=int, default=200_000)
+    parser.add_argument("--queued-kib", type=int, default=4)
     parser.add_argument("--inputs", type=int, default=10_000)
     parser.add_argument("--kill-at", type=float, default=0.5, help="fraction run at the kill")
     parser.add_argument("--stall", type=float, default=0.0,
@@ -393,6 +424,8 @@ def main() -> None:
     if args.only in (None, "concurrent"):
         rows = bench_concurrent(args.clients, args.concurrent_json_mb, args.concurrent_msgpack_mb)
         print("\n".join(rows), flush=True)
+    if args.only in (None, "queued"):
+        print("\n".join(bench_queued(args.queued, args.queued_kib)), flush=True)
     if args.only in (None, "reruns"):
         print("\n".join(bench_reruns(args.inputs, args.kill_at, args.stall)), flush=True)
     if args.only in (None, "fanout"):

@@ -1,6 +1,8 @@
-"""The functions benchmarks/robustness.py runs: a log flood and inputs that leave a trace."""
+"""The functions benchmarks/robustness.py runs: a log flood, inputs that leave a trace and one
+that holds its container."""
 
 import os
+import time
 
 import firebox
 
@@ -27,3 +29,10 @@ def trace(x: int, path: str) -> int:
     finally:
         os.close(fd)
     return x
+
+
+@app.function(scaledown_window=60, max_containers=1)
+def hold(data: bytes) -> int:
+    """Keep the only container busy, so every other input waits in the queue."""
+    time.sleep(600)
+    return len(data)

@@ -299,3 +299,35 @@ def test_a_body_that_finds_no_room_in_time_is_answered_503_unread(monkeypatch):
             assert small.status_code == 200
 
     asyncio.run(run())
+
+
+def test_queued_inputs_keep_their_arguments_in_the_database_past_the_window(tmp_path,
+                                                                            monkeypatch):
+    srv = ServerProcess(tmp_path, extra_env={"FIREBOX_MAX_QUEUED_MB": "4"})
+    srv.start()
+    use_server(monkeypatch, srv)
+    release = tmp_path / "release"
+    try:
+        with bounds.app.run(show_logs=False):
+            pid = srv.proc.pid
+            before = reset_peak(pid)
+            # 80 MB of arguments wait behind one busy container.
+            bounds.digest.spawn_map([b"q" * 4096] * 20_000, kwargs={"release": str(release)})
+            growth = peak_growth(pid, before)
+            release.touch()
+        # Inputs past the window run with their own arguments, read back from the database.
+        release.unlink()
+        with bounds.app.run(show_logs=False):
+            data = [i.to_bytes(4, "big") * 2048 for i in range(2000)]  # 16 MB, 8 KiB each
+            results: list[list[str]] = []
+            mapper = threading.Thread(target=lambda: results.append(list(
+                bounds.digest.map(data, kwargs={"release": str(release)}))))
+            mapper.start()
+            time.sleep(3)  # the map is accepted and queued, most of it past the window
+            release.touch()
+            mapper.join(120)
+        assert results == [[hashlib.sha256(d).hexdigest() for d in data]]
+    finally:
+        srv.stop()
+    # All 80 MB stayed in memory before (growth 95-100 MB).
+    assert growth < 45, f"the server grew by {growth:.0f} MB with 80 MB of queued arguments"

@@ -6,9 +6,11 @@ from __future__ import annotations
 import asyncio
 import threading
 import time
+from pathlib import Path
 
 import sqlalchemy as sa
-from apps import durable
+from apps import bounds, durable
+from conftest import ServerProcess
 from helpers import eventually, runtime_pids, use_server
 from sqlalchemy.ext.asyncio import create_async_engine
 
@@ -17,6 +19,13 @@ import firebox.client
 from firebox.store.db import async_url
 
 N = 300
+
+
+def rss_mb(pid: int, field: str = "VmRSS") -> float:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith(field + ":"):
+            return int(line.split()[1]) / 1024
+    raise AssertionError(f"no {field} for {pid}")
 
 
 def query(srv, sql: str) -> list[tuple[object, ...]]:
@@ -243,3 +252,28 @@ def test_the_servers_sockets_take_connections_before_it_serves(tmp_path):
         assert unix is not None
         unix.close()
         tcp.close()
+
+
+def test_recovery_leaves_queued_arguments_in_the_database(tmp_path, monkeypatch):
+    """After a crash with a long map queued, the server comes back without reading the map's
+    arguments into memory: they are read back as their inputs come up, and every one runs."""
+    srv = ServerProcess(tmp_path, extra_env={"FIREBOX_MAX_QUEUED_MB": "4"})
+    srv.start()
+    use_server(monkeypatch, srv)
+    release = tmp_path / "release"
+    try:
+        with bounds.app.run(show_logs=False):
+            idle = rss_mb(srv.proc.pid)
+            # 80 MB of arguments queued behind one container waiting for `release`.
+            bounds.digest.spawn_map([b"r" * 4096] * 20_000, kwargs={"release": str(release)})
+            srv.kill()
+            srv.start()
+            recovered = rss_mb(srv.proc.pid, "VmHWM")  # the peak of its whole life so far
+            release.touch()
+            assert eventually(lambda: query(
+                srv, "SELECT COUNT(*) FROM inputs WHERE state != 'done'") == [(0,)], timeout=90)
+        assert query(srv, "SELECT COUNT(*) FROM outputs WHERE status = 'success'") == [(20_000,)]
+    finally:
+        srv.stop()
+    # Recovery read all 80 MB before (a peak 96 MB above the idle server).
+    assert recovered - idle < 45, f"recovery took the server {recovered - idle:.0f} MB up"

@@ -26,23 +26,27 @@ from .isolation_floor import floor, refusal
 from .logs import LogHub
 from .metering import Meter
 from .outputs import OutputLog
+from .queued import ArgsWindow, InputQueue, window_bytes
 
 log = logging.getLogger("firebox.scheduler")
 
 LAUNCH_GATE_TIMEOUT = 10.0  # seconds a launch may hold its turn before the next one starts
 STOP_GRACE = 5.0  # seconds a container gets to run its exit hooks before it is killed
+LOAD_BATCH = 500  # stored inputs whose arguments are read back from the database at a time
 
 
 class Link(Protocol):
     def send(self, message: dict[str, Any]) -> None: ...
 
 
-@dataclass(eq=False)
+@dataclass(eq=False, slots=True)  # slots: a queue may hold a million of them
 class Input:
     id: str
     call_id: str
     idx: int
-    args: bytes
+    # None while the input's arguments wait in the database (inputs.args): a queued input past
+    # the window, or one handed out, whose rows are stored (see queued.py).
+    args: bytes | None
     attempts: int
     pool: Pool
     method: str | None
@@ -51,6 +55,11 @@ class Input:
     exec_seconds: float | None = None
     ran_on: str | None = None
     web: WebExchange | None = None  # set for an HTTP request or WebSocket from the ingress
+    size: int = -1  # of its arguments, in or out of memory
+
+    def __post_init__(self) -> None:
+        if self.size < 0:
+            self.size = len(self.args or b"")
 
 
 class WebExchange(Protocol):
@@ -87,10 +96,11 @@ class Pool:
     key: tuple[str, str]
     function: FunctionRecord
     params: bytes | None
-    queue: deque[Input] = field(default_factory=deque)
+    queue: InputQueue
     containers: dict[str, Container] = field(default_factory=dict)
     events: deque[tuple[float, str]] = field(default_factory=lambda: deque(maxlen=50))
     waiting_for_capacity: bool = False
+    loading: asyncio.Task[None] | None = None  # reading stored inputs' arguments back
 
     def event(self, text: str) -> None:
         """Remember a scaling decision, for `firebox app stats`."""
@@ -194,6 +204,7 @@ class Scheduler:
         self.capacity = capacity
         self.container_env = container_env
         self.pools: dict[tuple[str, str], Pool] = {}
+        self.window = ArgsWindow(window_bytes())
         self.containers: dict[str, Container] = {}
         self.by_call: dict[str, set[Input]] = {}
         self.functions: dict[str, FunctionRecord] = {}
@@ -223,17 +234,17 @@ class Scheduler:
             await self.backend.kill(c.id)
 
     async def recover(self, load_function: Callable[[str], Any]) -> int:
-        """Queue again every accepted input without an output, after a restart."""
+        """Queue again every accepted input without an output, after a restart. Their arguments
+        stay in the database, read back as the inputs come up (a pool's parameters once)."""
         rows = await self.db.read(
             sa.select(
                 s.inputs.c.id,
                 s.inputs.c.call_id,
                 s.inputs.c.idx,
-                s.inputs.c.args,
+                sa.func.length(s.inputs.c.args).label("size"),
                 s.inputs.c.attempts,
                 s.calls.c.function_id,
                 s.calls.c.method,
-                s.calls.c.params,
                 s.calls.c.pool_key,
             )
             .join(s.calls, s.calls.c.id == s.inputs.c.call_id)
@@ -246,13 +257,17 @@ class Scheduler:
             await self.outputs.open(r.call_id)
             if fn is None:
                 continue
-            pool = self.pool(fn, r.pool_key, r.params)
-            inp = Input(r.id, r.call_id, r.idx, r.args, r.attempts, pool, r.method)
+            pool = self.pools.get((fn.id, r.pool_key))
+            if pool is None:
+                params = await self.db.read(
+                    sa.select(s.calls.c.params).where(s.calls.c.id == r.call_id))
+                pool = self.pool(fn, r.pool_key, params[0][0])
+            inp = Input(r.id, r.call_id, r.idx, None, r.attempts, pool, r.method, size=r.size)
             self.by_call.setdefault(r.call_id, set()).add(inp)
             if fn.app_id in self.stopped_apps:
                 self._finish(inp, wire.FAILURE, _app_stopped_error())
                 continue
-            pool.queue.append(inp)
+            pool.queue.append(inp, storable=True)
             touched.add(pool.key)
         for key in touched:
             self.dispatch(self.pools[key])
@@ -264,7 +279,7 @@ class Scheduler:
         key = (fn.id, pool_key)
         pool = self.pools.get(key)
         if pool is None:
-            pool = self.pools[key] = Pool(key, fn, params)
+            pool = self.pools[key] = Pool(key, fn, params, InputQueue(self.window))
         return pool
 
     def ensure_warm(self, fn: FunctionRecord) -> None:
@@ -275,16 +290,23 @@ class Scheduler:
     def submit(self, pool: Pool, inputs: list[Input]) -> None:
         for inp in inputs:
             self.by_call.setdefault(inp.call_id, set()).add(inp)
-            pool.queue.append(inp)
+            pool.queue.append(inp, self._storable(inp))
         self.dispatch(pool)
+
+    def _storable(self, inp: Input) -> bool:
+        """Whether the input's arguments can be read back from the database: its rows are
+        written (a fast call's wait for its output; a web request's never are)."""
+        if inp.web is not None:
+            return False
+        log = self.outputs.calls.get(inp.call_id)
+        return log is None or log.unwritten is None
 
     def dispatch(self, pool: Pool) -> None:
         """Hand queued inputs to ready containers with room, then scale the pool."""
         if pool.queue and pool.function.app_id in self.stopped_apps:
-            for inp in list(pool.queue):
+            for inp in pool.queue.clear():
                 self._finish(inp, wire.FAILURE, _app_stopped_error())
-            pool.queue.clear()
-        if pool.queue and self.outputs.has_room():
+        if pool.queue.ready and self.outputs.has_room():
             ready = [c for c in pool.containers.values() if c.state == "ready" and c.link]
             # Spread work: fill the emptiest containers first.
             ready.sort(key=lambda c: len(c.running))
@@ -292,11 +314,44 @@ class Scheduler:
                 room = pool.function.per_container - len(c.running)
                 if c.pool.function.get("single_use_containers"):
                     room = min(room, 1 - c.served - len(c.running))
-                if room <= 0 or not pool.queue:
+                if room <= 0 or not pool.queue.ready:
                     continue
-                batch = [pool.queue.popleft() for _ in range(min(room, len(pool.queue)))]
+                batch = [pool.queue.popleft() for _ in range(min(room, len(pool.queue.ready)))]
                 self._assign(c, batch)
+        if pool.queue.stored and pool.loading is None and (
+                not pool.queue.ready or self.window.fits(pool.queue.stored[0].size)):
+            pool.loading = asyncio.create_task(self._load(pool), name="load-inputs")
         self.scale(pool)
+
+    async def _load(self, pool: Pool) -> None:
+        """Read the arguments of the pool's first stored inputs back into memory, a batch at a
+        time while the window has room, and hand them out. The inputs being read are in no
+        queue meanwhile: one cancelled or finished then is let go once read."""
+        try:
+            while taken := pool.queue.take_stored(LOAD_BATCH):
+                try:
+                    rows = await self.db.read(
+                        sa.select(s.inputs.c.id, s.inputs.c.args)
+                        .where(s.inputs.c.id.in_([inp.id for inp in taken])))
+                except Exception:
+                    pool.queue.put_back(taken)
+                    log.exception("could not read queued inputs' arguments; trying again")
+                    await asyncio.sleep(1.0)
+                    continue
+                found = dict(rows)
+                for inp in taken:
+                    args = found.get(inp.id)
+                    live = inp in self.by_call.get(inp.call_id, ())
+                    if args is None or not live:  # cancelled or finished while it was read
+                        pool.queue.forget(inp)
+                        if live:
+                            self._finish(inp, wire.FAILURE, _arguments_gone_error())
+                        continue
+                    inp.args = args
+                    pool.queue.loaded(inp)
+                self.dispatch(pool)
+        finally:
+            pool.loading = None
 
     def _dispatch_queued(self) -> None:
         """Outputs caught up with their commits: hand out the inputs that waited for it."""
@@ -323,6 +378,8 @@ class Scheduler:
                     "attempt": inp.attempts,
                 }
             )
+            if self._storable(inp):  # run again, it is read back; running, it holds nothing
+                inp.args = None
         assert c.link is not None
         c.link.send({"t": "inputs", "items": items})
 
@@ -557,9 +614,7 @@ class Scheduler:
                 + (f"; its last output:\n{tail}" if tail else "")
                 + "\n(all of it: `firebox app logs`)",
             )
-            waiting = list(pool.queue)
-            pool.queue.clear()
-            for inp in waiting:
+            for inp in pool.queue.clear():
                 self._fail_attempt(inp, wire.FAILURE, error)
         self.dispatch(pool)
         for other in list(self.pools.values()):  # capacity was freed: waiting pools may start
@@ -591,7 +646,7 @@ class Scheduler:
         if inp.pool.function.app_id in self.stopped_apps:
             self._finish(inp, wire.FAILURE, _app_stopped_error())
             return
-        inp.pool.queue.append(inp)
+        inp.pool.queue.append(inp, self._storable(inp))
         self.dispatch(inp.pool)
 
     def _finish(self, inp: Input, status: str, data: bytes | None) -> None:
@@ -666,6 +721,8 @@ class Scheduler:
 
     def cancel_call(self, call_id: str) -> int:
         live = list(self.by_call.get(call_id, ()))
+        for pool in {inp.pool for inp in live if inp.container is None}:
+            pool.queue.remove_call(call_id)
         for inp in live:
             c = inp.container
             if c is not None:
@@ -674,25 +731,18 @@ class Scheduler:
                 inp.container = None
                 if c.link is not None:
                     c.link.send({"t": "cancel", "ids": [inp.id]})
-            else:
-                try:
-                    inp.pool.queue.remove(inp)
-                except ValueError:
-                    pass
             self._finish(inp, wire.CANCELLED, None)
         return len(live)
 
     def stop_app(self, app_id: str) -> None:
         self.stopped_apps.add(app_id)
         for pool in [p for p in self.pools.values() if p.function.app_id == app_id]:
-            for inp in list(pool.queue):
+            for inp in pool.queue.clear():
                 self._finish(inp, wire.FAILURE, _app_stopped_error())
-            pool.queue.clear()
             for c in list(pool.containers.values()):
                 self._requeue_running(c)
-                for inp in list(pool.queue):
+                for inp in pool.queue.clear():
                     self._finish(inp, wire.FAILURE, _app_stopped_error())
-                pool.queue.clear()
                 self._stop_container(c, "the app was stopped")
 
     def replace_function(self, fn: FunctionRecord) -> None:
@@ -732,7 +782,8 @@ class Scheduler:
                 if now - c.idle_since >= window:
                     self._stop_container(c, "scaled down after being idle")
                     surplus -= 1
-            if not pool.containers and not pool.queue and pool.key in self.pools:
+            if (not pool.containers and not pool.queue and pool.loading is None
+                    and pool.key in self.pools):
                 if fn.app_id in self.stopped_apps or not fn.get("min_containers"):
                     del self.pools[pool.key]
 
@@ -742,6 +793,14 @@ class Scheduler:
             "queued": sum(len(p.queue) for p in self.pools.values()),
             "running": sum(p.running for p in self.pools.values()),
         }
+
+
+def _arguments_gone_error() -> bytes:
+    return wire.error_record(
+        "firebox.exceptions.RemoteError",
+        "The input's arguments were no longer in the server's database when its turn came; "
+        "call the function again.",
+    )
 
 
 def _app_stopped_error() -> bytes:

@@ -1,4 +1,4 @@
-"""Functions for the memory-bound tests: output floods and large results."""
+"""Functions for the memory-bound tests: output floods, large results and queued inputs."""
 
 import firebox
 
@@ -26,3 +26,18 @@ def body(n: int):
     from fastapi import Response
 
     return Response(b"x" * n, media_type="application/octet-stream")
+
+
+@app.function(scaledown_window=30, max_containers=1, isolation="process")  # sees the host's files
+@firebox.concurrent(max_inputs=8)
+def digest(data: bytes, release: str) -> str:
+    """The sha256 of data, once the file `release` exists: until then every other input waits
+    in the queue."""
+    import hashlib
+    import os
+    import time
+
+    deadline = time.monotonic() + 60
+    while not os.path.exists(release) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    return hashlib.sha256(data).hexdigest()
