@@ -331,3 +331,23 @@ def test_queued_inputs_keep_their_arguments_in_the_database_past_the_window(tmp_
         srv.stop()
     # All 80 MB stayed in memory before (growth 95-100 MB).
     assert growth < 45, f"the server grew by {growth:.0f} MB with 80 MB of queued arguments"
+
+
+def test_a_large_code_blob_reaches_its_container_a_chunk_at_a_time(own_server, monkeypatch):
+    import firebox
+
+    use_server(monkeypatch, own_server)
+    app = firebox.App("test-bounds-code")
+    big = hashlib.sha256(b"code").digest() * (48 * MB // 32)
+
+    @app.function(serialized=True, scaledown_window=5)
+    def measure() -> str:  # its pickled definition, a code blob of 48 MiB, carries `big`
+        return hashlib.sha256(big).hexdigest()
+
+    pid = own_server.proc.pid
+    with app.run(show_logs=False):
+        before = reset_peak(pid)
+        assert measure.remote() == hashlib.sha256(big).hexdigest()
+        growth = peak_growth(pid, before)
+    # The blob was read whole and packed into one message before: the server grew by 240 MB.
+    assert growth < 25, f"the server grew by {growth:.0f} MB starting a container"

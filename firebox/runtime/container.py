@@ -10,6 +10,7 @@ import importlib
 import inspect
 import json
 import os
+import shutil
 import signal
 import sys
 import threading
@@ -47,7 +48,8 @@ def set_parent_death_signal() -> None:
 
 async def fetch_code(ws: ClientConnection, hello: dict[str, Any], root: Path) -> None:
     """Fetch the app's files (and a serialized definition) over the container channel: no
-    second connection, and no HTTP client to import before the first input."""
+    second connection, and no HTTP client to import before the first input. Each file comes a
+    chunk at a time and is written as it comes."""
     spec = hello["function"]
     code = spec.get("code") or {}
     wanted = dict(code.get("files") or {})
@@ -55,17 +57,37 @@ async def fetch_code(ws: ClientConnection, hello: dict[str, Any], root: Path) ->
         wanted["__serialized__.pkl"] = spec["serialized"]
     if not wanted:
         return
-    await ws.send(wire.pack({"t": "blobs", "digests": sorted(set(wanted.values()))}))
-    reply = wire.unpack(await ws.recv())
-    if reply.get("t") != "blobs":
-        raise InvalidError(f"expected the app's code, got a {reply.get('t')!r} message")
-    blobs = reply["items"]
+    places: dict[str, list[Path]] = {}  # digest -> the files with that content
     for rel, digest in wanted.items():
         path = root / rel
         if not path.resolve().is_relative_to(root.resolve()):
             raise InvalidError(f"refusing to write code outside the container: {rel}")
-        path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_bytes(blobs[digest])
+        places.setdefault(digest, []).append(path)
+    await ws.send(wire.pack({"t": "blobs", "digests": sorted(places)}))
+    begun: set[str] = set()
+    done: set[str] = set()
+    while True:
+        message = wire.unpack(await ws.recv())
+        if message.get("t") == "blobs":
+            break
+        digest = message.get("digest")
+        if message.get("t") != "blob" or digest not in places:
+            raise InvalidError(f"expected the app's code, got a {message.get('t')!r} message")
+        first = places[digest][0]
+        first.parent.mkdir(parents=True, exist_ok=True)
+        with open(first, "ab" if digest in begun else "wb") as f:
+            f.write(message["data"])
+        begun.add(digest)
+        if message["last"]:
+            done.add(digest)
+    missing = [rel for rel, digest in wanted.items() if digest not in done]
+    if missing:
+        raise InvalidError(f"The server did not send the app's file {missing[0]} (it no longer "
+                           "stores its content); deploy or run the app again.")
+    for digest, paths in places.items():
+        for path in paths[1:]:  # the same content under other names
+            path.parent.mkdir(parents=True, exist_ok=True)
+            shutil.copyfile(paths[0], path)
 
 
 def load_target(spec: dict[str, Any], root: Path) -> Any:
