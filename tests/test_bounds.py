@@ -351,3 +351,32 @@ def test_a_large_code_blob_reaches_its_container_a_chunk_at_a_time(own_server, m
         growth = peak_growth(pid, before)
     # The blob was read whole and packed into one message before: the server grew by 240 MB.
     assert growth < 25, f"the server grew by {growth:.0f} MB starting a container"
+
+
+def test_a_sandbox_volume_is_committed_and_checked_out_a_chunk_at_a_time(own_server,
+                                                                         monkeypatch):
+    import firebox
+
+    use_server(monkeypatch, own_server)
+    app = firebox.App.lookup("test-bounds-sandbox", create_if_missing=True)
+    pid = own_server.proc.pid
+    expected = hashlib.sha256(b"\0" * (64 * MB)).hexdigest()
+    with firebox.Volume.ephemeral() as vol:
+        sb = firebox.Sandbox.create(app=app, volumes={"/data": vol})
+        try:
+            assert sb.exec("sh", "-c", "head -c 67108864 /dev/zero > /data/big").wait() == 0
+            before = reset_peak(pid)
+        finally:
+            sb.terminate()  # its copy of the volume is committed
+        committed = peak_growth(pid, before)
+        before = reset_peak(pid)
+        sb = firebox.Sandbox.create(app=app, volumes={"/data": vol})
+        try:
+            checked_out = peak_growth(pid, before)
+            out = sb.exec("sha256sum", "/data/big").stdout.read()
+        finally:
+            sb.terminate()
+        assert out.split()[0] == expected
+        assert [(e.path, e.size) for e in vol.listdir("/")] == [("big", 64 * MB)]
+    # The commit read the 64 MiB file whole, and the checkout its blob: +64 MB each before.
+    assert committed < 20 and checked_out < 20, (committed, checked_out)

@@ -2,7 +2,8 @@
 at its mount path, and the control plane commits the copy's changes back when the sandbox ends.
 
 The copy is written by untrusted code, so reading it back follows no symlink and takes only
-regular files: a symlink, FIFO or device in it is left out of the commit.
+regular files: a symlink, FIFO or device in it is left out of the commit. Files go both ways a
+chunk at a time, never whole in memory: a volume may hold files of gigabytes.
 """
 
 from __future__ import annotations
@@ -12,11 +13,12 @@ import hashlib
 import logging
 import os
 import posixpath
+import shutil
 import stat
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import IO, TYPE_CHECKING, Any
 
 import sqlalchemy as sa
 
@@ -30,6 +32,7 @@ log = logging.getLogger("firebox.sandboxes")
 F, V = s.volume_files, s.volumes
 # Where a volume cannot go: the kernel's own file systems inside the sandbox.
 RESERVED = ("/proc", "/sys", "/dev")
+CHUNK = 1024 * 1024  # bytes of a file read at a time
 
 
 def check_mount_path(path: Any) -> str:
@@ -63,7 +66,7 @@ async def check_out(cp: ControlPlane, workspace_id: str, volume_id: str, mount_p
         for rel, digest, mode, mtime in files:
             target = local / rel
             target.parent.mkdir(parents=True, exist_ok=True)
-            target.write_bytes(cp.blobs.get(digest))
+            shutil.copyfile(cp.blobs.path(digest), target)
             os.chmod(target, (mode & 0o777) or 0o644)
             os.utime(target, (mtime, mtime))
 
@@ -72,23 +75,55 @@ async def check_out(cp: ControlPlane, workspace_id: str, volume_id: str, mount_p
                        {rel: digest for rel, digest, _, _ in files})
 
 
-def _scan(local: Path) -> dict[str, tuple[bytes, int, float]]:
-    """rel path -> (contents, mode, mtime) of every regular file, symlinks not followed."""
-    found: dict[str, tuple[bytes, int, float]] = {}
+def _open_regular(path: str) -> IO[bytes] | None:
+    """The file at path, if it is a regular file: a symlink is not followed, nor a FIFO read."""
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK)
+    except OSError:
+        return None  # a symlink (ELOOP) or gone
+    f = os.fdopen(fd, "rb")
+    if not stat.S_ISREG(os.fstat(fd).st_mode):
+        f.close()
+        return None
+    return f
+
+
+def _scan(local: Path) -> dict[str, tuple[str, int, int, float]]:
+    """rel path -> (sha256, size, mode, mtime) of every regular file, symlinks not followed,
+    each hashed a chunk at a time."""
+    found: dict[str, tuple[str, int, int, float]] = {}
     for dirpath, _dirs, names in os.walk(local, followlinks=False):
         for name in names:
             full = os.path.join(dirpath, name)
-            try:
-                fd = os.open(full, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK)
-            except OSError:
-                continue  # a symlink (ELOOP) or gone
-            with os.fdopen(fd, "rb") as f:
+            f = _open_regular(full)
+            if f is None:
+                continue
+            with f:
                 st = os.fstat(f.fileno())
-                if not stat.S_ISREG(st.st_mode):
-                    continue
-                rel = os.path.relpath(full, local).replace(os.sep, "/")
-                found[rel] = (f.read(), stat.S_IMODE(st.st_mode), st.st_mtime)
+                digest = hashlib.sha256()
+                size = 0
+                while data := f.read(CHUNK):
+                    digest.update(data)
+                    size += len(data)
+            rel = os.path.relpath(full, local).replace(os.sep, "/")
+            found[rel] = (digest.hexdigest(), size, stat.S_IMODE(st.st_mode), st.st_mtime)
     return found
+
+
+def _store(cp: ControlPlane, path: Path, digest: str) -> bool:
+    """Copy a scanned file into the blob store a chunk at a time; False if it is no longer a
+    regular file or its content changed since it was hashed."""
+    f = _open_regular(str(path))
+    if f is None:
+        return False
+    with f, cp.blobs.receive(digest) as upload:
+        while data := f.read(CHUNK):
+            upload.write(data)
+        try:
+            upload.finish()
+        except ValueError:
+            return False
+    return True
 
 
 async def commit(cp: ControlPlane, copy: WorkingCopy) -> None:
@@ -99,14 +134,16 @@ async def commit(cp: ControlPlane, copy: WorkingCopy) -> None:
     found = await asyncio.to_thread(_scan, copy.local)
     now = time.time()
     rows, digests = [], []
-    for rel, (data, mode, mtime) in found.items():
-        digest = hashlib.sha256(data).hexdigest()
+    for rel, (digest, size, mode, mtime) in found.items():
         if copy.base.get(rel) == digest:
             continue
-        await asyncio.to_thread(cp.blobs.put, digest, data)
+        if not await asyncio.to_thread(_store, cp, copy.local / rel, digest):
+            log.warning("volume %s: %s changed while it was committed; its earlier version "
+                        "stays", copy.volume_id, rel)
+            continue
         digests.append(digest)
         rows.append({"volume_id": copy.volume_id, "path": rel, "sha256": digest,
-                     "size": len(data), "mode": mode, "mtime": mtime})
+                     "size": size, "mode": mode, "mtime": mtime})
     deletes = [rel for rel in copy.base if rel not in found]
     if not rows and not deletes:
         return
