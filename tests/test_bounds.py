@@ -380,3 +380,17 @@ def test_a_sandbox_volume_is_committed_and_checked_out_a_chunk_at_a_time(own_ser
         assert [(e.path, e.size) for e in vol.listdir("/")] == [("big", 64 * MB)]
     # The commit read the 64 MiB file whole, and the checkout its blob: +64 MB each before.
     assert committed < 20 and checked_out < 20, (committed, checked_out)
+
+
+def test_a_line_longer_than_a_piece_arrives_whole_in_several_lines(own_server, monkeypatch):
+    use_server(monkeypatch, own_server)
+    chars = 150_000  # 300 KB of output in one line; a character is cut at each piece's end
+    with bounds.app.run(show_logs=False):
+        app_id = str(bounds.app.app_id)
+        assert bounds.long_line.remote(chars) == chars
+    printed = [line["text"] for line in read_logs(own_server, app_id)
+               if line["stream"] == "stdout"]
+    assert printed[-1] == "after"
+    pieces = printed[:-1]
+    assert "".join(pieces) == "é" * chars  # before, only its first 64 KiB came through
+    assert len(pieces) == 5 and all(len(p.encode()) <= 64 * 1024 for p in pieces)

@@ -9,6 +9,7 @@ replacement in the background; a cold launch is the fallback.
 from __future__ import annotations
 
 import asyncio
+import codecs
 import compileall
 import contextlib
 import json
@@ -31,6 +32,7 @@ log = logging.getLogger("firebox.backends.local")
 STANDBY_DEFAULT = 2  # FIREBOX_STANDBY overrides; 0 turns standby runtimes off
 EGRESS_ENV = "FIREBOX_CONTAINER_EGRESS"  # "0": containers get loopback only, no way out
 NETNS_POOL = 2  # network namespaces made ahead for cold starts
+LINE_PIECE = 64 * 1024  # bytes of a line of output passed on at a time: a longer one is split
 
 
 @dataclass
@@ -322,6 +324,7 @@ class LocalBackend:
                 stdout=asyncio.subprocess.PIPE,
                 stderr=asyncio.subprocess.PIPE,
                 start_new_session=True,
+                limit=LINE_PIECE,
             )
         except BaseException:
             if group is not None:
@@ -393,14 +396,21 @@ class LocalBackend:
             shutil.rmtree(sandbox.scratch, ignore_errors=True)
 
     async def _pump(self, p: Process, stream: str, reader: asyncio.StreamReader) -> None:
+        """Pass a container's output on a line at a time. A line longer than LINE_PIECE goes
+        on as several lines of that length, the last with its end: nothing of it is dropped,
+        and no more of it than a piece is ever in memory."""
+        # Incremental: a character cut between two pieces is decoded whole, in the second.
+        decoder = codecs.getincrementaldecoder("utf-8")("replace")
         while True:
             try:
-                line = await reader.readline()
-            except ValueError:  # a line longer than the stream limit: take what is there
-                line = await reader.read(65536)
+                line = await reader.readuntil(b"\n")
+            except asyncio.IncompleteReadError as exc:
+                line = exc.partial  # the output's end, without a newline (empty at EOF)
+            except asyncio.LimitOverrunError:  # no newline in the next LINE_PIECE bytes
+                line = await reader.read(LINE_PIECE)
             if not line:
                 return
-            text = line.decode("utf-8", "replace").rstrip("\n")
+            text = decoder.decode(line).rstrip("\n")
             if p.container_id is not None:
                 room = self.on_output(p.container_id, stream, text)
                 if room is not None:  # unread, the pipe fills and the container's prints wait

@@ -41,3 +41,11 @@ def digest(data: bytes, release: str) -> str:
     while not os.path.exists(release) and time.monotonic() < deadline:
         time.sleep(0.05)
     return hashlib.sha256(data).hexdigest()
+
+
+@app.function(scaledown_window=30)
+def long_line(chars: int) -> int:
+    """One line of `chars` two-byte characters, then a short one."""
+    print("é" * chars, flush=True)
+    print("after", flush=True)
+    return chars
