@@ -12,6 +12,7 @@ import json
 import os
 import time
 from collections.abc import AsyncIterator
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from . import call_channel, config, exceptions, wire
@@ -23,6 +24,7 @@ LONG_POLL = 50.0
 # Calls whose arguments are larger than this go by HTTP, so they do not hold up the smaller
 # frames behind them on the call channel.
 CHANNEL_MAX_ARGS = 1 << 20
+FILE_CHUNK = 1 << 20  # bytes of a file sent at a time
 
 
 def reconnect_timeout() -> float:
@@ -89,14 +91,15 @@ class Client:
         *,
         body: Any = None,
         packed: Any = None,
-        content: bytes | None = None,
+        content: bytes | Path | None = None,
         params: dict[str, Any] | None = None,
         attempt: int = 0,
     ) -> Any:
         """Send a request, retrying through connection failures and 503s until the reconnect
-        timeout; `attempt` > 0 tells the server the request may have reached it before."""
+        timeout; `attempt` > 0 tells the server the request may have reached it before. A
+        Path's content is read from the file as it is sent (again for a retry)."""
         headers: dict[str, str] = {}
-        data: bytes | None = content
+        data: bytes | Path | None = content
         if body is not None:
             data = json.dumps(body).encode()
             headers["content-type"] = "application/json"
@@ -109,9 +112,13 @@ class Client:
             if attempt:  # lets the server tell a retry from a first sight
                 headers["x-firebox-attempt"] = str(attempt)
             attempt += 1
+            body: Any = data
+            if isinstance(data, Path):
+                headers["content-length"] = str(data.stat().st_size)
+                body = _file_chunks(data)
             try:
                 response = await self.http.request(
-                    method, path, content=data, headers=headers, params=params
+                    method, path, content=body, headers=headers, params=params
                 )
             except _transport_errors() as exc:
                 if time.monotonic() > deadline:
@@ -161,6 +168,12 @@ class Client:
             async for line in response.aiter_lines():
                 if line.strip():
                     yield json.loads(line)
+
+
+async def _file_chunks(path: Path) -> AsyncIterator[bytes]:
+    with open(path, "rb") as f:
+        while data := await asyncio.to_thread(f.read, FILE_CHUNK):
+            yield data
 
 
 def _transport_errors() -> tuple[type[Exception], ...]:

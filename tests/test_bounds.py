@@ -394,3 +394,28 @@ def test_a_line_longer_than_a_piece_arrives_whole_in_several_lines(own_server, m
     pieces = printed[:-1]
     assert "".join(pieces) == "é" * chars  # before, only its first 64 KiB came through
     assert len(pieces) == 5 and all(len(p.encode()) <= 64 * 1024 for p in pieces)
+
+
+def test_batch_upload_streams_files_from_disk(server, tmp_path):
+    """The client's side: a large file is hashed and sent a chunk at a time, not read whole."""
+    import os
+
+    import firebox
+
+    path = tmp_path / "big.bin"
+    block = hashlib.sha256(b"upload").digest() * (MB // 32)
+    with open(path, "wb") as f:
+        for _ in range(96):
+            f.write(block)
+    expected = hashlib.sha256(path.read_bytes()).hexdigest()
+    with firebox.Volume.ephemeral() as vol:
+        before = reset_peak(os.getpid())
+        with vol.batch_upload() as batch:
+            batch.put_file(path, "big.bin")
+        growth = peak_growth(os.getpid(), before)
+        got = hashlib.sha256()
+        for chunk in vol.read_file("big.bin"):
+            got.update(chunk)
+    assert got.hexdigest() == expected
+    # The 96 MiB file was read whole, and held as it was sent: this process grew by 280 MB.
+    assert growth < 30, f"the client grew by {growth:.0f} MB uploading 96 MiB"

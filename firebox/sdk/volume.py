@@ -29,6 +29,7 @@ from .. import _sync
 from .. import client as client_mod
 from .._sync import live_classmethod, live_method, live_method_gen
 from ..exceptions import InvalidError
+from ..store.blobs import file_sha256
 from .named import NamedObject
 
 
@@ -162,14 +163,19 @@ class BatchUpload:
                 self.put_file(f, f"{_rel(remote_path).rstrip('/')}/{rel}".lstrip("/"))
 
     async def _upload(self) -> None:
-        blobs: dict[str, bytes] = {}
+        """Hash each file a chunk at a time and send those the server lacks, streamed from
+        disk: a batch of large files is never held in memory (a file object's content is,
+        read when it was put)."""
+        blobs: dict[str, bytes | Path] = {}
         puts: dict[str, list[Any]] = {}
         now = time.time()
         for remote, (src, mode) in self.files.items():
-            data = src.read_bytes() if isinstance(src, Path) else src
-            digest = hashlib.sha256(data).hexdigest()
-            blobs[digest] = data
-            puts[remote] = [digest, len(data), mode, now]
+            if isinstance(src, Path):
+                digest, size = await asyncio.to_thread(file_sha256, src)
+            else:
+                digest, size = hashlib.sha256(src).hexdigest(), len(src)
+            blobs[digest] = src
+            puts[remote] = [digest, size, mode, now]
         if puts:
             from .runner import upload_blobs
 
@@ -245,7 +251,7 @@ class LocalMount:
                 if cached and cached[:2] == (st.st_size, st.st_mtime_ns):
                     found[rel] = cached[2]
                     continue
-                digest = hashlib.sha256(full.read_bytes()).hexdigest()
+                digest = file_sha256(full)[0]
                 self.seen[rel] = (st.st_size, st.st_mtime_ns, digest)
                 found[rel] = digest
         return found
@@ -260,16 +266,13 @@ class LocalMount:
         puts, deletes = await asyncio.to_thread(self._changes)
         if not puts and not deletes:
             return
-        blobs: dict[str, bytes] = {}
+        blobs: dict[str, bytes | Path] = {}
         entries: dict[str, list[Any]] = {}
-        for rel, digest in puts.items():
+        for rel, digest in puts.items():  # streamed from disk as they are sent
             full = self.local / rel
-            data = full.read_bytes()
-            if hashlib.sha256(data).hexdigest() != digest:  # changed while we looked
-                digest = hashlib.sha256(data).hexdigest()
             st = full.stat()
-            blobs[digest] = data
-            entries[rel] = [digest, len(data), st.st_mode & 0o777, st.st_mtime]
+            blobs[digest] = full
+            entries[rel] = [digest, st.st_size, st.st_mode & 0o777, st.st_mtime]
         from .runner import upload_blobs
 
         await upload_blobs(blobs)
