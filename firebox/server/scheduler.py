@@ -294,12 +294,13 @@ class Scheduler:
         self.dispatch(pool)
 
     def _storable(self, inp: Input) -> bool:
-        """Whether the input's arguments can be read back from the database: its rows are
-        written (a fast call's wait for its output; a web request's never are)."""
+        """Whether the input's arguments can be read back from the database: its rows were
+        committed before it was queued. A fast call's are written with its output, perhaps
+        after a retry needs them, and a web request's never are: those keep their arguments."""
         if inp.web is not None:
             return False
         log = self.outputs.calls.get(inp.call_id)
-        return log is None or log.unwritten is None
+        return log is None or not log.fast
 
     def dispatch(self, pool: Pool) -> None:
         """Hand queued inputs to ready containers with room, then scale the pool."""
