@@ -79,6 +79,27 @@ def test_a_msgpack_body_may_carry_a_payload_but_not_more(small_server):
     assert "FIREBOX_MAX_PAYLOAD_MB" in response.json()["error"]
 
 
+def test_a_body_of_many_small_values_is_refused_before_it_is_unpacked(small_server):
+    """A byte of msgpack or a few of JSON can become 56 bytes of Python (an empty list): a body
+    with more than a million values is refused before any of them exists."""
+    import struct
+
+    # 2,000 arrays of 20,000 empty arrays each, written out directly: 40 MB of msgpack.
+    inner = b"\xdc" + struct.pack(">H", 20_000) + b"\x90" * 20_000
+    empties = b"\xdd" + struct.pack(">I", 2_000) + inner * 2_000
+    pid = small_server.proc.pid
+    before = reset_peak(pid)
+    response = httpx.post(small_server.url + "/v1/calls", content=empties,
+                          headers=auth(small_server, "application/x-msgpack"), timeout=60)
+    assert response.status_code == 413 and "1,000,000 items" in response.json()["error"]
+    as_json = b"[" + b"[]," * (5 * MB) + b"[]]"  # 15 MiB, under the JSON cap
+    response = httpx.post(small_server.url + "/v1/apps", content=as_json,
+                          headers=auth(small_server), timeout=60)
+    assert response.status_code == 413 and "1,000,000 items" in response.json()["error"]
+    # The bodies themselves (BODY_COPIES of each), never the 2.2 GB they would unpack to.
+    assert peak_growth(pid, before) < 150
+
+
 def test_a_blob_streams_to_disk_and_a_wrong_or_oversized_one_leaves_nothing(small_server):
     data = hashlib.sha256(b"blob").digest() * (40 * MB // 32)
     digest = hashlib.sha256(data).hexdigest()
@@ -250,6 +271,39 @@ def test_many_bodies_at_once_wait_for_room_instead_of_adding_up(tmp_path):
     assert statuses == [422] * 30  # every one was read in its turn (pad is not a field)
     # 30 bodies of 15 MiB at once took the server up by 363 MB before the budget.
     assert growth < 150, f"the server grew by {growth:.0f} MB under 30 bodies at once"
+
+
+def test_call_channel_frames_share_the_budget(tmp_path):
+    """A client that sends large frames faster than they are answered is held back by the
+    socket: the server does not read ahead of its budget."""
+    import msgpack
+    import websockets.sync.client as ws_client
+
+    srv = ServerProcess(tmp_path, extra_env={"FIREBOX_MAX_BODIES_MB": "64"})
+    srv.start()
+    try:
+        frame = msgpack.packb({"id": 1, "op": "call", "body": {
+            "call_id": "fc-abcdefghijklmnop", "function_id": "fu-none", "kind": "spawn",
+            "inputs": [[0, b"\0" * (20 * MB)]]}}, use_bin_type=True)
+        pid = srv.proc.pid
+        before = reset_peak(pid)
+        url = srv.url.replace("http://", "ws://") + "/v1/calls/ws"
+        with ws_client.connect(url, additional_headers={"Authorization": f"Bearer {srv.token}"},
+                               max_size=None) as ws:
+            def send() -> None:
+                for _ in range(30):
+                    ws.send(frame)
+
+            sender = threading.Thread(target=send)
+            sender.start()
+            replies = [msgpack.unpackb(ws.recv(timeout=60)) for _ in range(30)]
+            sender.join()
+        growth = peak_growth(pid, before)
+    finally:
+        srv.stop()
+    assert [r["status"] for r in replies] == [404] * 30
+    # 30 frames of 20 MiB: 600 MB read ahead without the budget.
+    assert growth < 200, f"the server grew by {growth:.0f} MB under 30 frames"
 
 
 def test_a_body_that_finds_no_room_in_time_is_answered_503_unread(monkeypatch):
