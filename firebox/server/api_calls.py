@@ -26,6 +26,7 @@ from starlette.websockets import WebSocket, WebSocketDisconnect
 
 from .. import wire
 from ..store import schema as s
+from . import limits
 from . import requests as rq
 from .api import identity, packed, plane, unpack_map
 from .auth import Identity
@@ -35,6 +36,7 @@ from .requests import MAX_WAIT, validate
 from .scheduler import Input
 
 log = logging.getLogger("firebox.calls")
+BUDGET_WAIT = 30.0  # seconds between looks at a full budget while a channel is held back
 
 CALL_OWNER = (sa.select(s.calls.c.workspace_id, s.calls.c.function_id)
               .where(s.calls.c.id == sa.bindparam("call_id")))
@@ -189,6 +191,7 @@ async def call_channel(ws: WebSocket) -> None:
     """Serve one client's call channel: each request frame is handled in a task of its own."""
     cp: ControlPlane = ws.app.state.plane
     who: Identity = ws.scope["identity"]
+    budget: limits.Budget = ws.app.state.body_budget
     await ws.accept()
     sending = asyncio.Lock()
     tasks: set[asyncio.Task[None]] = set()
@@ -221,9 +224,17 @@ async def call_channel(ws: WebSocket) -> None:
 
     try:
         while True:
-            task = asyncio.create_task(answer(await ws.receive_bytes()))
+            raw = await ws.receive_bytes()
+            # Frames share the request bodies' budget: while it is full this socket is not read
+            # (TCP holds the sender back), so no number of frames adds up past it.
+            share = limits.BODY_COPIES * len(raw)
+            while not await budget.take(share, BUDGET_WAIT):
+                pass
+            task = asyncio.create_task(answer(raw))
             tasks.add(task)
             task.add_done_callback(tasks.discard)
+            # Its frame, and what was made of it, are gone once it is answered (or cancelled).
+            task.add_done_callback(lambda _task, share=share: budget.give(share))
     except (WebSocketDisconnect, RuntimeError):
         pass
     finally:

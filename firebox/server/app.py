@@ -86,7 +86,8 @@ def create_app(settings: Settings) -> ASGIApp:
     app.state.plane = cp
     # Inside TokenAuth: a request without a valid token takes nothing of the budget. The public
     # web endpoints have a budget of their own, so their traffic cannot hold up the API.
-    api_app = BodyLimit(TokenAuth(BodyBudget(app, Budget(max_bodies_bytes()), api_body_share),
+    app.state.body_budget = budget = Budget(max_bodies_bytes())  # the call channel's too
+    api_app = BodyLimit(TokenAuth(BodyBudget(app, budget, api_body_share),
                                   cp.db, cp.container_identity))
     web = BodyBudget(cp.ingress, Budget(max_bodies_bytes()), web_body_share)
 

@@ -24,6 +24,9 @@ from .limits import max_message_bytes
 from .plane import Settings
 
 log = logging.getLogger("firebox.server")
+# WebSocket messages uvicorn reads ahead of the app, per socket: each may be as large as a
+# payload, and the app holds a sender back by not reading, which only works with few queued.
+WS_QUEUE = 2
 
 DEFAULT_WORKSPACE = "main"
 LOCK_FILE = "server.lock"  # in the state directory: held by its server, names it
@@ -142,7 +145,8 @@ def serve_forever(host: str, port: int, state_dir: Path, database_url: str | Non
     print(f"firebox: server listening on {url} (state in {state_dir})", flush=True)
     server = uvicorn.Server(
         uvicorn.Config(create_app(settings), log_level="warning", lifespan="on",
-                       timeout_graceful_shutdown=5, ws_max_size=max_message_bytes())
+                       timeout_graceful_shutdown=5, ws_max_size=max_message_bytes(),
+                       ws_max_queue=WS_QUEUE)
     )
     try:
         server.run(sockets=[sock, unix])
@@ -179,7 +183,8 @@ class EmbeddedServer:
                 self.token = loop.run_until_complete(bootstrap(settings))
                 self._server = uvicorn.Server(
                     uvicorn.Config(create_app(settings), log_level="warning", lifespan="on",
-                                   timeout_graceful_shutdown=5, ws_max_size=max_message_bytes())
+                                   timeout_graceful_shutdown=5, ws_max_size=max_message_bytes(),
+                                   ws_max_queue=WS_QUEUE)
                 )
                 sockets = [self.sock, self.unix]
                 task = loop.create_task(self._server.serve(sockets=sockets))
