@@ -7,15 +7,17 @@ instead, naming themselves by FIREBOX_CONTAINER_ID, and tests find their process
 
 from __future__ import annotations
 
+import contextlib
 import ctypes
 import os
 import secrets
 import shutil
 import socket
 import subprocess
+import sys
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
@@ -172,3 +174,77 @@ class Recorder:
         if self.netns is not None:
             subprocess.run(["ip", "link", "del", self.veth], capture_output=True)
             subprocess.run(["ip", "netns", "del", self.netns], capture_output=True)
+
+
+# ---- hosts to reach, or not ----------------------------------------------------------------
+
+TEST_HOST_PORT = 8765
+_TEST_HOST = (
+    "import socket\n"
+    "s = socket.socket()\n"
+    "s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)\n"
+    f"s.bind(('0.0.0.0', {TEST_HOST_PORT}))\n"
+    "s.listen()\n"
+    "print('ready', flush=True)\n"
+    "while True:\n"
+    "    c, _ = s.accept()\n"
+    "    c.sendall(b'hello from the test host')\n"
+    "    c.close()\n"
+)
+
+
+def greeter(host: str, port: int, greeting: bytes) -> socket.socket:
+    """A TCP service on host:port (0: any free port) that sends greeting to each client and
+    hangs up; close the returned socket to stop it."""
+    listener = socket.socket()
+    listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    listener.bind((host, port))
+    listener.listen()
+
+    def serve() -> None:
+        while True:
+            try:
+                c, _ = listener.accept()
+            except OSError:
+                return
+            c.sendall(greeting)
+            c.close()
+
+    threading.Thread(target=serve, daemon=True).start()
+    return listener
+
+
+@contextlib.contextmanager
+def outside_host(subnet: str) -> Iterator[tuple[str, str]]:
+    """A host of our own to send traffic to, never off this machine: a network namespace
+    behind a veth, at <subnet>.N.2 in a /24, serving 'hello from the test host' on
+    TEST_HOST_PORT. Yields (its address, this host's own address on the link)."""
+    tag = secrets.token_hex(3)
+    ns, host_if, peer = f"fbtest-{tag}", f"fbt{tag}", f"fbq{tag}"
+    octet = secrets.randbelow(250) + 1
+    here, there = f"{subnet}.{octet}.1", f"{subnet}.{octet}.2"
+    steps = [
+        ["ip", "netns", "add", ns],
+        ["ip", "link", "add", host_if, "type", "veth", "peer", "name", peer],
+        ["ip", "link", "set", peer, "netns", ns],
+        ["ip", "addr", "add", f"{here}/24", "dev", host_if],
+        ["ip", "link", "set", host_if, "up"],
+        ["ip", "-n", ns, "addr", "add", f"{there}/24", "dev", peer],
+        ["ip", "-n", ns, "link", "set", peer, "up"],
+        ["ip", "-n", ns, "link", "set", "lo", "up"],
+    ]
+    remote = None
+    try:
+        for step in steps:
+            subprocess.run(step, check=True, capture_output=True)
+        remote = subprocess.Popen(["ip", "netns", "exec", ns, sys.executable, "-c", _TEST_HOST],
+                                  stdout=subprocess.PIPE, text=True)
+        assert remote.stdout is not None and remote.stdout.readline().strip() == "ready"
+        yield there, here
+    finally:
+        if remote is not None:
+            remote.kill()
+            remote.wait()
+        subprocess.run(["ip", "link", "del", host_if], capture_output=True)
+        subprocess.run(["ip", "netns", "del", ns], capture_output=True)
+

@@ -13,13 +13,12 @@ import shlex
 import shutil
 import socket
 import subprocess
-import threading
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 from conftest import ServerProcess
-from helpers import Recorder
+from helpers import Recorder, greeter
 
 import firebox
 from firebox.backends import isolation
@@ -139,21 +138,7 @@ def var_server() -> Iterator[ServerProcess]:
 @pytest.fixture(scope="module")
 def host_service() -> Iterator[int]:
     """A TCP service on all of the host's addresses, its loopback among them."""
-    listener = socket.socket()
-    listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-    listener.bind(("0.0.0.0", 0))
-    listener.listen()
-
-    def serve() -> None:
-        while True:
-            try:
-                c, _ = listener.accept()
-            except OSError:
-                return
-            c.sendall(b"hello from the host")
-            c.close()
-
-    threading.Thread(target=serve, daemon=True).start()
+    listener = greeter("0.0.0.0", 0, b"hello from the host")
     yield listener.getsockname()[1]
     listener.close()
 

@@ -32,29 +32,14 @@ ANSWER_WITHIN = rq.MAX_WAIT + 15
 
 
 def _routes() -> list[tuple[str, str]]:
-    from firebox.server import (
-        api,
-        api_blobs,
-        api_calls,
-        api_dicts,
-        api_images,
-        api_queues,
-        api_sandboxes,
-        api_scaling,
-        api_secrets,
-        api_tunnels,
-        api_volumes,
-        api_web,
-        api_workspace,
-    )
+    from firebox.server.app import API_ROUTES
+
     out = []
-    for module in (api, api_blobs, api_calls, api_dicts, api_images, api_queues, api_sandboxes,
-                   api_scaling, api_secrets, api_tunnels, api_volumes, api_web, api_workspace):
-        for r in module.routes:
-            if isinstance(r, Route):
-                out += [(m, r.path) for m in sorted(r.methods or ()) if m != "HEAD"]
-            else:
-                assert isinstance(r, WebSocketRoute)
+    for r in API_ROUTES:
+        if isinstance(r, Route):
+            out += [(m, r.path) for m in sorted(r.methods or ()) if m != "HEAD"]
+        else:
+            assert isinstance(r, WebSocketRoute)
     return out
 
 

@@ -2,14 +2,11 @@
 destination is a test host of our own: a network namespace behind a veth, serving TCP."""
 
 import os
-import secrets
 import shutil
 import socket
-import subprocess
-import sys
-import threading
 
 import pytest
+from helpers import TEST_HOST_PORT, greeter, outside_host
 
 import firebox as modal
 
@@ -18,18 +15,6 @@ pytestmark = pytest.mark.skipif(
     reason="needs root, iproute2 and nftables",
 )
 
-SERVER = (
-    "import socket\n"
-    "s = socket.socket()\n"
-    "s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)\n"
-    "s.bind(('0.0.0.0', 8765))\n"
-    "s.listen()\n"
-    "print('ready', flush=True)\n"
-    "while True:\n"
-    "    c, _ = s.accept()\n"
-    "    c.sendall(b'hello from the test host')\n"
-    "    c.close()\n"
-)
 PROBE = (
     "import socket, sys\n"
     "for host in sys.argv[1:]:\n"
@@ -50,52 +35,13 @@ def app(server):
 def test_host():
     """(the test host's address, the host's own address on that link), both in a /24 of
     10.250/16; a TCP service on port 8765 at both."""
-    tag = secrets.token_hex(3)
-    ns, host_if, peer = f"fbtest-{tag}", f"fbt{tag}", f"fbq{tag}"
-    octet = secrets.randbelow(250) + 1
-    here, there = f"10.250.{octet}.1", f"10.250.{octet}.2"
-    steps = [
-        ["ip", "netns", "add", ns],
-        ["ip", "link", "add", host_if, "type", "veth", "peer", "name", peer],
-        ["ip", "link", "set", peer, "netns", ns],
-        ["ip", "addr", "add", f"{here}/24", "dev", host_if],
-        ["ip", "link", "set", host_if, "up"],
-        ["ip", "-n", ns, "addr", "add", f"{there}/24", "dev", peer],
-        ["ip", "-n", ns, "link", "set", peer, "up"],
-        ["ip", "-n", ns, "link", "set", "lo", "up"],
-    ]
-    procs = []
-    listener = socket.socket()
-    try:
-        for step in steps:
-            subprocess.run(step, check=True, capture_output=True)
-        remote = subprocess.Popen(["ip", "netns", "exec", ns, sys.executable, "-c", SERVER],
-                                  stdout=subprocess.PIPE, text=True)
-        procs.append(remote)
-        assert remote.stdout is not None and remote.stdout.readline().strip() == "ready"
+    with outside_host("10.250") as (there, here):
         # The host's own address on the link serves too: a sandbox must not reach it.
-        listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        listener.bind((here, 8765))
-        listener.listen()
-
-        def serve() -> None:
-            while True:
-                try:
-                    c, _ = listener.accept()
-                except OSError:
-                    return
-                c.sendall(b"hello from the host")
-                c.close()
-
-        threading.Thread(target=serve, daemon=True).start()
-        yield there, here
-    finally:
-        listener.close()
-        for p in procs:
-            p.kill()
-            p.wait()
-        subprocess.run(["ip", "link", "del", host_if], capture_output=True)
-        subprocess.run(["ip", "netns", "del", ns], capture_output=True)
+        listener = greeter(here, TEST_HOST_PORT, b"hello from the host")
+        try:
+            yield there, here
+        finally:
+            listener.close()
 
 
 def probe(app, hosts, **options):

@@ -6,17 +6,15 @@ at the default ceiling."""
 
 from __future__ import annotations
 
-import secrets
 import shutil
 import socket
 import subprocess
-import sys
-import threading
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 from apps import walls
+from helpers import TEST_HOST_PORT, greeter, outside_host
 
 import firebox as modal
 from firebox.backends import cgroups, isolation
@@ -28,39 +26,6 @@ NETWORK = shutil.which("ip") is not None and shutil.which("nft") is not None
 MODES = ["namespaces", pytest.param("gvisor", marks=pytest.mark.skipif(
     not GVISOR, reason="needs gVisor's runsc"))]
 IP_FORWARD = Path("/proc/sys/net/ipv4/ip_forward")
-
-SERVE = (
-    "import socket, sys\n"
-    "s = socket.socket()\n"
-    "s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)\n"
-    "s.bind(('0.0.0.0', 8765))\n"
-    "s.listen()\n"
-    "print('ready', flush=True)\n"
-    "while True:\n"
-    "    c, _ = s.accept()\n"
-    "    c.sendall(b'hello from the test host')\n"
-    "    c.close()\n"
-)
-
-
-def _listen(host: str, port: int, greeting: bytes) -> socket.socket:
-    listener = socket.socket()
-    listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-    listener.bind((host, port))
-    listener.listen()
-
-    def serve() -> None:
-        while True:
-            try:
-                c, _ = listener.accept()
-            except OSError:
-                return
-            c.sendall(greeting)
-            c.close()
-
-    threading.Thread(target=serve, daemon=True).start()
-    return listener
-
 
 @pytest.fixture(scope="module")
 def forwarding_off() -> Iterator[None]:
@@ -77,40 +42,15 @@ def forwarding_off() -> Iterator[None]:
 def outside(forwarding_off) -> Iterator[dict[str, tuple[str, int]]]:
     """A test host in a network namespace of ours (10.251.X.2, serving TCP on 8765), the host's
     own address on that link (10.251.X.1, serving too) and a service on the host's loopback."""
-    tag = secrets.token_hex(3)
-    ns, host_if, peer = f"fbwall-{tag}", f"fbw{tag}", f"fbv{tag}"
-    octet = secrets.randbelow(250) + 1
-    here, there = f"10.251.{octet}.1", f"10.251.{octet}.2"
-    steps = [
-        ["ip", "netns", "add", ns],
-        ["ip", "link", "add", host_if, "type", "veth", "peer", "name", peer],
-        ["ip", "link", "set", peer, "netns", ns],
-        ["ip", "addr", "add", f"{here}/24", "dev", host_if],
-        ["ip", "link", "set", host_if, "up"],
-        ["ip", "-n", ns, "addr", "add", f"{there}/24", "dev", peer],
-        ["ip", "-n", ns, "link", "set", peer, "up"],
-    ]
-    listeners: list[socket.socket] = []
-    remote = None
-    try:
-        for step in steps:
-            subprocess.run(step, check=True, capture_output=True)
-        remote = subprocess.Popen(["ip", "netns", "exec", ns, sys.executable, "-c", SERVE],
-                                  stdout=subprocess.PIPE, text=True)
-        assert remote.stdout is not None and remote.stdout.readline().strip() == "ready"
-        listeners.append(_listen(here, 8765, b"hello from the host"))
-        loopback = _listen("127.0.0.1", 0, b"hello from the host's loopback")
-        listeners.append(loopback)
-        yield {"outside": (there, 8765), "host": (here, 8765),
-               "loopback": ("127.0.0.1", loopback.getsockname()[1])}
-    finally:
-        for listener in listeners:
-            listener.close()
-        if remote is not None:
-            remote.kill()
-            remote.wait()
-        subprocess.run(["ip", "link", "del", host_if], capture_output=True)
-        subprocess.run(["ip", "netns", "del", ns], capture_output=True)
+    with outside_host("10.251") as (there, here):
+        listeners = [greeter(here, TEST_HOST_PORT, b"hello from the host"),
+                     greeter("127.0.0.1", 0, b"hello from the host's loopback")]
+        try:
+            yield {"outside": (there, TEST_HOST_PORT), "host": (here, TEST_HOST_PORT),
+                   "loopback": ("127.0.0.1", listeners[1].getsockname()[1])}
+        finally:
+            for listener in listeners:
+                listener.close()
 
 
 def runtime_dirs_under(top: str) -> set[str]:

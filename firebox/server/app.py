@@ -60,6 +60,13 @@ async def internal_error(request: Request, exc: Exception) -> Response:
     )
 
 
+# Every route of the client API; all of them need a token.
+API_ROUTES = [*api.routes, *api_calls.routes, *api_blobs.routes, *api_scaling.routes,
+              *containers.routes, *api_web.routes, *api_dicts.routes, *api_queues.routes,
+              *api_secrets.routes, *api_volumes.routes, *api_sandboxes.routes,
+              *api_workspace.routes, *api_images.routes, *api_tunnels.routes]
+
+
 def create_app(settings: Settings) -> ASGIApp:
     cp = ControlPlane(settings)
 
@@ -74,11 +81,7 @@ def create_app(settings: Settings) -> ASGIApp:
             await cp.close()
 
     app = Starlette(
-        routes=[Route("/health", health), *api.routes, *api_calls.routes, *api_blobs.routes,
-                *api_scaling.routes, *containers.routes, *api_web.routes,
-                *api_dicts.routes, *api_queues.routes, *api_secrets.routes, *api_volumes.routes,
-                *api_sandboxes.routes, *api_workspace.routes, *api_images.routes,
-                *api_tunnels.routes],
+        routes=[Route("/health", health), *API_ROUTES],
         exception_handlers={ApiError: api_error, ClientDisconnect: client_gone,
                             Exception: internal_error},
         lifespan=lifespan,
