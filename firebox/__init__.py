@@ -4,7 +4,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 
 from . import exception
-from .exceptions import Error
+from .exception import Error
 from .sdk.app import App
 from .sdk.cls import Cls
 from .sdk.context import current_function_call_id, current_input_id, is_local
@@ -18,12 +18,7 @@ from .sdk.sandbox import Sandbox
 from .sdk.schedule import Cron, Period
 from .sdk.secret import Secret
 from .sdk.tunnel import Tunnel, forward
-from .sdk.unsupported import (
-    CloudBucketMount,
-    Mount,
-    NetworkFileSystem,
-    Stub,
-)
+from .sdk.unsupported import CloudBucketMount, Mount, NetworkFileSystem, Stub
 from .sdk.volume import Volume
 from .sdk.web import asgi_app, fastapi_endpoint, web_endpoint, web_server, wsgi_app
 

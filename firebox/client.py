@@ -15,7 +15,8 @@ from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from . import call_channel, config, exceptions, wire
+from . import call_channel, config, wire
+from . import exception as exceptions
 
 if TYPE_CHECKING:  # httpx is imported on first use: containers that never call out skip it
     import httpx

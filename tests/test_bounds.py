@@ -207,7 +207,7 @@ def test_a_slow_follower_catches_up_from_the_database_in_order(tmp_path, monkeyp
     waiting for their commit fill the hub's buffer."""
     import asyncio
 
-    from firebox.server import logs
+    from firebox.server.core import logs
     from firebox.store.db import Database
 
     monkeypatch.setattr(logs, "FOLLOWER_BYTES", 20 * 1024)
@@ -311,7 +311,7 @@ def test_a_body_that_finds_no_room_in_time_is_answered_503_unread(monkeypatch):
     told to come back (503, Retry-After) when it waits too long; its body is never read."""
     import asyncio
 
-    from firebox.server import limits
+    from firebox.server.api import limits
 
     monkeypatch.setattr(limits, "BODY_WAIT", 0.3)
     release = asyncio.Event()

@@ -22,7 +22,7 @@ from helpers import Recorder, greeter
 
 import firebox
 from firebox.backends import isolation
-from firebox.exceptions import ImageBuildError
+from firebox.exception import ImageBuildError
 
 pytestmark = [
     pytest.mark.skipif(shutil.which("bwrap") is None, reason="needs bubblewrap"),

@@ -101,7 +101,7 @@ def test_a_crash_runs_few_finished_inputs_again_even_while_commits_stall(own_ser
     runs again at most those outputs and the inputs the containers held."""
     import sqlite3
 
-    from firebox.server.outputs import MAX_UNSTORED
+    from firebox.server.core.outputs import MAX_UNSTORED
 
     use_server(monkeypatch, own_server)
     n = 4000
@@ -240,7 +240,7 @@ def test_the_servers_sockets_take_connections_before_it_serves(tmp_path):
     that is bound but not listening refuses them (the CI failure of an earlier submission)."""
     import socket
 
-    from firebox.server import serve
+    from firebox.server import main as serve
 
     unix = serve.bind_unix(tmp_path / "server.sock")
     tcp = serve.bind("127.0.0.1", 0)

@@ -24,7 +24,7 @@ from hypothesis import strategies as st
 from other_workspace import other_workspace_env, run_python
 from starlette.routing import Route, WebSocketRoute
 
-from firebox.server import requests as rq
+from firebox.server.api import requests as rq
 
 EXAMPLES = 3000
 CONCURRENCY = 48
@@ -32,7 +32,7 @@ ANSWER_WITHIN = rq.MAX_WAIT + 15
 
 
 def _routes() -> list[tuple[str, str]]:
-    from firebox.server.app import API_ROUTES
+    from firebox.server.api.app import API_ROUTES
 
     out = []
     for r in API_ROUTES:

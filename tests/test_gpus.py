@@ -7,7 +7,7 @@ from apps import isolation_gpu_never, isolation_gpus
 from conftest import ServerProcess
 
 from firebox.backends import gpus
-from firebox.exceptions import InvalidError
+from firebox.exception import InvalidError
 from firebox.sdk.gpu import gpu_spec
 
 FAKE = "H100:2,A100-80GB:1"  # indices 0 and 1 are H100s, 2 is the A100

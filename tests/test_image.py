@@ -13,7 +13,7 @@ from apps import images as im
 from other_workspace import other_workspace_env, run_cli, run_python
 
 import firebox
-from firebox.exceptions import ImageBuildError, InvalidError
+from firebox.exception import ImageBuildError, InvalidError
 
 needs_bwrap = pytest.mark.skipif(shutil.which("bwrap") is None, reason="needs bubblewrap")
 

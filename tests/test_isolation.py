@@ -13,7 +13,7 @@ import pytest
 from apps import isolation_escapes as esc
 
 from firebox.backends import cgroups
-from firebox.exceptions import RemoteError
+from firebox.exception import RemoteError
 
 pytestmark = pytest.mark.skipif(shutil.which("bwrap") is None, reason="needs bubblewrap")
 CGROUPS = cgroups.available()

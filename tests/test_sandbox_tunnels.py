@@ -13,7 +13,7 @@ import pytest
 from helpers import eventually
 
 import firebox as modal
-from firebox.exceptions import InvalidError
+from firebox.exception import InvalidError
 
 pytestmark = pytest.mark.skipif(
     os.geteuid() != 0 or not (shutil.which("ip") and shutil.which("nft")),
@@ -176,7 +176,7 @@ def test_forward_outside_a_container_says_where_it_works():
 def test_operator_certificate_is_served_and_a_broken_one_is_named(tmp_path, monkeypatch):
     from conftest import ServerProcess
 
-    from firebox.server.tunnels import self_signed
+    from firebox.server.core.tunnels import self_signed
 
     chain, key = self_signed(tmp_path / "operator", "127.0.0.1")  # stands for the operator's
     (tmp_path / "srv").mkdir()

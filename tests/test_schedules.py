@@ -12,8 +12,8 @@ import pytest
 from helpers import eventually
 
 import firebox
-from firebox.exceptions import InvalidError
-from firebox.server.schedules import first_run, next_run
+from firebox.exception import InvalidError
+from firebox.server.core.schedules import first_run, next_run
 
 
 def _history(srv, app: str) -> list[dict]:

@@ -48,7 +48,7 @@ def test_the_state_dir_is_free_again_once_its_server_is_gone(tmp_path):
 
 
 def test_embedded_servers_hold_state_dirs_of_their_own():
-    from firebox.server.serve import EmbeddedServer
+    from firebox.local import EmbeddedServer
 
     one, two = EmbeddedServer().start(), EmbeddedServer().start()
     try:

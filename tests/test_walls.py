@@ -18,7 +18,7 @@ from helpers import TEST_HOST_PORT, greeter, outside_host
 
 import firebox as modal
 from firebox.backends import cgroups, isolation
-from firebox.exceptions import RemoteError
+from firebox.exception import RemoteError
 
 pytestmark = pytest.mark.skipif(shutil.which("bwrap") is None, reason="needs bubblewrap")
 GVISOR = shutil.which("runsc") is not None

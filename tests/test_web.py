@@ -17,7 +17,7 @@ from conftest import REPO
 from helpers import eventually
 
 import firebox
-from firebox.exceptions import InvalidError
+from firebox.exception import InvalidError
 
 
 @pytest.fixture(scope="module")

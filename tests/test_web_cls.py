@@ -12,7 +12,7 @@ from helpers import eventually
 from websockets.sync.client import connect
 
 import firebox
-from firebox.exceptions import InvalidError
+from firebox.exception import InvalidError
 
 
 @pytest.fixture(scope="module")

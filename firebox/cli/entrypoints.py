@@ -14,7 +14,7 @@ from typing import Any
 
 import click
 
-from ..exceptions import InvalidError
+from ..exception import InvalidError
 from ..sdk.app import App
 from ..sdk.cls import Cls
 from ..sdk.function import Function

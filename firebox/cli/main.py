@@ -12,7 +12,7 @@ import click
 
 from .. import _sync, config
 from .. import client as client_mod
-from ..exceptions import Error
+from ..exception import Error
 from .common import request, when
 from .entrypoints import build_command, find_app, find_runnable, import_file
 from .image import image_group
@@ -106,7 +106,7 @@ def deploy(app_ref: str, name: str | None, tag: str) -> None:
 def server(host: str, port: int, state_dir: Path | None, database_url: str | None,
            isolation: str | None) -> None:
     """Run a lasting control plane."""
-    from ..server.serve import serve_forever
+    from ..server.main import serve_forever
 
     serve_forever(host, port, state_dir or config.state_dir(), database_url, isolation)
 
@@ -126,9 +126,9 @@ def token() -> None:
 def token_create(workspace: str, admin: bool, state_dir: Path | None,
                  database_url: str | None) -> None:
     """Create a token for WORKSPACE (made if missing) and print it."""
-    from ..server.auth import ADMIN, USER
-    from ..server.plane import Settings
-    from ..server.serve import bootstrap
+    from ..server.api.auth import ADMIN, USER
+    from ..server.core.plane import Settings
+    from ..server.main import bootstrap
 
     settings = Settings.for_state_dir(state_dir or config.state_dir(), "", database_url)
     click.echo(asyncio.run(bootstrap(settings, workspace=workspace,

@@ -6,7 +6,7 @@ import json
 
 import click
 
-from ..exceptions import InvalidError
+from ..exception import InvalidError
 from .common import request, when
 
 

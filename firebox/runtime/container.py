@@ -23,7 +23,7 @@ from typing import Any
 from websockets.asyncio.client import ClientConnection, connect, unix_connect
 
 from .. import _sync, wire
-from ..exceptions import InputCancellation, InvalidError
+from ..exception import InputCancellation, InvalidError
 from ..sdk import volume as volumes
 from ..sdk.cls import instantiate, lifecycle_methods, unpack_params
 from ..sdk.context import current_call, current_input

@@ -12,7 +12,7 @@ from collections.abc import Awaitable, Callable
 from typing import Any
 
 from .. import wire
-from ..exceptions import ExecutionError, InvalidError
+from ..exception import ExecutionError, InvalidError
 
 Send = Callable[[bytes], Awaitable[None]]
 BODY_PIECE = 1024 * 1024  # bytes of a response body per message to the control plane

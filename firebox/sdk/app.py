@@ -9,7 +9,7 @@ from typing import Any
 
 from .. import _sync, wire
 from .. import client as client_mod
-from ..exceptions import InvalidError, NotFoundError, NotSupportedYet
+from ..exception import InvalidError, NotFoundError, NotSupportedYet
 from .attach import attach_spec
 from .cls import Cls
 from .function import Function

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from ..exceptions import InvalidError
+from ..exception import InvalidError
 from .secret import Secret, resolve_all
 from .volume import check_mounts, resolve_mounts
 

@@ -7,7 +7,7 @@ from typing import Any
 
 import msgpack
 
-from ..exceptions import InvalidError
+from ..exception import InvalidError
 from .function import Function
 from .partial import PartialFunction, parameter_defaults
 

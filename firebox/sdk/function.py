@@ -11,11 +11,7 @@ from typing import TYPE_CHECKING, Any
 from .. import client as client_mod
 from .. import wire
 from .._sync import live_classmethod, live_method, live_method_chunks, live_method_gen
-from ..exceptions import (
-    InvalidError,
-    NotSupportedYet,
-    RemoteError,
-)
+from ..exception import InvalidError, NotSupportedYet, RemoteError
 from .attach import resolve_spec
 
 if TYPE_CHECKING:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from ..exceptions import InvalidError
+from ..exception import InvalidError
 
 ISOLATION_MODES = ("process", "namespaces", "gvisor")
 

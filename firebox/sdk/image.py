@@ -13,7 +13,7 @@ from collections.abc import Iterator, Sequence
 from pathlib import Path, PurePosixPath
 from typing import Any
 
-from ..exceptions import InvalidError, NotSupportedYet
+from ..exception import InvalidError, NotSupportedYet
 from ..store.blobs import sha256
 from .context import is_local
 

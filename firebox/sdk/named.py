@@ -8,7 +8,7 @@ from typing import Any, Generic, TypeVar
 from .. import _sync
 from .. import client as client_mod
 from .._sync import live_classmethod
-from ..exceptions import NotFoundError
+from ..exception import NotFoundError
 
 T = TypeVar("T", bound="NamedObject")
 

@@ -9,7 +9,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from types import ModuleType
 
-from ..exceptions import InvalidError
+from ..exception import InvalidError
 from ..store.blobs import sha256
 
 MAX_FILES = 2000

@@ -8,7 +8,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from ..exceptions import InvalidError
+from ..exception import InvalidError
 
 _MISSING: Any = object()
 PARAMETER_TYPES = (int, str, bytes, bool)

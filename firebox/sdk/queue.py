@@ -11,7 +11,7 @@ from typing import Any
 from .. import client as client_mod
 from .. import wire
 from .._sync import live_method, live_method_gen
-from ..exceptions import InvalidError
+from ..exception import InvalidError
 from .named import NamedObject
 
 MAX_ITEM_BYTES = 1024 * 1024

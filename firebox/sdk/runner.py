@@ -12,12 +12,12 @@ from typing import TYPE_CHECKING, Any
 
 from .. import _sync, config
 from .. import client as client_mod
-from ..exceptions import ConnectionError, ImageBuildError, InvalidError
+from ..exception import ConnectionError, ImageBuildError, InvalidError
 from ..store.blobs import file_sha256, sha256
 from .attach import resolve_spec
 
 if TYPE_CHECKING:
-    from ..server.serve import EmbeddedServer
+    from ..local import EmbeddedServer
     from .app import App
     from .image import Image
 
@@ -161,7 +161,9 @@ class RunContext:
     def _connect(self) -> None:
         if client_mod._override is not None or config.load() is not None:
             return
-        from ..server.serve import EmbeddedServer
+        # Imported here, not above: the embedded server brings the server's dependencies
+        # (uvicorn, FastAPI, SQLAlchemy), which a client of a lasting server never loads.
+        from ..local import EmbeddedServer
 
         self.embedded = EmbeddedServer().start()
         client_mod.use(client_mod.Client(self.embedded.url, self.embedded.token))

@@ -21,12 +21,7 @@ from typing import Any
 from .. import _sync, wire
 from .. import client as client_mod
 from .._sync import live_classmethod, live_method
-from ..exceptions import (
-    InvalidError,
-    NotSupportedYet,
-    SandboxTerminatedError,
-    SandboxTimeoutError,
-)
+from ..exception import InvalidError, NotSupportedYet, SandboxTerminatedError, SandboxTimeoutError
 from .secret import Secret
 from .tunnel import Tunnel
 from .volume import check_mounts, resolve_mounts

@@ -6,7 +6,7 @@ import datetime
 import zoneinfo
 from typing import Any
 
-from ..exceptions import InvalidError
+from ..exception import InvalidError
 
 
 class Schedule:

@@ -8,7 +8,7 @@ from pathlib import Path
 from typing import Any
 
 from .. import client as client_mod
-from ..exceptions import InvalidError
+from ..exception import InvalidError
 
 
 class Secret:

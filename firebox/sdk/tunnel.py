@@ -11,7 +11,7 @@ from typing import Any
 
 from .. import _sync
 from .. import client as client_mod
-from ..exceptions import InvalidError
+from ..exception import InvalidError
 
 
 @dataclass(frozen=True)

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from ..exceptions import InvalidError, NotSupportedYet
+from ..exception import InvalidError, NotSupportedYet
 
 
 class _NotYetMeta(type):

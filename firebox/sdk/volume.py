@@ -28,7 +28,7 @@ from typing import IO, Any
 from .. import _sync
 from .. import client as client_mod
 from .._sync import live_classmethod, live_method, live_method_gen
-from ..exceptions import InvalidError
+from ..exception import InvalidError
 from ..store.blobs import file_sha256
 from .named import NamedObject
 

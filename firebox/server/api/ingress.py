@@ -1,0 +1,396 @@
+"""The ingress: serves web functions at stable URLs on the control plane's own port.
+
+A web function of workspace W is served under `/web/W/SLUG`, where SLUG is its label, or
+`APP-FUNCTION` when it has none (`APP-CLASS-METHOD` for a web method of a class); functions of
+ephemeral apps (`firebox run`, `firebox serve`, `app.run()`) get `-dev` appended, so a dev run
+never takes over a deployed URL. The newest registration of a URL wins. The rest of the path
+after the slug is the path the app sees, with the prefix as its ASGI root_path (and, as ASGI
+says, in its path).
+
+Each HTTP request becomes an input of the function's pool, so requests count as demand: a
+request that arrives while no container runs is held until one is ready, and pools scale with
+concurrent requests per container (@concurrent max_inputs). The request travels to the
+container over its WebSocket channel as one message (the body is read first, up to the size
+limit, so a request whose container is stopped before answering can be sent to another), and
+the response comes back as start and body-chunk events that are passed on as they arrive.
+
+A WebSocket is an input too, held like a request until a container is ready. The handshake
+completes when the app in the container accepts; from then on each client message travels to
+the container as a `ws_in` message addressed to the input, and each event of the app (accept,
+send, close) comes back as an `http` event carrying it under `ws`. The socket's end (a close
+from either side) ends the input.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import os
+import re
+import secrets
+import time
+from typing import TYPE_CHECKING, Any
+
+import sqlalchemy as sa
+from starlette.types import Receive, Scope, Send
+
+from ... import wire
+from ...store import schema as s
+from ..core.functions import FunctionRecord
+from ..core.scheduler import Input
+
+if TYPE_CHECKING:
+    from ..core.plane import ControlPlane
+
+PREFIX = "/web/"
+# The WebSocket events a container's app may send on to the client.
+SOCKET_EVENTS = ("websocket.accept", "websocket.send", "websocket.close")
+
+
+def max_body_bytes() -> int:
+    """The largest request body accepted, configurable by FIREBOX_WEB_MAX_BODY_MB."""
+    return int(float(os.environ.get("FIREBOX_WEB_MAX_BODY_MB", "32")) * 1024 * 1024)
+
+
+def max_message_bytes() -> int:
+    """The largest WebSocket message passed on, configurable by FIREBOX_WEB_MAX_MESSAGE_MB."""
+    return int(float(os.environ.get("FIREBOX_WEB_MAX_MESSAGE_MB", "16")) * 1024 * 1024)
+
+
+def slug(text: str) -> str:
+    return re.sub(r"[^a-z0-9-]+", "-", text.lower()).strip("-")[:63] or "app"
+
+
+def web_entries(spec: dict[str, Any]) -> dict[str | None, dict[str, Any]]:
+    """What a function serves over HTTP: its own web config under None, and a class's web
+    methods under their names."""
+    entries: dict[str | None, dict[str, Any]] = {}
+    if spec.get("web"):
+        entries[None] = spec["web"]
+    for name, info in (spec.get("methods") or {}).items():
+        if info.get("web"):
+            entries[name] = info["web"]
+    return entries
+
+
+class Exchange:
+    """One request or WebSocket in flight: the container's events for it, in order."""
+
+    __slots__ = ("queue", "started")
+
+    def __init__(self) -> None:
+        self.queue: asyncio.Queue[tuple[str, Any, Any]] = asyncio.Queue()
+        self.started = False
+
+    def event(self, message: dict[str, Any]) -> None:
+        if "status" in message or "ws" in message:
+            self.started = True
+        self.queue.put_nowait(("event", message, None))
+
+    def finish(self, status: str, data: bytes | None) -> None:
+        self.queue.put_nowait(("finish", status, data))
+
+
+class Ingress:
+    def __init__(self, cp: ControlPlane) -> None:
+        self.cp = cp
+        # (workspace name, slug) -> function id and, for a class's web method, its name
+        self.routes: dict[tuple[str, str], tuple[str, str | None]] = {}
+        self.workspaces: dict[str, str] = {}  # workspace id -> name
+        self.proxy_ok: dict[tuple[str, str], str] = {}  # (key, secret) -> workspace id
+
+    # ---- routing ---------------------------------------------------------------------------
+
+    async def workspace_name(self, workspace_id: str) -> str:
+        name = self.workspaces.get(workspace_id)
+        if name is None:
+            rows = await self.cp.db.read(
+                sa.select(s.workspaces.c.name).where(s.workspaces.c.id == workspace_id)
+            )
+            name = self.workspaces[workspace_id] = slug(rows[0][0]) if rows else workspace_id
+        return name
+
+    async def url_for(self, fn: FunctionRecord, app_name: str | None, deployed: bool,
+                      method: str | None = None) -> tuple[tuple[str, str], str]:
+        """The route key and URL of a web function, or of a class's web method."""
+        web = web_entries(fn.spec)[method]
+        name = fn.name if method is None else f"{fn.name}-{method}"
+        base = web.get("label") or slug(f"{app_name or fn.app_id}-{name}")
+        path_slug = base if deployed else f"{base}-dev"
+        ws = await self.workspace_name(fn.workspace_id)
+        return (ws, path_slug), f"{self.cp.settings.url}{PREFIX}{ws}/{path_slug}"
+
+    async def publish(self, fn: FunctionRecord, app_name: str | None, deployed: bool
+                      ) -> dict[str | None, str]:
+        """Route the URLs of what the function serves to it: its own URL under None, its web
+        methods' under their names."""
+        urls: dict[str | None, str] = {}
+        for method in web_entries(fn.spec):
+            key, urls[method] = await self.url_for(fn, app_name, deployed, method)
+            self.routes[key] = (fn.id, method)
+        return urls
+
+    async def load(self) -> None:
+        """Route the web functions of deployed apps after a start."""
+        rows = await self.cp.db.read(
+            sa.select(s.functions.c.id, s.apps.c.name)
+            .join(s.apps, s.apps.c.id == s.functions.c.app_id)
+            .where(s.apps.c.state == "deployed", s.functions.c.parent_id.is_(None))
+        )
+        for r in rows:
+            fn = await self.cp.load_function(r.id)  # None for a stored spec that is not valid
+            if fn is not None and web_entries(fn.spec):
+                await self.publish(fn, r.name, True)
+
+    # ---- proxy auth ------------------------------------------------------------------------
+
+    async def proxy_authorized(self, workspace_id: str, headers: dict[bytes, bytes]) -> bool:
+        key = headers.get(b"modal-key", b"").decode("latin-1")
+        secret = headers.get(b"modal-secret", b"").decode("latin-1")
+        if not key or not secret:
+            return False
+        if self.proxy_ok.get((key, secret)) == workspace_id:
+            return True
+        rows = await self.cp.db.read(
+            sa.select(s.proxy_tokens.c.workspace_id, s.proxy_tokens.c.secret_hash).where(
+                s.proxy_tokens.c.id == key
+            )
+        )
+        if not rows or rows[0].workspace_id != workspace_id:
+            return False
+        digest = hashlib.sha256(secret.encode()).hexdigest()
+        if not secrets.compare_digest(rows[0].secret_hash, digest):
+            return False
+        self.proxy_ok[(key, secret)] = workspace_id
+        return True
+
+    def forget_proxy_token(self, key: str) -> None:
+        for cached in [k for k in self.proxy_ok if k[0] == key]:
+            del self.proxy_ok[cached]
+
+    # ---- serving ---------------------------------------------------------------------------
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] not in ("http", "websocket"):
+            return
+        parts = scope["path"].split("/", 4)  # "", "web", workspace, slug, rest
+        route = self.routes.get((parts[2], parts[3])) if len(parts) >= 4 else None
+        fid, method = route or ("", None)
+        fn = await self.cp.load_function(fid) if fid else None
+        web = web_entries(fn.spec).get(method) if fn is not None else None
+        if fn is None or web is None or fn.app_id in self.cp.scheduler.stopped_apps:
+            await _deny(scope, send, 404, f"No web function is served at {scope['path']}; "
+                        "`firebox deploy` or `firebox serve` prints the URLs.")
+            return
+        headers = dict(scope["headers"])
+        if web.get("requires_proxy_auth") and not await self.proxy_authorized(
+            fn.workspace_id, headers
+        ):
+            await _deny(scope, send, 401, "This endpoint requires proxy auth: send the Modal-Key "
+                        "and Modal-Secret headers of a proxy token (`firebox token proxy create`).")
+            return
+        root = f"{PREFIX}{parts[2]}/{parts[3]}"
+        request = {
+            "method": scope.get("method", "GET"),
+            "path": f"{root}/{parts[4] if len(parts) > 4 else ''}",  # ASGI: with root_path
+            "root_path": root,
+            "query": scope.get("query_string", b""),
+            "headers": scope["headers"],
+            "body": b"",
+            "scheme": scope.get("scheme", "http"),
+            "client": list(scope["client"]) if scope.get("client") else None,
+            "http_version": scope.get("http_version", "1.1"),
+        }
+        if scope["type"] == "websocket":
+            request.update(type="websocket", subprotocols=list(scope.get("subprotocols", [])),
+                           max_message=max_message_bytes())
+            await self._relay_socket(fn, method, request, scope, receive, send)
+            return
+        body = await _read_body(scope, receive, send, headers)
+        if body is None:
+            return
+        request["body"] = body
+        await self._relay(fn, method, request, receive, send)
+
+    def _submit(self, fn: FunctionRecord, method: str | None, request: dict[str, Any]
+                ) -> tuple[Input, Exchange]:
+        exchange = Exchange()
+        call_id = f"wr-{secrets.token_hex(8)}"
+        # A class's web methods are served by its default instance: the pool without params.
+        pool = self.cp.scheduler.pool(fn, "", None)
+        inp = Input(f"in-{call_id[3:]}", call_id, 0, wire.pack(request), 0, pool, method,
+                    web=exchange)
+        self.cp.scheduler.submit(pool, [inp])
+        return inp, exchange
+
+    async def _relay(self, fn: FunctionRecord, method: str | None, request: dict[str, Any],
+                     receive: Receive, send: Send) -> None:
+        scheduler = self.cp.scheduler
+        inp, exchange = self._submit(fn, method, request)
+        call_id = inp.call_id
+        watcher = asyncio.create_task(_on_disconnect(receive, lambda: scheduler.cancel_call(
+            call_id)))
+        started = False
+        try:
+            while True:
+                kind, a, b = await exchange.queue.get()
+                if kind == "finish":
+                    if a == wire.SUCCESS or a == wire.CANCELLED:
+                        return
+                    status, reason = _failure(a, b)
+                    if started:
+                        # Headers went out already: all that is left is to cut the response
+                        # short, which the client sees as an incomplete body.
+                        raise ConnectionAbortedError(reason)
+                    await _text(send, status, reason)
+                    return
+                message = a
+                if "status" in message:
+                    started = True
+                    await send({"type": "http.response.start", "status": message["status"],
+                                "headers": message.get("headers") or []})
+                if "body" in message or message.get("end"):
+                    await send({"type": "http.response.body", "body": message.get("body", b""),
+                                "more_body": not message.get("end")})
+        finally:
+            watcher.cancel()
+            if call_id in scheduler.by_call:  # the client went away or the send failed
+                scheduler.cancel_call(call_id)
+
+    async def _relay_socket(self, fn: FunctionRecord, method: str | None,
+                            request: dict[str, Any], scope: Scope, receive: Receive,
+                            send: Send) -> None:
+        scheduler = self.cp.scheduler
+        inp, exchange = self._submit(fn, method, request)
+        reader = asyncio.create_task(self._client_messages(inp, exchange, receive))
+        accepted = closed = False
+        try:
+            while not closed:
+                kind, a, b = await exchange.queue.get()
+                if kind == "finish":
+                    if a == wire.SUCCESS or a == wire.CANCELLED:
+                        return
+                    status, reason = _failure(a, b)
+                    if accepted:
+                        await send({"type": "websocket.close", "code": 1011,
+                                    "reason": _close_reason(reason)})
+                    else:
+                        await _deny(scope, send, status, reason)
+                    return
+                event = a.get("ws")
+                if event is None or event.get("type") not in SOCKET_EVENTS:
+                    continue
+                accepted = accepted or event["type"] == "websocket.accept"
+                closed = event["type"] == "websocket.close"
+                await send(event)
+        except OSError:
+            return  # the client went away while an event was on its way to it
+        finally:
+            reader.cancel()
+            if inp.call_id in scheduler.by_call:
+                scheduler.cancel_call(inp.call_id)
+
+    async def _client_messages(self, inp: Input, exchange: Exchange, receive: Receive) -> None:
+        """Pass the client's messages on to the container; its going away cancels the input.
+        Messages arrive only once the handshake is done, so the input has its container."""
+        scheduler = self.cp.scheduler
+        limit = max_message_bytes()
+        while True:
+            message = await receive()
+            kind = message["type"]
+            if kind == "websocket.receive":
+                data = message.get("bytes")
+                size = len(data) if data is not None else len(message.get("text", "").encode())
+                if size > limit:
+                    exchange.event({"ws": {"type": "websocket.close", "code": 1009, "reason":
+                                           f"Messages are limited to {limit} bytes."}})
+                    scheduler.cancel_call(inp.call_id)
+                    return
+                scheduler.socket_in(inp, message)
+            elif kind == "websocket.disconnect":
+                scheduler.socket_in(inp, {"type": kind, "code": message.get("code", 1005)})
+                scheduler.cancel_call(inp.call_id)
+                return
+
+
+async def _read_body(scope: Scope, receive: Receive, send: Send,
+                     headers: dict[bytes, bytes]) -> bytes | None:
+    limit = max_body_bytes()
+    declared = headers.get(b"content-length")
+    too_large = (f"The request body is larger than the {limit // (1024 * 1024)} MiB this server "
+                 "accepts; send less, or raise FIREBOX_WEB_MAX_BODY_MB on the server.")
+    if declared is not None and declared.isdigit() and int(declared) > limit:
+        await _text(send, 413, too_large)
+        return None
+    chunks: list[bytes] = []
+    size = 0
+    while True:
+        message = await receive()
+        if message["type"] == "http.disconnect":
+            return None
+        chunk = message.get("body", b"")
+        size += len(chunk)
+        if size > limit:
+            await _text(send, 413, too_large)
+            return None
+        chunks.append(chunk)
+        if not message.get("more_body"):
+            return b"".join(chunks)
+
+
+async def _on_disconnect(receive: Receive, cancel: Any) -> None:
+    while True:
+        message = await receive()
+        if message["type"] == "http.disconnect":
+            cancel()
+            return
+
+
+def _failure(status: str, data: bytes | None) -> tuple[int, str]:
+    """The HTTP status and reason for a request that did not finish."""
+    if status == wire.TIMEOUT:
+        record = wire.unpack(data) if data else {}
+        return 504, record.get("message") or "The web function timed out."
+    try:
+        record = wire.unpack(data or b"")
+    except Exception:
+        record = {}
+    message = record.get("message") or "The web function failed."
+    kind = record.get("type", "")
+    if "app was stopped" in message:
+        return 503, message
+    if kind.startswith("firebox.exception."):
+        return 502, message
+    return 500, f"The web function raised {kind.rpartition('.')[2]}: {message}"
+
+
+def _close_reason(text: str) -> str:
+    """A close frame's reason: its first clause, within the 123 bytes the protocol allows."""
+    return text.split("; ")[0].encode()[:123].decode(errors="ignore")
+
+
+async def _deny(scope: Scope, send: Send, status: int, text: str) -> None:
+    """Answer a request, or refuse a WebSocket handshake, with an HTTP status and a reason."""
+    if scope["type"] == "http":
+        await _text(send, status, text)
+    elif "websocket.http.response" in scope.get("extensions", {}):
+        await _text(send, status, text, prefix="websocket.")
+    else:
+        await send({"type": "websocket.close", "code": 1008, "reason": _close_reason(text)})
+
+
+async def _text(send: Send, status: int, text: str, prefix: str = "") -> None:
+    body = (text + "\n").encode()
+    await send({"type": f"{prefix}http.response.start", "status": status,
+                "headers": [(b"content-type", b"text/plain; charset=utf-8"),
+                            (b"content-length", str(len(body)).encode())]})
+    await send({"type": f"{prefix}http.response.body", "body": body})
+
+
+def new_proxy_token() -> tuple[str, str]:
+    return f"wk-{secrets.token_hex(8)}", f"ws-{secrets.token_urlsafe(24)}"
+
+
+def proxy_token_row(workspace_id: str, key: str, secret: str) -> dict[str, Any]:
+    return {"id": key, "workspace_id": workspace_id,
+            "secret_hash": hashlib.sha256(secret.encode()).hexdigest(), "created_at": time.time()}

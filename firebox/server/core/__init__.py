@@ -1,0 +1,1 @@
+"""The control plane's domain: calls, scheduling, containers, objects, logs and metering."""

@@ -1,0 +1,136 @@
+"""Named objects of a workspace (Dicts, Queues, Volumes): create, look up, list, rename, delete."""
+
+from __future__ import annotations
+
+import re
+import secrets
+import time
+from typing import TYPE_CHECKING, Any
+
+import sqlalchemy as sa
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+from ..api.auth import Identity
+from ..api.errors import ApiError, invalid, not_found
+
+if TYPE_CHECKING:
+    from .plane import ControlPlane
+
+NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
+
+
+def check_name(kind: str, name: str) -> str:
+    if not isinstance(name, str) or not NAME.match(name):
+        raise invalid(
+            f"'{name}' is not a valid {kind} name; use up to 64 letters, digits, '.', '-' or "
+            "'_', starting with a letter or digit."
+        )
+    return name
+
+
+def already_exists(message: str) -> ApiError:
+    return ApiError(409, "AlreadyExistsError", message)
+
+
+class Objects:
+    """One kind of named object, stored in `table` (id, workspace_id, name, created_at, ...)."""
+
+    def __init__(self, kind: str, prefix: str, table: sa.Table, children: list[sa.Column[Any]],
+                 extra: dict[str, Any] | None = None) -> None:
+        self.kind, self.prefix, self.table = kind, prefix, table
+        self.children = children  # columns of child tables that hold this object's id
+        self.extra = extra or {}
+
+    async def create(self, cp: ControlPlane, who: Identity, name: str | None,
+                     exist_ok: bool) -> tuple[str, bool]:
+        """The object's id and whether it was made now; name None makes an ephemeral one."""
+        t = self.table
+        if name is not None:
+            check_name(self.kind, name)
+        new_id = f"{self.prefix}-{secrets.token_hex(8)}"
+        now = time.time()
+
+        async def op(conn: AsyncConnection) -> tuple[str, bool]:
+            if name is not None:
+                found = (await conn.execute(
+                    sa.select(t.c.id).where(t.c.workspace_id == who.workspace_id, t.c.name == name)
+                )).first()
+                if found is not None:
+                    if not exist_ok:
+                        raise already_exists(f"A {self.kind} named '{name}' exists already.")
+                    return str(found[0]), False
+            await conn.execute(t.insert().values(
+                id=new_id, workspace_id=who.workspace_id, name=name, created_at=now, **self.extra
+            ))
+            return new_id, True
+
+        result: tuple[str, bool] = await cp.db.write(op)
+        return result
+
+    async def find(self, cp: ControlPlane, who: Identity, ref: str) -> sa.Row[Any]:
+        """The caller's object by id or by name; NotFoundError for anything else."""
+        t = self.table
+        q = sa.select(t).where(t.c.workspace_id == who.workspace_id)
+        if ref.startswith(self.prefix + "-"):
+            q = q.where(t.c.id == ref)
+        else:
+            q = q.where(t.c.name == ref)
+        rows = await cp.db.read(q)
+        if not rows:
+            raise not_found(
+                f"No {self.kind} '{ref}' in this workspace; create it with "
+                f"{self.kind.capitalize()}.from_name('{ref}', create_if_missing=True) or "
+                f"`firebox {self.kind} create {ref}`."
+            )
+        return rows[0]
+
+    async def list(self, cp: ControlPlane, who: Identity) -> list[sa.Row[Any]]:
+        t = self.table
+        return await cp.db.read(
+            sa.select(t).where(t.c.workspace_id == who.workspace_id, t.c.name.is_not(None))
+            .order_by(t.c.name)
+        )
+
+    async def delete(self, cp: ControlPlane, who: Identity, ref: str) -> str:
+        row = await self.find(cp, who, ref)
+
+        async def op(conn: AsyncConnection) -> None:
+            for column in self.children:
+                await conn.execute(sa.delete(column.table).where(column == row.id))
+            await conn.execute(sa.delete(self.table).where(self.table.c.id == row.id))
+
+        await cp.db.write(op)
+        return str(row.id)
+
+    async def rename(self, cp: ControlPlane, who: Identity, ref: str, new_name: str) -> None:
+        row = await self.find(cp, who, ref)
+        check_name(self.kind, new_name)
+        t = self.table
+
+        async def op(conn: AsyncConnection) -> None:
+            taken = (await conn.execute(
+                sa.select(t.c.id).where(t.c.workspace_id == who.workspace_id, t.c.name == new_name)
+            )).first()
+            if taken is not None:
+                raise already_exists(f"A {self.kind} named '{new_name}' exists already.")
+            await conn.execute(t.update().where(t.c.id == row.id).values(name=new_name))
+
+        await cp.db.write(op)
+
+
+class OwnedIds:
+    """Which workspace owns an object id, remembered so hot paths skip a database read."""
+
+    def __init__(self, objects: Objects) -> None:
+        self.objects = objects
+        self.owner: dict[str, str] = {}
+
+    async def resolve(self, cp: ControlPlane, who: Identity, ref: str) -> str:
+        if self.owner.get(ref) == who.workspace_id:
+            return ref
+        row = await self.objects.find(cp, who, ref)
+        self.owner[str(row.id)] = who.workspace_id
+        return str(row.id)
+
+    def forget(self, object_id: str) -> None:
+        self.owner.pop(object_id, None)

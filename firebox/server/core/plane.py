@@ -1,0 +1,325 @@
+"""The control plane object: owns the database, blobs, scheduler and backend for one server."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import secrets
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlparse
+
+import sqlalchemy as sa
+
+from ... import config
+from ...backends.local import LocalBackend
+from ...images.builder import Builder
+from ...store import schema as s
+from ...store.blobs import BlobStore
+from ...store.db import Database
+from ..api.auth import Identity
+from ..api.ingress import Ingress
+from .functions import FunctionRecord, merged_spec
+from .logs import LogHub
+from .metering import Meter, load_prices
+from .outputs import OutputLog
+from .sandboxes import SandboxManager
+from .scheduler import Capacity, Container, Scheduler
+from .schedules import Schedules
+from .specs import options_problem, spec_problem
+from .tunnels import Tunnels
+from .vault import Vault
+from .waiters import Waiters
+
+log = logging.getLogger("firebox.server")
+
+HEARTBEAT_TIMEOUT = 60.0  # an ephemeral app whose client is silent this long is stopped
+
+
+@dataclass
+class Settings:
+    state_dir: Path
+    database_url: str
+    url: str  # how containers and clients reach this server
+    isolation: str | None = None  # containers' default isolation; None: the best available
+    socket: Path | None = None  # a unix socket it also listens on, for its containers
+    bind_host: str = "127.0.0.1"  # the interface its API listens on; sandbox tunnels too
+
+    @classmethod
+    def for_state_dir(cls, state_dir: Path, url: str, database_url: str | None = None) -> Settings:
+        db = database_url or f"sqlite:///{state_dir / 'firebox.db'}"
+        return cls(state_dir=state_dir, database_url=db, url=url)
+
+
+class ControlPlane:
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+        settings.state_dir.mkdir(parents=True, exist_ok=True)
+        self.db = Database(settings.database_url)
+        self.blobs = BlobStore(settings.state_dir / "blobs")
+        self.outputs = OutputLog(self.db)
+        self.logs = LogHub(self.db)
+        self.meter = Meter(self.db, settings.state_dir)
+        self.prices = load_prices(settings.state_dir)
+        self.backend = LocalBackend(
+            settings.state_dir / "containers",
+            on_output=self.logs.container_output,
+            on_exit=self._on_exit,
+            isolation_mode=settings.isolation,
+            hidden=[settings.state_dir, config.config_dir(), Path.home() / ".firebox"],
+            standby_env={
+                "FIREBOX_SERVER_URL": settings.url,
+                "FIREBOX_IS_REMOTE": "1",
+                "MODAL_IS_REMOTE": "1",
+            },
+            server_socket=settings.socket,
+        )
+        self.scheduler = Scheduler(
+            self.db,
+            self.backend,
+            self.outputs,
+            self.logs,
+            Capacity.of_this_machine(),
+            container_env=self._container_env,
+            meter=self.meter,
+        )
+        self.vault = Vault(settings.state_dir, self.db)
+        self.waiters = Waiters()  # blocked Queue gets and puts, woken by changes
+        # Ports of sandboxes and containers reached from outside (forward(), encrypted_ports=).
+        self.tunnels = Tunnels(settings.state_dir, settings.bind_host,
+                               urlparse(settings.url).hostname or "127.0.0.1")
+        self.sandboxes = SandboxManager(self, hidden=self.backend.hidden)
+        self.ingress = Ingress(self)  # web functions' URLs
+        self.images = Builder(settings.state_dir / "images", self.blobs, self.backend.hidden,
+                              self.backend.netpool)
+        self.image_builds: set[asyncio.Task[None]] = set()
+        self.schedules = Schedules(self)  # Cron and Period runs
+        self._tasks: list[asyncio.Task[None]] = []
+        # Functions whose stored spec is not valid: id -> (app id, name, what is wrong).
+        self.bad_functions: dict[str, tuple[str, str, str]] = {}
+        self._closers: set[asyncio.Task[None]] = set()
+
+    async def start(self) -> None:
+        await self.db.migrate()
+        self.db.start()
+        await self.logs.open()
+        now = time.time()
+        await self.db.write(
+            lambda conn: conn.execute(
+                s.apps.update().where(s.apps.c.state == "ephemeral").values(heartbeat_at=now)
+            )
+        )
+        closed = await self.meter.close_orphans()
+        if closed:
+            log.info("closed the metering of %d containers of the previous run", closed)
+        rows = await self.db.read(sa.select(s.apps.c.id).where(s.apps.c.state == "stopped"))
+        self.scheduler.stopped_apps.update(r[0] for r in rows)
+        rows = await self.db.read(
+            sa.select(s.workspaces.c.id, s.workspaces.c.isolation)
+            .where(s.workspaces.c.isolation.is_not(None))
+        )
+        self.scheduler.workspace_isolation.update({r[0]: r[1] for r in rows})
+        self.scheduler.start()
+        rows = await self.db.read(
+            sa.select(s.functions.c.id)
+            .join(s.apps, s.apps.c.id == s.functions.c.app_id)
+            .where(s.apps.c.state == "deployed")
+        )
+        for r in rows:
+            fn = await self.load_function(r[0])
+            if fn is not None:
+                self.scheduler.ensure_warm(fn)
+        for app_id, name, problem in {v[0]: v for v in self.bad_functions.values()}.values():
+            await self.app_event(app_id, "failed", {"function": name, "problem": problem})
+            await self.stop_app(app_id, f"failed at start: the stored spec of '{name}' is not "
+                                        f"valid ({problem}); deploy the app again")
+        recovered = await self.scheduler.recover(self.load_function)
+        if recovered:
+            log.info("queued %d accepted inputs again after a restart", recovered)
+        self.backend.start_standby()
+        await self.ingress.load()
+        await self.schedules.start()
+        self._tasks.append(asyncio.create_task(self._expire_ephemeral_apps()))
+        self._tasks.append(asyncio.create_task(self._mark_alive()))
+        await self.sandboxes.start()
+
+    async def close(self) -> None:
+        self.schedules.stop()
+        for t in [*self._tasks, *self._closers]:
+            t.cancel()
+        await self.sandboxes.close()
+        await self.tunnels.close_all()
+        await self.scheduler.shutdown()
+        await self.backend.close()
+        await self.outputs.commit_pending()
+        await self.logs.stored()
+        await self.db.close()
+
+    def _on_exit(self, container_id: str, returncode: int | None, cause: str,
+                 ended: float) -> None:
+        self.scheduler.on_container_exit(container_id, returncode, cause, ended)
+        if self.tunnels.owned_by(f"{container_id}/"):  # its forward()s end with it
+            task = asyncio.create_task(self.tunnels.close_all(f"{container_id}/"))
+            self._closers.add(task)
+            task.add_done_callback(self._closers.discard)
+
+    def _container_env(self, c: Container) -> dict[str, str]:
+        fn = c.pool.function
+        token = f"ct-{c.id}.{c.token}"
+        image = fn.spec.get("image") or {}
+        image_env = {str(k): str(v) for k, v in (image.get("env") or {}).items()}
+        return image_env | self.vault.env_for(fn.spec, fn.workspace_id) | {
+            "FIREBOX_SERVER_URL": self.settings.url,
+            "FIREBOX_TOKEN": token,
+            "FIREBOX_CONTAINER_ID": c.id,
+            "FIREBOX_APP_ID": fn.app_id,
+            "FIREBOX_IS_REMOTE": "1",
+            "MODAL_IS_REMOTE": "1",
+            "MODAL_TASK_ID": c.id,
+            "MODAL_ENVIRONMENT": "main",
+            # Mount path -> volume id; an isolating backend binds each at its real path.
+            "FIREBOX_VOLUMES": json.dumps(fn.spec.get("volumes") or {}),
+            # Last, so no env= or secret can point the backend at other directories.
+            "FIREBOX_IMAGE_LAYERS": json.dumps(
+                [str(self.images.path(lid)) for lid in image.get("layers") or ()]),
+            "FIREBOX_IMAGE_WORKDIR": image.get("workdir") or "",
+        }
+
+    async def resolve_image(self, workspace_id: str, spec: dict[str, Any]) -> str | None:
+        """Put the stored record of the spec's image in it (layers, env, workdir), so a client
+        can name only images its workspace built; returns a problem in words, or None."""
+        image = spec.get("image")
+        if not image:
+            return None
+        rows = await self.db.read(sa.select(s.images).where(
+            s.images.c.id == str(image.get("image_id")),
+            s.images.c.workspace_id == workspace_id))
+        if not rows:
+            return (f"its image {image.get('image_id')} was not built in this workspace; run "
+                    "or deploy the app again to build it")
+        row = rows[0]
+        spec["image"] = {"image_id": row.id, "layers": json.loads(row.layers),
+                         "env": json.loads(row.env), "workdir": row.workdir}
+        return None
+
+    def container_identity(self, token: str) -> Identity | None:
+        cid, _, secret = token.removeprefix("ct-").partition(".")
+        c = self.scheduler.authenticate(cid, secret)
+        if c is None:
+            return None
+        return Identity(c.pool.function.workspace_id, "container", c.id)
+
+    async def load_function(self, function_id: str) -> FunctionRecord | None:
+        cached = self.scheduler.functions.get(function_id)
+        if cached is not None:
+            return cached
+        rows = await self.db.read(
+            sa.select(s.functions, s.apps.c.workspace_id)
+            .join(s.apps, s.apps.c.id == s.functions.c.app_id)
+            .where(s.functions.c.id == function_id)
+        )
+        if not rows:
+            return None
+        row = rows[0]
+        try:
+            stored = json.loads(row.spec)
+        except ValueError:
+            stored = None
+        # A row stored before specs were checked at the door (or edited by hand) must not take
+        # the server down: the function is left out, and said so once.
+        problem = ("its stored spec is not JSON" if not isinstance(stored, dict)
+                   else spec_problem(stored) if not row.parent_id
+                   else options_problem(stored.get("options")))
+        if problem is not None:
+            if function_id not in self.bad_functions:
+                log.error("function %s (%s) of app %s is left out: %s; deploy the app again",
+                          row.name, row.id, row.app_id, problem)
+            self.bad_functions[function_id] = (row.app_id, row.name, problem)
+            return None
+        if row.parent_id:
+            parent = await self.load_function(row.parent_id)
+            if parent is None:
+                return None
+            spec = merged_spec(json.dumps(parent.spec), stored.get("options"))
+        else:
+            spec = stored
+        fn = FunctionRecord(row.id, row.app_id, row.workspace_id, row.name, spec)
+        await self.vault.load(list(spec.get("secrets") or ()))
+        self.scheduler.functions[function_id] = fn
+        return fn
+
+    async def replace_function(self, function_id: str) -> None:
+        """Reload a function (and its variants) after a deploy changed its spec."""
+        ids = [function_id] + [
+            r[0]
+            for r in await self.db.read(
+                sa.select(s.functions.c.id).where(s.functions.c.parent_id == function_id)
+            )
+        ]
+        for fid in ids:
+            self.scheduler.functions.pop(fid, None)
+        for fid in ids:
+            fn = await self.load_function(fid)
+            if fn is not None:
+                self.scheduler.replace_function(fn)
+
+    async def app_event(self, app_id: str, kind: str, detail: dict[str, Any]) -> None:
+        now = time.time()
+        await self.db.write(
+            lambda conn: conn.execute(
+                s.app_events.insert().values(
+                    app_id=app_id, ts=now, kind=kind, detail=json.dumps(detail)
+                )
+            )
+        )
+
+    async def stop_app(self, app_id: str, reason: str) -> None:
+        now = time.time()
+        await self.db.write(
+            lambda conn: conn.execute(
+                s.apps.update().where(s.apps.c.id == app_id).values(state="stopped", stopped_at=now)
+            )
+        )
+        await self.app_event(app_id, "stopped", {"reason": reason})
+        self.scheduler.stop_app(app_id)
+        task = asyncio.create_task(self._close_logs_when_gone(app_id))
+        self._closers.add(task)
+        task.add_done_callback(self._closers.discard)
+
+    async def _close_logs_when_gone(self, app_id: str) -> None:
+        deadline = time.monotonic() + 15
+        while time.monotonic() < deadline:
+            if not any(
+                c.pool.function.app_id == app_id for c in self.scheduler.containers.values()
+            ):
+                break
+            await asyncio.sleep(0.02)
+        await asyncio.sleep(0.05)  # let the last lines of output arrive
+        self.logs.close_app(app_id)
+
+    async def _mark_alive(self) -> None:
+        while True:
+            self.meter.touch_alive()
+            await asyncio.sleep(2)
+
+    async def _expire_ephemeral_apps(self) -> None:
+        while True:
+            await asyncio.sleep(5)
+            try:
+                cutoff = time.time() - HEARTBEAT_TIMEOUT
+                rows = await self.db.read(
+                    sa.select(s.apps.c.id).where(
+                        s.apps.c.state == "ephemeral", s.apps.c.heartbeat_at < cutoff
+                    )
+                )
+                for r in rows:
+                    await self.stop_app(r[0], "its client stopped sending heartbeats")
+            except Exception:
+                log.exception("ephemeral app check failed")
+
+
+def new_app_id() -> str:
+    return f"ap-{secrets.token_hex(8)}"
