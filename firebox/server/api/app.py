@@ -15,51 +15,23 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 
 from ... import wire
 from ..core import containers
+from ..core.errors import ApiError, error_response
 from ..core.plane import ControlPlane, Settings
-from . import (
-    apps as api,
-)
-from . import (
-    blobs as api_blobs,
-)
-from . import (
-    calls as api_calls,
-)
-from . import (
-    dicts as api_dicts,
-)
-from . import (
-    images as api_images,
-)
-from . import (
-    ingress,
-)
-from . import (
-    queues as api_queues,
-)
-from . import (
-    sandboxes as api_sandboxes,
-)
-from . import (
-    scaling as api_scaling,
-)
-from . import (
-    secrets as api_secrets,
-)
-from . import (
-    tunnels as api_tunnels,
-)
-from . import (
-    volumes as api_volumes,
-)
-from . import (
-    web as api_web,
-)
-from . import (
-    workspace as api_workspace,
-)
+from . import apps as api
+from . import blobs as api_blobs
+from . import calls as api_calls
+from . import dicts as api_dicts
+from . import images as api_images
+from . import ingress
+from . import queues as api_queues
+from . import sandboxes as api_sandboxes
+from . import scaling as api_scaling
+from . import secrets as api_secrets
+from . import tunnels as api_tunnels
+from . import volumes as api_volumes
+from . import web as api_web
+from . import workspace as api_workspace
 from .auth import TokenAuth
-from .errors import ApiError, error_response
 from .limits import BodyBudget, BodyLimit, Budget, api_body_share, max_bodies_bytes, web_body_share
 
 log = logging.getLogger("firebox.server")

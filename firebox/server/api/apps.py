@@ -18,6 +18,7 @@ from starlette.routing import Route
 
 from ... import wire
 from ...store import schema as s
+from ..core.errors import ApiError, invalid, not_found
 from ..core.functions import DEFAULTS
 from ..core.ownership import check_refs
 from ..core.plane import ControlPlane, new_app_id
@@ -25,7 +26,6 @@ from ..core.specs import check_options, check_spec
 from . import limits
 from . import requests as rq
 from .auth import Identity
-from .errors import ApiError, invalid, not_found
 from .ingress import web_entries
 from .requests import M, validate
 

@@ -13,7 +13,7 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 
 from ...store import schema as s
 from ...store.db import Database
-from .errors import error_response
+from ..core.errors import error_response
 
 PUBLIC_PATHS = {"/health"}
 USER, ADMIN = "user", "admin"  # kinds of tokens: an admin token is the operator's

@@ -12,10 +12,10 @@ from starlette.routing import Route
 
 from ...store import schema as s
 from ...store.blobs import SHA256
+from ..core.errors import invalid, not_found
 from ..core.ownership import owned
 from . import requests as rq
 from .apps import identity, json_body, plane
-from .errors import invalid, not_found
 
 WRITE_SIZE = 1024 * 1024  # bytes of an upload handed to the disk at a time
 

@@ -26,13 +26,13 @@ from starlette.websockets import WebSocket, WebSocketDisconnect
 
 from ... import wire
 from ...store import schema as s
+from ..core.errors import ApiError, invalid, not_found
 from ..core.plane import ControlPlane
 from ..core.scheduler import Input
 from . import limits
 from . import requests as rq
 from .apps import identity, packed, plane, unpack_map
 from .auth import Identity
-from .errors import ApiError, invalid, not_found
 from .requests import MAX_WAIT, validate
 
 log = logging.getLogger("firebox.calls")

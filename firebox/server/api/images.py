@@ -16,11 +16,11 @@ from starlette.routing import Route
 
 from ...images.builder import BuildFailed
 from ...store import schema as s
+from ..core.errors import invalid
 from ..core.ownership import owned
 from ..core.plane import ControlPlane
 from . import requests as rq
 from .apps import identity, json_body, plane
-from .errors import invalid
 
 
 def _digests(request: dict[str, Any]) -> list[str]:

@@ -13,8 +13,8 @@ from collections.abc import Callable
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from ... import wire
+from ..core.errors import ApiError, error_response
 from . import ingress
-from .errors import ApiError, error_response
 
 MB = 1024 * 1024
 ENVELOPE = MB  # room around a payload in a msgpack request: ids, options, the other fields

@@ -15,10 +15,10 @@ from starlette.responses import Response
 from starlette.routing import Route
 
 from ...store import schema as s
+from ..core.errors import invalid
 from ..core.objects import Objects, OwnedIds
 from . import requests as rq
 from .apps import identity, msgpack_body, packed, plane
-from .errors import invalid
 from .requests import MAX_WAIT
 
 if TYPE_CHECKING:

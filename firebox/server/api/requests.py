@@ -21,7 +21,7 @@ from pydantic import (
 )
 
 from ... import wire
-from .errors import ApiError
+from ..core.errors import ApiError
 
 M = TypeVar("M", bound=BaseModel)
 

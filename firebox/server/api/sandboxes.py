@@ -20,13 +20,13 @@ from ... import wire
 from ...backends import sandbox_net
 from ...store import schema as s
 from ..core import tunnels
+from ..core.errors import invalid, not_found
 from ..core.objects import check_name
 from ..core.ownership import check_secrets
 from ..core.sandbox_volumes import check_mount_path
 from ..core.sandboxes import MAX_TIMEOUT, Exec, Running, SandboxManager, Spec
 from . import requests as rq
 from .apps import app_row, identity, msgpack_body, packed, plane, query
-from .errors import invalid, not_found
 from .requests import MAX_WAIT
 from .volumes import OWNED as VOLUMES
 

@@ -12,10 +12,10 @@ from starlette.responses import JSONResponse
 from starlette.routing import Route
 
 from ...store import schema as s
+from ..core.errors import invalid, not_found
 from ..core.metering import usage
 from . import requests as rq
 from .apps import app_row, identity, json_body, plane, query
-from .errors import invalid, not_found
 
 AUTOSCALER_KEYS = ("min_containers", "max_containers", "buffer_containers", "scaledown_window")
 

@@ -15,10 +15,10 @@ from starlette.responses import JSONResponse
 from starlette.routing import Route
 
 from ...store import schema as s
+from ..core.errors import invalid, not_found
 from ..core.objects import already_exists, check_name
 from . import requests as rq
 from .apps import identity, json_body, plane
-from .errors import invalid, not_found
 
 ENV_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 MAX_SECRET_BYTES = 64 * 1024

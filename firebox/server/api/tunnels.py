@@ -10,10 +10,10 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
+from ..core.errors import ApiError, invalid, not_found
 from ..core.scheduler import Container
 from . import requests as rq
 from .apps import identity, msgpack_body, packed, plane
-from .errors import ApiError, invalid, not_found
 
 
 def _container(request: Request) -> Container:

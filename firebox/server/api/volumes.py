@@ -15,11 +15,11 @@ from starlette.responses import FileResponse, Response
 from starlette.routing import Route
 
 from ...store import schema as s
+from ..core.errors import ApiError, invalid
 from ..core.objects import Objects, OwnedIds
 from ..core.ownership import owned
 from . import requests as rq
 from .apps import identity, msgpack_body, packed, plane, query
-from .errors import ApiError, invalid
 
 VOLUMES = Objects("volume", "vo", s.volumes, [s.volume_files.c.volume_id], {"version": 0})
 OWNED = OwnedIds(VOLUMES)

@@ -8,8 +8,8 @@ from starlette.responses import JSONResponse
 from starlette.routing import Route
 
 from ...store import schema as s
+from ..core.errors import not_found
 from .apps import identity, plane
-from .errors import not_found
 from .ingress import new_proxy_token, proxy_token_row
 
 

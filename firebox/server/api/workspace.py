@@ -9,10 +9,10 @@ from starlette.routing import Route
 
 from ...backends import isolation
 from ...store import schema as s
+from ..core.errors import ApiError, invalid
 from ..core.isolation_floor import refusal
 from . import requests as rq
 from .apps import identity, json_body, plane
-from .errors import ApiError, invalid
 
 
 async def _describe(request: Request) -> JSONResponse:

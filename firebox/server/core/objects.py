@@ -11,7 +11,7 @@ import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from ..api.auth import Identity
-from ..api.errors import ApiError, invalid, not_found
+from .errors import ApiError, invalid, not_found
 
 if TYPE_CHECKING:
     from .plane import ControlPlane

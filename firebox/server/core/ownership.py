@@ -9,7 +9,7 @@ import sqlalchemy as sa
 
 from ...store import schema as s
 from ..api.auth import Identity
-from ..api.errors import ApiError, invalid, not_found
+from .errors import ApiError, invalid, not_found
 from .isolation_floor import floor, refusal
 from .plane import ControlPlane
 

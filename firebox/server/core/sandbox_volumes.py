@@ -23,7 +23,7 @@ from typing import IO, TYPE_CHECKING, Any
 import sqlalchemy as sa
 
 from ...store import schema as s
-from ..api.errors import invalid
+from .errors import invalid
 
 if TYPE_CHECKING:
     from .plane import ControlPlane

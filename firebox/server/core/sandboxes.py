@@ -28,8 +28,8 @@ import sqlalchemy as sa
 
 from ...backends import cgroups, isolation, sandbox_net
 from ...store import schema as s
-from ..api.errors import ApiError, invalid
 from . import sandbox_volumes
+from .errors import ApiError, invalid
 
 if TYPE_CHECKING:
     from .plane import ControlPlane

@@ -25,7 +25,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from ..api.errors import ApiError
+from .errors import ApiError
 
 log = logging.getLogger("firebox.tunnels")
 

@@ -1,4 +1,5 @@
-"""Errors the API returns: JSON {"error", "type"} that the client turns back into exceptions."""
+"""Errors the control plane raises and the API returns as JSON {"error", "type"} with their HTTP
+status; the client turns them back into exceptions."""
 
 from __future__ import annotations
 
