@@ -27,6 +27,7 @@ from ..exception import InputCancellation, InvalidError
 from ..sdk import volume as volumes
 from ..sdk.cls import instantiate, lifecycle_methods, unpack_params
 from ..sdk.context import current_call, current_input
+from ..wire import messages
 from . import web
 from .batching import Batcher
 
@@ -63,16 +64,17 @@ async def fetch_code(ws: ClientConnection, hello: dict[str, Any], root: Path) ->
         if not path.resolve().is_relative_to(root.resolve()):
             raise InvalidError(f"refusing to write code outside the container: {rel}")
         places.setdefault(digest, []).append(path)
-    await ws.send(wire.pack({"t": "blobs", "digests": sorted(places)}))
+    await ws.send(wire.pack(messages.blobs_wanted(sorted(places))))
     begun: set[str] = set()
     done: set[str] = set()
     while True:
         message = wire.unpack(await ws.recv())
-        if message.get("t") == "blobs":
+        if message.get(messages.TAG) == messages.BLOBS:
             break
         digest = message.get("digest")
-        if message.get("t") != "blob" or digest not in places:
-            raise InvalidError(f"expected the app's code, got a {message.get('t')!r} message")
+        if message.get(messages.TAG) != messages.BLOB or digest not in places:
+            raise InvalidError(
+                f"expected the app's code, got a {message.get(messages.TAG)!r} message")
         first = places[digest][0]
         first.parent.mkdir(parents=True, exist_ok=True)
         with open(first, "ab" if digest in begun else "wb") as f:
@@ -118,7 +120,7 @@ class Runtime:
         self.instance: Any = None
         self.tasks: dict[str, asyncio.Task[None]] = {}
         self.threads: dict[str, int] = {}
-        self.outbox: list[dict[str, Any]] = []
+        self.outbox: list[messages.OutputItem] = []
         self.outbox_ready = asyncio.Event()
         self.stopping = asyncio.Event()
         self.max_inputs = int(self.spec.get("max_inputs") or 1)
@@ -181,18 +183,18 @@ class Runtime:
         try:
             async for raw in self.ws:
                 message = wire.unpack(raw)
-                kind = message.get("t")
-                if kind == "inputs":
+                kind = message.get(messages.TAG)
+                if kind == messages.INPUTS:
                     for item in message["items"]:
                         self._start_input(item)
-                elif kind == "ws_in":
+                elif kind == messages.WS_IN:
                     inbox = self.sockets.get(message["id"])
                     if inbox is not None:
                         inbox.put_nowait(message["event"])
-                elif kind == "cancel":
+                elif kind == messages.CANCEL:
                     for input_id in message["ids"]:
                         self._cancel(input_id)
-                elif kind == "stop":
+                elif kind == messages.STOP:
                     break
         finally:
             pending = list(self.tasks.values())
@@ -268,17 +270,17 @@ class Runtime:
         self.outbox_ready.clear()
         items, self.outbox = self.outbox, []
         # Frames of about a payload at most: the control plane refuses larger messages.
-        frame: list[dict[str, Any]] = []
+        frame: list[messages.OutputItem] = []
         size = 0
         for item in items:
             cost = len(item["data"] or b"") + OUTPUT_COST
             if frame and size + cost > wire.max_payload_bytes():
-                await self.ws.send(wire.pack({"t": "outputs", "items": frame}))
+                await self.ws.send(wire.pack(messages.outputs(frame)))
                 frame, size = [], 0
             frame.append(item)
             size += cost
         if frame:
-            await self.ws.send(wire.pack({"t": "outputs", "items": frame}))
+            await self.ws.send(wire.pack(messages.outputs(frame)))
 
     async def _run_one(self, item: dict[str, Any]) -> None:
         input_id = item["id"]
@@ -422,11 +424,11 @@ async def main() -> None:
             await runtime.enter()
         except BaseException as exc:
             traceback.print_exc()
-            await ws.send(wire.pack({"t": "init_failed", "error": wire.encode_exception(exc)}))
+            await ws.send(wire.pack(messages.init_failed(wire.encode_exception(exc))))
             raise SystemExit(1) from None
         loop = asyncio.get_running_loop()
         loop.add_signal_handler(signal.SIGTERM, lambda: asyncio.ensure_future(ws.close()))
-        await ws.send(wire.pack({"t": "ready"}))
+        await ws.send(wire.pack(messages.ready()))
         await runtime.serve()
         await commit_volumes()
 

@@ -13,6 +13,7 @@ from typing import Any
 
 from .. import wire
 from ..exception import ExecutionError, InvalidError
+from ..wire import messages
 
 Send = Callable[[bytes], Awaitable[None]]
 BODY_PIECE = 1024 * 1024  # bytes of a response body per message to the control plane
@@ -282,7 +283,8 @@ async def serve_request(app: Any, input_id: str, request: dict[str, Any], send: 
         body = message.get("body", b"")
         # A large body goes in pieces: the control plane refuses messages over a payload's size.
         for at in range(0, max(len(body), 1), BODY_PIECE):
-            event = {"t": "http", "id": input_id, **pending, "body": body[at:at + BODY_PIECE]}
+            event = {messages.TAG: messages.HTTP, "id": input_id, **pending,
+                     "body": body[at:at + BODY_PIECE]}
             pending.clear()
             if not message.get("more_body") and at + BODY_PIECE >= len(body):
                 event["end"] = True
@@ -309,7 +311,7 @@ async def serve_socket(app: Any, input_id: str, request: dict[str, Any], send: S
 
     async def finish(close: dict[str, Any] | None) -> None:
         state["closed"] = state["ended"] = True
-        event: dict[str, Any] = {"t": "http", "id": input_id, "end": True,
+        event: dict[str, Any] = {messages.TAG: messages.HTTP, "id": input_id, "end": True,
                                  "exec": time.perf_counter() - started}
         if close is not None:
             event["ws"] = close
@@ -346,7 +348,7 @@ async def serve_socket(app: Any, input_id: str, request: dict[str, Any], send: S
             return
         else:
             raise InvalidError(f"A WebSocket app cannot send {kind!r} events here.")
-        await send(wire.pack({"t": "http", "id": input_id, "ws": event}))
+        await send(wire.pack({messages.TAG: messages.HTTP, "id": input_id, "ws": event}))
 
     try:
         await app(_scope(request), receive, asgi_send)

@@ -12,6 +12,7 @@ from starlette.routing import WebSocketRoute
 from starlette.websockets import WebSocket, WebSocketDisconnect
 
 from ... import wire
+from ...wire import messages
 from .plane import ControlPlane
 
 log = logging.getLogger("firebox.containers")
@@ -66,17 +67,17 @@ async def container_channel(ws: WebSocket) -> None:
             raw = await ws.receive_bytes()
             try:
                 message = wire.unpack(raw)
-                kind = message.get("t")
-                if kind == "http":
+                kind = message.get(messages.TAG)
+                if kind == messages.HTTP:
                     cp.scheduler.on_http(c, message)
-                elif kind == "outputs":
+                elif kind == messages.OUTPUTS:
                     cp.scheduler.on_outputs(c, message["items"])
-                elif kind == "ready":
+                elif kind == messages.READY:
                     cp.scheduler.on_ready(c)
-                elif kind == "blobs" and code is None:
+                elif kind == messages.BLOBS and code is None:
                     code = asyncio.create_task(
                         _send_code(cp, link, hello, [str(d) for d in message["digests"]]))
-                elif kind == "init_failed":
+                elif kind == messages.INIT_FAILED:
                     cp.scheduler.on_init_failed(c, message["error"])
             except (ValueError, TypeError, KeyError, AttributeError) as exc:
                 # Only the container's own code could have sent it: that container goes, the
@@ -115,13 +116,12 @@ async def _send_code(cp: ControlPlane, link: WebSocketLink, hello: dict[str, Any
                 while True:
                     data = await asyncio.to_thread(f.read, CODE_CHUNK)
                     last = len(data) < CODE_CHUNK
-                    await link.deliver({"t": "blob", "digest": digest, "data": data,
-                                        "last": last})
+                    await link.deliver(messages.blob(digest, data, last))
                     if last:
                         break
         except (OSError, ValueError):  # not its own, or not (or no longer) stored
             missing.append(digest)
-    await link.deliver({"t": "blobs", "missing": missing})
+    await link.deliver(messages.blobs_missing(missing))
 
 
 routes = [WebSocketRoute("/v1/containers/ws", container_channel)]

@@ -1,0 +1,124 @@
+"""The container channel's messages: one msgpack map per WebSocket frame, its kind under TAG.
+
+Each tag says who sends it; the TypedDicts name the keys each kind carries.
+"""
+
+from __future__ import annotations
+
+from typing import Any, NotRequired, TypedDict
+
+TAG = "t"  # the key of a message's kind
+
+# Control plane -> container.
+HELLO = "hello"  # first message on a new channel: what the container must load
+INPUTS = "inputs"  # inputs to run
+WS_IN = "ws_in"  # a WebSocket client's event for the socket an input is serving
+CANCEL = "cancel"  # inputs to cancel
+STOP = "stop"  # finish the running inputs and exit
+BLOB = "blob"  # a chunk of a code blob the container asked for
+
+# Container -> control plane.
+READY = "ready"  # the code is loaded and enter hooks ran: send inputs
+INIT_FAILED = "init_failed"  # loading the code or an enter hook raised
+OUTPUTS = "outputs"  # results of inputs
+HTTP = "http"  # response events of a web input; "end" finishes the input
+
+# Both ways: the container names the code blobs it wants (digests), and the control plane,
+# after their BLOB chunks, ends the stream with the digests it did not send (missing).
+BLOBS = "blobs"
+
+
+class Hello(TypedDict):
+    t: str
+    container_id: str
+    app_id: str
+    function_id: str
+    function: dict[str, Any]  # the function's spec
+    params: Any  # a class's parameters, packed (None for a function)
+
+
+class InputItem(TypedDict):
+    """One input of an INPUTS message."""
+
+    id: str
+    call_id: str
+    idx: int
+    method: str | None
+    args: bytes | None  # serialized (args, kwargs); for a web input, the packed request
+    attempt: int
+
+
+class OutputItem(TypedDict):
+    """One result of an OUTPUTS message."""
+
+    id: str
+    status: str  # one of wire's output statuses
+    data: bytes | None
+    exec: float | None  # seconds the input ran
+
+
+class Blob(TypedDict):
+    t: str
+    digest: str
+    data: bytes
+    last: bool
+
+
+class HttpEvent(TypedDict):
+    """A web input's response event: status and headers first, then body pieces; or a
+    WebSocket's event (ws)."""
+
+    t: str
+    id: str
+    status: NotRequired[int]
+    headers: NotRequired[list[list[bytes]]]
+    body: NotRequired[bytes]
+    ws: NotRequired[dict[str, Any]]
+    end: NotRequired[bool]
+    exec: NotRequired[float]
+
+
+def hello(container_id: str, app_id: str, function_id: str, function: dict[str, Any],
+          params: Any) -> Hello:
+    return {"t": HELLO, "container_id": container_id, "app_id": app_id,
+            "function_id": function_id, "function": function, "params": params}
+
+
+def inputs(items: list[InputItem]) -> dict[str, Any]:
+    return {TAG: INPUTS, "items": items}
+
+
+def ws_in(input_id: str, event: dict[str, Any]) -> dict[str, Any]:
+    return {TAG: WS_IN, "id": input_id, "event": event}
+
+
+def cancel(input_ids: list[str]) -> dict[str, Any]:
+    return {TAG: CANCEL, "ids": input_ids}
+
+
+def stop() -> dict[str, Any]:
+    return {TAG: STOP}
+
+
+def blob(digest: str, data: bytes, last: bool) -> Blob:
+    return {"t": BLOB, "digest": digest, "data": data, "last": last}
+
+
+def blobs_wanted(digests: list[str]) -> dict[str, Any]:
+    return {TAG: BLOBS, "digests": digests}
+
+
+def blobs_missing(digests: list[str]) -> dict[str, Any]:
+    return {TAG: BLOBS, "missing": digests}
+
+
+def ready() -> dict[str, Any]:
+    return {TAG: READY}
+
+
+def init_failed(error: bytes) -> dict[str, Any]:
+    return {TAG: INIT_FAILED, "error": error}
+
+
+def outputs(items: list[OutputItem]) -> dict[str, Any]:
+    return {TAG: OUTPUTS, "items": items}
