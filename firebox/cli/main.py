@@ -126,8 +126,8 @@ def token() -> None:
 def token_create(workspace: str, admin: bool, state_dir: Path | None,
                  database_url: str | None) -> None:
     """Create a token for WORKSPACE (made if missing) and print it."""
-    from ..server.api.auth import ADMIN, USER
     from ..server.core.plane import Settings
+    from ..server.core.workspaces import ADMIN, USER
     from ..server.main import bootstrap
 
     settings = Settings.for_state_dir(state_dir or config.state_dir(), "", database_url)

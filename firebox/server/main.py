@@ -16,9 +16,9 @@ from .. import config
 from ..backends.isolation import IsolationUnavailable, sandbox_default_mode
 from ..store.db import Database
 from .api.app import create_app
-from .api.auth import ADMIN, Identity, create_token, ensure_workspace, token_identity
 from .api.limits import max_message_bytes
 from .core.plane import Settings
+from .core.workspaces import ADMIN, Identity, create_token, ensure_workspace, token_identity
 
 log = logging.getLogger("firebox.server")
 # WebSocket messages uvicorn reads ahead of the app, per socket: each may be as large as a

@@ -23,9 +23,9 @@ from ..core.functions import DEFAULTS
 from ..core.ownership import check_refs
 from ..core.plane import ControlPlane, new_app_id
 from ..core.specs import check_options, check_spec
+from ..core.workspaces import Identity
 from . import limits
 from . import requests as rq
-from .auth import Identity
 from .ingress import web_entries
 from .requests import M, validate
 

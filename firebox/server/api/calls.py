@@ -29,10 +29,10 @@ from ...store import schema as s
 from ..core.errors import ApiError, invalid, not_found
 from ..core.plane import ControlPlane
 from ..core.scheduler import Input
+from ..core.workspaces import Identity
 from . import limits
 from . import requests as rq
 from .apps import identity, packed, plane, unpack_map
-from .auth import Identity
 from .requests import MAX_WAIT, validate
 
 log = logging.getLogger("firebox.calls")

@@ -10,8 +10,8 @@ from typing import TYPE_CHECKING, Any
 import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from ..api.auth import Identity
 from .errors import ApiError, invalid, not_found
+from .workspaces import Identity
 
 if TYPE_CHECKING:
     from .plane import ControlPlane

@@ -8,10 +8,10 @@ from typing import Any
 import sqlalchemy as sa
 
 from ...store import schema as s
-from ..api.auth import Identity
 from .errors import ApiError, invalid, not_found
 from .isolation_floor import floor, refusal
 from .plane import ControlPlane
+from .workspaces import Identity
 
 
 async def owned(cp: ControlPlane, workspace_id: str, digests: list[str]) -> set[str]:

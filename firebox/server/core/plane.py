@@ -20,7 +20,6 @@ from ...images.builder import Builder
 from ...store import schema as s
 from ...store.blobs import BlobStore
 from ...store.db import Database
-from ..api.auth import Identity
 from ..api.ingress import Ingress
 from .functions import FunctionRecord, merged_spec
 from .logs import LogHub
@@ -33,6 +32,7 @@ from .specs import options_problem, spec_problem
 from .tunnels import Tunnels
 from .vault import Vault
 from .waiters import Waiters
+from .workspaces import Identity
 
 log = logging.getLogger("firebox.server")
 
