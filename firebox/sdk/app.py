@@ -9,116 +9,18 @@ from typing import Any
 
 from .. import _sync, wire
 from .. import client as client_mod
-from ..exception import InvalidError, NotFoundError, NotSupportedYet
+from ..exception import InvalidError, NotFoundError
 from .attach import attach_spec
 from .cls import Cls
 from .function import Function
 from .gpu import gpu_spec, isolation_spec
 from .image import Image
+from .options import reject_old_options, resource_spec
 from .package import CodeBundle, collect, module_name
 from .partial import PartialFunction, class_parameters
-from .retries import Retries, retries_spec
+from .retries import Retries
+from .runner import RunContext, deploy
 from .schedule import schedule_spec
-
-_RENAMED = {
-    "keep_warm": "min_containers",
-    "concurrency_limit": "max_containers",
-    "container_idle_timeout": "scaledown_window",
-}
-_NOT_YET = {
-    "network_file_systems": "Network file systems",
-    "cloud_bucket_mounts": "Cloud bucket mounts",
-    "proxy": "Proxies",
-}
-
-
-def reject_old_options(kwargs: dict[str, Any]) -> None:
-    for old, new in _RENAMED.items():
-        if old in kwargs:
-            raise InvalidError(f"'{old}' was renamed; use {new}= instead.")
-    if "allow_concurrent_inputs" in kwargs:
-        raise InvalidError(
-            "'allow_concurrent_inputs' was removed; decorate the function with "
-            "@firebox.concurrent(max_inputs=...) instead."
-        )
-    if "mounts" in kwargs:
-        raise InvalidError(
-            "'mounts' was removed; add local files to the image with "
-            "Image.add_local_dir / add_local_python_source instead."
-        )
-    for key, what in _NOT_YET.items():
-        value = kwargs.get(key)
-        if value not in (None, [], {}, ()):
-            raise NotSupportedYet(f"{what} are not supported yet in firebox; remove {key}=.")
-
-
-def _split(value: Any, what: str) -> tuple[Any, Any]:
-    if isinstance(value, tuple):
-        if len(value) != 2:
-            raise InvalidError(f"{what} as a tuple must be (request, limit).")
-        return value
-    return value, None
-
-
-def resource_spec(cpu: Any, memory: Any, timeout: Any, scaledown_window: Any,
-                  min_containers: Any, max_containers: Any, buffer_containers: Any,
-                  retries: Any) -> dict[str, Any]:
-    """Validate and encode the options @app.function and with_options share."""
-    spec: dict[str, Any] = {}
-    if timeout is not None:
-        if not isinstance(timeout, int | float) or timeout <= 0 or timeout > 86400:
-            raise InvalidError("timeout must be seconds between 1 and 86400.")
-        spec["timeout"] = float(timeout)
-    if cpu is not None:
-        request, limit = _split(cpu, "cpu")
-        if request <= 0:
-            raise InvalidError("cpu must be a positive number of cores.")
-        spec["cpu"], spec["cpu_limit"] = float(request), limit
-    if memory is not None:
-        request, limit = _split(memory, "memory")
-        if int(request) <= 0:
-            raise InvalidError("memory must be a positive number of MiB.")
-        spec["memory"], spec["memory_limit"] = int(request), limit
-    if scaledown_window is not None:
-        if not 2 <= scaledown_window <= 3600:
-            raise InvalidError("scaledown_window must be between 2 and 3600 seconds.")
-        spec["scaledown_window"] = float(scaledown_window)
-    for key, value in (("min_containers", min_containers), ("max_containers", max_containers),
-                       ("buffer_containers", buffer_containers)):
-        if value is not None:
-            if not isinstance(value, int) or value < 0:
-                raise InvalidError(f"{key} must be a non-negative integer.")
-            spec[key] = value
-    if max_containers is not None and max_containers < 1:
-        raise InvalidError("max_containers must be at least 1.")
-    if (min_containers or 0) > (max_containers if max_containers is not None else 1 << 30):
-        raise InvalidError("min_containers cannot be more than max_containers.")
-    if retries is not None:
-        spec["retries"] = retries_spec(retries)
-    return spec
-
-
-def variant_options(name: str, options: dict[str, Any]) -> dict[str, Any]:
-    """The options of Function.with_options / Cls.with_options, checked and encoded."""
-    reject_old_options(options)
-    allowed = {"cpu", "memory", "timeout", "scaledown_window", "min_containers",
-               "max_containers", "buffer_containers", "retries", "gpu", "image", "secrets",
-               "volumes", "env"}
-    unknown = set(options) - allowed
-    if unknown:
-        raise InvalidError(f"with_options got unknown options: {', '.join(sorted(unknown))}.")
-    spec = attach_spec(options.get("secrets"), options.get("volumes"), options.get("env"))
-    spec |= resource_spec(
-        options.get("cpu"), options.get("memory"), options.get("timeout"),
-        options.get("scaledown_window"), options.get("min_containers"),
-        options.get("max_containers"), options.get("buffer_containers"), options.get("retries"),
-    )
-    if options.get("gpu") is not None:
-        spec["gpu"] = gpu_spec(options["gpu"])
-    if options.get("image") is not None:
-        raise NotSupportedYet(f"{name}.with_options(image=) is not supported yet; give the image "
-                              "in @app.function(image=...) instead.")
-    return spec
 
 
 class App:
@@ -344,13 +246,9 @@ class App:
     def run(self, *, detach: bool = False, show_logs: bool = True,
             interactive: bool = False) -> Any:
         """A context in which the app's functions run: `with app.run(): f.remote()`."""
-        from .runner import RunContext
-
         return RunContext(self, detach=detach, show_logs=show_logs)
 
     def deploy(self, *, name: str | None = None, tag: str = "") -> App:
-        from .runner import deploy
-
         _sync.run(deploy(self, name or self.name))
         return self
 

@@ -7,6 +7,7 @@ from typing import Any
 
 import msgpack
 
+from .. import _sync
 from ..exception import InvalidError
 from .function import Function
 from .partial import PartialFunction, parameter_defaults
@@ -41,8 +42,6 @@ class Cls:
                 f"{self._name}() takes parameters by keyword only, like {self._name}(k=3)."
             )
         if self._user_cls is None and not self._function._info:
-            from .. import _sync
-
             _sync.run(self._function._resolve())
         declared = self._info().get("parameters", {})
         unknown = set(kwargs) - set(declared)
@@ -139,8 +138,6 @@ class Obj:
             raise AttributeError(name)
         methods = self._cls._info().get("methods", {})
         if self._cls._user_cls is None and not methods:
-            from .. import _sync
-
             _sync.run(self._cls._function._resolve())
             methods = self._cls._info().get("methods", {})
         if name not in methods:

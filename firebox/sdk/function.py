@@ -13,6 +13,7 @@ from .. import wire
 from .._sync import live_classmethod, live_method, live_method_chunks, live_method_gen
 from ..exception import InvalidError, NotSupportedYet, RemoteError
 from .attach import resolve_spec
+from .options import variant_options
 
 if TYPE_CHECKING:
     from .app import App
@@ -407,8 +408,6 @@ class Function:
 
     def with_options(self, **options: Any) -> Function:
         """A variant with other resources or scaling, served by its own pool of containers."""
-        from .app import variant_options
-
         return self._variant(variant_options(self._name, options))
 
     def with_concurrency(self, *, max_inputs: int, target_inputs: int | None = None) -> Function:

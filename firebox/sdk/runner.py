@@ -6,15 +6,14 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import sys
-from collections.abc import Mapping
-from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from .. import _sync, config
 from .. import client as client_mod
 from ..exception import ConnectionError, ImageBuildError, InvalidError
-from ..store.blobs import file_sha256, sha256
+from ..store.blobs import sha256
 from .attach import resolve_spec
+from .blobs import upload_blobs
 
 if TYPE_CHECKING:
     from ..local import EmbeddedServer
@@ -22,30 +21,6 @@ if TYPE_CHECKING:
     from .image import Image
 
 HEARTBEAT_EVERY = 10.0
-
-
-async def upload_blobs(blobs: Mapping[str, bytes | Path]) -> None:
-    """Send the blobs the server does not have yet; a Path's content is streamed from its file,
-    never held whole in memory."""
-    if not blobs:
-        return
-    c = client_mod.current()
-    missing = (await c.request("POST", "/v1/blobs/missing", body={"digests": list(blobs)}))[
-        "missing"
-    ]
-
-    async def put(digest: str) -> None:
-        source = blobs[digest]
-        try:
-            await c.request("PUT", f"/v1/blobs/{digest}", content=source)
-        except InvalidError:
-            if isinstance(source, Path) and (await asyncio.to_thread(
-                    file_sha256, source))[0] != digest:
-                raise InvalidError(f"{source} changed while it was being uploaded; try again "
-                                   "once it is written.") from None
-            raise
-
-    await asyncio.gather(*(put(d) for d in missing))
 
 
 async def publish(app: App, mode: str, name: str | None, app_id: str | None = None) -> str:

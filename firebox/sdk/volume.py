@@ -30,6 +30,7 @@ from .. import client as client_mod
 from .._sync import live_classmethod, live_method, live_method_gen
 from ..exception import InvalidError
 from ..store.blobs import file_sha256
+from .blobs import upload_blobs
 from .named import NamedObject
 
 
@@ -177,8 +178,6 @@ class BatchUpload:
             blobs[digest] = src
             puts[remote] = [digest, size, mode, now]
         if puts:
-            from .runner import upload_blobs
-
             await upload_blobs(blobs)
             await self.volume._call("commit", {"put": puts, "force": self.force})
 
@@ -273,8 +272,6 @@ class LocalMount:
             st = full.stat()
             blobs[digest] = full
             entries[rel] = [digest, st.st_size, st.st_mode & 0o777, st.st_mtime]
-        from .runner import upload_blobs
-
         await upload_blobs(blobs)
         await client_mod.current().request(
             "POST", f"{Volume._path}/{self.volume_id}/commit",
