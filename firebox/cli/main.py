@@ -13,6 +13,7 @@ import click
 from .. import _sync, config
 from .. import client as client_mod
 from ..exception import Error
+from ..sdk.runner import print_log_line
 from .common import request, when
 from .entrypoints import build_command, find_app, find_runnable, import_file
 from .image import image_group
@@ -173,8 +174,6 @@ def app_stop(app: str) -> None:
 @click.option("-f", "--follow", is_flag=True, help="Keep printing new output until the app stops.")
 def app_logs(app: str, follow: bool) -> None:
     """Print the output of APP's containers."""
-    from ..sdk.runner import print_log_line
-
     async def stream() -> None:
         c = client_mod.current()
         params = {"follow": "1" if follow else "0"}

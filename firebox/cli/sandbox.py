@@ -2,11 +2,17 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
+import os
 import sys
+import threading
 from typing import Any
 
 import click
+
+from .. import _sync
+from ..sdk.sandbox import Sandbox
 
 
 @click.group("sandbox")
@@ -19,8 +25,6 @@ def sandbox_group() -> None:
 @click.option("--json", "as_json", is_flag=True)
 def sandbox_list(app_id: str | None, as_json: bool) -> None:
     """List the running sandboxes."""
-    from ..sdk.sandbox import Sandbox
-
     rows = [{"id": sb.object_id, "isolation": sb.isolation} for sb in Sandbox.list(app_id=app_id)]
     if as_json:
         click.echo(json.dumps(rows, indent=2))
@@ -39,8 +43,6 @@ def sandbox_list(app_id: str | None, as_json: bool) -> None:
 def sandbox_exec(sandbox_id: str, command: tuple[str, ...], use_pty: bool) -> None:
     """Run COMMAND in sandbox SANDBOX_ID: its output streams here as it comes, this command's
     stdin goes to it, and its exit code is returned."""
-    from .. import _sync
-
     if use_pty and not sys.stdin.isatty():
         raise click.UsageError("--pty needs a terminal on stdin; leave it out to pipe input.")
     code = _sync.run(_exec(sandbox_id, command, use_pty))
@@ -49,12 +51,6 @@ def sandbox_exec(sandbox_id: str, command: tuple[str, ...], use_pty: bool) -> No
 
 async def _exec(sandbox_id: str, command: tuple[str, ...], use_pty: bool) -> int:
     """On firebox's loop: start the command, pump stdin to it and its output here."""
-    import asyncio
-    import os
-    import threading
-
-    from ..sdk.sandbox import Sandbox
-
     size = None
     if use_pty:
         columns, rows = os.get_terminal_size(sys.stdout.fileno())
@@ -126,7 +122,5 @@ async def _exec(sandbox_id: str, command: tuple[str, ...], use_pty: bool) -> int
 @click.argument("sandbox_id")
 def sandbox_terminate(sandbox_id: str) -> None:
     """Stop sandbox SANDBOX_ID and everything in it."""
-    from ..sdk.sandbox import Sandbox
-
     Sandbox.from_id(sandbox_id).terminate()
     click.echo(f"Terminated {sandbox_id}.")
