@@ -1,0 +1,130 @@
+"""The gVisor launch: the OCI bundle runsc runs, for a container (its file view over an empty
+read-only root, as its user) and for a sandbox (its own writable root, as gVisor's root)."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from pathlib import Path
+
+from .view import Sandbox, file_view
+
+# runsc 20221219 takes a network namespace with /proc/sys/net/core/rmem_default for the host's
+# own and refuses it; since Linux 6.x every namespace has that file. Hidden from runsc only, in
+# the private mount namespace it starts in.
+HIDE_RMEM = "mount -t tmpfs -o size=4k,ro firebox-netns /proc/sys/net/core"
+
+# Capabilities of root inside a gVisor sandbox: they act on gVisor's kernel, never the host's.
+GVISOR_CAPS = ["CAP_CHOWN", "CAP_DAC_OVERRIDE", "CAP_FOWNER", "CAP_FSETID", "CAP_KILL",
+               "CAP_SETGID", "CAP_SETUID", "CAP_SETPCAP", "CAP_NET_BIND_SERVICE", "CAP_SYS_CHROOT",
+               "CAP_MKNOD", "CAP_AUDIT_WRITE", "CAP_SETFCAP"]
+
+
+def _system_mounts() -> list[dict[str, object]]:
+    """What every gVisor container and sandbox has of its own, before its /tmp and the rest."""
+    return [
+        {"destination": "/proc", "type": "proc", "source": "proc"},
+        {"destination": "/dev", "type": "tmpfs", "source": "tmpfs"},
+        {"destination": "/dev/pts", "type": "devpts", "source": "devpts"},
+        {"destination": "/dev/shm", "type": "tmpfs", "source": "shm", "options": ["mode=1777"]},
+        {"destination": "/sys", "type": "sysfs", "source": "sysfs", "options": ["ro"]},
+    ]
+
+
+def _bind(dest: str, src: str, mode: str) -> dict[str, object]:
+    return {"destination": dest, "type": "bind", "source": src, "options": ["rbind", mode]}
+
+
+def _tmpfs(dest: str, mode: str | None = None) -> dict[str, object]:
+    mount: dict[str, object] = {"destination": dest, "type": "tmpfs", "source": "tmpfs"}
+    if mode is not None:
+        mount["options"] = [f"mode={mode}"]
+    return mount
+
+
+def _runsc(sandbox: Sandbox, process: dict[str, object], root: dict[str, object],
+           mounts: list[dict[str, object]], cgroup: str | None, netns: str | None,
+           host_uds: bool) -> list[str]:
+    """Write the bundle's config.json under sandbox.scratch; the command that runs it. In a
+    network namespace (netns) gVisor's netstack takes over the veth there, address and
+    routes; without one it has loopback only."""
+    assert sandbox.scratch is not None and sandbox.runsc_root is not None
+    namespaces: list[dict[str, str]] = [{"type": t} for t in ("pid", "ipc", "uts", "mount")]
+    namespaces.append({"type": "network", "path": netns} if netns else {"type": "network"})
+    linux: dict[str, object] = {"namespaces": namespaces}
+    if cgroup:
+        # runsc moves its sandbox and gofer processes out of the cgroup they start in unless
+        # the spec names one: without this no memory or process limit would hold.
+        linux["cgroupsPath"] = cgroup
+    spec = {"ociVersion": "1.0.2",
+            "process": {"terminal": False, **process, "noNewPrivileges": True},
+            "root": root, "hostname": sandbox.container_id, "mounts": mounts, "linux": linux}
+    (sandbox.scratch / "config.json").write_text(json.dumps(spec))
+    return ["runsc", "--root", str(sandbox.runsc_root),
+            "--network=sandbox" if netns else "--network=none",
+            *(["--host-uds=open"] if host_uds else []),
+            "run", "--bundle", str(sandbox.scratch), sandbox.container_id]
+
+
+def gvisor_argv(argv: Sequence[str], sandbox: Sandbox, env: dict[str, str]) -> list[str]:
+    """Write an OCI bundle for runsc and return the command that runs it: the same file view as
+    bubblewrap's over an empty read-only root, the container's user, and its network namespace
+    (gVisor's own netstack on the veth) or none (loopback only). The control plane is reached
+    over its unix socket (runsc --host-uds=open)."""
+    assert sandbox.scratch is not None
+    skeleton = sandbox.scratch / "rootfs"
+    skeleton.mkdir(parents=True, exist_ok=True)
+    mounts = [*_system_mounts(), _tmpfs("/tmp", "1777")]
+    for m in file_view(sandbox):
+        # A read-only root takes no new mount points: each is made in the skeleton first,
+        # its parents passable by the container's user.
+        target = skeleton / m.dest.lstrip("/")
+        for parent in reversed([target, *target.parents]):
+            if parent == target and m.kind not in ("tmpfs",) and not Path(m.src).is_dir():
+                break
+            if parent.is_relative_to(skeleton) and not parent.exists():
+                parent.mkdir()
+                parent.chmod(0o755)
+        if m.kind == "symlink":
+            if not target.is_symlink():
+                target.symlink_to(m.src)
+            continue
+        if not target.exists():
+            target.touch()
+        if m.kind == "tmpfs":
+            mounts.append(_tmpfs(m.dest, m.mode))
+        else:
+            mounts.append(_bind(m.dest, m.src, "ro" if m.kind in ("ro", "file") else "rw"))
+    for d in ("proc", "dev", "sys", "tmp"):
+        (skeleton / d).mkdir(exist_ok=True)
+    process = {
+        "user": {"uid": 0 if sandbox.uid is None else sandbox.uid,
+                 "gid": 0 if sandbox.gid is None else sandbox.gid},
+        "args": list(argv),
+        "env": [f"{k}={v}" for k, v in env.items() if k != "FIREBOX_PARENT_PID"],
+        "cwd": str(sandbox.root.resolve()),
+        "capabilities": {k: [] for k in ("bounding", "effective", "permitted", "inheritable")},
+    }
+    return _runsc(sandbox, process, {"path": str(skeleton), "readonly": True}, mounts,
+                  sandbox.cgroup, sandbox.netns, host_uds=True)
+
+
+def sandbox_gvisor_argv(agent: Sequence[str], sb: Sandbox, rootfs: Path, env: dict[str, str],
+                        hidden: Sequence[Path], runtime: Sequence[Path], cgroup: str | None,
+                        netns: str | None) -> list[str]:
+    """A sandbox's root is its own overlay (rootfs), writable, with its /tmp; hidden paths
+    masked, the agent's interpreter (runtime) and its volumes bound in."""
+    assert sb.scratch is not None
+    sb.scratch.mkdir(parents=True, exist_ok=True)
+    # runsc puts a tmpfs of its own on /tmp unless the spec mounts something there.
+    mounts = [*_system_mounts(), _bind("/tmp", str(rootfs / "tmp"), "rw")]
+    mounts += [_tmpfs(str(p)) for p in hidden]
+    mounts += [_bind(str(p), str(p), "ro") for p in runtime]
+    mounts += [_bind(path, str(local), "rw") for path, local in sb.volumes.items()]
+    process = {
+        "user": {"uid": 0, "gid": 0}, "args": list(agent),
+        "env": [f"{k}={v}" for k, v in env.items()], "cwd": "/",
+        "capabilities": {k: GVISOR_CAPS for k in ("bounding", "effective", "permitted")},
+    }
+    return _runsc(sb, process, {"path": str(rootfs), "readonly": False}, mounts, cgroup, netns,
+                  host_uds=False)

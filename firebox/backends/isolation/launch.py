@@ -1,0 +1,78 @@
+"""The command lines that start a container or a sandbox under its isolation mode: the network
+namespace, the private mounts, the cgroups and the launcher (bubblewrap or runsc) around it."""
+
+from __future__ import annotations
+
+import shlex
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+
+from .. import sandbox_agent
+from .bubblewrap import bwrap_argv, sandbox_bwrap_argv
+from .gvisor import HIDE_RMEM, gvisor_argv, sandbox_gvisor_argv
+from .modes import GVISOR, NAMESPACES, PROCESS, SANDBOX_MODES, IsolationUnavailable
+from .sandbox_root import SANDBOX_FROM_HOST, SandboxRoot, visible_hidden
+from .view import Sandbox
+
+AGENT = Path(sandbox_agent.__file__)
+SANDBOX_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
+
+
+def launcher(mode: str, argv: Sequence[str], sandbox: Sandbox, env: dict[str, str]) -> list[str]:
+    """The command line that runs argv under the given isolation, in sandbox.netns if set."""
+    if mode == PROCESS:
+        return list(argv)
+    if mode not in (NAMESPACES, GVISOR):
+        raise IsolationUnavailable(f"unknown isolation {mode!r}")
+    inner = bwrap_argv(argv, sandbox) if mode == NAMESPACES else gvisor_argv(argv, sandbox, env)
+    lines = list(sandbox.mount_lines)
+    if mode == GVISOR and sandbox.netns:
+        lines.append(HIDE_RMEM)
+    if lines:
+        script = " && ".join([*lines, 'exec "$@"'])
+        inner = ["unshare", "--mount", "--propagation", "private", "/bin/sh", "-c", script,
+                 "firebox-image", *inner]
+    if sandbox.netns:
+        inner = ["nsenter", f"--net={sandbox.netns}", *inner]
+    return inner
+
+
+def in_cgroup(argv: Sequence[str], procs_files: Sequence[Path]) -> list[str]:
+    """Wrap argv so its process joins the cgroups before it runs (so before it can fork)."""
+    if not procs_files:
+        return list(argv)
+    joins = " && ".join(f"echo $$ > {shlex.quote(str(f))}" for f in procs_files)
+    return ["/bin/sh", "-c", f'{joins} && exec "$@"', "firebox-container", *argv]
+
+
+def sandbox_argv(mode: str, sb: Sandbox, fs: SandboxRoot, env: dict[str, str],
+                 cgroup: str | None = None, netns: str | None = None) -> list[str]:
+    """The command that mounts a sandbox's root and starts its agent under mode; the agent
+    speaks on the command's stdin and stdout. No network: its own namespace with loopback only,
+    unless netns names a prepared one (backends/sandbox_net.py) to run in instead.
+    cgroup: the path (under each controller) of the cgroup the sandbox must stay in."""
+    if mode not in SANDBOX_MODES:
+        raise IsolationUnavailable(f"sandboxes run under {' or '.join(SANDBOX_MODES)}, "
+                                   f"not {mode!r}")
+    mounts = fs.prepare()
+    python = str(Path(sys.executable).resolve())
+    # The agent's source goes in on the command line: where firebox is installed (a /tmp
+    # checkout, say) need not be visible inside the sandbox.
+    agent = [python, "-I", "-S", "-c", AGENT.read_text()]
+    hidden = visible_hidden(sb.hidden)
+    # The agent's interpreter, read-only at its own path where the sandbox has no copy of it
+    # (a Python installed under /root or /opt).
+    prefix = Path(sys.base_prefix).resolve()
+    runtime = [] if prefix.parts[1:2] and prefix.parts[1] in SANDBOX_FROM_HOST else [prefix]
+    env = {"PATH": SANDBOX_PATH, "HOME": "/root", **env}
+    if mode == GVISOR:
+        inner = sandbox_gvisor_argv(agent, sb, fs.rootfs, env, hidden, runtime, cgroup, netns)
+        if netns:
+            mounts.append(HIDE_RMEM)
+    else:
+        inner = sandbox_bwrap_argv(agent, sb, fs.rootfs, env, hidden, runtime, netns)
+    script = " && ".join([*mounts, 'exec "$@"'])
+    enter = ["nsenter", f"--net={netns}"] if netns else []
+    return [*enter, "unshare", "--mount", "--propagation", "private", "/bin/sh", "-c", script,
+            "firebox-sandbox", *inner]

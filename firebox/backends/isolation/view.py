@@ -1,0 +1,172 @@
+"""What a namespaces or gVisor container sees: the Sandbox it is given (its directory, the
+paths hidden from it, its devices and volumes) and the file view made of it, mount by mount."""
+
+from __future__ import annotations
+
+import contextlib
+import functools
+import os
+import stat
+import sys
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from .modes import NAMESPACES
+
+
+@dataclass
+class Sandbox:
+    """What one container may see and touch."""
+
+    container_id: str
+    root: Path  # the container's own directory, read-write
+    hidden: Sequence[Path]  # never visible: the server's state directory, the client config
+    devices: Sequence[str] = ()  # device nodes to pass through (its GPUs)
+    scratch: Path | None = None  # where a launcher may keep files of its own (gVisor's bundle)
+    runsc_root: Path | None = None
+    extra: list[str] = field(default_factory=list)  # more bubblewrap arguments
+    cgroup: str | None = None  # its cgroup path under each controller, for runsc to stay in
+    volumes: dict[str, Path] = field(default_factory=dict)  # mount path -> its working copy
+    server_socket: Path | None = None  # the control plane's unix socket, bound in at SOCKET
+    block_network: bool = False  # a network namespace of its own: loopback only
+    # An image's layers: overlayfs mounts made in a private mount namespace before bubblewrap
+    # starts, and the bubblewrap binds that put them (and its Python dirs) in place.
+    mount_lines: list[str] = field(default_factory=list)
+    image_binds: list[tuple[str, str, bool]] = field(default_factory=list)  # src, dest, ro
+    netns: str | None = None  # a network namespace of its own with egress (backends/netns.py)
+    uid: int | None = None  # the user it runs as; None: root (sandboxes: root of gVisor's kernel)
+    gid: int | None = None
+
+
+def python_paths() -> list[Path]:
+    """Directories the runtime needs to import firebox and the installed packages."""
+    here = Path(__file__).parents[3]  # where the firebox package is
+    paths = {Path(sys.prefix), Path(sys.base_prefix), here}
+    paths.update(Path(p) for p in sys.path if p and Path(p).is_dir())
+    return sorted(p.resolve() for p in paths)
+
+
+def under(path: Path, parents: Sequence[Path]) -> bool:
+    """Whether path is one of parents or inside one."""
+    return any(path == p or p in path.parents for p in parents)
+
+
+def _hidden_dirs(sandbox: Sandbox) -> list[Path]:
+    """The hidden directories that exist, outermost first, none inside another: each is masked
+    by an empty tmpfs, so nothing hidden shows through a directory bound in."""
+    hidden: list[Path] = []
+    for p in sorted({h.resolve() for h in sandbox.hidden}, key=lambda p: len(p.parts)):
+        if p.exists() and not under(p, hidden):
+            hidden.append(p)
+    return hidden
+
+
+# What a namespaces container sees of the host: the system's programs, libraries and
+# configuration, read-only. Home directories, /var, /srv, /opt and the rest are not there.
+SYSTEM_DIRS = ("usr", "bin", "sbin", "lib", "lib32", "lib64", "libx32", "etc")
+
+
+def volumes_at_path(mode: str, volumes: dict[str, str]) -> list[str]:
+    """The mount paths a container's volumes can appear at, as user code expects: under
+    namespaces, where the root is ours to shape, and only outside the directories it binds
+    read-only. Otherwise none: the runtime keeps the copies under the container's directory."""
+    if mode != NAMESPACES or not volumes:
+        return []
+    taken = [Path("/") / d for d in SYSTEM_DIRS] + python_paths()
+    paths = [Path(m) for m in volumes]
+    if any(not p.is_absolute() or under(p, taken) or p in (Path("/"), Path("/tmp"))
+           for p in paths):
+        return []
+    return [str(p) for p in paths]
+
+
+# Where a namespaces container finds the control plane's unix socket. Its channel goes over it,
+# so a container with no network of its own (block_network) still reaches the control plane.
+SOCKET = "/run/firebox/server.sock"
+
+
+# Containers run as this user (nobody), never as root: the host's files that are not readable by
+# everyone (/etc/shadow, other users' homes) stay closed even where they are visible, and what it
+# writes on the host (its directory, its volumes' copies) is owned by it.
+CONTAINER_UID = CONTAINER_GID = 65534
+EMPTY_FILE = Path("/run/firebox-empty")  # bound over the host's secret files
+
+
+@functools.cache
+def host_secrets() -> tuple[Path, ...]:
+    """What under /etc is not readable by everyone (/etc/shadow, /etc/gshadow, private keys):
+    covered in every container, though its user could not read it anyway."""
+    found: list[Path] = []
+    for top, dirs, files in os.walk("/etc"):
+        for name in list(dirs):
+            path = Path(top) / name
+            with contextlib.suppress(OSError):
+                if not path.is_symlink() and not path.stat().st_mode & stat.S_IROTH:
+                    found.append(path)
+                    dirs.remove(name)  # hidden whole
+        for name in files:
+            path = Path(top) / name
+            with contextlib.suppress(OSError):
+                mode = path.lstat().st_mode
+                if stat.S_ISREG(mode) and not mode & stat.S_IROTH:
+                    found.append(path)
+    return tuple(sorted(found))
+
+
+def _empty_file() -> str:
+    if not EMPTY_FILE.exists():
+        EMPTY_FILE.touch(mode=0o444)
+    return str(EMPTY_FILE)
+
+
+@dataclass
+class Mount:
+    """One step of a container's file view, in order: kind is ro, rw, dev (a bind), tmpfs (an
+    empty directory), symlink (src is its target) or file (an empty file over dest)."""
+
+    kind: str
+    dest: str
+    src: str = ""
+    mode: str = "0755"  # a tmpfs's
+
+
+def file_view(sandbox: Sandbox) -> list[Mount]:
+    """What a namespaces or gVisor container sees over its empty root and its own /dev, /proc
+    and /tmp: the system dirs, Python's own directories, its directory, its image, volumes and
+    devices; the hidden directories and the host's secrets covered."""
+    hidden = _hidden_dirs(sandbox)
+    out: list[Mount] = []
+    system = []
+    for name in SYSTEM_DIRS:
+        path = Path("/") / name
+        if path.is_symlink():
+            out.append(Mount("symlink", str(path), os.readlink(path)))
+        elif path.is_dir():
+            out.append(Mount("ro", str(path), str(path)))
+            system.append(path)
+    home = Path(os.environ.get("HOME") or "/root")
+    if home != Path("/") and not under(home, system):
+        out.append(Mount("tmpfs", str(home), mode="1777"))  # an empty, private home for caches
+    wanted = [p for p in python_paths() if not under(p, system) and not under(p, hidden)]
+    for p in wanted:
+        if not under(p, [q for q in wanted if q != p]):
+            out.append(Mount("ro", str(p), str(p)))
+    for p in hidden:  # what a bound directory holds that must stay invisible
+        if under(p, [*system, *wanted]):
+            out.append(Mount("tmpfs", str(p)))
+    out += [Mount("dev", node, node) for node in sandbox.devices]
+    root = str(sandbox.root.resolve())
+    out.append(Mount("rw", root, root))
+    out += [Mount("ro" if ro else "rw", dest, src) for src, dest, ro in sandbox.image_binds]
+    for p in hidden:  # again: an image's overlay of a system dir shows the host's under it
+        if sandbox.image_binds and under(p, system):
+            out.append(Mount("tmpfs", str(p)))
+    out += [Mount("rw", mount_path, str(host_dir))
+            for mount_path, host_dir in sandbox.volumes.items()]
+    for secret in host_secrets():
+        out.append(Mount("tmpfs", str(secret)) if secret.is_dir()
+                   else Mount("file", str(secret), _empty_file()))
+    if sandbox.server_socket is not None:
+        out.append(Mount("rw", SOCKET, str(sandbox.server_socket)))
+    return out
