@@ -280,16 +280,6 @@ class CgroupV2(Cgroup):
     def _write(self, key: str, value: int | str) -> None:
         (self.dir / key).write_text(str(value))
 
-    def holds(self, pid: int) -> bool:
-        """Whether the process has joined every one of this cgroup's directories."""
-        for f in self.procs_files:
-            try:
-                if str(pid) not in f.read_text().split():
-                    return False
-            except OSError:
-                return False
-        return True
-
     def kill_all(self) -> None:
         kill = self.dir / "cgroup.kill"  # Linux 5.14+: one write kills every process, even forks
         if not kill.exists():
