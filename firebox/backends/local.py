@@ -15,7 +15,6 @@ import contextlib
 import json
 import logging
 import os
-import secrets
 import shutil
 import sys
 import time
@@ -24,6 +23,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from ..images import layers as images
+from ..wire import ids
 from . import cgroups, gpus, isolation, netns
 from .base import Launch, OnExit, OnOutput, describe_exit
 
@@ -195,7 +195,7 @@ class LocalBackend:
     async def _refill(self) -> None:
         try:
             while not self._closed and len(self.standby) < self.standby_size:
-                key = f"sb-{secrets.token_hex(6)}"
+                key = ids.new_standby_key()
                 env = {**self._env(key, self.isolation, []), **self.standby_env,
                        "FIREBOX_STANDBY": "1"}
                 limits = cgroups.Limits(0.125, None, 128, None)

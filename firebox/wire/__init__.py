@@ -6,9 +6,6 @@ are cloudpickled bytes. Every key and status below is named once, here.
 
 from __future__ import annotations
 
-import base64
-import hashlib
-import hmac
 import os
 import pickle
 import traceback
@@ -19,6 +16,7 @@ import msgpack
 
 from .. import exception
 from ..exception import DeserializationError, ExecutionError, SerializationError
+from .ids import new_call_id as new_call_id  # callers of wire.new_call_id; ids.py mints it
 
 VERSION = 1
 MSGPACK = "application/x-msgpack"
@@ -36,35 +34,6 @@ RUNNING = "running"
 DONE = "done"
 
 TERMINAL = (SUCCESS, FAILURE, TIMEOUT, CANCELLED)
-
-
-# Call ids are made by the client, so a request retried after a lost answer adds nothing
-# twice. One made with the function's call key (which the server gives only to the function's
-# own workspace) carries a tag proving it: the server runs such a call at once, without first
-# looking up whether the id is taken, since nobody else can have made it.
-CALL_PREFIX = "fc-"
-MAX_CALL_ID = 24  # input ids ("in-" + call id + index) must fit the 32 characters of inputs.id
-_CALL_RANDOM = 16  # characters of randomness (80 bits)
-_CALL_TAG = 5  # characters of tag (25 bits; the key is secret, so it cannot be searched for)
-
-
-def _call_tag(call_key: str, random_part: str) -> str:
-    digest = hmac.new(call_key.encode(), random_part.encode(), hashlib.sha256).digest()
-    return base64.b32encode(digest[:5]).decode().lower()[:_CALL_TAG]
-
-
-def new_call_id(call_key: str | None = None) -> str:
-    """A fresh call id; tagged when the function's call key is known."""
-    random_part = base64.b32encode(os.urandom(10)).decode().lower()
-    return CALL_PREFIX + random_part + (_call_tag(call_key, random_part) if call_key else "")
-
-
-def call_id_is_tagged(call_id: str, call_key: str) -> bool:
-    """Whether call_id was made with call_key (by a holder of the function's key)."""
-    body = call_id[len(CALL_PREFIX):]
-    if not call_id.startswith(CALL_PREFIX) or len(body) != _CALL_RANDOM + _CALL_TAG:
-        return False
-    return hmac.compare_digest(body[_CALL_RANDOM:], _call_tag(call_key, body[:_CALL_RANDOM]))
 
 
 _limit: tuple[str, int] = ("", 0)

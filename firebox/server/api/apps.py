@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import hashlib
 import json
 import time
 from collections.abc import AsyncIterator
@@ -18,10 +17,11 @@ from starlette.routing import Route
 
 from ... import wire
 from ...store import schema as s
+from ...wire import ids as wire_ids
 from ..core.errors import ApiError, invalid, not_found
 from ..core.functions import DEFAULTS
 from ..core.ownership import check_refs
-from ..core.plane import ControlPlane, new_app_id
+from ..core.plane import ControlPlane
 from ..core.specs import check_options, check_spec
 from ..core.workspaces import Identity
 from . import limits
@@ -147,7 +147,7 @@ async def create_app(request: Request) -> JSONResponse:
         )
         if found:
             return JSONResponse({"app_id": found[0][0], "created": False})
-    app_id = new_app_id()
+    app_id = wire_ids.new_app_id()
     state = "deployed" if mode == "deploy" else "ephemeral"
     await cp.db.write(
         lambda conn: conn.execute(
@@ -225,7 +225,7 @@ async def register_functions(request: Request) -> JSONResponse:
                     .values(spec=spec, active=True)
                 )
             else:
-                fid = ids[name] = f"fu-{hashlib.sha256((app.id + name).encode()).hexdigest()[:16]}"
+                fid = ids[name] = wire_ids.function_id(app.id, name)
                 await conn.execute(
                     s.functions.insert().values(
                         id=fid, app_id=app.id, name=name, spec=spec, active=True, created_at=now
@@ -450,7 +450,7 @@ async def create_variant(request: Request) -> JSONResponse:
         raise invalid(f"This variant of '{parent.name}' can never run here: {problem}.")
     await check_refs(cp, who, f"This variant of '{parent.name}'", options)
     key = json.dumps(options, sort_keys=True)
-    fid = f"fu-{hashlib.sha256((parent.id + key).encode()).hexdigest()[:16]}"
+    fid = wire_ids.function_id(parent.id, key)
     now = time.time()
     await cp.db.write(
         lambda conn: conn.execute(

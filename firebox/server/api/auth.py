@@ -7,6 +7,7 @@ from typing import Any
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from ...store.db import Database
+from ...wire import ids
 from ..core.errors import error_response
 from ..core.workspaces import Identity, token_identity
 
@@ -45,7 +46,7 @@ class TokenAuth:
         await self.app(scope, receive, send)
 
     async def identify(self, token: str) -> Identity | None:
-        if token.startswith("ct-"):
+        if token.startswith(ids.CONTAINER_TOKEN):
             return self.container_identity(token)
         cached = self.cache.get(token)
         if cached is not None:

@@ -26,6 +26,7 @@ from starlette.websockets import WebSocket, WebSocketDisconnect
 
 from ... import wire
 from ...store import schema as s
+from ...wire import ids
 from ..core.errors import ApiError, invalid, not_found
 from ..core.plane import ControlPlane
 from ..core.scheduler import Input
@@ -89,19 +90,19 @@ async def accept_inputs(cp: ControlPlane, who: Identity, raw: dict[str, Any], re
     }
 
     def input_row(i: int, args: bytes) -> dict[str, Any]:
-        return {"id": _input_id(call_id, i), "call_id": call_id, "idx": i, "args": args,
+        return {"id": ids.input_id(call_id, i), "call_id": call_id, "idx": i, "args": args,
                 "state": wire.PENDING, "attempts": 0, "created_at": now}
 
     def submit(fresh: list[tuple[int, bytes]]) -> None:
         pool = cp.scheduler.pool(fn, pool_key, params)
         cp.scheduler.submit(
             pool,
-            [Input(_input_id(call_id, i), call_id, i, a, 0, pool, method) for i, a in fresh],
+            [Input(ids.input_id(call_id, i), call_id, i, a, 0, pool, method) for i, a in fresh],
         )
 
     wait = min(body.wait, MAX_WAIT)
     if (not retried and body.kind == "remote" and len(items) == 1 and known_log is None
-            and wire.call_id_is_tagged(call_id, cp.vault.call_key(fn.id))):
+            and ids.call_id_is_tagged(call_id, cp.vault.call_key(fn.id))):
         # A new remote call runs at once; its rows are written with its output, in one commit.
         # Its id carries the tag of the function's key, so no other workspace made it; its
         # caller waits for the output and sends the input again if the server goes away first,
@@ -140,10 +141,6 @@ async def accept_inputs(cp: ControlPlane, who: Identity, raw: dict[str, Any], re
         submit(fresh)
     outputs = await cp.outputs.read(call_id, 0, wait) if wait else []
     return {"call_id": call_id, "accepted": len(fresh), "outputs": outputs}
-
-
-def _input_id(call_id: str, idx: int) -> str:
-    return f"in-{call_id[3:]}-{idx}"
 
 
 async def call_owner(cp: ControlPlane, who: Identity, call_id: str) -> None:

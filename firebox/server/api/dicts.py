@@ -12,11 +12,12 @@ from starlette.responses import Response
 from starlette.routing import Route
 
 from ...store import schema as s
+from ...wire import ids
 from ..core.objects import Objects, OwnedIds
 from . import requests as rq
 from .apps import identity, msgpack_body, packed, plane
 
-DICTS = Objects("dict", "di", s.dicts, [s.dict_entries.c.dict_id])
+DICTS = Objects("dict", ids.DICT, s.dicts, [s.dict_entries.c.dict_id])
 OWNED = OwnedIds(DICTS)
 ENTRY_PAGE = 1000
 E = s.dict_entries

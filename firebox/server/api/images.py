@@ -16,6 +16,7 @@ from starlette.routing import Route
 
 from ...images.builder import BuildFailed
 from ...store import schema as s
+from ...wire import ids
 from ..core.errors import invalid
 from ..core.ownership import owned
 from ..core.plane import ControlPlane
@@ -56,9 +57,9 @@ async def build_image(request: Request) -> StreamingResponse:
             await queue.put({"t": "error", "index": 0, "label": "build",
                              "log_tail": f"{type(exc).__name__}: {exc}"})
         else:
-            image_id = "im-" + hashlib.sha256(json.dumps(
+            image_id = ids.image_id(hashlib.sha256(json.dumps(
                 [built.layers, built.env, built.workdir], sort_keys=True).encode()
-            ).hexdigest()[:24]
+            ).hexdigest()[:24])
             now = time.time()
             await cp.db.write(lambda conn: _upsert_image(conn, image_id, who.workspace_id,
                                                          built, now))

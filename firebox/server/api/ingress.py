@@ -36,6 +36,7 @@ from starlette.types import Receive, Scope, Send
 
 from ... import wire
 from ...store import schema as s
+from ...wire import ids
 from ..core.functions import FunctionRecord
 from ..core.scheduler import Input
 
@@ -215,10 +216,10 @@ class Ingress:
     def _submit(self, fn: FunctionRecord, method: str | None, request: dict[str, Any]
                 ) -> tuple[Input, Exchange]:
         exchange = Exchange()
-        call_id = f"wr-{secrets.token_hex(8)}"
+        call_id = ids.new_web_call_id()
         # A class's web methods are served by its default instance: the pool without params.
         pool = self.cp.scheduler.pool(fn, "", None)
-        inp = Input(f"in-{call_id[3:]}", call_id, 0, wire.pack(request), 0, pool, method,
+        inp = Input(ids.web_input_id(call_id), call_id, 0, wire.pack(request), 0, pool, method,
                     web=exchange)
         self.cp.scheduler.submit(pool, [inp])
         return inp, exchange
@@ -385,10 +386,6 @@ async def _text(send: Send, status: int, text: str, prefix: str = "") -> None:
                 "headers": [(b"content-type", b"text/plain; charset=utf-8"),
                             (b"content-length", str(len(body)).encode())]})
     await send({"type": f"{prefix}http.response.body", "body": body})
-
-
-def new_proxy_token() -> tuple[str, str]:
-    return f"wk-{secrets.token_hex(8)}", f"ws-{secrets.token_urlsafe(24)}"
 
 
 def proxy_token_row(workspace_id: str, key: str, secret: str) -> dict[str, Any]:

@@ -15,6 +15,7 @@ from starlette.responses import Response
 from starlette.routing import Route
 
 from ...store import schema as s
+from ...wire import ids
 from ..core.errors import invalid
 from ..core.objects import Objects, OwnedIds
 from . import requests as rq
@@ -26,7 +27,7 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("firebox.queues")
 
-QUEUES = Objects("queue", "qu", s.queues, [s.queue_items.c.queue_id,
+QUEUES = Objects("queue", ids.QUEUE, s.queues, [s.queue_items.c.queue_id,
                                            s.queue_partitions.c.queue_id])
 OWNED = OwnedIds(QUEUES)
 MAX_PARTITION_ITEMS = 5000

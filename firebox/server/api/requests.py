@@ -20,7 +20,7 @@ from pydantic import (
     ValidationError,
 )
 
-from ... import wire
+from ...wire import ids
 from ..core.errors import ApiError
 
 M = TypeVar("M", bound=BaseModel)
@@ -127,12 +127,12 @@ class UpdateWorkspace(Body):
 
 def _call_id(value: str) -> str:
     if not CALL_ID.match(value):
-        raise ValueError(f"call_id must look like 'fc-...', at most {wire.MAX_CALL_ID} "
+        raise ValueError(f"call_id must look like '{ids.CALL}...', at most {ids.MAX_CALL_ID} "
                          "characters of letters and digits")
     return value
 
 
-CALL_ID = re.compile(rf"^fc-[A-Za-z0-9]{{1,{wire.MAX_CALL_ID - 3}}}$")
+CALL_ID = re.compile(rf"^{ids.CALL}[A-Za-z0-9]{{1,{ids.MAX_CALL_ID - len(ids.CALL)}}}$")
 
 
 class PutInputs(Body):

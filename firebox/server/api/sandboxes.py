@@ -19,6 +19,7 @@ from starlette.routing import Route
 from ... import wire
 from ...backends import sandbox_net
 from ...store import schema as s
+from ...wire import ids
 from ..core import tunnels
 from ..core.errors import invalid, not_found
 from ..core.objects import check_name
@@ -266,7 +267,7 @@ async def snapshot(request: Request) -> Response:
     sb = running(request)
     cp, who = plane(request), identity(request)
     layers = await manager(request).snapshot(sb)
-    image_id = "im-" + layers[0].removeprefix("ly-")
+    image_id = ids.snapshot_image_id(layers[0])
     now = time.time()
     await cp.db.write(lambda conn: conn.execute(s.sandbox_images.insert().values(
         id=image_id, workspace_id=who.workspace_id, layers=json.dumps(layers), created_at=now)))

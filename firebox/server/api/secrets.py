@@ -4,7 +4,6 @@ go in and reach containers; they never come back out through the API."""
 from __future__ import annotations
 
 import re
-import secrets as token_gen
 import time
 from typing import Any
 
@@ -15,6 +14,7 @@ from starlette.responses import JSONResponse
 from starlette.routing import Route
 
 from ...store import schema as s
+from ...wire import ids
 from ..core.errors import invalid, not_found
 from ..core.objects import already_exists, check_name
 from . import requests as rq
@@ -48,7 +48,7 @@ async def create(request: Request) -> JSONResponse:
         check_name("secret", name)
     overwrite = body.overwrite
     data = cp.vault.encrypt(env)
-    new_id = f"st-{token_gen.token_hex(8)}"
+    new_id = ids.new_secret_id()
     now = time.time()
 
     async def op(conn: AsyncConnection) -> str:

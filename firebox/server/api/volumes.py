@@ -15,13 +15,14 @@ from starlette.responses import FileResponse, Response
 from starlette.routing import Route
 
 from ...store import schema as s
+from ...wire import ids
 from ..core.errors import ApiError, invalid
 from ..core.objects import Objects, OwnedIds
 from ..core.ownership import owned
 from . import requests as rq
 from .apps import identity, msgpack_body, packed, plane, query
 
-VOLUMES = Objects("volume", "vo", s.volumes, [s.volume_files.c.volume_id], {"version": 0})
+VOLUMES = Objects("volume", ids.VOLUME, s.volumes, [s.volume_files.c.volume_id], {"version": 0})
 OWNED = OwnedIds(VOLUMES)
 F, V = s.volume_files, s.volumes
 MAX_PATH = 1024

@@ -8,14 +8,15 @@ from starlette.responses import JSONResponse
 from starlette.routing import Route
 
 from ...store import schema as s
+from ...wire import ids
 from ..core.errors import not_found
 from .apps import identity, plane
-from .ingress import new_proxy_token, proxy_token_row
+from .ingress import proxy_token_row
 
 
 async def create_proxy_token(request: Request) -> JSONResponse:
     cp, who = plane(request), identity(request)
-    key, secret = new_proxy_token()
+    key, secret = ids.new_proxy_token()
     row = proxy_token_row(who.workspace_id, key, secret)
     await cp.db.write(lambda conn: conn.execute(s.proxy_tokens.insert().values(**row)))
     return JSONResponse({"token_id": key, "token_secret": secret})

@@ -3,13 +3,13 @@
 from __future__ import annotations
 
 import re
-import secrets
 import time
 from typing import TYPE_CHECKING, Any
 
 import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncConnection
 
+from ...wire import ids
 from .errors import ApiError, invalid, not_found
 from .workspaces import Identity
 
@@ -47,7 +47,7 @@ class Objects:
         t = self.table
         if name is not None:
             check_name(self.kind, name)
-        new_id = f"{self.prefix}-{secrets.token_hex(8)}"
+        new_id = ids.new_object_id(self.prefix)
         now = time.time()
 
         async def op(conn: AsyncConnection) -> tuple[str, bool]:
@@ -71,7 +71,7 @@ class Objects:
         """The caller's object by id or by name; NotFoundError for anything else."""
         t = self.table
         q = sa.select(t).where(t.c.workspace_id == who.workspace_id)
-        if ref.startswith(self.prefix + "-"):
+        if ref.startswith(self.prefix):
             q = q.where(t.c.id == ref)
         else:
             q = q.where(t.c.name == ref)

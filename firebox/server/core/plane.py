@@ -5,7 +5,6 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
-import secrets
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -20,6 +19,7 @@ from ...images.builder import Builder
 from ...store import schema as s
 from ...store.blobs import BlobStore
 from ...store.db import Database
+from ...wire import ids
 from ..api.ingress import Ingress
 from .functions import FunctionRecord, merged_spec
 from .logs import LogHub
@@ -168,7 +168,7 @@ class ControlPlane:
 
     def _container_env(self, c: Container) -> dict[str, str]:
         fn = c.pool.function
-        token = f"ct-{c.id}.{c.token}"
+        token = ids.container_token(c.id, c.token)
         image = fn.spec.get("image") or {}
         image_env = {str(k): str(v) for k, v in (image.get("env") or {}).items()}
         return image_env | self.vault.env_for(fn.spec, fn.workspace_id) | {
@@ -206,7 +206,7 @@ class ControlPlane:
         return None
 
     def container_identity(self, token: str) -> Identity | None:
-        cid, _, secret = token.removeprefix("ct-").partition(".")
+        cid, secret = ids.parse_container_token(token)
         c = self.scheduler.authenticate(cid, secret)
         if c is None:
             return None
@@ -319,7 +319,3 @@ class ControlPlane:
                     await self.stop_app(r[0], "its client stopped sending heartbeats")
             except Exception:
                 log.exception("ephemeral app check failed")
-
-
-def new_app_id() -> str:
-    return f"ap-{secrets.token_hex(8)}"

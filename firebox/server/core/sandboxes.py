@@ -13,7 +13,6 @@ import contextlib
 import json
 import logging
 import os
-import secrets
 import shutil
 import signal
 import struct
@@ -28,6 +27,7 @@ import sqlalchemy as sa
 
 from ...backends import cgroups, isolation, sandbox_net
 from ...store import schema as s
+from ...wire import ids
 from . import sandbox_volumes
 from .errors import ApiError, invalid
 
@@ -203,7 +203,7 @@ class SandboxManager:
     async def create(self, workspace_id: str, app_id: str, name: str | None,
                      tags: dict[str, str], spec: Spec) -> Running:
         mode = self.isolation
-        sid = f"sb-{secrets.token_hex(8)}"
+        sid = ids.new_sandbox_id()
         if name is not None:
             taken = await self.cp.db.read(sa.select(s.sandboxes.c.id).where(
                 s.sandboxes.c.app_id == app_id, s.sandboxes.c.name == name,
@@ -287,7 +287,7 @@ class SandboxManager:
             except ApiError as exc:
                 log.warning("no warm sandboxes: %s", exc)
                 return
-            sb = self._new(f"sb-{secrets.token_hex(8)}", mode, POOL_SPEC)
+            sb = self._new(ids.new_sandbox_id(), mode, POOL_SPEC)
             try:
                 await self._launch(sb)
             except asyncio.CancelledError:
@@ -451,7 +451,7 @@ class SandboxManager:
         (stdout and stderr then arrive together, as stdout)."""
         if not args or not all(isinstance(a, str) for a in args):
             raise invalid("exec needs a command: one or more strings.")
-        e = Exec(exec_id or sb.next_id("ex-"))
+        e = Exec(exec_id or sb.next_id(ids.EXEC))
         sb.execs[e.id] = e
         # The sandbox's own env goes with each command: a warm sandbox booted without it.
         sb.send({"t": "exec", "id": e.id, "args": args, "env": {**sb.spec.env, **env},
@@ -474,7 +474,7 @@ class SandboxManager:
                       **options: Any) -> tuple[Any, bytes]:
         if not isinstance(path, str) or not path.startswith("/") or "\0" in path:
             raise invalid(f"{path!r} is not an absolute path inside the sandbox.")
-        rid = sb.next_id("fs-")
+        rid = sb.next_id(ids.FS_REQUEST)
         fut: asyncio.Future[tuple[dict[str, Any], bytes]] = (
             asyncio.get_running_loop().create_future())
         sb.requests[rid] = fut
@@ -490,7 +490,7 @@ class SandboxManager:
         """Copy the sandbox's writes into a new layer; returns the image's layers, newest
         first (the new one over the layers the sandbox started from)."""
         await self.file_op(sb, "sync", "/")
-        layer = f"ly-{secrets.token_hex(8)}"
+        layer = ids.new_snapshot_layer_id()
         await asyncio.to_thread(self._copy_layer, sb, self.images / layer)
         return [layer, *sb.spec.layers]
 

@@ -21,6 +21,7 @@ from ...backends import gpus
 from ...backends.base import Backend, Launch
 from ...store import schema as s
 from ...store.db import Database
+from ...wire import ids
 from .functions import FunctionRecord
 from .isolation_floor import floor, refusal
 from .logs import LogHub
@@ -178,10 +179,6 @@ class Capacity:
 
 def _total_memory_mb() -> int:
     return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") // (1024 * 1024)
-
-
-def new_id(prefix: str) -> str:
-    return f"{prefix}-{secrets.token_hex(8)}"
 
 
 class Scheduler:
@@ -409,7 +406,8 @@ class Scheduler:
             self._evict_idle(pool, cpu, memory)
             return False  # inputs wait in the queue until a container stops
         pool.waiting_for_capacity = False
-        c = Container(new_id("ta"), pool, token=secrets.token_urlsafe(24))
+        container_id, token = ids.new_container()
+        c = Container(container_id, pool, token=token)
         c.gpu_indices = reservation.gpus
         c.gpu = self.capacity.gpu_label(reservation.gpus)
         pool.containers[c.id] = c

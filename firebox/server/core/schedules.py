@@ -25,6 +25,7 @@ import sqlalchemy as sa
 
 from ... import wire
 from ...store import schema as s
+from ...wire import ids
 from .functions import FunctionRecord
 from .scheduler import Input
 
@@ -149,10 +150,9 @@ class Schedules:
 
 async def start_call(cp: ControlPlane, fn: FunctionRecord, kind: str) -> str:
     """Create a durable call of fn with no arguments and queue its input."""
-    from ..api.calls import _input_id
 
-    call_id = wire.new_call_id()
-    input_id = _input_id(call_id, 0)
+    call_id = ids.new_call_id()
+    input_id = ids.input_id(call_id, 0)
     args = wire.serialize(((), {}), "arguments")
     now = time.time()
 

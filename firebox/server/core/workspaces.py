@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import hashlib
-import secrets
 import time
 from dataclasses import dataclass
 from typing import Any
@@ -12,6 +11,7 @@ import sqlalchemy as sa
 
 from ...store import schema as s
 from ...store.db import Database
+from ...wire import ids
 
 USER, ADMIN = "user", "admin"  # kinds of tokens: an admin token is the operator's
 
@@ -36,7 +36,7 @@ async def ensure_workspace(db: Database, name: str) -> str:
     rows = await db.read(sa.select(s.workspaces.c.id).where(s.workspaces.c.name == name))
     if rows:
         return str(rows[0][0])
-    ws_id = f"ws-{secrets.token_hex(8)}"
+    ws_id = ids.new_workspace_id()
 
     async def op(conn: Any) -> None:
         await conn.execute(
@@ -49,12 +49,12 @@ async def ensure_workspace(db: Database, name: str) -> str:
 
 
 async def create_token(db: Database, workspace_id: str, kind: str = USER) -> str:
-    token = f"fb-{secrets.token_urlsafe(32)}"
+    token = ids.new_api_token()
 
     async def op(conn: Any) -> None:
         await conn.execute(
             s.tokens.insert().values(
-                id=f"tk-{secrets.token_hex(8)}",
+                id=ids.new_token_id(),
                 workspace_id=workspace_id,
                 secret_hash=hash_token(token),
                 kind=kind,
