@@ -13,20 +13,19 @@ from __future__ import annotations
 
 import asyncio
 import os
-import struct
 from collections.abc import AsyncIterator, Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
-from .. import _sync, wire
+from .. import _sync
 from .. import client as client_mod
 from .._sync import live_classmethod, live_method
 from ..exception import InvalidError, NotSupportedYet, SandboxTerminatedError, SandboxTimeoutError
+from ..wire.sandbox import take_frames
 from .secret import Secret
 from .tunnel import Tunnel
 from .volume import check_mounts, resolve_mounts
 
-FRAME = struct.Struct(">I")
 POLL = 50.0
 
 
@@ -154,12 +153,7 @@ class ContainerProcess:
                 buf = bytearray()
                 async for chunk in response.aiter_bytes():
                     buf += chunk
-                    while len(buf) >= FRAME.size:
-                        (n,) = FRAME.unpack_from(buf)
-                        if len(buf) < FRAME.size + n:
-                            break
-                        m = wire.unpack(bytes(buf[FRAME.size:FRAME.size + n]))
-                        del buf[:FRAME.size + n]
+                    for m in take_frames(buf):
                         if "exit" in m:
                             self.returncode = int(m["exit"])
                         else:

@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import struct
 import time
 from collections.abc import AsyncIterator
 from typing import Any
@@ -16,10 +15,10 @@ from starlette.requests import Request
 from starlette.responses import Response, StreamingResponse
 from starlette.routing import Route
 
-from ... import wire
 from ...backends import sandbox_net
 from ...store import schema as s
 from ...wire import ids
+from ...wire.sandbox import frame
 from ..core import tunnels
 from ..core.errors import invalid, not_found
 from ..core.objects import check_name
@@ -30,8 +29,6 @@ from . import requests as rq
 from .apps import app_row, identity, msgpack_body, packed, plane, query
 from .requests import MAX_WAIT
 from .volumes import OWNED as VOLUMES
-
-FRAME = struct.Struct(">I")
 
 
 def manager(request: Request) -> SandboxManager:
@@ -220,18 +217,13 @@ async def output(request: Request) -> StreamingResponse:
             while i < len(e.chunks):
                 fd, data = e.chunks[i]
                 i += 1
-                yield _frame({"fd": fd, "data": data})
+                yield frame({"fd": fd, "data": data})
             if e.code is not None:
-                yield _frame({"exit": e.code, "truncated": e.truncated})
+                yield frame({"exit": e.code, "truncated": e.truncated})
                 return
             await changed.wait()
 
     return StreamingResponse(frames(), media_type="application/octet-stream")
-
-
-def _frame(message: dict[str, Any]) -> bytes:
-    data = wire.pack(message)
-    return FRAME.pack(len(data)) + data
 
 
 async def stdin(request: Request) -> Response:
