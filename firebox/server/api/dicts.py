@@ -13,60 +13,24 @@ from starlette.routing import Route
 
 from ...store import schema as s
 from ...wire import ids
-from ..core.objects import Objects, OwnedIds
+from ..core.objects import Objects
 from . import requests as rq
-from .apps import identity, msgpack_body, packed, plane
+from .apps import msgpack_body, packed
+from .objects import ObjectRoutes, counted
 
-DICTS = Objects("dict", ids.DICT, s.dicts, [s.dict_entries.c.dict_id])
-OWNED = OwnedIds(DICTS)
-ENTRY_PAGE = 1000
 E = s.dict_entries
+DICTS = ObjectRoutes(Objects("dict", ids.DICT, s.dicts, [E.c.dict_id]), "dicts",
+                     counted(E.c.dict_id), {"len": 0})
+ENTRY_PAGE = 1000
 
 
 def key_hash(key: bytes) -> str:
     return hashlib.sha256(key).hexdigest()
 
 
-async def create(request: Request) -> Response:
-    body = await msgpack_body(request, rq.CreateObject)
-    cp, who = plane(request), identity(request)
-    name = None if body.ephemeral else body.name or ""
-    dict_id, created = await DICTS.create(cp, who, name, body.exist_ok)
-    return packed({"id": dict_id, "created": created})
-
-
-async def lookup(request: Request) -> Response:
-    cp, who = plane(request), identity(request)
-    row = await DICTS.find(cp, who, request.path_params["ref"])
-    return packed({"id": row.id, "name": row.name})
-
-
-async def list_dicts(request: Request) -> Response:
-    cp, who = plane(request), identity(request)
-    rows = await DICTS.list(cp, who)
-    counts = dict(
-        (r[0], r[1]) for r in await cp.db.read(
-            sa.select(E.c.dict_id, sa.func.count()).where(E.c.dict_id.in_([r.id for r in rows]))
-            .group_by(E.c.dict_id)
-        )
-    ) if rows else {}
-    return packed({"dicts": [
-        {"id": r.id, "name": r.name, "created_at": r.created_at, "len": counts.get(r.id, 0)}
-        for r in rows
-    ]})
-
-
-async def delete(request: Request) -> Response:
-    cp, who = plane(request), identity(request)
-    dict_id = await DICTS.delete(cp, who, request.path_params["ref"])
-    OWNED.forget(dict_id)
-    return packed({"id": dict_id})
-
-
 async def get(request: Request) -> Response:
     body = await msgpack_body(request, rq.DictKey)
-    cp, who = plane(request), identity(request)
-    dict_id = await OWNED.resolve(cp, who, request.path_params["ref"])
+    cp, dict_id = await DICTS.target(request)
     h = key_hash(body.key)
     rows = await cp.db.read(sa.select(E.c.value).where(E.c.dict_id == dict_id, E.c.key_hash == h))
     return packed({"found": bool(rows), "value": rows[0][0] if rows else None})
@@ -74,8 +38,7 @@ async def get(request: Request) -> Response:
 
 async def contains(request: Request) -> Response:
     body = await msgpack_body(request, rq.DictKey)
-    cp, who = plane(request), identity(request)
-    dict_id = await OWNED.resolve(cp, who, request.path_params["ref"])
+    cp, dict_id = await DICTS.target(request)
     h = key_hash(body.key)
     rows = await cp.db.read(
         sa.select(E.c.key_hash).where(E.c.dict_id == dict_id, E.c.key_hash == h)
@@ -86,8 +49,7 @@ async def contains(request: Request) -> Response:
 async def put(request: Request) -> Response:
     """Write entries; with skip_if_exists, only when the key is absent, decided atomically."""
     body = await msgpack_body(request, rq.DictPut)
-    cp, who = plane(request), identity(request)
-    dict_id = await OWNED.resolve(cp, who, request.path_params["ref"])
+    cp, dict_id = await DICTS.target(request)
     items, skip = body.items, body.skip_if_exists
     now = time.time()
 
@@ -114,8 +76,7 @@ async def put(request: Request) -> Response:
 
 async def pop(request: Request) -> Response:
     body = await msgpack_body(request, rq.DictKey)
-    cp, who = plane(request), identity(request)
-    dict_id = await OWNED.resolve(cp, who, request.path_params["ref"])
+    cp, dict_id = await DICTS.target(request)
     where = (E.c.dict_id == dict_id) & (E.c.key_hash == key_hash(body.key))
 
     async def op(conn: AsyncConnection) -> bytes | None:
@@ -130,15 +91,13 @@ async def pop(request: Request) -> Response:
 
 
 async def length(request: Request) -> Response:
-    cp, who = plane(request), identity(request)
-    dict_id = await OWNED.resolve(cp, who, request.path_params["ref"])
+    cp, dict_id = await DICTS.target(request)
     rows = await cp.db.read(sa.select(sa.func.count()).where(E.c.dict_id == dict_id))
     return packed({"len": int(rows[0][0])})
 
 
 async def clear(request: Request) -> Response:
-    cp, who = plane(request), identity(request)
-    dict_id = await OWNED.resolve(cp, who, request.path_params["ref"])
+    cp, dict_id = await DICTS.target(request)
     await cp.db.write(lambda conn: conn.execute(sa.delete(E).where(E.c.dict_id == dict_id)))
     return packed({})
 
@@ -146,8 +105,7 @@ async def clear(request: Request) -> Response:
 async def entries(request: Request) -> Response:
     """A page of entries in key-hash order: keys, values or both."""
     body = await msgpack_body(request, rq.DictEntries)
-    cp, who = plane(request), identity(request)
-    dict_id = await OWNED.resolve(cp, who, request.path_params["ref"])
+    cp, dict_id = await DICTS.target(request)
     after = body.after
     rows = await cp.db.read(
         sa.select(E.c.key_hash, E.c.key, E.c.value)
@@ -161,10 +119,7 @@ async def entries(request: Request) -> Response:
 
 
 routes = [
-    Route("/v1/dicts", create, methods=["POST"]),
-    Route("/v1/dicts", list_dicts, methods=["GET"]),
-    Route("/v1/dicts/{ref}", lookup, methods=["GET"]),
-    Route("/v1/dicts/{ref}", delete, methods=["DELETE"]),
+    *DICTS.routes(),
     Route("/v1/dicts/{ref}/get", get, methods=["POST"]),
     Route("/v1/dicts/{ref}/contains", contains, methods=["POST"]),
     Route("/v1/dicts/{ref}/put", put, methods=["POST"]),

@@ -17,9 +17,10 @@ from starlette.routing import Route
 from ...store import schema as s
 from ...wire import ids
 from ..core.errors import invalid
-from ..core.objects import Objects, OwnedIds
+from ..core.objects import Objects
 from . import requests as rq
-from .apps import identity, msgpack_body, packed, plane
+from .apps import msgpack_body, packed
+from .objects import ObjectRoutes, counted
 from .requests import MAX_WAIT
 
 if TYPE_CHECKING:
@@ -27,9 +28,6 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("firebox.queues")
 
-QUEUES = Objects("queue", ids.QUEUE, s.queues, [s.queue_items.c.queue_id,
-                                           s.queue_partitions.c.queue_id])
-OWNED = OwnedIds(QUEUES)
 MAX_PARTITION_ITEMS = 5000
 MAX_ITEM_BYTES = 1024 * 1024
 MAX_PARTITION_KEY_BYTES = 64
@@ -86,49 +84,19 @@ async def count(conn: AsyncConnection, queue_id: str, partition: str | None) -> 
     return int((await conn.execute(q)).scalar_one())
 
 
-async def create(request: Request) -> Response:
-    body = await msgpack_body(request, rq.CreateObject)
-    cp, who = plane(request), identity(request)
-    name = None if body.ephemeral else body.name or ""
-    queue_id, created = await QUEUES.create(cp, who, name, body.exist_ok)
-    return packed({"id": queue_id, "created": created})
-
-
-async def lookup(request: Request) -> Response:
-    cp, who = plane(request), identity(request)
-    row = await QUEUES.find(cp, who, request.path_params["ref"])
-    return packed({"id": row.id, "name": row.name})
-
-
-async def list_queues(request: Request) -> Response:
-    cp, who = plane(request), identity(request)
-    rows = await QUEUES.list(cp, who)
-    counts = dict(
-        (r[0], r[1]) for r in await cp.db.read(
-            sa.select(ITEMS.c.queue_id, sa.func.count())
-            .where(ITEMS.c.queue_id.in_([r.id for r in rows])).group_by(ITEMS.c.queue_id)
-        )
-    ) if rows else {}
-    return packed({"queues": [
-        {"id": r.id, "name": r.name, "created_at": r.created_at, "len": counts.get(r.id, 0)}
-        for r in rows
-    ]})
-
-
-async def delete(request: Request) -> Response:
-    cp, who = plane(request), identity(request)
-    queue_id = await QUEUES.delete(cp, who, request.path_params["ref"])
-    OWNED.forget(queue_id)
+def _deleted(cp: ControlPlane, queue_id: str) -> None:
     cp.waiters.notify(items_key(queue_id))  # blocked callers wake and find it gone
     cp.waiters.notify(space_key(queue_id))
-    return packed({"id": queue_id})
+
+
+QUEUES = ObjectRoutes(Objects("queue", ids.QUEUE, s.queues, [ITEMS.c.queue_id, PARTS.c.queue_id]),
+                      "queues", counted(ITEMS.c.queue_id), {"len": 0}, deleted=_deleted)
 
 
 async def put(request: Request) -> Response:
     """Append values to a partition; if it is full, wait up to `wait` seconds for room."""
     body = await msgpack_body(request, rq.QueuePut)
-    cp, who = plane(request), identity(request)
-    queue_id = await OWNED.resolve(cp, who, request.path_params["ref"])
+    cp, queue_id = await QUEUES.target(request)
     partition = partition_of(body)
     values = body.values
     for v in values:
@@ -172,8 +140,7 @@ async def put(request: Request) -> Response:
 async def get(request: Request) -> Response:
     """Take up to n values from the front of a partition, waiting up to `wait` for the first."""
     body = await msgpack_body(request, rq.QueueGet)
-    cp, who = plane(request), identity(request)
-    queue_id = await OWNED.resolve(cp, who, request.path_params["ref"])
+    cp, queue_id = await QUEUES.target(request)
     partition = partition_of(body)
     n = body.n
 
@@ -197,8 +164,7 @@ async def get(request: Request) -> Response:
 async def items(request: Request) -> Response:
     """Values after item `after` without taking them (for iterate); waits for new ones."""
     body = await msgpack_body(request, rq.QueueItems)
-    cp, who = plane(request), identity(request)
-    queue_id = await OWNED.resolve(cp, who, request.path_params["ref"])
+    cp, queue_id = await QUEUES.target(request)
     partition = partition_of(body)
     after = body.after
 
@@ -217,8 +183,7 @@ async def items(request: Request) -> Response:
 
 async def length(request: Request) -> Response:
     body = await msgpack_body(request, rq.QueueLen)
-    cp, who = plane(request), identity(request)
-    queue_id = await OWNED.resolve(cp, who, request.path_params["ref"])
+    cp, queue_id = await QUEUES.target(request)
     partition = None if body.total else partition_of(body)
 
     async def op(conn: AsyncConnection) -> int:
@@ -230,8 +195,7 @@ async def length(request: Request) -> Response:
 
 async def clear(request: Request) -> Response:
     body = await msgpack_body(request, rq.QueueClear)
-    cp, who = plane(request), identity(request)
-    queue_id = await OWNED.resolve(cp, who, request.path_params["ref"])
+    cp, queue_id = await QUEUES.target(request)
     everything = body.all
     if everything and body.partition is not None:
         raise invalid("Pass either partition= or all=True to clear, not both.")
@@ -281,10 +245,7 @@ async def sweep_loop(cp: ControlPlane) -> None:
 
 
 routes = [
-    Route("/v1/queues", create, methods=["POST"]),
-    Route("/v1/queues", list_queues, methods=["GET"]),
-    Route("/v1/queues/{ref}", lookup, methods=["GET"]),
-    Route("/v1/queues/{ref}", delete, methods=["DELETE"]),
+    *QUEUES.routes(),
     Route("/v1/queues/{ref}/put", put, methods=["POST"]),
     Route("/v1/queues/{ref}/get", get, methods=["POST"]),
     Route("/v1/queues/{ref}/items", items, methods=["POST"]),

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import posixpath
 import time
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncConnection
@@ -17,15 +17,31 @@ from starlette.routing import Route
 from ...store import schema as s
 from ...wire import ids
 from ..core.errors import ApiError, invalid
-from ..core.objects import Objects, OwnedIds
+from ..core.objects import Objects
 from ..core.ownership import owned
 from . import requests as rq
-from .apps import identity, msgpack_body, packed, plane, query
+from .apps import identity, msgpack_body, packed, query
+from .objects import ObjectRoutes
 
-VOLUMES = Objects("volume", ids.VOLUME, s.volumes, [s.volume_files.c.volume_id], {"version": 0})
-OWNED = OwnedIds(VOLUMES)
+if TYPE_CHECKING:
+    from ..core.plane import ControlPlane
+
 F, V = s.volume_files, s.volumes
 MAX_PATH = 1024
+
+
+async def _sizes(cp: ControlPlane, volume_ids: list[str]) -> dict[str, dict[str, Any]]:
+    rows = await cp.db.read(
+        sa.select(F.c.volume_id, sa.func.count(), sa.func.sum(F.c.size))
+        .where(F.c.volume_id.in_(volume_ids)).group_by(F.c.volume_id)
+    )
+    return {r[0]: {"files": r[1], "bytes": int(r[2] or 0)} for r in rows}
+
+
+VOLUMES = ObjectRoutes(Objects("volume", ids.VOLUME, V, [F.c.volume_id], {"version": 0}),
+                       "volumes", _sizes, {"files": 0, "bytes": 0},
+                       looked_up=("id", "name", "version"), renamable=True)
+OWNED = VOLUMES.owned
 
 
 def clean_path(path: Any, *, root_ok: bool = False) -> str:
@@ -74,53 +90,8 @@ def entry(row: Any) -> list[Any]:
     return [row.sha256, row.size, row.mode, row.mtime]
 
 
-async def create(request: Request) -> Response:
-    body = await msgpack_body(request, rq.CreateObject)
-    cp, who = plane(request), identity(request)
-    name = None if body.ephemeral else body.name or ""
-    volume_id, created = await VOLUMES.create(cp, who, name, body.exist_ok)
-    return packed({"id": volume_id, "created": created})
-
-
-async def lookup(request: Request) -> Response:
-    cp, who = plane(request), identity(request)
-    row = await VOLUMES.find(cp, who, request.path_params["ref"])
-    return packed({"id": row.id, "name": row.name, "version": row.version})
-
-
-async def list_volumes(request: Request) -> Response:
-    cp, who = plane(request), identity(request)
-    rows = await VOLUMES.list(cp, who)
-    sizes = {
-        r[0]: (r[1], r[2]) for r in await cp.db.read(
-            sa.select(F.c.volume_id, sa.func.count(), sa.func.sum(F.c.size))
-            .where(F.c.volume_id.in_([r.id for r in rows])).group_by(F.c.volume_id)
-        )
-    } if rows else {}
-    return packed({"volumes": [
-        {"id": r.id, "name": r.name, "created_at": r.created_at,
-         "files": sizes.get(r.id, (0, 0))[0], "bytes": int(sizes.get(r.id, (0, 0))[1] or 0)}
-        for r in rows
-    ]})
-
-
-async def delete(request: Request) -> Response:
-    cp, who = plane(request), identity(request)
-    volume_id = await VOLUMES.delete(cp, who, request.path_params["ref"])
-    OWNED.forget(volume_id)
-    return packed({"id": volume_id})
-
-
-async def rename(request: Request) -> Response:
-    body = await msgpack_body(request, rq.Rename)
-    cp, who = plane(request), identity(request)
-    await VOLUMES.rename(cp, who, request.path_params["ref"], body.name)
-    return packed({})
-
-
 async def manifest(request: Request) -> Response:
-    cp, who = plane(request), identity(request)
-    volume_id = await OWNED.resolve(cp, who, request.path_params["ref"])
+    cp, volume_id = await VOLUMES.target(request)
 
     async def op(conn: AsyncConnection) -> dict[str, Any]:
         # Through the writer, so the version and the files come from one commit.
@@ -134,11 +105,11 @@ async def manifest(request: Request) -> Response:
 async def commit(request: Request) -> Response:
     """Apply a set of changes: put files (already uploaded as blobs) and delete paths."""
     body = await msgpack_body(request, rq.VolumeCommit)
-    cp, who = plane(request), identity(request)
-    volume_id = await OWNED.resolve(cp, who, request.path_params["ref"])
+    cp, volume_id = await VOLUMES.target(request)
     puts, force = body.put, body.force
     deletes = [clean_path(p) for p in body.delete]
-    uploaded = await owned(cp, who.workspace_id, sorted({m[0] for m in puts.values()}))
+    uploaded = await owned(cp, identity(request).workspace_id,
+                           sorted({m[0] for m in puts.values()}))
     rows = []
     for path, meta in puts.items():
         clean = clean_path(path)
@@ -171,8 +142,7 @@ async def commit(request: Request) -> Response:
 
 async def listdir(request: Request) -> Response:
     body = await msgpack_body(request, rq.VolumeList)
-    cp, who = plane(request), identity(request)
-    volume_id = await OWNED.resolve(cp, who, request.path_params["ref"])
+    cp, volume_id = await VOLUMES.target(request)
     path = clean_path(body.path, root_ok=True)
     recursive = body.recursive
     async with cp.db.engine.connect() as conn:
@@ -196,8 +166,7 @@ async def listdir(request: Request) -> Response:
 
 
 async def read_file(request: Request) -> Response:
-    cp, who = plane(request), identity(request)
-    volume_id = await OWNED.resolve(cp, who, request.path_params["ref"])
+    cp, volume_id = await VOLUMES.target(request)
     path = clean_path(query(request, rq.VolumeFile).path)
     rows = await cp.db.read(sa.select(F.c.sha256).where(F.c.volume_id == volume_id,
                                                          F.c.path == path))
@@ -212,8 +181,7 @@ async def read_file(request: Request) -> Response:
 
 async def remove(request: Request) -> Response:
     body = await msgpack_body(request, rq.VolumeRemove)
-    cp, who = plane(request), identity(request)
-    volume_id = await OWNED.resolve(cp, who, request.path_params["ref"])
+    cp, volume_id = await VOLUMES.target(request)
     recursive = body.recursive
     path = clean_path(body.path, root_ok=recursive)
 
@@ -235,8 +203,7 @@ async def remove(request: Request) -> Response:
 async def copy(request: Request) -> Response:
     """Copy files or directories; into dst when it is a directory or there are several."""
     body = await msgpack_body(request, rq.VolumeCopy)
-    cp, who = plane(request), identity(request)
-    volume_id = await OWNED.resolve(cp, who, request.path_params["ref"])
+    cp, volume_id = await VOLUMES.target(request)
     sources = [clean_path(p) for p in body.src_paths]
     dst = clean_path(body.dst_path, root_ok=True)
     if not sources:
@@ -272,11 +239,7 @@ async def copy(request: Request) -> Response:
 
 
 routes = [
-    Route("/v1/volumes", create, methods=["POST"]),
-    Route("/v1/volumes", list_volumes, methods=["GET"]),
-    Route("/v1/volumes/{ref}", lookup, methods=["GET"]),
-    Route("/v1/volumes/{ref}", delete, methods=["DELETE"]),
-    Route("/v1/volumes/{ref}/rename", rename, methods=["POST"]),
+    *VOLUMES.routes(),
     Route("/v1/volumes/{ref}/manifest", manifest, methods=["GET"]),
     Route("/v1/volumes/{ref}/commit", commit, methods=["POST"]),
     Route("/v1/volumes/{ref}/list", listdir, methods=["POST"]),
