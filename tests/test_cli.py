@@ -58,6 +58,17 @@ def test_redeploy_replaces_the_code(server, tmp_path: Path):
         assert python(server, call).strip() == version
 
 
+def test_a_deploy_tag_is_kept_in_the_history(server):
+    for tag in ("v1", ""):
+        result = server.cli("deploy", "tests/apps/deployed.py", "--name", "test-tagged",
+                            *(["--tag", tag] if tag else []))
+        assert result.returncode == 0, result.stderr
+    history = server.cli("app", "history", "test-tagged")
+    assert history.returncode == 0, history.stderr
+    deploys = [line for line in history.stdout.splitlines() if " deployed " in line]
+    assert len(deploys) == 2 and "tag=v1" in deploys[0] and "tag=" not in deploys[1]
+
+
 def test_app_list_logs_history_and_stop(server):
     result = server.cli("deploy", "tests/apps/deployed.py", "--name", "test-app-commands")
     assert result.returncode == 0, result.stderr
