@@ -78,7 +78,7 @@ def run(ctx: click.Context, app_ref: str, detach: bool, quiet: bool, interactive
 @main.command()
 @click.argument("app_ref")
 @click.option("--name", help="Deploy under this name instead of the App's own.")
-@click.option("--tag", default="", help="A label for this deployment.")
+@click.option("--tag", default="", help="A label for this deployment, shown in its history.")
 def deploy(app_ref: str, name: str | None, tag: str) -> None:
     """Deploy APP_REF to the configured server, replacing an earlier deploy of the same name."""
     path, app_var = _split_ref(app_ref)

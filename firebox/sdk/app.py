@@ -249,7 +249,7 @@ class App:
         return RunContext(self, detach=detach, show_logs=show_logs)
 
     def deploy(self, *, name: str | None = None, tag: str = "") -> App:
-        _sync.run(deploy(self, name or self.name))
+        _sync.run(deploy(self, name or self.name, tag))
         return self
 
     @_sync.live_method

@@ -23,9 +23,11 @@ if TYPE_CHECKING:
 HEARTBEAT_EVERY = 10.0
 
 
-async def publish(app: App, mode: str, name: str | None, app_id: str | None = None) -> str:
+async def publish(app: App, mode: str, name: str | None, app_id: str | None = None,
+                  tag: str = "") -> str:
     """Create (or, for a deploy, update) the app on the server and register its functions;
-    with app_id, register them again on that app (a reload: old containers are replaced)."""
+    with app_id, register them again on that app (a reload: old containers are replaced).
+    tag: a deploy's label, kept in the app's history."""
     if not app._functions:
         raise InvalidError(f"{app!r} has no functions; decorate some with @app.function().")
     c = client_mod.current()
@@ -46,7 +48,8 @@ async def publish(app: App, mode: str, name: str | None, app_id: str | None = No
         resp = await c.request("POST", "/v1/apps", body={"name": name, "mode": mode})
         app_id = resp["app_id"]
     await upload_blobs(blobs)
-    resp = await c.request("POST", f"/v1/apps/{app_id}/functions", body={"functions": specs})
+    resp = await c.request("POST", f"/v1/apps/{app_id}/functions",
+                           body={"functions": specs, **({"tag": tag} if tag else {})})
     ids, web_urls = resp["ids"], resp.get("web_urls") or {}
     c.call_keys.update({ids[name]: key for name, key in resp["call_keys"].items()})
     for fname, fn in app._functions.items():
@@ -102,7 +105,7 @@ async def build_image(image: Image) -> dict[str, Any]:
     return {k: result[k] for k in ("image_id", "layers", "env", "workdir")}
 
 
-async def deploy(app: App, name: str | None) -> str:
+async def deploy(app: App, name: str | None, tag: str = "") -> str:
     if not name:
         raise InvalidError("A deployed app needs a name: App('my-app') or --name.")
     if config.load() is None:
@@ -110,7 +113,7 @@ async def deploy(app: App, name: str | None) -> str:
             "Deploying needs a lasting server: start `firebox server` (or set FIREBOX_SERVER_URL "
             "and FIREBOX_TOKEN), then deploy again."
         )
-    app_id = await publish(app, "deploy", name)
+    app_id = await publish(app, "deploy", name, tag=tag)
     app.name = name
     return app_id
 

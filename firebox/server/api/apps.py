@@ -245,7 +245,8 @@ async def register_functions(request: Request) -> JSONResponse:
             for method, url in urls.items():
                 web_urls[name if method is None else f"{name}.{method}"] = url
     if app.state == "deployed":
-        await cp.app_event(app.id, "deployed", {"functions": sorted(ids)})
+        tag = {"tag": body.tag} if body.tag else {}
+        await cp.app_event(app.id, "deployed", {"functions": sorted(ids), **tag})
     keys = {name: cp.vault.call_key(fid) for name, fid in ids.items()}
     return JSONResponse({"ids": ids, "web_urls": web_urls, "call_keys": keys})
 

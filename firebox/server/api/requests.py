@@ -99,6 +99,7 @@ class FunctionEntry(Body):
 
 class RegisterFunctions(Body):
     functions: Annotated[list[FunctionEntry], Field(min_length=1, max_length=1000)]
+    tag: Name = ""  # a deploy's label (`firebox deploy --tag`), kept with it in the history
 
 
 class CreateVariant(Body):
