@@ -16,6 +16,7 @@ import json
 import logging
 import os
 import shutil
+import socket
 import sys
 import time
 from collections.abc import Sequence
@@ -25,7 +26,7 @@ from pathlib import Path
 from ..images import layers as images
 from ..wire import ids
 from . import cgroups, gpus, isolation, netns
-from .base import Launch, OnExit, OnOutput, describe_exit
+from .base import CapacityReport, Launch, NodeCapacity, OnExit, OnOutput, describe_exit
 
 log = logging.getLogger("firebox.backends.local")
 
@@ -98,6 +99,14 @@ class LocalBackend:
         self.tasks: set[asyncio.Task[None]] = set()
         workdir.mkdir(parents=True, exist_ok=True)
         _compile_firebox()
+
+    def capacity(self) -> CapacityReport:
+        """This machine: its cores and memory (FIREBOX_CPU and FIREBOX_MEMORY_MB override them)
+        and its GPUs, or the fake inventory of FIREBOX_FAKE_GPUS."""
+        cores = float(os.environ.get("FIREBOX_CPU") or os.cpu_count() or 1)
+        node = NodeCapacity(socket.gethostname(), cores, _machine_memory_mb() * cgroups.MIB,
+                            tuple(gpus.inventory()))
+        return CapacityReport((node,))
 
     # ---- starting --------------------------------------------------------------------------
 
@@ -458,9 +467,13 @@ def _memory_limit(launch: Launch) -> int:
     """Its own limit, else the default ceiling over the memory the scheduler may hand out."""
     if launch.memory_limit_mb:
         return launch.memory_limit_mb
-    machine = int(os.environ.get("FIREBOX_MEMORY_MB") or 0) or (
+    return cgroups.default_memory_limit_mb(launch.memory_mb, _machine_memory_mb())
+
+
+def _machine_memory_mb() -> int:
+    """The memory containers may reserve here: FIREBOX_MEMORY_MB, else all of this machine's."""
+    return int(os.environ.get("FIREBOX_MEMORY_MB") or 0) or (
         os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") // cgroups.MIB)
-    return cgroups.default_memory_limit_mb(launch.memory_mb, machine)
 
 
 def _compile_firebox() -> None:

@@ -11,7 +11,7 @@ from starlette.responses import Response
 from starlette.routing import Route
 
 from ..core.errors import ApiError, invalid, not_found
-from ..core.scheduler import Container
+from ..core.pools import Container
 from . import requests as rq
 from .apps import identity, msgpack_body, packed, plane
 

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import math
 from dataclasses import dataclass
 from typing import Any
 
@@ -61,14 +60,6 @@ class FunctionRecord:
             return None
         delay = policy["initial_delay"] * policy["backoff_coefficient"] ** attempts_done
         return float(min(delay, policy["max_delay"]))
-
-    def wanted_containers(self, demand: int) -> int:
-        want = math.ceil(demand / self.target_per_container) if demand else 0
-        if demand:
-            want += int(self.get("buffer_containers"))
-        want = max(want, int(self.get("min_containers")))
-        limit = self.get("max_containers")
-        return want if limit is None else min(want, int(limit))
 
 
 def merged_spec(parent_spec: str, options: dict[str, Any] | None) -> dict[str, Any]:

@@ -6,6 +6,7 @@ import asyncio
 import json
 import logging
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -14,19 +15,23 @@ from urllib.parse import urlparse
 import sqlalchemy as sa
 
 from ... import config
+from ...backends.base import Backend
 from ...backends.local import LocalBackend
+from ...exception import InvalidError
 from ...images.builder import Builder
 from ...store import schema as s
 from ...store.blobs import BlobStore
 from ...store.db import Database
 from ...wire import ids
 from ..api.ingress import Ingress
+from .capacity import Capacity
 from .functions import FunctionRecord, merged_spec
 from .logs import LogHub
 from .metering import Meter, load_prices
 from .outputs import OutputLog
+from .pools import Container
 from .sandboxes import SandboxManager
-from .scheduler import Capacity, Container, Scheduler
+from .scheduler import Scheduler
 from .schedules import Schedules
 from .specs import options_problem, spec_problem
 from .tunnels import Tunnels
@@ -47,11 +52,42 @@ class Settings:
     isolation: str | None = None  # containers' default isolation; None: the best available
     socket: Path | None = None  # a unix socket it also listens on, for its containers
     bind_host: str = "127.0.0.1"  # the interface its API listens on; sandbox tunnels too
+    backend: str = "local"  # what launches containers: a name in BACKENDS
 
     @classmethod
     def for_state_dir(cls, state_dir: Path, url: str, database_url: str | None = None) -> Settings:
         db = database_url or f"sqlite:///{state_dir / 'firebox.db'}"
         return cls(state_dir=state_dir, database_url=db, url=url)
+
+
+def _local_backend(cp: ControlPlane) -> Backend:
+    """Containers as child processes of this server, on this machine."""
+    settings = cp.settings
+    return LocalBackend(
+        settings.state_dir / "containers",
+        on_output=cp.logs.container_output,
+        on_exit=cp.on_exit,
+        isolation_mode=settings.isolation,
+        hidden=[settings.state_dir, config.config_dir(), Path.home() / ".firebox"],
+        standby_env={
+            "FIREBOX_SERVER_URL": settings.url,
+            "FIREBOX_IS_REMOTE": "1",
+            "MODAL_IS_REMOTE": "1",
+        },
+        server_socket=settings.socket,
+    )
+
+
+# Settings.backend -> what makes that backend for a control plane (its logs and on_exit).
+BACKENDS: dict[str, Callable[[ControlPlane], Backend]] = {"local": _local_backend}
+
+
+def make_backend(cp: ControlPlane) -> Backend:
+    make = BACKENDS.get(cp.settings.backend)
+    if make is None:
+        raise InvalidError(f"There is no backend named {cp.settings.backend!r}; choose one of "
+                           f"{', '.join(map(repr, BACKENDS))}.")
+    return make(cp)
 
 
 class ControlPlane:
@@ -64,25 +100,13 @@ class ControlPlane:
         self.logs = LogHub(self.db)
         self.meter = Meter(self.db, settings.state_dir)
         self.prices = load_prices(settings.state_dir)
-        self.backend = LocalBackend(
-            settings.state_dir / "containers",
-            on_output=self.logs.container_output,
-            on_exit=self._on_exit,
-            isolation_mode=settings.isolation,
-            hidden=[settings.state_dir, config.config_dir(), Path.home() / ".firebox"],
-            standby_env={
-                "FIREBOX_SERVER_URL": settings.url,
-                "FIREBOX_IS_REMOTE": "1",
-                "MODAL_IS_REMOTE": "1",
-            },
-            server_socket=settings.socket,
-        )
+        self.backend = make_backend(self)
         self.scheduler = Scheduler(
             self.db,
             self.backend,
             self.outputs,
             self.logs,
-            Capacity.of_this_machine(),
+            Capacity(self.backend.capacity()),
             container_env=self._container_env,
             meter=self.meter,
         )
@@ -158,8 +182,9 @@ class ControlPlane:
         await self.logs.stored()
         await self.db.close()
 
-    def _on_exit(self, container_id: str, returncode: int | None, cause: str,
-                 ended: float) -> None:
+    def on_exit(self, container_id: str, returncode: int | None, cause: str,
+                ended: float) -> None:
+        """A container ended: the scheduler settles what it held; its forward()s end with it."""
         self.scheduler.on_container_exit(container_id, returncode, cause, ended)
         if self.tunnels.owned_by(f"{container_id}/"):  # its forward()s end with it
             task = asyncio.create_task(self.tunnels.close_all(f"{container_id}/"))

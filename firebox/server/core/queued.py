@@ -11,7 +11,7 @@ from collections.abc import Iterator
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
-    from .scheduler import Input
+    from .pools import Input
 
 MB = 1024 * 1024
 WINDOW_MB_DEFAULT = 64  # FIREBOX_MAX_QUEUED_MB: queued inputs' arguments in memory, all pools

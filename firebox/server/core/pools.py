@@ -1,0 +1,95 @@
+"""The scheduler's state: a pool of containers per function variant, each with its queue of
+inputs, and the inputs running in each container."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections import deque
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+from .capacity import Reservation
+from .functions import FunctionRecord
+from .queued import InputQueue
+
+
+class Link(Protocol):
+    """The scheduler's side of a container's channel."""
+
+    def send(self, message: dict[str, Any]) -> None: ...
+
+
+class WebExchange(Protocol):
+    """The ingress's side of one HTTP request or WebSocket: the events a container sends."""
+
+    started: bool
+
+    def event(self, message: dict[str, Any]) -> None: ...
+
+    def finish(self, status: str, data: bytes | None) -> None: ...
+
+
+@dataclass(eq=False, slots=True)  # slots: a queue may hold a million of them
+class Input:
+    id: str
+    call_id: str
+    idx: int
+    # None while the input's arguments wait in the database (inputs.args): a queued input past
+    # the window, or one handed out, whose rows are stored (see queued.py).
+    args: bytes | None
+    attempts: int
+    pool: Pool
+    method: str | None
+    container: Container | None = None
+    timer: asyncio.TimerHandle | None = None
+    exec_seconds: float | None = None
+    ran_on: str | None = None
+    web: WebExchange | None = None  # set for an HTTP request or WebSocket from the ingress
+    size: int = -1  # of its arguments, in or out of memory
+
+    def __post_init__(self) -> None:
+        if self.size < 0:
+            self.size = len(self.args or b"")
+
+
+@dataclass(eq=False)
+class Container:
+    id: str
+    pool: Pool
+    token: str
+    reservation: Reservation  # the cores, memory and GPUs it holds, and on which node
+    state: str = "starting"  # starting -> ready -> stopping
+    link: Link | None = None
+    running: dict[str, Input] = field(default_factory=dict)
+    idle_since: float = field(default_factory=time.monotonic)
+    init_error: bytes | None = None
+    served: int = 0
+    stop_reason: str | None = None
+    gpu: str | None = None  # the GPUs reserved for it, like "H100:2"
+    started_at: float | None = None  # when its process existed, for metering
+    # Set once it dialled in (its runtime imported) or exited: the end of its launch's CPU rush.
+    connected: asyncio.Event = field(default_factory=asyncio.Event)
+
+
+@dataclass(eq=False)
+class Pool:
+    key: tuple[str, str]
+    function: FunctionRecord
+    params: bytes | None
+    queue: InputQueue
+    containers: dict[str, Container] = field(default_factory=dict)
+    events: deque[tuple[float, str]] = field(default_factory=lambda: deque(maxlen=50))
+    waiting_for_capacity: bool = False
+    loading: asyncio.Task[None] | None = None  # reading stored inputs' arguments back
+
+    def event(self, text: str) -> None:
+        """Remember a scaling decision, for `firebox app stats`."""
+        self.events.append((time.time(), text))
+
+    @property
+    def running(self) -> int:
+        return sum(len(c.running) for c in self.containers.values())
+
+    def live_containers(self) -> list[Container]:
+        return [c for c in self.containers.values() if c.state != "stopping"]
