@@ -27,6 +27,7 @@ from ..images import layers as images
 from ..wire import ids
 from . import cgroups, gpus, isolation, netns
 from .base import CapacityReport, Launch, NodeCapacity, OnExit, OnOutput, describe_exit
+from .local_sandboxes import LocalSandboxes
 
 log = logging.getLogger("firebox.backends.local")
 
@@ -70,6 +71,9 @@ class LocalBackend:
         if not self.cgroups:
             log.warning("no writable cgroups here (v1, or v2 with cpu, memory and pids): "
                         "containers run without cpu, memory and process limits")
+        # Sandboxes hide the whole state directory, not only the containers' part of it.
+        self.sandboxes = LocalSandboxes(workdir.parent, [workdir.parent, *self.hidden],
+                                        self.cgroups)
         # Containers are walled in a network namespace of their own: with egress through the
         # host where this server can make one (root, iproute2, nftables) and the operator has
         # not turned it off, else loopback only. Sandboxes' allowlists need the same tables.

@@ -24,7 +24,7 @@ from ..core.errors import invalid, not_found
 from ..core.objects import check_name
 from ..core.ownership import check_secrets
 from ..core.sandbox_volumes import check_mount_path
-from ..core.sandboxes import MAX_TIMEOUT, Exec, Running, SandboxManager, Spec
+from ..core.sandboxes import MAX_TIMEOUT, Exec, Sandbox, SandboxManager, Spec
 from . import requests as rq
 from .apps import app_row, identity, msgpack_body, packed, plane, query
 from .requests import MAX_WAIT
@@ -35,7 +35,7 @@ def manager(request: Request) -> SandboxManager:
     return plane(request).sandboxes  # type: ignore[no-any-return]
 
 
-def running(request: Request) -> Running:
+def running(request: Request) -> Sandbox:
     sb = manager(request).running.get(request.path_params["sandbox_id"])
     if sb is None or sb.workspace_id != identity(request).workspace_id:
         raise not_found(f"No sandbox {request.path_params['sandbox_id']} is running here; "
@@ -198,7 +198,7 @@ async def exec_command(request: Request) -> Response:
     return packed({"exec_id": e.id})
 
 
-def _exec(request: Request) -> tuple[Running, Exec]:
+def _exec(request: Request) -> tuple[Sandbox, Exec]:
     sb = running(request)
     e = sb.execs.get(request.path_params["exec_id"])
     if e is None:

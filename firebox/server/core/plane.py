@@ -115,7 +115,7 @@ class ControlPlane:
         # Ports of sandboxes and containers reached from outside (forward(), encrypted_ports=).
         self.tunnels = Tunnels(settings.state_dir, settings.bind_host,
                                urlparse(settings.url).hostname or "127.0.0.1")
-        self.sandboxes = SandboxManager(self, hidden=self.backend.hidden)
+        self.sandboxes = SandboxManager(self)
         self.ingress = Ingress(self)  # web functions' URLs
         self.images = Builder(settings.state_dir / "images", self.blobs, self.backend.hidden,
                               self.backend.netpool)
