@@ -28,6 +28,7 @@ from firebox.server.core.metering import Meter
 from firebox.server.core.outputs import OutputLog
 from firebox.server.core.plane import ControlPlane, Settings
 from firebox.server.core.pools import Input
+from firebox.server.core.recovery import recover
 from firebox.server.core.scheduler import Scheduler
 from firebox.store import schema as s
 from firebox.store.db import Database
@@ -54,6 +55,12 @@ class World:
 
     async def call(self, fn: FunctionRecord, args: bytes = b"args") -> Input:
         """Store a call of one input, as the calls service does, and submit it."""
+        inp = await self.store(fn, args)
+        self.scheduler.submit(inp.pool, [inp])
+        return inp
+
+    async def store(self, fn: FunctionRecord, args: bytes) -> Input:
+        """Store a call of one input, and open its output log."""
         self.calls += 1
         call_id, input_id, now = f"fc-{self.calls}", f"in-{self.calls}", time.time()
         await self.db.write(lambda conn: conn.execute(s.calls.insert().values(
@@ -63,10 +70,7 @@ class World:
             id=input_id, call_id=call_id, idx=0, args=args, state=wire.PENDING, attempts=0,
             created_at=now)))
         await self.outputs.open(call_id)
-        pool = self.scheduler.pool(fn, "", None)
-        inp = Input(input_id, call_id, 0, args, 0, pool, None)
-        self.scheduler.submit(pool, [inp])
-        return inp
+        return Input(input_id, call_id, 0, args, 0, self.scheduler.pool(fn, "", None), None)
 
     async def outcome(self, inp: Input) -> tuple[str, bytes | None]:
         got = await self.outputs.read(inp.call_id, 0, wait=2.0)
@@ -258,6 +262,31 @@ def test_idle_container_of_another_function_is_evicted_to_make_room(tmp_path):
             w.backend.ready(cid)
             w.backend.output(cid, waiting.id, wire.SUCCESS, b"ran")
             assert await w.outcome(waiting) == (wire.SUCCESS, b"ran")
+
+    run(main, tmp_path)
+
+
+def test_pending_inputs_are_queued_again_after_a_restart(tmp_path):
+    async def main(tmp_path: Path) -> None:
+        async with world(tmp_path) as before:
+            kept, stopped = before.function(), before.function()
+            pending = await before.store(kept, b"kept")
+            lost = await before.store(stopped, b"lost")
+        async with world(tmp_path) as w:  # a new scheduler on the same database
+            functions = {kept.id: kept, stopped.id: stopped}
+            w.scheduler.stopped_apps.add("ap-2")
+            stopped.app_id = "ap-2"
+
+            async def load(function_id: str) -> FunctionRecord | None:
+                return functions.get(function_id)
+
+            assert await recover(w.scheduler, load) == 2
+            status, data = await w.outcome(lost)
+            assert status == wire.FAILURE and "The app was stopped" in error_text(data)
+            [cid] = await w.launched(1)
+            w.backend.ready(cid)
+            [item] = await w.handed(cid)
+            assert (item["id"], item["args"]) == (pending.id, b"kept")  # read back from the rows
 
     run(main, tmp_path)
 

@@ -25,10 +25,8 @@ async def app_stats(request: Request) -> JSONResponse:
     cp, who = plane(request), identity(request)
     app = await app_row(cp, who, request.path_params["app_id"])
     functions: dict[str, dict[str, Any]] = {}
-    for pool in cp.scheduler.pools.values():
+    for pool in cp.scheduler.pools_of(app.id):
         fn = pool.function
-        if fn.app_id != app.id:
-            continue
         entry = functions.setdefault(fn.name, {
             "function": fn.name,
             "containers": {"starting": 0, "ready": 0, "stopping": 0},
@@ -83,11 +81,8 @@ async def update_autoscaler(request: Request) -> JSONResponse:
         )
     )
     fn.spec.update(changes)
-    cp.scheduler.ensure_warm(fn)
-    for pool in list(cp.scheduler.pools.values()):
-        if pool.function.id == fid:
-            pool.event("autoscaler updated: " + ", ".join(f"{k}={v}" for k, v in changes.items()))
-            cp.scheduler.dispatch(pool)
+    cp.scheduler.autoscaler_changed(
+        fn, "autoscaler updated: " + ", ".join(f"{k}={v}" for k, v in changes.items()))
     return JSONResponse({"function_id": fid, "autoscaler": {k: fn.get(k) for k in AUTOSCALER_KEYS}})
 
 

@@ -51,10 +51,7 @@ async def update_workspace(request: Request) -> JSONResponse:
             .values(isolation=mode)
         )
     )
-    if mode is None:
-        cp.scheduler.workspace_isolation.pop(who.workspace_id, None)
-    else:
-        cp.scheduler.workspace_isolation[who.workspace_id] = mode
+    cp.scheduler.set_workspace_isolation(who.workspace_id, mode)
     return await _describe(request)
 
 

@@ -3,6 +3,9 @@ back for queued inputs, and the attempts a retried input has made."""
 
 from __future__ import annotations
 
+import asyncio
+import logging
+from collections.abc import Callable
 from typing import Any
 
 import sqlalchemy as sa
@@ -10,6 +13,11 @@ import sqlalchemy as sa
 from ... import wire
 from ...store import schema as s
 from ...store.db import Database
+from .pools import Input, Pool
+
+log = logging.getLogger("firebox.scheduler")
+
+LOAD_BATCH = 500  # stored inputs whose arguments are read back from the database at a time
 
 
 async def pending(db: Database) -> list[sa.Row[Any]]:
@@ -52,3 +60,32 @@ def note_attempts(db: Database, input_id: str, attempts: int) -> None:
             s.inputs.update().where(s.inputs.c.id == input_id).values(attempts=attempts)
         )
     )
+
+
+async def read_back(db: Database, pool: Pool, live: Callable[[Input], bool],
+                    gone: Callable[[Input], None], loaded: Callable[[Pool], None]) -> None:
+    """Read the arguments of the pool's first stored inputs back into memory, a batch at a
+    time while the window has room, and hand them out (`loaded`). The inputs being read are in
+    no queue meanwhile: one cancelled or finished then (not `live`) is let go once read, and a
+    live one whose rows are gone fails (`gone`)."""
+    try:
+        while taken := pool.queue.take_stored(LOAD_BATCH):
+            try:
+                found = await arguments(db, [inp.id for inp in taken])
+            except Exception:
+                pool.queue.put_back(taken)
+                log.exception("could not read queued inputs' arguments; trying again")
+                await asyncio.sleep(1.0)
+                continue
+            for inp in taken:
+                args, waiting = found.get(inp.id), live(inp)
+                if args is None or not waiting:
+                    pool.queue.forget(inp)
+                    if waiting:
+                        gone(inp)
+                    continue
+                inp.args = args
+                pool.queue.loaded(inp)
+            loaded(pool)
+    finally:
+        pool.loading = None

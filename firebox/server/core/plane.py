@@ -30,6 +30,7 @@ from .logs import LogHub
 from .metering import Meter, load_prices
 from .outputs import OutputLog
 from .pools import Container
+from .recovery import recover
 from .sandboxes import SandboxManager
 from .scheduler import Scheduler
 from .schedules import Schedules
@@ -160,7 +161,7 @@ class ControlPlane:
             await self.app_event(app_id, "failed", {"function": name, "problem": problem})
             await self.stop_app(app_id, f"failed at start: the stored spec of '{name}' is not "
                                         f"valid ({problem}); deploy the app again")
-        recovered = await self.scheduler.recover(self.load_function)
+        recovered = await recover(self.scheduler, self.load_function)
         if recovered:
             log.info("queued %d accepted inputs again after a restart", recovered)
         self.backend.start_standby()
@@ -317,9 +318,7 @@ class ControlPlane:
     async def _close_logs_when_gone(self, app_id: str) -> None:
         deadline = time.monotonic() + 15
         while time.monotonic() < deadline:
-            if not any(
-                c.pool.function.app_id == app_id for c in self.scheduler.containers.values()
-            ):
+            if not self.scheduler.containers_of(app_id):
                 break
             await asyncio.sleep(0.02)
         await asyncio.sleep(0.05)  # let the last lines of output arrive

@@ -30,7 +30,6 @@ from .timers import Timers
 log = logging.getLogger("firebox.scheduler")
 
 STOP_GRACE = 5.0  # seconds a container gets to run its exit hooks before it is killed
-LOAD_BATCH = 500  # stored inputs whose arguments are read back from the database at a time
 FORGET_IDLE = 300.0  # seconds a finished call's outputs stay in memory, unread
 
 
@@ -78,30 +77,6 @@ class Scheduler:
         for c in list(self.containers.values()):
             await self.backend.kill(c.id)
 
-    async def recover(self, load_function: Callable[[str], Any]) -> int:
-        """Queue again every accepted input without an output, after a restart. Their arguments
-        stay in the database, read back as the inputs come up (a pool's parameters once)."""
-        rows = await input_rows.pending(self.db)
-        touched: set[tuple[str, str]] = set()
-        for r in rows:
-            fn = await load_function(r.function_id)
-            await self.outputs.open(r.call_id)
-            if fn is None:
-                continue
-            pool = self.pools.get((fn.id, r.pool_key))
-            if pool is None:
-                pool = self.pool(fn, r.pool_key, await input_rows.call_params(self.db, r.call_id))
-            inp = Input(r.id, r.call_id, r.idx, None, r.attempts, pool, r.method, size=r.size)
-            self.by_call.setdefault(r.call_id, set()).add(inp)
-            if fn.app_id in self.stopped_apps:
-                self._finish(inp, wire.FAILURE, failures.app_stopped())
-                continue
-            pool.queue.append(inp, storable=True)
-            touched.add(pool.key)
-        for key in touched:
-            self.dispatch(self.pools[key])
-        return len(rows)
-
     # ---- pools and inputs ------------------------------------------------------------------
 
     def pool(self, fn: FunctionRecord, pool_key: str, params: bytes | None) -> Pool:
@@ -115,6 +90,26 @@ class Scheduler:
         """Start min_containers for a function's default pool before any input arrives."""
         if int(fn.get("min_containers")) > 0 and fn.app_id not in self.stopped_apps:
             self.dispatch(self.pool(fn, "", None))
+
+    def pools_of(self, app_id: str) -> list[Pool]:
+        return [p for p in self.pools.values() if p.function.app_id == app_id]
+
+    def containers_of(self, app_id: str) -> list[Container]:
+        return [c for c in self.containers.values() if c.pool.function.app_id == app_id]
+
+    def autoscaler_changed(self, fn: FunctionRecord, note: str) -> None:
+        """A function's autoscaler settings changed in place: its pools scale to them now."""
+        self.ensure_warm(fn)
+        for pool in [p for p in self.pools.values() if p.function.id == fn.id]:
+            pool.event(note)
+            self.dispatch(pool)
+
+    def set_workspace_isolation(self, workspace_id: str, mode: str | None) -> None:
+        """A workspace's default isolation for its new containers; None: the server's."""
+        if mode is None:
+            self.workspace_isolation.pop(workspace_id, None)
+        else:
+            self.workspace_isolation[workspace_id] = mode
 
     def submit(self, pool: Pool, inputs: list[Input]) -> None:
         for inp in inputs:
@@ -135,7 +130,7 @@ class Scheduler:
         """Hand queued inputs to ready containers with room, then scale the pool."""
         if pool.queue and pool.function.app_id in self.stopped_apps:
             for inp in pool.queue.clear():
-                self._finish(inp, wire.FAILURE, failures.app_stopped())
+                self.finish(inp, wire.FAILURE, failures.app_stopped())
         if pool.queue.ready and self.outputs.has_room():
             ready = [c for c in pool.containers.values() if c.state == "ready" and c.link]
             # Spread work: fill the emptiest containers first.
@@ -150,35 +145,10 @@ class Scheduler:
                 self._assign(c, batch)
         if pool.queue.stored and pool.loading is None and (
                 not pool.queue.ready or self.window.fits(pool.queue.stored[0].size)):
-            pool.loading = asyncio.create_task(self._load(pool), name="load-inputs")
+            pool.loading = asyncio.create_task(
+                input_rows.read_back(self.db, pool, self._live, self._arguments_gone,
+                                     self.dispatch), name="load-inputs")
         self.scale(pool)
-
-    async def _load(self, pool: Pool) -> None:
-        """Read the arguments of the pool's first stored inputs back into memory, a batch at a
-        time while the window has room, and hand them out. The inputs being read are in no
-        queue meanwhile: one cancelled or finished then is let go once read."""
-        try:
-            while taken := pool.queue.take_stored(LOAD_BATCH):
-                try:
-                    found = await input_rows.arguments(self.db, [inp.id for inp in taken])
-                except Exception:
-                    pool.queue.put_back(taken)
-                    log.exception("could not read queued inputs' arguments; trying again")
-                    await asyncio.sleep(1.0)
-                    continue
-                for inp in taken:
-                    args = found.get(inp.id)
-                    live = inp in self.by_call.get(inp.call_id, ())
-                    if args is None or not live:  # cancelled or finished while it was read
-                        pool.queue.forget(inp)
-                        if live:
-                            self._finish(inp, wire.FAILURE, failures.arguments_gone())
-                        continue
-                    inp.args = args
-                    pool.queue.loaded(inp)
-                self.dispatch(pool)
-        finally:
-            pool.loading = None
 
     def _dispatch_queued(self) -> None:
         """Outputs caught up with their commits: hand out the inputs that waited for it."""
@@ -357,7 +327,7 @@ class Scheduler:
             if status == wire.FAILURE:
                 self._fail_attempt(inp, wire.FAILURE, item["data"])
             else:
-                self._finish(inp, status, item["data"])
+                self.finish(inp, status, item["data"])
         if not c.running:
             c.idle_since = time.monotonic()
         if c.pool.function.get("single_use_containers") and c.served and not c.running:
@@ -410,7 +380,7 @@ class Scheduler:
         delay = inp.pool.function.retry_delay(inp.attempts)
         started = inp.web is not None and inp.web.started  # what went out cannot be redone
         if delay is None or started or inp.pool.function.app_id in self.stopped_apps:
-            self._finish(inp, status, data)
+            self.finish(inp, status, data)
             return
         inp.attempts += 1
         if not self.outputs.note_attempts(inp.call_id, inp.attempts):
@@ -422,12 +392,20 @@ class Scheduler:
         if live is None or inp not in live:
             return  # cancelled while waiting
         if inp.pool.function.app_id in self.stopped_apps:
-            self._finish(inp, wire.FAILURE, failures.app_stopped())
+            self.finish(inp, wire.FAILURE, failures.app_stopped())
             return
         inp.pool.queue.append(inp, self._storable(inp))
         self.dispatch(inp.pool)
 
-    def _finish(self, inp: Input, status: str, data: bytes | None) -> None:
+    def _live(self, inp: Input) -> bool:
+        """Whether the input still waits for its outcome (not cancelled or finished)."""
+        return inp in self.by_call.get(inp.call_id, ())
+
+    def _arguments_gone(self, inp: Input) -> None:
+        self.finish(inp, wire.FAILURE, failures.arguments_gone())
+
+    def finish(self, inp: Input, status: str, data: bytes | None) -> None:
+        """The input's outcome: the answer to its web request, or an output of its call."""
         live = self.by_call.get(inp.call_id)
         if live is not None:
             live.discard(inp)
@@ -465,7 +443,7 @@ class Scheduler:
             inp.container = None
             if inp.web is not None and inp.web.started:
                 # Half a response went out: it cannot be sent again from another container.
-                self._finish(inp, wire.FAILURE,
+                self.finish(inp, wire.FAILURE,
                              failures.stopped_while_responding(c.stop_reason or "stopped"))
                 continue
             c.pool.queue.appendleft(inp)
@@ -497,18 +475,18 @@ class Scheduler:
                 inp.container = None
                 if c.link is not None:
                     c.link.send(messages.cancel([inp.id]))
-            self._finish(inp, wire.CANCELLED, None)
+            self.finish(inp, wire.CANCELLED, None)
         return len(live)
 
     def stop_app(self, app_id: str) -> None:
         self.stopped_apps.add(app_id)
-        for pool in [p for p in self.pools.values() if p.function.app_id == app_id]:
+        for pool in self.pools_of(app_id):
             for inp in pool.queue.clear():
-                self._finish(inp, wire.FAILURE, failures.app_stopped())
+                self.finish(inp, wire.FAILURE, failures.app_stopped())
             for c in list(pool.containers.values()):
                 self._requeue_running(c)
                 for inp in pool.queue.clear():
-                    self._finish(inp, wire.FAILURE, failures.app_stopped())
+                    self.finish(inp, wire.FAILURE, failures.app_stopped())
                 self._stop_container(c, "the app was stopped")
 
     def replace_function(self, fn: FunctionRecord) -> None:
