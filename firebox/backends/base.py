@@ -55,7 +55,7 @@ class Launch:
 class Backend(Protocol):
     isolation: str  # how containers that don't choose are isolated: the operator's floor
     # Host paths nothing launched may see (state, client config), which the control plane's
-    # own launches on this machine (sandboxes, image builds) hide too.
+    # image builds on this machine hide too.
     hidden: list[Path]
     netpool: netns.Pool | None  # namespaces with egress made ahead, image builds take them too
     sandboxes: SandboxLauncher  # how it runs sandboxes (below)
