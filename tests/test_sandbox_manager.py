@@ -90,6 +90,9 @@ class FakeLauncher:
     def isolation(self) -> str:
         return "gvisor"
 
+    def networks(self) -> bool:
+        return False
+
     def start(self) -> None:
         pass
 

@@ -182,6 +182,9 @@ class SandboxLauncher(Protocol):
     def isolation(self) -> str:
         """How sandboxes are isolated here now; SandboxFailed if they cannot be."""
 
+    def networks(self) -> bool:
+        """Whether sandboxes can have a network of their own here (cidr_allowlist=, tunnels)."""
+
     def start(self) -> None:
         """Clear what a previous run left and begin booting warm sandboxes."""
 

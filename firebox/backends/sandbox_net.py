@@ -12,7 +12,6 @@ allowlisted or not. IPv6 is off inside (no address) and dropped at the veth.
 
 from __future__ import annotations
 
-import ipaddress
 import subprocess
 from collections.abc import Sequence
 
@@ -20,21 +19,6 @@ from . import netns
 
 Link = netns.Link
 NetworkUnavailable = netns.NetworkUnavailable
-
-
-def parse_allowlist(cidrs: Sequence[str]) -> list[str]:
-    """The allowlist as normalised IPv4 networks; ValueError says which entry is wrong."""
-    out = []
-    for cidr in cidrs:
-        try:
-            net = ipaddress.ip_network(str(cidr), strict=False)
-        except ValueError:
-            raise ValueError(f"{cidr!r} in cidr_allowlist is not a CIDR range like "
-                             "'10.0.0.0/8'.") from None
-        if net.version != 4:
-            raise ValueError(f"{cidr!r}: sandboxes have IPv4 only; allowlist IPv4 ranges.")
-        out.append(str(net))
-    return out
 
 
 def available() -> bool:

@@ -15,7 +15,6 @@ from starlette.requests import Request
 from starlette.responses import Response, StreamingResponse
 from starlette.routing import Route
 
-from ...backends import sandbox_net
 from ...store import schema as s
 from ...wire import ids
 from ...wire.sandbox import frame
@@ -24,7 +23,7 @@ from ..core.errors import invalid, not_found
 from ..core.objects import check_name
 from ..core.ownership import check_secrets
 from ..core.sandbox_volumes import check_mount_path
-from ..core.sandboxes import MAX_TIMEOUT, Exec, Sandbox, SandboxManager, Spec
+from ..core.sandboxes import MAX_TIMEOUT, Exec, Sandbox, SandboxManager, Spec, check_allowlist
 from . import requests as rq
 from .apps import app_row, identity, msgpack_body, packed, plane, query
 from .requests import MAX_WAIT
@@ -90,10 +89,10 @@ async def create(request: Request) -> Response:
     allowlist = body.cidr_allowlist
     if (allowlist or ports) and not body.block_network:
         try:
-            network = sandbox_net.parse_allowlist(allowlist or [])
+            network = check_allowlist(allowlist or [])
         except ValueError as exc:
             raise invalid(str(exc)) from None
-        if not sandbox_net.available():
+        if not manager(request).networks:
             raise invalid("cidr_allowlist= and tunnels need nftables and iproute2 on the server "
                           "(scripts/install.sh installs them); leave them out for no network.")
     spec = Spec(args=body.args, env=env, workdir=body.workdir,

@@ -9,11 +9,12 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import ipaddress
 import json
 import shutil
 import signal
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -39,6 +40,21 @@ MAX_OUTPUT = 64 * 1024 * 1024  # output kept per command; beyond it, output is d
 MAX_TIMEOUT = 24 * 3600
 KILLED = 137  # the returncode of a sandbox whose command was killed (terminate, timeout)
 MAIN = "main"  # the exec id of the command the sandbox was created with
+
+
+def check_allowlist(cidrs: Sequence[str]) -> list[str]:
+    """The allowlist as normalised IPv4 networks; ValueError says which entry is wrong."""
+    out = []
+    for cidr in cidrs:
+        try:
+            net = ipaddress.ip_network(str(cidr), strict=False)
+        except ValueError:
+            raise ValueError(f"{cidr!r} in cidr_allowlist is not a CIDR range like "
+                             "'10.0.0.0/8'.") from None
+        if net.version != 4:
+            raise ValueError(f"{cidr!r}: sandboxes have IPv4 only; allowlist IPv4 ranges.")
+        out.append(str(net))
+    return out
 
 
 class Exec:
@@ -161,6 +177,11 @@ class SandboxManager:
         self.running: dict[str, Sandbox] = {}
         self._idle: asyncio.Task[None] | None = None
         self.tunnels = cp.tunnels
+
+    @property
+    def networks(self) -> bool:
+        """Whether sandboxes can have a network of their own (cidr_allowlist=, tunnels)."""
+        return self.launcher.networks()
 
     @property
     def isolation(self) -> str:

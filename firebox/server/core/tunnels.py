@@ -1,8 +1,10 @@
-"""Tunnels: a sandbox's ports reached from outside, through listeners of the control plane.
+"""Tunnels: ports of sandboxes (and of containers, by forward()) reached from outside, through
+listeners of the control plane.
 
 For each port a sandbox asks for, the server listens on a port of its own, on the interface its
-API listens on, and relays each connection to that port at the sandbox's address on its veth
-(backends/sandbox_net.py): the sandbox's server must listen on 0.0.0.0, as on a real host.
+API listens on, and relays each connection to that port at the sandbox's address on its own
+network, which the backend reports (SandboxProcess.address): the sandbox's server must listen on
+0.0.0.0, as on a real host. A container's port is dialled by the backend (Backend.connect).
 `encrypted_ports` get a TLS listener; `unencrypted_ports` get a plain TCP listener too.
 
 TLS uses the operator's certificate (FIREBOX_TLS_CERT and FIREBOX_TLS_KEY, PEM files) or else a
