@@ -42,7 +42,7 @@ def launch_once(mode: str, scratch: Path, n: int) -> float:
     cid = f"bench-{os.getpid()}-{mode}-{n}"
     root = scratch / "containers" / cid
     root.mkdir(parents=True)
-    sandbox = isolation.Sandbox(cid, root, hidden=[scratch], scratch=scratch / "bundles" / cid,
+    sandbox = isolation.Walls(cid, root, hidden=[scratch], scratch=scratch / "bundles" / cid,
                                 runsc_root=scratch / "runsc")
     start = time.perf_counter()
     group = None

@@ -19,7 +19,7 @@ from pathlib import Path
 from firebox.backends import isolation, netns
 
 
-def launch(sandbox: isolation.Sandbox) -> float:
+def launch(sandbox: isolation.Walls) -> float:
     argv = isolation.launcher(isolation.NAMESPACES, ["/bin/true"], sandbox, {})
     start = time.perf_counter()
     subprocess.run(argv, check=True, stdin=subprocess.DEVNULL)
@@ -46,7 +46,7 @@ def main() -> None:
                     start = time.perf_counter()
                     link = netns.create(netns.CONTAINER_IF)
                     made.append(time.perf_counter() - start)
-                sandbox = isolation.Sandbox("bench", root, hidden=[scratch],
+                sandbox = isolation.Walls("bench", root, hidden=[scratch],
                                             uid=options.get("uid"), gid=options.get("gid"),
                                             netns=link.path if link else None,
                                             block_network=link is None and "uid" in options)

@@ -44,7 +44,7 @@ class Process:
     key: str  # the name it was launched under: its directory and first cgroup name
     proc: asyncio.subprocess.Process
     mode: str
-    sandbox: isolation.Sandbox
+    sandbox: isolation.Walls
     group: cgroups.Cgroup | None
     container_id: str | None = None
     memory_limit_mb: int | None = None
@@ -295,7 +295,7 @@ class LocalBackend:
                 if d == root or owner is None:
                     break
                 os.chown(d, *owner)
-        sandbox = isolation.Sandbox(
+        sandbox = isolation.Walls(
             container_id=key,
             root=root,
             hidden=self.hidden,
@@ -398,7 +398,7 @@ class LocalBackend:
         except Exception:
             log.exception("exit handler failed for %s", cid)
 
-    async def _forget_gvisor(self, sandbox: isolation.Sandbox) -> None:
+    async def _forget_gvisor(self, sandbox: isolation.Walls) -> None:
         proc = await asyncio.create_subprocess_exec(
             "runsc", "--root", str(sandbox.runsc_root), "delete", "--force",
             sandbox.container_id, stdout=asyncio.subprocess.DEVNULL,

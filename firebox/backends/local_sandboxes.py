@@ -45,7 +45,7 @@ class LocalSandboxProcess:
         layers = [owner.layers / layer for layer in launch.layers]
         self.root = isolation.SandboxRoot(self.base / "fs", layers,
                                           from_host=isolation.SANDBOX_FROM_HOST)
-        self.walls = isolation.Sandbox(container_id=self.id, root=self.base, hidden=owner.hidden,
+        self.walls = isolation.Walls(container_id=self.id, root=self.base, hidden=owner.hidden,
                                        scratch=self.base / "bundle", runsc_root=owner.runsc_root,
                                        volumes=dict(launch.volumes))
         self.proc: asyncio.subprocess.Process | None = None
@@ -256,9 +256,6 @@ class LocalSandboxes:
             return isolation.sandbox_default_mode()
         except isolation.IsolationUnavailable as exc:
             raise SandboxFailed(str(exc)) from None
-
-    def networks(self) -> bool:
-        return sandbox_net.available()
 
     def start(self) -> None:
         shutil.rmtree(self.dir, ignore_errors=True)

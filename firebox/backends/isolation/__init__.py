@@ -1,8 +1,8 @@
 """How a container's process is launched: `process` (no isolation), `namespaces` (bubblewrap) or
 `gvisor` (runsc), and what each lets the container see; sandboxes' roots and launch likewise.
 
-modes: the modes and which this host has; view: what a container sees (Sandbox, its file
-view); bubblewrap and gvisor: each launcher's command; sandbox_root: a sandbox's overlay root
+modes: the modes and which this host has; view: what a container sees (its Walls, its
+file view); bubblewrap and gvisor: each launcher's command; sandbox_root: a sandbox's overlay root
 and the layers under it; launch: the whole command line, network namespace and cgroups around.
 """
 
@@ -25,7 +25,7 @@ from .view import (
     CONTAINER_UID,
     SOCKET,
     SYSTEM_DIRS,
-    Sandbox,
+    Walls,
     host_secrets,
     python_paths,
     volumes_at_path,
@@ -34,7 +34,7 @@ from .view import (
 __all__ = [
     "CONTAINER_GID", "CONTAINER_UID", "ENV", "GVISOR", "MODES", "NAMESPACES", "PROCESS",
     "SANDBOX_FROM_HOST", "SANDBOX_MODES", "SOCKET", "SYSTEM_DIRS", "IsolationUnavailable",
-    "Sandbox", "SandboxRoot", "check_mode", "default_mode", "host_secrets", "in_cgroup",
+    "Walls", "SandboxRoot", "check_mode", "default_mode", "host_secrets", "in_cgroup",
     "launcher", "python_paths", "sandbox_argv", "sandbox_base", "sandbox_default_mode",
     "visible_hidden", "volumes_at_path",
 ]

@@ -6,21 +6,21 @@ from __future__ import annotations
 from collections.abc import Sequence
 from pathlib import Path
 
-from .view import Sandbox, file_view, under
+from .view import Walls, file_view, under
 
 
-def bwrap_argv(argv: Sequence[str], sandbox: Sandbox) -> list[str]:
+def bwrap_argv(argv: Sequence[str], walls: Walls) -> list[str]:
     """The root is an empty tmpfs made read-only at the end, holding only the file view."""
     args = [
         "bwrap", "--dev", "/dev", "--proc", "/proc", "--perms", "01777", "--tmpfs", "/tmp",
         "--perms", "01777", "--tmpfs", "/dev/shm",
         "--unshare-pid", "--unshare-ipc", "--unshare-uts", "--unshare-cgroup-try",
-        "--hostname", sandbox.container_id, "--cap-drop", "ALL",
+        "--hostname", walls.container_id, "--cap-drop", "ALL",
         "--die-with-parent", "--new-session",
     ]
     binds: list[Path] = []
     made = {Path("/tmp"), Path("/dev"), Path("/proc")}
-    for m in file_view(sandbox):
+    for m in file_view(walls):
         # bubblewrap makes missing parents of a mount point 0700, which the container's user
         # could not pass through: make them 0755 first (those not inside a bound directory).
         for parent in reversed(Path(m.dest).parents[:-1]):
@@ -37,28 +37,28 @@ def bwrap_argv(argv: Sequence[str], sandbox: Sandbox) -> list[str]:
         else:
             flag = {"ro": "--ro-bind", "file": "--ro-bind", "rw": "--bind", "dev": "--dev-bind"}
             args += [flag[m.kind], m.src, m.dest]
-    if sandbox.block_network:
+    if walls.block_network:
         args += ["--unshare-net"]
-    root = str(sandbox.root.resolve())
-    args += ["--remount-ro", "/", "--chdir", root, *sandbox.extra]
-    if sandbox.uid is not None:
+    root = str(walls.root.resolve())
+    args += ["--remount-ro", "/", "--chdir", root, *walls.extra]
+    if walls.uid is not None:
         # bubblewrap starts as root (it binds paths only root may reach, the state directory
         # among them); setpriv becomes the container's user before anything of the container
         # runs. Changing uid from 0 clears every capability, and no_new_privs (bubblewrap's)
         # keeps setuid programs from giving any back.
         args += ["--cap-add", "CAP_SETUID", "--cap-add", "CAP_SETGID", "--",
-                 "setpriv", f"--reuid={sandbox.uid}", f"--regid={sandbox.gid}",
+                 "setpriv", f"--reuid={walls.uid}", f"--regid={walls.gid}",
                  "--clear-groups", "--inh-caps=-all"]
     return [*args, "--", *argv]
 
 
-def sandbox_bwrap_argv(agent: Sequence[str], sb: Sandbox, rootfs: Path, env: dict[str, str],
+def sandbox_bwrap_argv(agent: Sequence[str], walls: Walls, rootfs: Path, env: dict[str, str],
                        hidden: Sequence[Path], runtime: Sequence[Path],
                        netns: str | None) -> list[str]:
     """A sandbox's root is its own overlay (rootfs), read-write; hidden paths masked, the
     agent's interpreter (runtime) and its volumes bound in."""
     inner = ["bwrap", "--bind", str(rootfs), "/", "--dev", "/dev", "--proc", "/proc",
-             "--unshare-all", "--hostname", sb.container_id, "--cap-drop", "ALL",
+             "--unshare-all", "--hostname", walls.container_id, "--cap-drop", "ALL",
              "--die-with-parent", "--new-session", "--clearenv"]
     if netns:
         inner.append("--share-net")  # the namespace nsenter put it in (launch.sandbox_argv)
@@ -68,6 +68,6 @@ def sandbox_bwrap_argv(agent: Sequence[str], sb: Sandbox, rootfs: Path, env: dic
         inner += ["--tmpfs", str(p)]
     for p in runtime:
         inner += ["--ro-bind", str(p), str(p)]
-    for mount_path, host_dir in sb.volumes.items():
+    for mount_path, host_dir in walls.volumes.items():
         inner += ["--bind", str(host_dir), mount_path]
     return [*inner, "--chdir", "/", "--", *agent]

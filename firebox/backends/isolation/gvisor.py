@@ -7,7 +7,7 @@ import json
 from collections.abc import Sequence
 from pathlib import Path
 
-from .view import Sandbox, file_view
+from .view import Walls, file_view
 
 # runsc 20221219 takes a network namespace with /proc/sys/net/core/rmem_default for the host's
 # own and refuses it; since Linux 6.x every namespace has that file. Hidden from runsc only, in
@@ -42,13 +42,13 @@ def _tmpfs(dest: str, mode: str | None = None) -> dict[str, object]:
     return mount
 
 
-def _runsc(sandbox: Sandbox, process: dict[str, object], root: dict[str, object],
+def _runsc(walls: Walls, process: dict[str, object], root: dict[str, object],
            mounts: list[dict[str, object]], cgroup: str | None, netns: str | None,
            host_uds: bool) -> list[str]:
-    """Write the bundle's config.json under sandbox.scratch; the command that runs it. In a
+    """Write the bundle's config.json under walls.scratch; the command that runs it. In a
     network namespace (netns) gVisor's netstack takes over the veth there, address and
     routes; without one it has loopback only."""
-    assert sandbox.scratch is not None and sandbox.runsc_root is not None
+    assert walls.scratch is not None and walls.runsc_root is not None
     namespaces: list[dict[str, str]] = [{"type": t} for t in ("pid", "ipc", "uts", "mount")]
     namespaces.append({"type": "network", "path": netns} if netns else {"type": "network"})
     linux: dict[str, object] = {"namespaces": namespaces}
@@ -58,24 +58,24 @@ def _runsc(sandbox: Sandbox, process: dict[str, object], root: dict[str, object]
         linux["cgroupsPath"] = cgroup
     spec = {"ociVersion": "1.0.2",
             "process": {"terminal": False, **process, "noNewPrivileges": True},
-            "root": root, "hostname": sandbox.container_id, "mounts": mounts, "linux": linux}
-    (sandbox.scratch / "config.json").write_text(json.dumps(spec))
-    return ["runsc", "--root", str(sandbox.runsc_root),
+            "root": root, "hostname": walls.container_id, "mounts": mounts, "linux": linux}
+    (walls.scratch / "config.json").write_text(json.dumps(spec))
+    return ["runsc", "--root", str(walls.runsc_root),
             "--network=sandbox" if netns else "--network=none",
             *(["--host-uds=open"] if host_uds else []),
-            "run", "--bundle", str(sandbox.scratch), sandbox.container_id]
+            "run", "--bundle", str(walls.scratch), walls.container_id]
 
 
-def gvisor_argv(argv: Sequence[str], sandbox: Sandbox, env: dict[str, str]) -> list[str]:
+def gvisor_argv(argv: Sequence[str], walls: Walls, env: dict[str, str]) -> list[str]:
     """Write an OCI bundle for runsc and return the command that runs it: the same file view as
     bubblewrap's over an empty read-only root, the container's user, and its network namespace
     (gVisor's own netstack on the veth) or none (loopback only). The control plane is reached
     over its unix socket (runsc --host-uds=open)."""
-    assert sandbox.scratch is not None
-    skeleton = sandbox.scratch / "rootfs"
+    assert walls.scratch is not None
+    skeleton = walls.scratch / "rootfs"
     skeleton.mkdir(parents=True, exist_ok=True)
     mounts = [*_system_mounts(), _tmpfs("/tmp", "1777")]
-    for m in file_view(sandbox):
+    for m in file_view(walls):
         # A read-only root takes no new mount points: each is made in the skeleton first,
         # its parents passable by the container's user.
         target = skeleton / m.dest.lstrip("/")
@@ -98,33 +98,33 @@ def gvisor_argv(argv: Sequence[str], sandbox: Sandbox, env: dict[str, str]) -> l
     for d in ("proc", "dev", "sys", "tmp"):
         (skeleton / d).mkdir(exist_ok=True)
     process = {
-        "user": {"uid": 0 if sandbox.uid is None else sandbox.uid,
-                 "gid": 0 if sandbox.gid is None else sandbox.gid},
+        "user": {"uid": 0 if walls.uid is None else walls.uid,
+                 "gid": 0 if walls.gid is None else walls.gid},
         "args": list(argv),
         "env": [f"{k}={v}" for k, v in env.items() if k != "FIREBOX_PARENT_PID"],
-        "cwd": str(sandbox.root.resolve()),
+        "cwd": str(walls.root.resolve()),
         "capabilities": {k: [] for k in ("bounding", "effective", "permitted", "inheritable")},
     }
-    return _runsc(sandbox, process, {"path": str(skeleton), "readonly": True}, mounts,
-                  sandbox.cgroup, sandbox.netns, host_uds=True)
+    return _runsc(walls, process, {"path": str(skeleton), "readonly": True}, mounts,
+                  walls.cgroup, walls.netns, host_uds=True)
 
 
-def sandbox_gvisor_argv(agent: Sequence[str], sb: Sandbox, rootfs: Path, env: dict[str, str],
+def sandbox_gvisor_argv(agent: Sequence[str], walls: Walls, rootfs: Path, env: dict[str, str],
                         hidden: Sequence[Path], runtime: Sequence[Path], cgroup: str | None,
                         netns: str | None) -> list[str]:
     """A sandbox's root is its own overlay (rootfs), writable, with its /tmp; hidden paths
     masked, the agent's interpreter (runtime) and its volumes bound in."""
-    assert sb.scratch is not None
-    sb.scratch.mkdir(parents=True, exist_ok=True)
+    assert walls.scratch is not None
+    walls.scratch.mkdir(parents=True, exist_ok=True)
     # runsc puts a tmpfs of its own on /tmp unless the spec mounts something there.
     mounts = [*_system_mounts(), _bind("/tmp", str(rootfs / "tmp"), "rw")]
     mounts += [_tmpfs(str(p)) for p in hidden]
     mounts += [_bind(str(p), str(p), "ro") for p in runtime]
-    mounts += [_bind(path, str(local), "rw") for path, local in sb.volumes.items()]
+    mounts += [_bind(path, str(local), "rw") for path, local in walls.volumes.items()]
     process = {
         "user": {"uid": 0, "gid": 0}, "args": list(agent),
         "env": [f"{k}={v}" for k, v in env.items()], "cwd": "/",
         "capabilities": {k: GVISOR_CAPS for k in ("bounding", "effective", "permitted")},
     }
-    return _runsc(sb, process, {"path": str(rootfs), "readonly": False}, mounts, cgroup, netns,
+    return _runsc(walls, process, {"path": str(rootfs), "readonly": False}, mounts, cgroup, netns,
                   host_uds=False)

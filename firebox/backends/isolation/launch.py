@@ -13,28 +13,28 @@ from .bubblewrap import bwrap_argv, sandbox_bwrap_argv
 from .gvisor import HIDE_RMEM, gvisor_argv, sandbox_gvisor_argv
 from .modes import GVISOR, NAMESPACES, PROCESS, SANDBOX_MODES, IsolationUnavailable
 from .sandbox_root import SANDBOX_FROM_HOST, SandboxRoot, visible_hidden
-from .view import Sandbox
+from .view import Walls
 
 AGENT = Path(sandbox_agent.__file__)
 SANDBOX_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
 
 
-def launcher(mode: str, argv: Sequence[str], sandbox: Sandbox, env: dict[str, str]) -> list[str]:
-    """The command line that runs argv under the given isolation, in sandbox.netns if set."""
+def launcher(mode: str, argv: Sequence[str], walls: Walls, env: dict[str, str]) -> list[str]:
+    """The command line that runs argv under the given isolation, in walls.netns if set."""
     if mode == PROCESS:
         return list(argv)
     if mode not in (NAMESPACES, GVISOR):
         raise IsolationUnavailable(f"unknown isolation {mode!r}")
-    inner = bwrap_argv(argv, sandbox) if mode == NAMESPACES else gvisor_argv(argv, sandbox, env)
-    lines = list(sandbox.mount_lines)
-    if mode == GVISOR and sandbox.netns:
+    inner = bwrap_argv(argv, walls) if mode == NAMESPACES else gvisor_argv(argv, walls, env)
+    lines = list(walls.mount_lines)
+    if mode == GVISOR and walls.netns:
         lines.append(HIDE_RMEM)
     if lines:
         script = " && ".join([*lines, 'exec "$@"'])
         inner = ["unshare", "--mount", "--propagation", "private", "/bin/sh", "-c", script,
                  "firebox-image", *inner]
-    if sandbox.netns:
-        inner = ["nsenter", f"--net={sandbox.netns}", *inner]
+    if walls.netns:
+        inner = ["nsenter", f"--net={walls.netns}", *inner]
     return inner
 
 
@@ -46,7 +46,7 @@ def in_cgroup(argv: Sequence[str], procs_files: Sequence[Path]) -> list[str]:
     return ["/bin/sh", "-c", f'{joins} && exec "$@"', "firebox-container", *argv]
 
 
-def sandbox_argv(mode: str, sb: Sandbox, fs: SandboxRoot, env: dict[str, str],
+def sandbox_argv(mode: str, walls: Walls, fs: SandboxRoot, env: dict[str, str],
                  cgroup: str | None = None, netns: str | None = None) -> list[str]:
     """The command that mounts a sandbox's root and starts its agent under mode; the agent
     speaks on the command's stdin and stdout. No network: its own namespace with loopback only,
@@ -60,18 +60,18 @@ def sandbox_argv(mode: str, sb: Sandbox, fs: SandboxRoot, env: dict[str, str],
     # The agent's source goes in on the command line: where firebox is installed (a /tmp
     # checkout, say) need not be visible inside the sandbox.
     agent = [python, "-I", "-S", "-c", AGENT.read_text()]
-    hidden = visible_hidden(sb.hidden)
+    hidden = visible_hidden(walls.hidden)
     # The agent's interpreter, read-only at its own path where the sandbox has no copy of it
     # (a Python installed under /root or /opt).
     prefix = Path(sys.base_prefix).resolve()
     runtime = [] if prefix.parts[1:2] and prefix.parts[1] in SANDBOX_FROM_HOST else [prefix]
     env = {"PATH": SANDBOX_PATH, "HOME": "/root", **env}
     if mode == GVISOR:
-        inner = sandbox_gvisor_argv(agent, sb, fs.rootfs, env, hidden, runtime, cgroup, netns)
+        inner = sandbox_gvisor_argv(agent, walls, fs.rootfs, env, hidden, runtime, cgroup, netns)
         if netns:
             mounts.append(HIDE_RMEM)
     else:
-        inner = sandbox_bwrap_argv(agent, sb, fs.rootfs, env, hidden, runtime, netns)
+        inner = sandbox_bwrap_argv(agent, walls, fs.rootfs, env, hidden, runtime, netns)
     script = " && ".join([*mounts, 'exec "$@"'])
     enter = ["nsenter", f"--net={netns}"] if netns else []
     return [*enter, "unshare", "--mount", "--propagation", "private", "/bin/sh", "-c", script,

@@ -1,4 +1,4 @@
-"""What a namespaces or gVisor container sees: the Sandbox it is given (its directory, the
+"""What a namespaces or gVisor container sees: its Walls (its directory, the
 paths hidden from it, its devices and volumes) and the file view made of it, mount by mount."""
 
 from __future__ import annotations
@@ -16,7 +16,7 @@ from .modes import NAMESPACES
 
 
 @dataclass
-class Sandbox:
+class Walls:
     """What one container may see and touch."""
 
     container_id: str
@@ -52,11 +52,11 @@ def under(path: Path, parents: Sequence[Path]) -> bool:
     return any(path == p or p in path.parents for p in parents)
 
 
-def _hidden_dirs(sandbox: Sandbox) -> list[Path]:
+def _hidden_dirs(walls: Walls) -> list[Path]:
     """The hidden directories that exist, outermost first, none inside another: each is masked
     by an empty tmpfs, so nothing hidden shows through a directory bound in."""
     hidden: list[Path] = []
-    for p in sorted({h.resolve() for h in sandbox.hidden}, key=lambda p: len(p.parts)):
+    for p in sorted({h.resolve() for h in walls.hidden}, key=lambda p: len(p.parts)):
         if p.exists() and not under(p, hidden):
             hidden.append(p)
     return hidden
@@ -131,11 +131,11 @@ class Mount:
     mode: str = "0755"  # a tmpfs's
 
 
-def file_view(sandbox: Sandbox) -> list[Mount]:
+def file_view(walls: Walls) -> list[Mount]:
     """What a namespaces or gVisor container sees over its empty root and its own /dev, /proc
     and /tmp: the system dirs, Python's own directories, its directory, its image, volumes and
     devices; the hidden directories and the host's secrets covered."""
-    hidden = _hidden_dirs(sandbox)
+    hidden = _hidden_dirs(walls)
     out: list[Mount] = []
     system = []
     for name in SYSTEM_DIRS:
@@ -155,18 +155,18 @@ def file_view(sandbox: Sandbox) -> list[Mount]:
     for p in hidden:  # what a bound directory holds that must stay invisible
         if under(p, [*system, *wanted]):
             out.append(Mount("tmpfs", str(p)))
-    out += [Mount("dev", node, node) for node in sandbox.devices]
-    root = str(sandbox.root.resolve())
+    out += [Mount("dev", node, node) for node in walls.devices]
+    root = str(walls.root.resolve())
     out.append(Mount("rw", root, root))
-    out += [Mount("ro" if ro else "rw", dest, src) for src, dest, ro in sandbox.image_binds]
+    out += [Mount("ro" if ro else "rw", dest, src) for src, dest, ro in walls.image_binds]
     for p in hidden:  # again: an image's overlay of a system dir shows the host's under it
-        if sandbox.image_binds and under(p, system):
+        if walls.image_binds and under(p, system):
             out.append(Mount("tmpfs", str(p)))
     out += [Mount("rw", mount_path, str(host_dir))
-            for mount_path, host_dir in sandbox.volumes.items()]
+            for mount_path, host_dir in walls.volumes.items()]
     for secret in host_secrets():
         out.append(Mount("tmpfs", str(secret)) if secret.is_dir()
                    else Mount("file", str(secret), _empty_file()))
-    if sandbox.server_socket is not None:
-        out.append(Mount("rw", SOCKET, str(sandbox.server_socket)))
+    if walls.server_socket is not None:
+        out.append(Mount("rw", SOCKET, str(walls.server_socket)))
     return out
