@@ -10,11 +10,11 @@ from __future__ import annotations
 
 import asyncio
 import itertools
-import os
 import time
 from typing import Any
 
 from . import wire
+from .wire import settings
 
 # After a failed connect, HTTP carries the requests for this long before the channel is tried
 # again: a server restarting or without the channel costs one failed connect, not one each.
@@ -86,8 +86,8 @@ class CallChannel:
             "additional_headers": {"Authorization": f"Bearer {self.token}"},
             "max_size": None, "ping_interval": None, "compression": None, "open_timeout": 10,
         }
-        socket_path = os.environ.get("FIREBOX_SERVER_SOCKET")
-        own_server = os.environ.get("FIREBOX_SERVER_URL", "").rstrip("/")
+        socket_path = settings.SERVER_SOCKET.get()
+        own_server = (settings.SERVER_URL.get() or "").rstrip("/")
         if socket_path and self.url == "ws" + own_server.removeprefix("http") + "/v1/calls/ws":
             # Inside a container: its server by the unix socket, which needs no network.
             return await unix_connect(socket_path, "ws://firebox/v1/calls/ws", **options)

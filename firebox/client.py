@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import os
 import time
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -17,6 +16,7 @@ from typing import TYPE_CHECKING, Any
 
 from . import call_channel, config, wire
 from . import exception as exceptions
+from .wire import settings
 
 if TYPE_CHECKING:  # httpx is imported on first use: containers that never call out skip it
     import httpx
@@ -29,7 +29,7 @@ FILE_CHUNK = 1 << 20  # bytes of a file sent at a time
 
 
 def reconnect_timeout() -> float:
-    return float(os.environ.get("FIREBOX_RECONNECT_TIMEOUT", "120"))
+    return settings.RECONNECT_TIMEOUT.get()
 
 
 _ERRORS: dict[str, type[Exception]] = {
@@ -64,8 +64,8 @@ class Client:
 
             limits = httpx.Limits(max_connections=64, max_keepalive_connections=32)
             transport = None
-            socket_path = os.environ.get("FIREBOX_SERVER_SOCKET")
-            own_server = os.environ.get("FIREBOX_SERVER_URL", "").rstrip("/")
+            socket_path = settings.SERVER_SOCKET.get()
+            own_server = (settings.SERVER_URL.get() or "").rstrip("/")
             if socket_path and self.server_url == own_server:
                 # Inside a container: its own server by the unix socket it was given, which
                 # works with no network (block_network).

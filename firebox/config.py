@@ -7,12 +7,14 @@ import tomllib
 from dataclasses import dataclass
 from pathlib import Path
 
+from .wire import settings
+
 DEFAULT_PORT = 8765
 DEFAULT_HOST = "127.0.0.1"
 
 
 def config_dir() -> Path:
-    return Path(os.environ.get("FIREBOX_CONFIG_DIR") or Path.home() / ".firebox")
+    return settings.CONFIG_DIR.get() or Path.home() / ".firebox"
 
 
 def config_file() -> Path:
@@ -21,7 +23,7 @@ def config_file() -> Path:
 
 def state_dir() -> Path:
     """Where a lasting server keeps its database, blobs and keys by default."""
-    return Path(os.environ.get("FIREBOX_STATE_DIR") or config_dir() / "server")
+    return settings.STATE_DIR.get() or config_dir() / "server"
 
 
 @dataclass(frozen=True)
@@ -53,8 +55,8 @@ def write_file(server_url: str, token: str) -> Path:
 def load() -> ClientConfig | None:
     """The configured server, or None when none is configured (then an embedded one is used)."""
     stored = read_file()
-    url = os.environ.get("FIREBOX_SERVER_URL") or stored.get("server_url")
-    token = os.environ.get("FIREBOX_TOKEN") or stored.get("token")
+    url = settings.SERVER_URL.get() or stored.get("server_url")
+    token = settings.TOKEN.get() or stored.get("token")
     if not url:
         return None
     return ClientConfig(server_url=url.rstrip("/"), token=token or "")

@@ -9,13 +9,14 @@ from conftest import ServerProcess
 from firebox.backends import gpus
 from firebox.exception import InvalidError
 from firebox.sdk.gpu import gpu_spec
+from firebox.wire import settings
 
 FAKE = "H100:2,A100-80GB:1"  # indices 0 and 1 are H100s, 2 is the A100
 
 
 class GpuServer(ServerProcess):
     def env(self) -> dict[str, str]:
-        return super().env() | {gpus.FAKE_ENV: FAKE}
+        return super().env() | {settings.FAKE_GPUS.name: FAKE}
 
 
 @pytest.fixture(scope="module")

@@ -11,9 +11,11 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
+from ..wire import settings
+
 log = logging.getLogger("firebox.backends.cgroups")
 
-ROOT = Path(os.environ.get("FIREBOX_CGROUP_ROOT") or "/sys/fs/cgroup")
+ROOT = settings.CGROUP_ROOT.get()  # read once, at import
 PARENT = "firebox"  # every container's cgroup is <controller>/firebox/<name> (v1), firebox/<name>
 CONTROLLERS = ("cpu", "memory", "pids")
 CFS_PERIOD_US = 100_000

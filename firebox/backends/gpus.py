@@ -4,7 +4,6 @@ function's gpu= request picks among them."""
 from __future__ import annotations
 
 import logging
-import os
 import re
 import shutil
 import subprocess
@@ -13,9 +12,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from ..wire import settings
+
 log = logging.getLogger("firebox.backends.gpus")
 
-FAKE_ENV = "FIREBOX_FAKE_GPUS"  # e.g. "H100:2,A100-80GB:1": GPUs that exist only on paper
 ANY = "any"
 # Nodes every CUDA process needs besides its own /dev/nvidiaN.
 CONTROL_NODES = ("nvidiactl", "nvidia-uvm", "nvidia-uvm-tools", "nvidia-modeset")
@@ -88,7 +88,7 @@ def _from_nvidia_smi() -> list[Gpu] | None:
 
 def inventory() -> list[Gpu]:
     """The GPUs containers may reserve: the fake inventory when configured, else the real ones."""
-    fake = os.environ.get(FAKE_ENV)
+    fake = settings.FAKE_GPUS.get()
     if fake is not None:
         return parse_fake(fake)
     for source in (_from_nvml, _from_nvidia_smi):

@@ -24,15 +24,13 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from ..images import layers as images
-from ..wire import ids
+from ..wire import ids, settings
 from . import cgroups, gpus, isolation, netns
 from .base import CapacityReport, Launch, NodeCapacity, OnExit, OnOutput, describe_exit
 from .local_sandboxes import LocalSandboxes
 
 log = logging.getLogger("firebox.backends.local")
 
-STANDBY_DEFAULT = 2  # FIREBOX_STANDBY overrides; 0 turns standby runtimes off
-EGRESS_ENV = "FIREBOX_CONTAINER_EGRESS"  # "0": containers get loopback only, no way out
 NETNS_POOL = 2  # network namespaces made ahead for cold starts
 LINE_PIECE = 64 * 1024  # bytes of a line of output passed on at a time: a longer one is split
 
@@ -81,7 +79,7 @@ class LocalBackend:
         if netns.available():
             try:
                 netns.start()
-                if os.environ.get(EGRESS_ENV, "1") != "0":
+                if settings.CONTAINER_EGRESS.get():
                     self.netpool = netns.Pool(NETNS_POOL)
             except netns.NetworkUnavailable as exc:
                 log.warning("containers get loopback only, no egress: %s", exc)
@@ -95,7 +93,7 @@ class LocalBackend:
         self.procs: dict[str, Process] = {}  # by container id
         self.standby: list[Process] = []
         self.standby_env = dict(standby_env or {})
-        self.standby_size = int(os.environ.get("FIREBOX_STANDBY", STANDBY_DEFAULT))
+        self.standby_size = settings.STANDBY_RUNTIMES.get()
         if self.isolation == isolation.GVISOR or not self.standby_env:
             self.standby_size = 0
         self._refilling = False
@@ -107,7 +105,7 @@ class LocalBackend:
     def capacity(self) -> CapacityReport:
         """This machine: its cores and memory (FIREBOX_CPU and FIREBOX_MEMORY_MB override them)
         and its GPUs, or the fake inventory of FIREBOX_FAKE_GPUS."""
-        cores = float(os.environ.get("FIREBOX_CPU") or os.cpu_count() or 1)
+        cores = settings.CPU.get() or os.cpu_count() or 1
         node = NodeCapacity(socket.gethostname(), cores, _machine_memory_mb() * cgroups.MIB,
                             tuple(gpus.inventory()))
         return CapacityReport((node,))
@@ -123,18 +121,18 @@ class LocalBackend:
     def takes_standby(self, launch: Launch) -> bool:
         try:
             mode = isolation.check_mode(launch.isolation or self.isolation)
-            volumes = isolation.volumes_at_path(mode, json.loads(launch.env.get("FIREBOX_VOLUMES")
-                                                                 or "{}"))
+            volumes = isolation.volumes_at_path(
+                mode, json.loads(launch.env.get(settings.VOLUMES.name) or "{}"))
         except Exception:
             return False  # start will say why
-        layers = json.loads(launch.env.get("FIREBOX_IMAGE_LAYERS") or "[]")
+        layers = json.loads(launch.env.get(settings.IMAGE_LAYERS.name) or "[]")
         return bool(self.standby) and self._standby_fits(launch, mode, volumes, layers)
 
     async def start(self, launch: Launch) -> None:
         mode = isolation.check_mode(launch.isolation or self.isolation)
-        volumes = isolation.volumes_at_path(mode, json.loads(launch.env.get("FIREBOX_VOLUMES")
+        volumes = isolation.volumes_at_path(mode, json.loads(launch.env.get(settings.VOLUMES.name)
                                                              or "{}"))
-        layers = [Path(p) for p in json.loads(launch.env.get("FIREBOX_IMAGE_LAYERS") or "[]")]
+        layers = [Path(p) for p in json.loads(launch.env.get(settings.IMAGE_LAYERS.name) or "[]")]
         if launch.block_network and (mode != isolation.NAMESPACES or self.server_socket is None):
             raise isolation.IsolationUnavailable(
                 f"block_network=True needs isolation='namespaces' (this container has {mode!r}); "
@@ -145,7 +143,7 @@ class LocalBackend:
         env = self._env(launch.container_id, mode, launch.gpus)
         env.update(launch.env)
         if volumes:
-            env["FIREBOX_VOLUMES_AT_PATH"] = "1"
+            env[settings.VOLUMES_AT_PATH.name] = "1"
         p = await self._spawn(launch.container_id, mode, env, _limits(launch), launch.gpus,
                               volumes=volumes, layers=layers,
                               block_network=launch.block_network)
@@ -181,9 +179,9 @@ class LocalBackend:
                 if p.link is not None:
                     await asyncio.to_thread(netns.refresh, p.link)
                 env = {**self._env(launch.container_id, p.mode, []), **launch.env,
-                       "FIREBOX_CONTAINER_ROOT": str(p.sandbox.root)}
+                       settings.CONTAINER_ROOT.name: str(p.sandbox.root)}
                 if p.mode != isolation.PROCESS:
-                    env.pop("FIREBOX_PARENT_PID")  # inside, its parent is the sandbox's init
+                    env.pop(settings.PARENT_PID.name)  # inside, its parent is the sandbox's init
                 p.container_id = launch.container_id
                 p.memory_limit_mb = _memory_limit(launch)
                 self.procs[launch.container_id] = p
@@ -210,7 +208,7 @@ class LocalBackend:
             while not self._closed and len(self.standby) < self.standby_size:
                 key = ids.new_standby_key()
                 env = {**self._env(key, self.isolation, []), **self.standby_env,
-                       "FIREBOX_STANDBY": "1"}
+                       settings.STANDBY.name: "1"}
                 limits = cgroups.Limits(0.125, None, 128, None)
                 try:
                     p = await self._spawn(key, self.isolation, env, limits, [], standby=True)
@@ -256,18 +254,18 @@ class LocalBackend:
         return await asyncio.open_connection(sock=sock)
 
     def _env(self, key: str, mode: str, gpu_indices: Sequence[int]) -> dict[str, str]:
-        env = {k: v for k, v in os.environ.items() if not k.startswith("FIREBOX_")}
+        env = {k: v for k, v in os.environ.items() if not k.startswith(settings.PREFIX)}
         env.update({
             "PYTHONUNBUFFERED": "1",
-            "FIREBOX_CONTAINER_ROOT": str(self.workdir / key),
-            "FIREBOX_ISOLATION": mode,
+            settings.CONTAINER_ROOT.name: str(self.workdir / key),
+            settings.ISOLATION.name: mode,
             "CUDA_VISIBLE_DEVICES": ",".join(map(str, gpu_indices)),
             "CUDA_DEVICE_ORDER": "PCI_BUS_ID",  # the order nvidia-smi and NVML number them
-            "FIREBOX_PARENT_PID": str(os.getpid()),
+            settings.PARENT_PID.name: str(os.getpid()),
         })
         if self.server_socket is not None:
             inside = str(self.server_socket) if mode == isolation.PROCESS else isolation.SOCKET
-            env["FIREBOX_SERVER_SOCKET"] = inside
+            env[settings.SERVER_SOCKET.name] = inside
         return env
 
     async def _spawn(self, key: str, mode: str, env: dict[str, str], limits: cgroups.Limits,
@@ -320,7 +318,7 @@ class LocalBackend:
         if mode != isolation.PROCESS:
             # Inside, the runtime's parent is the sandbox's init, which dies with us
             # (--die-with-parent), not this process: the runtime must not check for it.
-            sandbox.extra += ["--unsetenv", "FIREBOX_PARENT_PID"]
+            sandbox.extra += ["--unsetenv", settings.PARENT_PID.name]
         group = None
         if self.cgroups:
             group = await asyncio.to_thread(cgroups.Cgroup.create, key, limits)
@@ -476,7 +474,7 @@ def _memory_limit(launch: Launch) -> int:
 
 def _machine_memory_mb() -> int:
     """The memory containers may reserve here: FIREBOX_MEMORY_MB, else all of this machine's."""
-    return int(os.environ.get("FIREBOX_MEMORY_MB") or 0) or (
+    return settings.MEMORY_MB.get() or (
         os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") // cgroups.MIB)
 
 

@@ -18,7 +18,7 @@ from collections.abc import Awaitable, Sequence
 from pathlib import Path
 from typing import Any
 
-from ..wire import ids
+from ..wire import ids, settings
 from . import cgroups, isolation, sandbox_net
 from .base import SandboxEvents, SandboxFailed, SandboxFileError, SandboxGone, SandboxLaunch
 from .sandbox_agent import HEAD
@@ -27,8 +27,6 @@ log = logging.getLogger("firebox.sandboxes")
 
 READY_TIMEOUT = 60.0  # a sandbox whose agent has not started by then failed to start
 DEFAULT_CPU = 0.25  # cores reserved for a sandbox that asks for none (it may use idle ones)
-POOL_ENV = "FIREBOX_SANDBOX_POOL"  # how many default sandboxes to keep booted; 0 turns it off
-DEFAULT_POOL = 2
 FileReply = tuple[Any, bytes]
 
 
@@ -245,7 +243,7 @@ class LocalSandboxes:
         self.cgroups = use_cgroups
         self.live: dict[str, LocalSandboxProcess] = {}  # booting, warm and taken, by sandbox id
         self.pool: list[LocalSandboxProcess] = []  # booted default sandboxes, oldest first
-        self.pool_size = max(0, int(os.environ.get(POOL_ENV) or DEFAULT_POOL))
+        self.pool_size = max(0, settings.SANDBOX_POOL.get())
         self._filling: asyncio.Task[None] | None = None
         # Cold boots at once: a boot is CPU-bound, so a burst of creates shares the cores better
         # finishing a few at a time than all at the end together.

@@ -14,6 +14,7 @@ from .. import _sync, config
 from .. import client as client_mod
 from ..exception import Error
 from ..sdk.runner import print_log_line
+from ..wire import settings as variables
 from .common import request, when
 from .entrypoints import build_command, find_app, find_runnable, import_file
 from .image import image_group
@@ -97,10 +98,10 @@ def deploy(app_ref: str, name: str | None, tag: str) -> None:
 @click.option("--port", default=config.DEFAULT_PORT, show_default=True, type=int)
 @click.option("--state-dir", type=click.Path(path_type=Path), default=None,
               help="Where the database, blobs and container files live (~/.firebox/server).")
-@click.option("--database-url", envvar="FIREBOX_DATABASE_URL", default=None,
+@click.option("--database-url", envvar=variables.DATABASE_URL.name, default=None,
               help="sqlite:///path or postgresql://user:pass@host/db (default: SQLite in "
                    "the state directory).")
-@click.option("--isolation", envvar="FIREBOX_ISOLATION", default=None,
+@click.option("--isolation", envvar=variables.ISOLATION.name, default=None,
               type=click.Choice(["process", "namespaces", "gvisor"]),
               help="How containers of functions that don't choose are isolated (default: "
                    "namespaces where bubblewrap is installed, else process).")
@@ -123,7 +124,7 @@ def token() -> None:
               help="An operator's token: it may also run containers with weaker isolation "
                    "than the server's (isolation='process'). Give tenants plain tokens.")
 @click.option("--state-dir", type=click.Path(path_type=Path), default=None)
-@click.option("--database-url", envvar="FIREBOX_DATABASE_URL", default=None)
+@click.option("--database-url", envvar=variables.DATABASE_URL.name, default=None)
 def token_create(workspace: str, admin: bool, state_dir: Path | None,
                  database_url: str | None) -> None:
     """Create a token for WORKSPACE (made if missing) and print it."""

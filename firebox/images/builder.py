@@ -37,6 +37,7 @@ from ..backends.isolation import (
     visible_hidden,
 )
 from ..store.blobs import BlobStore
+from ..wire import settings
 from .layers import NEVER
 
 Emit = Callable[[dict[str, Any]], Awaitable[None]]
@@ -50,9 +51,7 @@ BUILD_CAPS = ("CAP_CHOWN", "CAP_DAC_OVERRIDE", "CAP_FOWNER", "CAP_FSETID", "CAP_
               "CAP_SYS_CHROOT", "CAP_AUDIT_WRITE", "CAP_SETFCAP")
 FS_KINDS = ("pip", "apt", "run", "copy", "mount")
 LAYER_ID = re.compile(r"^[0-9a-f]{64}$")
-STEP_TIMEOUT = 3600.0  # seconds a build step may run; FIREBOX_IMAGE_STEP_TIMEOUT overrides
 # A build step's cgroup: like a container's, so one tenant's build cannot take the machine.
-BUILD_MEMORY_MB = 4096  # FIREBOX_IMAGE_BUILD_MEMORY_MB: killed above it
 BUILD_CPU = 2.0  # cores it may use at most
 BUILD_PIDS = 4096
 # Where each step's mask of the host's secrets is made: outside the state directory, which may
@@ -443,7 +442,7 @@ class Builder:
 
     async def _stream(self, argv: list[str], env: dict[str, str],
                       log: Callable[[str], Awaitable[None]]) -> None:
-        memory = int(os.environ.get("FIREBOX_IMAGE_BUILD_MEMORY_MB") or BUILD_MEMORY_MB)
+        memory = settings.IMAGE_BUILD_MEMORY_MB.get()
         group = None
         if cgroups.available():
             group = await asyncio.to_thread(
@@ -469,7 +468,7 @@ class Builder:
             stderr=asyncio.subprocess.STDOUT, start_new_session=True,
         )
         assert proc.stdout is not None
-        limit = float(os.environ.get("FIREBOX_IMAGE_STEP_TIMEOUT") or STEP_TIMEOUT)
+        limit = settings.IMAGE_STEP_TIMEOUT.get()
         try:
             async with asyncio.timeout(limit):
                 while True:

@@ -27,7 +27,7 @@ from ..exception import InputCancellation, InvalidError
 from ..sdk import volume as volumes
 from ..sdk.cls import instantiate, lifecycle_methods, unpack_params
 from ..sdk.context import current_call, current_input
-from ..wire import messages
+from ..wire import messages, settings
 from . import web
 from .batching import Batcher
 
@@ -42,8 +42,8 @@ def set_parent_death_signal() -> None:
         libc.prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
     except OSError:
         return
-    parent = os.environ.get("FIREBOX_PARENT_PID")
-    if parent and os.getppid() != int(parent):
+    parent = settings.PARENT_PID.get()
+    if parent and os.getppid() != parent:
         os._exit(1)
 
 
@@ -395,13 +395,13 @@ def _columns(args_list: list[tuple[Any, ...]], kwargs_list: list[dict[str, Any]]
 
 async def main() -> None:
     set_parent_death_signal()
-    server_url = os.environ["FIREBOX_SERVER_URL"]
-    token = os.environ["FIREBOX_TOKEN"]
-    root = Path(os.environ.get("FIREBOX_CONTAINER_ROOT", ".")) / "code"
+    server_url = settings.SERVER_URL.required()
+    token = settings.TOKEN.required()
+    root = settings.CONTAINER_ROOT.get() / "code"
     root.mkdir(parents=True, exist_ok=True)
     ws_url = "ws" + server_url.removeprefix("http") + "/v1/containers/ws"
     headers = {"Authorization": f"Bearer {token}"}
-    socket_path = os.environ.get("FIREBOX_SERVER_SOCKET")
+    socket_path = settings.SERVER_SOCKET.get()
     if socket_path:  # the control plane's unix socket: works with no network of our own
         channel = unix_connect(socket_path, "ws://firebox/v1/containers/ws",
                                additional_headers=headers, max_size=None, ping_interval=None,
@@ -416,7 +416,7 @@ async def main() -> None:
             await _sync.run_async(volumes.mount_all(hello["function"].get("volumes") or {},
                                                     root.parent))
             os.chdir(root)
-            workdir = os.environ.get("FIREBOX_IMAGE_WORKDIR")
+            workdir = settings.IMAGE_WORKDIR.get()
             if workdir and os.path.isdir(workdir):  # under process isolation it may not exist
                 os.chdir(workdir)
             target = load_target(hello["function"], root)
@@ -449,14 +449,14 @@ def wait_for_assignment() -> None:
     if not line.strip():
         sys.exit(0)
     os.environ.update(json.loads(line))
-    os.environ.pop("FIREBOX_STANDBY", None)
+    os.environ.pop(settings.STANDBY.name, None)
     devnull = os.open(os.devnull, os.O_RDONLY)
     os.dup2(devnull, 0)
     os.close(devnull)
 
 
 def run() -> None:
-    if os.environ.get("FIREBOX_STANDBY"):
+    if settings.STANDBY.get():
         wait_for_assignment()
     try:
         asyncio.run(main())

@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import contextvars
-import os
+
+from ..wire import settings
 
 current_input: contextvars.ContextVar[str | None] = contextvars.ContextVar(
     "firebox_input_id", default=None
@@ -15,7 +16,7 @@ current_call: contextvars.ContextVar[str | None] = contextvars.ContextVar(
 
 def is_local() -> bool:
     """True on the caller's machine, False inside a firebox container."""
-    return os.environ.get("FIREBOX_IS_REMOTE") != "1"
+    return not settings.IS_REMOTE.get()
 
 
 def current_input_id() -> str | None:

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import itertools
-import os
 from collections.abc import AsyncIterator, Callable, Iterable
 from typing import TYPE_CHECKING, Any
 
@@ -12,6 +11,7 @@ from .. import client as client_mod
 from .. import wire
 from .._sync import live_classmethod, live_method, live_method_chunks, live_method_gen
 from ..exception import InvalidError, NotSupportedYet, RemoteError
+from ..wire import settings
 from .attach import resolve_spec
 from .options import variant_options
 
@@ -136,8 +136,8 @@ class Function:
         base = self._name.split(".")[0] if self._method else self._name
         if self._lookup is not None:
             params = {"app": self._lookup[0], "name": self._lookup[1].split(".")[0]}
-        elif os.environ.get("FIREBOX_APP_ID"):
-            params = {"app_id": os.environ["FIREBOX_APP_ID"], "name": base}
+        elif settings.APP_ID.get():
+            params = {"app_id": settings.APP_ID.get(), "name": base}
         else:
             raise InvalidError(
                 f"Function '{self._name}' is not running yet: call it inside `with app.run():` "

@@ -12,7 +12,6 @@ image a sandbox sees this machine's file system read-only, with its own writable
 from __future__ import annotations
 
 import asyncio
-import os
 from collections.abc import AsyncIterator, Iterator, Sequence
 from pathlib import Path
 from typing import Any
@@ -21,6 +20,7 @@ from .. import _sync
 from .. import client as client_mod
 from .._sync import live_classmethod, live_method
 from ..exception import InvalidError, NotSupportedYet, SandboxTerminatedError, SandboxTimeoutError
+from ..wire import settings
 from ..wire.sandbox import take_frames
 from .secret import Secret
 from .tunnel import Tunnel
@@ -424,7 +424,7 @@ class Sandbox:
 
 def _app_id(app: Any) -> str:
     if app is None:
-        env_app = os.environ.get("FIREBOX_APP_ID")
+        env_app = settings.APP_ID.get()
         if env_app:
             return env_app
         raise InvalidError("Sandbox.create needs app= outside a container: "

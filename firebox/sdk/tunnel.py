@@ -4,7 +4,6 @@
 from __future__ import annotations
 
 import contextlib
-import os
 from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass
 from typing import Any
@@ -12,6 +11,7 @@ from typing import Any
 from .. import _sync
 from .. import client as client_mod
 from ..exception import InvalidError
+from ..wire import settings
 
 
 @dataclass(frozen=True)
@@ -45,7 +45,7 @@ class Tunnel:
 
 
 async def _open(port: int, unencrypted: bool) -> Tunnel:
-    if not os.environ.get("FIREBOX_CONTAINER_ID"):
+    if not settings.CONTAINER_ID.get():
         raise InvalidError("forward() works only inside a firebox container (in a function or "
                            "class the app runs); for a sandbox's ports use "
                            "Sandbox.create(encrypted_ports=...) and sb.tunnels().")

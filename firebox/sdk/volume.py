@@ -30,6 +30,7 @@ from .. import client as client_mod
 from .._sync import live_classmethod, live_method, live_method_gen
 from ..exception import InvalidError
 from ..store.blobs import file_sha256
+from ..wire import settings
 from .blobs import upload_blobs
 from .named import NamedObject
 
@@ -313,7 +314,7 @@ class LocalMount:
 
 async def mount_all(volumes: dict[str, str], container_root: Path) -> dict[str, str]:
     """Make this container's working copies of its volumes; returns mount path -> local dir."""
-    at_path = os.environ.get("FIREBOX_VOLUMES_AT_PATH") == "1"
+    at_path = settings.VOLUMES_AT_PATH.get()
     for mount_path, volume_id in volumes.items():
         local = Path(mount_path) if at_path else (
             container_root / "volumes" / mount_path.strip("/")
@@ -323,7 +324,7 @@ async def mount_all(volumes: dict[str, str], container_root: Path) -> dict[str, 
         await mount.reload()
         _MOUNTS.setdefault(volume_id, []).append(mount)
         _PATHS[mount_path] = str(local)
-    os.environ["FIREBOX_VOLUME_PATHS"] = json.dumps(_PATHS)
+    os.environ[settings.VOLUME_PATHS.name] = json.dumps(_PATHS)
     return dict(_PATHS)
 
 

@@ -15,6 +15,7 @@ import uvicorn
 from .. import config
 from ..backends.isolation import IsolationUnavailable, sandbox_default_mode
 from ..store.db import Database
+from ..wire import settings as variables
 from .api.app import create_app
 from .api.limits import max_message_bytes
 from .core.plane import Settings
@@ -116,7 +117,7 @@ def name_holder(fd: int, url: str) -> None:
 def serve_forever(host: str, port: int, state_dir: Path, database_url: str | None,
                   isolation: str | None = None) -> None:
     """Run a lasting server in this process; writes the client config on first start."""
-    if os.environ.get("FIREBOX_SANDBOX_ISOLATION"):
+    if variables.SANDBOX_ISOLATION.get():
         try:  # the operator's choice must work: refuse to start rather than fail each sandbox
             sandbox_default_mode()
         except IsolationUnavailable as exc:

@@ -6,7 +6,6 @@ are cloudpickled bytes. Every key and status below is named once, here.
 
 from __future__ import annotations
 
-import os
 import pickle
 import traceback
 from typing import Any
@@ -16,6 +15,7 @@ import msgpack
 
 from .. import exception
 from ..exception import DeserializationError, ExecutionError, SerializationError
+from . import settings
 from .ids import new_call_id as new_call_id  # callers of wire.new_call_id; ids.py mints it
 
 VERSION = 1
@@ -36,16 +36,9 @@ DONE = "done"
 TERMINAL = (SUCCESS, FAILURE, TIMEOUT, CANCELLED)
 
 
-_limit: tuple[str, int] = ("", 0)
-
-
 def max_payload_bytes() -> int:
     """The largest argument or result payload accepted, configurable by FIREBOX_MAX_PAYLOAD_MB."""
-    global _limit
-    raw = os.environ.get("FIREBOX_MAX_PAYLOAD_MB", "64")
-    if raw != _limit[0]:
-        _limit = (raw, int(float(raw) * 1024 * 1024))
-    return _limit[1]
+    return settings.MAX_PAYLOAD.get()
 
 
 def pack(message: Any) -> bytes:

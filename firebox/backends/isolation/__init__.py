@@ -8,7 +8,6 @@ and the layers under it; launch: the whole command line, network namespace and c
 
 from .launch import in_cgroup, launcher, sandbox_argv
 from .modes import (
-    ENV,
     GVISOR,
     MODES,
     NAMESPACES,
@@ -32,7 +31,7 @@ from .view import (
 )
 
 __all__ = [
-    "CONTAINER_GID", "CONTAINER_UID", "ENV", "GVISOR", "MODES", "NAMESPACES", "PROCESS",
+    "CONTAINER_GID", "CONTAINER_UID", "GVISOR", "MODES", "NAMESPACES", "PROCESS",
     "SANDBOX_FROM_HOST", "SANDBOX_MODES", "SOCKET", "SYSTEM_DIRS", "IsolationUnavailable",
     "Walls", "SandboxRoot", "check_mode", "default_mode", "host_secrets", "in_cgroup",
     "launcher", "python_paths", "sandbox_argv", "sandbox_base", "sandbox_default_mode",

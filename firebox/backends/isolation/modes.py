@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-import os
 import shutil
+
+from ...wire import settings
 
 PROCESS, NAMESPACES, GVISOR = "process", "namespaces", "gvisor"
 MODES = (PROCESS, NAMESPACES, GVISOR)
 SANDBOX_MODES = (NAMESPACES, GVISOR)
-ENV = "FIREBOX_ISOLATION"  # the server's default for functions that don't choose
 
 
 class IsolationUnavailable(RuntimeError):
@@ -17,7 +17,7 @@ class IsolationUnavailable(RuntimeError):
 
 def default_mode() -> str:
     """FIREBOX_ISOLATION when set, else namespaces where bubblewrap is installed, else process."""
-    chosen = os.environ.get(ENV)
+    chosen = settings.ISOLATION.get()
     if chosen:
         return check_mode(chosen)
     return NAMESPACES if shutil.which("bwrap") else PROCESS
@@ -44,7 +44,7 @@ def check_mode(mode: str) -> str:
 def sandbox_default_mode() -> str:
     """The operator's choice (FIREBOX_SANDBOX_ISOLATION), else gVisor where runsc is
     installed, else bubblewrap namespaces."""
-    chosen = os.environ.get("FIREBOX_SANDBOX_ISOLATION")
+    chosen = settings.SANDBOX_ISOLATION.get()
     if chosen:
         if chosen not in SANDBOX_MODES:
             raise IsolationUnavailable(f"FIREBOX_SANDBOX_ISOLATION={chosen!r}: sandboxes run "

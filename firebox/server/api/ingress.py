@@ -25,7 +25,6 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
-import os
 import re
 import secrets
 import time
@@ -37,6 +36,7 @@ from starlette.types import Receive, Scope, Send
 from ... import wire
 from ...store import schema as s
 from ...wire import ids
+from ...wire import settings as variables
 from ..core.functions import FunctionRecord
 from ..core.scheduler import Input
 
@@ -50,12 +50,12 @@ SOCKET_EVENTS = ("websocket.accept", "websocket.send", "websocket.close")
 
 def max_body_bytes() -> int:
     """The largest request body accepted, configurable by FIREBOX_WEB_MAX_BODY_MB."""
-    return int(float(os.environ.get("FIREBOX_WEB_MAX_BODY_MB", "32")) * 1024 * 1024)
+    return variables.WEB_MAX_BODY.get()
 
 
 def max_message_bytes() -> int:
     """The largest WebSocket message passed on, configurable by FIREBOX_WEB_MAX_MESSAGE_MB."""
-    return int(float(os.environ.get("FIREBOX_WEB_MAX_MESSAGE_MB", "16")) * 1024 * 1024)
+    return variables.WEB_MAX_MESSAGE.get()
 
 
 def slug(text: str) -> str:

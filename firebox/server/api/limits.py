@@ -6,21 +6,18 @@ requests at once do not multiply that cap."""
 from __future__ import annotations
 
 import asyncio
-import os
 from collections import deque
 from collections.abc import Callable
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from ... import wire
+from ...wire import settings
 from ..core.errors import ApiError, error_response
 from . import ingress
 
 MB = 1024 * 1024
 ENVELOPE = MB  # room around a payload in a msgpack request: ids, options, the other fields
-JSON_MB_DEFAULT = 16  # FIREBOX_MAX_JSON_MB: specs, digests and names, never payloads
-BLOB_MB_DEFAULT = 8192  # FIREBOX_MAX_BLOB_MB: a blob streams to disk, so this bounds the disk
-BODIES_MB_DEFAULT = 256  # FIREBOX_MAX_BODIES_MB: bodies read or parsed at once, all requests
 # A body is in memory twice while it is handled: its chunks and the joined bytes as it is read,
 # then the bytes and what is parsed from them (an argument's bytes, a web request's message).
 BODY_COPIES = 2
@@ -29,24 +26,20 @@ BODY_WAIT = 30.0  # seconds a request waits for room in the budget before it is 
 RETRY_AFTER = "1"  # seconds, in the 503's Retry-After
 
 
-def _mb(name: str, default: float) -> int:
-    return int(float(os.environ.get(name) or default) * MB)
-
-
 def max_json_bytes() -> int:
     """The largest JSON (or other non-payload) request body, configurable by FIREBOX_MAX_JSON_MB."""
-    return _mb("FIREBOX_MAX_JSON_MB", JSON_MB_DEFAULT)
+    return settings.MAX_JSON.get()
 
 
 def max_blob_bytes() -> int:
     """The largest blob upload, configurable by FIREBOX_MAX_BLOB_MB."""
-    return _mb("FIREBOX_MAX_BLOB_MB", BLOB_MB_DEFAULT)
+    return settings.MAX_BLOB.get()
 
 
 def max_bodies_bytes() -> int:
     """The request bodies held at once, all requests together (FIREBOX_MAX_BODIES_MB); the web
     endpoints' bodies have a budget of this size of their own."""
-    return _mb("FIREBOX_MAX_BODIES_MB", BODIES_MB_DEFAULT)
+    return settings.MAX_BODIES.get()
 
 
 def max_message_bytes() -> int:

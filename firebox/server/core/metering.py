@@ -4,7 +4,6 @@ recorded once, here, from the system's own events; and what those seconds cost."
 from __future__ import annotations
 
 import datetime
-import os
 import time
 import tomllib
 from collections import defaultdict
@@ -15,6 +14,7 @@ import sqlalchemy as sa
 
 from ...store import schema as s
 from ...store.db import Database
+from ...wire import settings
 
 # Per-second list prices of a hosted per-second GPU cloud, early 2026: what the same seconds
 # would have cost there. Operators replace them with prices.toml in the state directory.
@@ -34,7 +34,7 @@ ALIVE_FILE = "alive"  # touched while the server runs; a crash's end time for op
 
 def load_prices(state_dir: Path) -> dict[str, float]:
     prices = dict(DEFAULT_PRICES)
-    path = Path(os.environ.get("FIREBOX_PRICES") or state_dir / "prices.toml")
+    path = settings.PRICES.get() or state_dir / "prices.toml"
     if path.exists():
         with open(path, "rb") as f:
             table = tomllib.load(f)

@@ -23,6 +23,7 @@ from ...store import schema as s
 from ...store.blobs import BlobStore
 from ...store.db import Database
 from ...wire import ids
+from ...wire import settings as variables
 from ..api.ingress import Ingress
 from .capacity import Capacity
 from .functions import FunctionRecord, merged_spec
@@ -71,8 +72,8 @@ def _local_backend(cp: ControlPlane) -> Backend:
         isolation_mode=settings.isolation,
         hidden=[settings.state_dir, config.config_dir(), Path.home() / ".firebox"],
         standby_env={
-            "FIREBOX_SERVER_URL": settings.url,
-            "FIREBOX_IS_REMOTE": "1",
+            variables.SERVER_URL.name: settings.url,
+            variables.IS_REMOTE.name: "1",
             "MODAL_IS_REMOTE": "1",
         },
         server_socket=settings.socket,
@@ -198,20 +199,20 @@ class ControlPlane:
         image = fn.spec.get("image") or {}
         image_env = {str(k): str(v) for k, v in (image.get("env") or {}).items()}
         return image_env | self.vault.env_for(fn.spec, fn.workspace_id) | {
-            "FIREBOX_SERVER_URL": self.settings.url,
-            "FIREBOX_TOKEN": token,
-            "FIREBOX_CONTAINER_ID": c.id,
-            "FIREBOX_APP_ID": fn.app_id,
-            "FIREBOX_IS_REMOTE": "1",
+            variables.SERVER_URL.name: self.settings.url,
+            variables.TOKEN.name: token,
+            variables.CONTAINER_ID.name: c.id,
+            variables.APP_ID.name: fn.app_id,
+            variables.IS_REMOTE.name: "1",
             "MODAL_IS_REMOTE": "1",
             "MODAL_TASK_ID": c.id,
             "MODAL_ENVIRONMENT": "main",
             # Mount path -> volume id; an isolating backend binds each at its real path.
-            "FIREBOX_VOLUMES": json.dumps(fn.spec.get("volumes") or {}),
+            variables.VOLUMES.name: json.dumps(fn.spec.get("volumes") or {}),
             # Last, so no env= or secret can point the backend at other directories.
-            "FIREBOX_IMAGE_LAYERS": json.dumps(
+            variables.IMAGE_LAYERS.name: json.dumps(
                 [str(self.images.path(lid)) for lid in image.get("layers") or ()]),
-            "FIREBOX_IMAGE_WORKDIR": image.get("workdir") or "",
+            variables.IMAGE_WORKDIR.name: image.get("workdir") or "",
         }
 
     async def resolve_image(self, workspace_id: str, spec: dict[str, Any]) -> str | None:

@@ -5,21 +5,21 @@ bookkeeping, not their arguments."""
 
 from __future__ import annotations
 
-import os
 from collections import deque
 from collections.abc import Iterator
 from typing import TYPE_CHECKING
+
+from ...wire import settings
 
 if TYPE_CHECKING:
     from .pools import Input
 
 MB = 1024 * 1024
-WINDOW_MB_DEFAULT = 64  # FIREBOX_MAX_QUEUED_MB: queued inputs' arguments in memory, all pools
 
 
 def window_bytes() -> int:
     """The queued inputs' arguments held in memory, all pools together (FIREBOX_MAX_QUEUED_MB)."""
-    return int(float(os.environ.get("FIREBOX_MAX_QUEUED_MB") or WINDOW_MB_DEFAULT) * MB)
+    return settings.MAX_QUEUED.get()
 
 
 class ArgsWindow:

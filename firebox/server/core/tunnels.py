@@ -20,13 +20,13 @@ import contextlib
 import datetime
 import ipaddress
 import logging
-import os
 import ssl
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from ...wire import settings
 from .errors import ApiError
 
 log = logging.getLogger("firebox.tunnels")
@@ -86,13 +86,13 @@ class Tunnels:
     def __init__(self, state_dir: Path, bind_host: str, advertised_host: str) -> None:
         self.state_dir = state_dir
         self.bind_host = bind_host
-        self.host = os.environ.get("FIREBOX_TUNNEL_HOST") or advertised_host
+        self.host = settings.TUNNEL_HOST.get() or advertised_host
         self.open_: dict[str, Open] = {}
         self._tls: ssl.SSLContext | None = None
 
     def tls(self) -> ssl.SSLContext:
         if self._tls is None:
-            cert_env, key = os.environ.get("FIREBOX_TLS_CERT"), os.environ.get("FIREBOX_TLS_KEY")
+            cert_env, key = settings.TLS_CERT.get(), settings.TLS_KEY.get()
             if cert_env and key:
                 cert, keyfile = Path(cert_env), Path(key)
             else:

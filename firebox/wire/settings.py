@@ -1,0 +1,178 @@
+"""Every FIREBOX_* environment variable: its name, type, default and meaning, and its one reader.
+
+A setting is read from the environment each time its `get()` is called, so a variable set at
+run time (as the tests do) counts from the next read: where a value is fixed for a process, the
+caller reads it once (at import or start) and keeps it. Unset and empty are the same, except for
+FAKE_GPUS. The variables firebox sets in a container's environment are named here too.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable
+from pathlib import Path
+from typing import Generic, TypeVar
+
+T = TypeVar("T")
+
+PREFIX = "FIREBOX_"  # a container gets none of the server's own variables with it
+MB = 1024 * 1024
+
+
+class Setting(Generic[T]):
+    """One environment variable: `get()` is its value now, parsed, or the default."""
+
+    __slots__ = ("name", "default", "parse", "meaning", "keep_empty", "_last")
+
+    def __init__(self, name: str, default: T, parse: Callable[[str], T], meaning: str, *,
+                 keep_empty: bool = False) -> None:
+        self.name, self.default, self.parse, self.meaning = name, default, parse, meaning
+        self.keep_empty = keep_empty  # an empty value is a value, not "unset"
+        self._last: tuple[str | None, T] = (None, default)  # parsed once per raw value
+
+    def get(self) -> T:
+        raw = os.environ.get(self.name)
+        if raw == "" and not self.keep_empty:
+            raw = None
+        last = self._last
+        if raw == last[0]:
+            return last[1]
+        value = self.default if raw is None else self.parse(raw)
+        self._last = (raw, value)
+        return value
+
+    def required(self) -> T:
+        """The value where firebox always sets it (a container's own variables)."""
+        if os.environ.get(self.name) is None:
+            raise KeyError(self.name)
+        return self.get()
+
+
+def _megabytes(raw: str) -> int:
+    return int(float(raw) * MB)
+
+
+def _is_one(raw: str) -> bool:
+    return raw == "1"
+
+
+def _text(raw: str) -> str:
+    return raw
+
+
+def _path(raw: str) -> Path:
+    return Path(raw)
+
+
+# ---- where a client finds its control plane ---------------------------------------------------
+
+CONFIG_DIR = Setting[Path | None](
+    "FIREBOX_CONFIG_DIR", None, _path, "the client's directory (default ~/.firebox)")
+STATE_DIR = Setting[Path | None](
+    "FIREBOX_STATE_DIR", None, _path, "the server's state (default <config dir>/server)")
+SERVER_URL = Setting[str | None](
+    "FIREBOX_SERVER_URL", None, _text,
+    "the control plane's URL (over config.toml); set for a container, its server's")
+TOKEN = Setting[str | None](
+    "FIREBOX_TOKEN", None, _text,
+    "the API token (over config.toml); set for a container, its container token")
+RECONNECT_TIMEOUT = Setting[float](
+    "FIREBOX_RECONNECT_TIMEOUT", 120.0, float,
+    "seconds a client keeps trying to reach a server that went away")
+DATABASE_URL = Setting[str | None](
+    "FIREBOX_DATABASE_URL", None, _text, "`firebox server --database-url` (Postgres)")
+
+# ---- the server: isolation and this machine ---------------------------------------------------
+
+ISOLATION = Setting[str | None](
+    "FIREBOX_ISOLATION", None, _text,
+    "functions' default isolation (process, namespaces, gvisor); set for a container, its own")
+SANDBOX_ISOLATION = Setting[str | None](
+    "FIREBOX_SANDBOX_ISOLATION", None, _text,
+    "sandboxes' isolation (gvisor, namespaces); the server refuses to start if it cannot")
+CPU = Setting[float | None](
+    "FIREBOX_CPU", None, float, "cores containers may reserve (default: this machine's)")
+MEMORY_MB = Setting[int | None](
+    "FIREBOX_MEMORY_MB", None, int, "MiB containers may reserve (default: this machine's)")
+FAKE_GPUS = Setting[str | None](
+    "FIREBOX_FAKE_GPUS", None, _text,
+    "GPUs that exist only on paper, e.g. \"H100:2,A100-80GB:1\" (empty: none)", keep_empty=True)
+CGROUP_ROOT = Setting[Path](
+    "FIREBOX_CGROUP_ROOT", Path("/sys/fs/cgroup"), _path, "where cgroups are mounted")
+CONTAINER_EGRESS = Setting[bool](
+    "FIREBOX_CONTAINER_EGRESS", True, lambda raw: raw != "0",
+    "\"0\": containers and image builds get loopback only, no way out")
+STANDBY_RUNTIMES = Setting[int](
+    "FIREBOX_STANDBY", 2, int, "standby runtimes kept launched; 0 turns them off")
+SANDBOX_POOL = Setting[int](
+    "FIREBOX_SANDBOX_POOL", 2, int, "default sandboxes kept booted; 0 turns the pool off")
+PRICES = Setting[Path | None](
+    "FIREBOX_PRICES", None, _path, "the price list (default <state dir>/prices.toml)")
+
+# ---- the server: bounds -----------------------------------------------------------------------
+
+MAX_PAYLOAD = Setting[int](
+    "FIREBOX_MAX_PAYLOAD_MB", 64 * MB, _megabytes,
+    "the largest argument or result, serialized (read in MiB, kept in bytes)")
+MAX_JSON = Setting[int](
+    "FIREBOX_MAX_JSON_MB", 16 * MB, _megabytes,
+    "the largest JSON (non-payload) request body: specs, digests and names")
+MAX_BLOB = Setting[int](
+    "FIREBOX_MAX_BLOB_MB", 8192 * MB, _megabytes,
+    "the largest blob upload (it streams to disk, so this bounds the disk)")
+MAX_BODIES = Setting[int](
+    "FIREBOX_MAX_BODIES_MB", 256 * MB, _megabytes,
+    "request bodies read or parsed at once, all requests together")
+MAX_QUEUED = Setting[int](
+    "FIREBOX_MAX_QUEUED_MB", 64 * MB, _megabytes,
+    "queued inputs' arguments held in memory, all pools together")
+WEB_MAX_BODY = Setting[int](
+    "FIREBOX_WEB_MAX_BODY_MB", 32 * MB, _megabytes, "the largest web request body")
+WEB_MAX_MESSAGE = Setting[int](
+    "FIREBOX_WEB_MAX_MESSAGE_MB", 16 * MB, _megabytes, "the largest WebSocket message passed on")
+IMAGE_BUILD_MEMORY_MB = Setting[int](
+    "FIREBOX_IMAGE_BUILD_MEMORY_MB", 4096, int, "MiB an image build step may use")
+IMAGE_STEP_TIMEOUT = Setting[float](
+    "FIREBOX_IMAGE_STEP_TIMEOUT", 3600.0, float, "seconds an image build step may run")
+
+# ---- the server: tunnels ----------------------------------------------------------------------
+
+TUNNEL_HOST = Setting[str | None](
+    "FIREBOX_TUNNEL_HOST", None, _text, "the host name tunnels' URLs carry")
+TLS_CERT = Setting[str | None](
+    "FIREBOX_TLS_CERT", None, _text, "tunnels' certificate chain, PEM (with TLS_KEY)")
+TLS_KEY = Setting[str | None](
+    "FIREBOX_TLS_KEY", None, _text, "tunnels' private key, PEM (with TLS_CERT)")
+
+# ---- set by firebox in a container's environment ----------------------------------------------
+# (SERVER_URL, TOKEN and ISOLATION above too.)
+
+CONTAINER_ID = Setting[str | None](
+    "FIREBOX_CONTAINER_ID", None, _text, "the container's id")
+APP_ID = Setting[str | None](
+    "FIREBOX_APP_ID", None, _text, "the id of the app the container's function is in")
+IS_REMOTE = Setting[bool](
+    "FIREBOX_IS_REMOTE", False, _is_one, "\"1\": this process runs in a container")
+SERVER_SOCKET = Setting[str | None](
+    "FIREBOX_SERVER_SOCKET", None, _text,
+    "the control plane's unix socket, which works with no network of the container's own")
+CONTAINER_ROOT = Setting[Path](
+    "FIREBOX_CONTAINER_ROOT", Path("."), _path, "the container's own directory")
+PARENT_PID = Setting[int | None](
+    "FIREBOX_PARENT_PID", None, int, "the server's pid: a runtime whose parent is not it exits")
+STANDBY = Setting[bool](
+    "FIREBOX_STANDBY", False, bool,
+    "set in a standby runtime's environment: it waits for the container it will be (the same "
+    "name as STANDBY_RUNTIMES, which a container never sees: it gets none of the server's)")
+VOLUMES = Setting[str](
+    "FIREBOX_VOLUMES", "", _text, "the function's volumes, JSON: mount path -> volume id")
+VOLUMES_AT_PATH = Setting[bool](
+    "FIREBOX_VOLUMES_AT_PATH", False, _is_one,
+    "\"1\": volumes are mounted at their own paths (under isolation), not in the container dir")
+VOLUME_PATHS = Setting[str](
+    "FIREBOX_VOLUME_PATHS", "", _text,
+    "set by the runtime for user code, JSON: mount path -> where the volume's files are")
+IMAGE_LAYERS = Setting[str](
+    "FIREBOX_IMAGE_LAYERS", "", _text, "the image's layer directories, JSON, oldest first")
+IMAGE_WORKDIR = Setting[str | None](
+    "FIREBOX_IMAGE_WORKDIR", None, _text, "the image's working directory")
