@@ -255,6 +255,9 @@ class LocalSandboxes:
         except isolation.IsolationUnavailable as exc:
             raise SandboxFailed(str(exc)) from None
 
+    def networks(self) -> bool:
+        return sandbox_net.available()
+
     def start(self) -> None:
         shutil.rmtree(self.dir, ignore_errors=True)
         shutil.rmtree(self.base_layers, ignore_errors=True)  # made again from the host as it is
