@@ -1,5 +1,6 @@
 """The contract between the scheduler and whatever runs containers: what a launch asks for,
-what the machines it launches on hold, and the fate of each container."""
+what the machines it launches on hold, and the fate of each container; and the same for
+sandboxes, which the backend boots and the control plane drives command by command."""
 
 from __future__ import annotations
 
