@@ -21,7 +21,7 @@ from typing import Any
 from ..wire import ids, settings
 from . import cgroups, isolation, sandbox_net
 from .base import SandboxEvents, SandboxFailed, SandboxFileError, SandboxGone, SandboxLaunch
-from .sandbox_agent import HEAD
+from .sandbox_agent import HEAD, frame
 
 log = logging.getLogger("firebox.sandboxes")
 
@@ -101,8 +101,7 @@ class LocalSandboxProcess:
     def _send(self, header: dict[str, Any], data: bytes = b"") -> None:
         if self.proc is None or self.proc.stdin is None or self.proc.stdin.is_closing():
             raise SandboxGone(f"Sandbox {self.id} has ended.")
-        h = json.dumps(header).encode()
-        self.proc.stdin.write(HEAD.pack(len(h), len(data)) + h + data)
+        self.proc.stdin.write(frame(header, data))
 
     async def _read(self) -> None:
         proc = self.proc

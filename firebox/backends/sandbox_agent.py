@@ -22,6 +22,12 @@ CHUNK = 65536
 READ, WRITE = selectors.EVENT_READ, selectors.EVENT_WRITE
 
 
+def frame(header: dict, data: bytes = b"") -> bytes:
+    """One frame of the agent's protocol, either way: header lengths, JSON header, data."""
+    h = json.dumps(header).encode()
+    return HEAD.pack(len(h), len(data)) + h + data
+
+
 class Command:
     """One running command: its process, the pipes (or terminal) to it, and what is owed."""
 
@@ -55,10 +61,9 @@ class Agent:
         self.running = True
 
     def send(self, header: dict, data: bytes = b"") -> None:
-        h = json.dumps(header).encode()
-        frame = memoryview(HEAD.pack(len(h), len(data)) + h + data)
-        while frame:  # blocking: the control plane always reads
-            frame = frame[os.write(1, frame):]
+        left = memoryview(frame(header, data))
+        while left:  # blocking: the control plane always reads
+            left = left[os.write(1, left):]
 
     def run(self) -> None:
         self.send({"t": "ready", "pid": os.getpid()})
