@@ -291,6 +291,31 @@ def test_pending_inputs_are_queued_again_after_a_restart(tmp_path):
     run(main, tmp_path)
 
 
+def test_containers_get_the_gpus_and_node_they_reserved_and_wait_for_a_free_one(tmp_path):
+    async def main(tmp_path: Path) -> None:
+        fake = FakeBackend(gpus=(Gpu(0, "H100"), Gpu(1, "H100")))
+        async with world(tmp_path, fake) as w:
+            fn = w.function(gpu=[{"type": "H100", "count": 1}])
+            inputs = [await w.call(fn) for _ in range(3)]
+            cids = await w.launched(2)
+            await asyncio.sleep(0.005)
+            launches = [fake.containers[cid].launch for cid in cids]
+            assert [(x.node, x.gpus) for x in launches] == [("fake", (0,)), ("fake", (1,))]
+            assert len(fake.containers) == 2  # the third input waits for a GPU
+            assert w.scheduler.pools[(fn.id, "")].waiting_for_capacity
+            for cid in cids:
+                fake.ready(cid)
+            fake.exit(cids[0], 1)  # its input fails; its GPU is free again
+            [*_, third] = await w.launched(3)
+            assert fake.containers[third].launch.gpus == (0,)
+            fake.ready(third)
+            [item] = await w.handed(third)
+            assert item["id"] == inputs[2].id
+            assert (await w.outcome(inputs[0]))[0] == wire.FAILURE
+
+    run(main, tmp_path)
+
+
 # ---- scaling ---------------------------------------------------------------------------------
 
 
