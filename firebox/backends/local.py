@@ -25,6 +25,7 @@ from pathlib import Path
 
 from ..images import layers as images
 from ..wire import ids, settings
+from ..wire.spec import DEFAULTS
 from . import cgroups, gpus, isolation, netns
 from .base import CapacityReport, Launch, NodeCapacity, OnExit, OnOutput, describe_exit
 from .local_sandboxes import LocalSandboxes
@@ -209,7 +210,7 @@ class LocalBackend:
                 key = ids.new_standby_key()
                 env = {**self._env(key, self.isolation, []), **self.standby_env,
                        settings.STANDBY.name: "1"}
-                limits = cgroups.Limits(0.125, None, 128, None)
+                limits = cgroups.Limits(DEFAULTS["cpu"], None, DEFAULTS["memory"], None)
                 try:
                     p = await self._spawn(key, self.isolation, env, limits, [], standby=True)
                 except Exception:

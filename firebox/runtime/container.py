@@ -28,6 +28,7 @@ from ..sdk import volume as volumes
 from ..sdk.cls import instantiate, lifecycle_methods, unpack_params
 from ..sdk.context import current_call, current_input
 from ..wire import messages, settings
+from ..wire.spec import FunctionSpec
 from . import web
 from .batching import Batcher
 
@@ -92,7 +93,7 @@ async def fetch_code(ws: ClientConnection, hello: dict[str, Any], root: Path) ->
             shutil.copyfile(paths[0], path)
 
 
-def load_target(spec: dict[str, Any], root: Path) -> Any:
+def load_target(spec: FunctionSpec, root: Path) -> Any:
     """The user's function or class, by import (or unpickling when serialized=True)."""
     if spec.get("serialized"):
         return wire.deserialize((root / "__serialized__.pkl").read_bytes(), "function definition")
@@ -114,7 +115,7 @@ def load_target(spec: dict[str, Any], root: Path) -> Any:
 class Runtime:
     def __init__(self, ws: ClientConnection, hello: dict[str, Any], target: Any) -> None:
         self.ws = ws
-        self.spec: dict[str, Any] = hello["function"]
+        self.spec: FunctionSpec = hello["function"]
         self.params = unpack_params(hello.get("params"))
         self.target = target
         self.instance: Any = None

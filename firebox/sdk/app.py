@@ -10,6 +10,7 @@ from typing import Any
 from .. import _sync, wire
 from .. import client as client_mod
 from ..exception import InvalidError, NotFoundError
+from ..wire import spec as wire_spec
 from .attach import attach_spec
 from .cls import Cls
 from .function import Function
@@ -201,7 +202,8 @@ class App:
         if "timeout" in options and options["timeout"] is None:
             raise InvalidError("timeout=None is not allowed; give the limit in seconds.")
         spec = resource_spec(
-            options.get("cpu"), options.get("memory"), options.get("timeout", 300),
+            options.get("cpu"), options.get("memory"),
+            options.get("timeout", wire_spec.DEFAULTS["timeout"]),
             options.get("scaledown_window"), options.get("min_containers"),
             options.get("max_containers"), options.get("buffer_containers"),
             options.get("retries"),

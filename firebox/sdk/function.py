@@ -12,6 +12,7 @@ from .. import wire
 from .._sync import live_classmethod, live_method, live_method_chunks, live_method_gen
 from ..exception import InvalidError, NotSupportedYet, RemoteError
 from ..wire import settings
+from ..wire import spec as wire_spec
 from .attach import resolve_spec
 from .options import variant_options
 
@@ -416,8 +417,10 @@ class Function:
         return self._variant({"max_inputs": max_inputs, "target_inputs": target_inputs})
 
     def with_batching(self, *, max_batch_size: int, wait_ms: int) -> Function:
-        if not 1 <= max_batch_size <= 1000 or not 0 <= wait_ms <= 600_000:
-            raise InvalidError("Need 1 <= max_batch_size <= 1000 and 0 <= wait_ms <= 600000.")
+        if (not 1 <= max_batch_size <= wire_spec.BATCH_SIZE_MAX
+                or not 0 <= wait_ms <= wire_spec.BATCH_WAIT_MS_SDK_MAX):
+            raise InvalidError(f"Need 1 <= max_batch_size <= {wire_spec.BATCH_SIZE_MAX} and "
+                               f"0 <= wait_ms <= {wire_spec.BATCH_WAIT_MS_SDK_MAX}.")
         return self._variant({"batch_max_size": max_batch_size, "batch_wait_ms": wait_ms})
 
     @live_method

@@ -5,8 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from ..exception import InvalidError
-
-ISOLATION_MODES = ("process", "namespaces", "gvisor")
+from ..wire.spec import ISOLATION_MODES
 
 
 def gpu_spec(value: Any) -> list[dict[str, Any]] | None:

@@ -6,6 +6,7 @@ from __future__ import annotations
 from typing import Any
 
 from ..exception import InvalidError, NotSupportedYet
+from ..wire import spec as wire_spec
 from .attach import attach_spec
 from .gpu import gpu_spec
 from .retries import retries_spec
@@ -56,8 +57,8 @@ def resource_spec(cpu: Any, memory: Any, timeout: Any, scaledown_window: Any,
     """Validate and encode the options @app.function and with_options share."""
     spec: dict[str, Any] = {}
     if timeout is not None:
-        if not isinstance(timeout, int | float) or timeout <= 0 or timeout > 86400:
-            raise InvalidError("timeout must be seconds between 1 and 86400.")
+        if not isinstance(timeout, int | float) or timeout <= 0 or timeout > wire_spec.TIMEOUT_MAX:
+            raise InvalidError(f"timeout must be seconds between 1 and {wire_spec.TIMEOUT_MAX}.")
         spec["timeout"] = float(timeout)
     if cpu is not None:
         request, limit = _split(cpu, "cpu")
@@ -70,8 +71,9 @@ def resource_spec(cpu: Any, memory: Any, timeout: Any, scaledown_window: Any,
             raise InvalidError("memory must be a positive number of MiB.")
         spec["memory"], spec["memory_limit"] = int(request), limit
     if scaledown_window is not None:
-        if not 2 <= scaledown_window <= 3600:
-            raise InvalidError("scaledown_window must be between 2 and 3600 seconds.")
+        if not wire_spec.SCALEDOWN_WINDOW_MIN <= scaledown_window <= wire_spec.SCALEDOWN_WINDOW_MAX:
+            raise InvalidError(f"scaledown_window must be between {wire_spec.SCALEDOWN_WINDOW_MIN} "
+                               f"and {wire_spec.SCALEDOWN_WINDOW_MAX} seconds.")
         spec["scaledown_window"] = float(scaledown_window)
     for key, value in (("min_containers", min_containers), ("max_containers", max_containers),
                        ("buffer_containers", buffer_containers)):

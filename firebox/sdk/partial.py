@@ -9,6 +9,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from ..exception import InvalidError
+from ..wire import spec as wire_spec
 
 _MISSING: Any = object()
 PARAMETER_TYPES = (int, str, bytes, bool)
@@ -112,10 +113,11 @@ def batched(_f: Any = None, *, max_batch_size: int, wait_ms: int) -> Any:
     """Callers pass single items; the function receives lists and returns a list as long."""
     if _f is not None:
         raise InvalidError("Use @firebox.batched(max_batch_size=..., wait_ms=...).")
-    if not 1 <= max_batch_size <= 1000:
-        raise InvalidError("max_batch_size must be between 1 and 1000.")
-    if not 0 <= wait_ms <= 600_000:
-        raise InvalidError("wait_ms must be between 0 and 600000 (10 minutes).")
+    if not 1 <= max_batch_size <= wire_spec.BATCH_SIZE_MAX:
+        raise InvalidError(f"max_batch_size must be between 1 and {wire_spec.BATCH_SIZE_MAX}.")
+    if not 0 <= wait_ms <= wire_spec.BATCH_WAIT_MS_SDK_MAX:
+        raise InvalidError(f"wait_ms must be between 0 and {wire_spec.BATCH_WAIT_MS_SDK_MAX} "
+                           "(10 minutes).")
 
     def wrap(f: Any) -> PartialFunction:
         p = _partial(f)

@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from ..exception import InvalidError
+from ..wire import spec as wire_spec
 
 
 class Retries:
@@ -12,18 +13,21 @@ class Retries:
         self,
         *,
         max_retries: int,
-        backoff_coefficient: float = 2.0,
-        initial_delay: float = 1.0,
-        max_delay: float = 60.0,
+        backoff_coefficient: float = wire_spec.BACKOFF_DEFAULT,
+        initial_delay: float = wire_spec.INITIAL_DELAY_DEFAULT,
+        max_delay: float = wire_spec.MAX_DELAY_DEFAULT,
     ) -> None:
-        if not 0 <= max_retries <= 10:
-            raise InvalidError("max_retries must be between 0 and 10.")
-        if not 1.0 <= backoff_coefficient <= 10.0:
-            raise InvalidError("backoff_coefficient must be between 1.0 and 10.0.")
-        if not 0.0 <= initial_delay <= 60.0:
-            raise InvalidError("initial_delay must be between 0 and 60 seconds.")
-        if not 1.0 <= max_delay <= 60.0:
-            raise InvalidError("max_delay must be between 1 and 60 seconds.")
+        if not 0 <= max_retries <= wire_spec.RETRIES_MAX:
+            raise InvalidError(f"max_retries must be between 0 and {wire_spec.RETRIES_MAX}.")
+        if not wire_spec.BACKOFF_MIN <= backoff_coefficient <= wire_spec.BACKOFF_MAX:
+            raise InvalidError(f"backoff_coefficient must be between {wire_spec.BACKOFF_MIN} and "
+                               f"{wire_spec.BACKOFF_MAX}.")
+        if not 0.0 <= initial_delay <= wire_spec.INITIAL_DELAY_MAX:
+            raise InvalidError(
+                f"initial_delay must be between 0 and {wire_spec.INITIAL_DELAY_MAX:g} seconds.")
+        if not wire_spec.MAX_DELAY_MIN <= max_delay <= wire_spec.MAX_DELAY_MAX:
+            raise InvalidError(f"max_delay must be between {wire_spec.MAX_DELAY_MIN:g} and "
+                               f"{wire_spec.MAX_DELAY_MAX:g} seconds.")
         self.max_retries = max_retries
         self.backoff_coefficient = backoff_coefficient
         self.initial_delay = initial_delay

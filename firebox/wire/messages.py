@@ -7,6 +7,8 @@ from __future__ import annotations
 
 from typing import Any, NotRequired, TypedDict
 
+from .spec import FunctionSpec
+
 TAG = "t"  # the key of a message's kind
 
 # Control plane -> container.
@@ -33,7 +35,7 @@ class Hello(TypedDict):
     container_id: str
     app_id: str
     function_id: str
-    function: dict[str, Any]  # the function's spec
+    function: FunctionSpec
     params: Any  # a class's parameters, packed (None for a function)
 
 
@@ -78,7 +80,7 @@ class HttpEvent(TypedDict):
     exec: NotRequired[float]
 
 
-def hello(container_id: str, app_id: str, function_id: str, function: dict[str, Any],
+def hello(container_id: str, app_id: str, function_id: str, function: FunctionSpec,
           params: Any) -> Hello:
     return {"t": HELLO, "container_id": container_id, "app_id": app_id,
             "function_id": function_id, "function": function, "params": params}

@@ -18,8 +18,8 @@ from starlette.routing import Route
 from ... import wire
 from ...store import schema as s
 from ...wire import ids as wire_ids
+from ...wire.spec import DEFAULTS
 from ..core.errors import ApiError, invalid, not_found
-from ..core.functions import DEFAULTS
 from ..core.ownership import check_refs
 from ..core.plane import ControlPlane
 from ..core.specs import check_options, check_spec

@@ -20,8 +20,8 @@ from pydantic import (
     ValidationError,
 )
 
-from ...wire import ids
-from ..core.errors import ApiError
+from ...wire import ids, spec
+from ..core.errors import invalid_request
 
 M = TypeVar("M", bound=BaseModel)
 
@@ -45,21 +45,6 @@ class Body(BaseModel):
 
 class Query(BaseModel):
     model_config = ConfigDict(extra="ignore", frozen=True)
-
-
-def problems(exc: ValidationError, limit: int = 5) -> str:
-    """The first few faults of a validation error, as 'field: what is wrong'."""
-    out = []
-    for e in exc.errors(include_url=False, include_input=False)[:limit]:
-        where = ".".join(str(p) for p in e["loc"]) or "the body"
-        msg = e["msg"].removeprefix("Value error, ")
-        out.append(f"{where}: {msg[:1].lower()}{msg[1:]}")
-    more = len(exc.errors()) - limit
-    return "; ".join(out) + (f" (and {more} more)" if more > 0 else "")
-
-
-def invalid_request(what: str, exc: ValidationError) -> ApiError:
-    return ApiError(422, "InvalidError", f"{what} is not valid: {problems(exc)}.")
 
 
 def validate(model: type[M], data: Any, what: str = "The request body") -> M:
@@ -110,7 +95,9 @@ class UpdateAutoscaler(Body):
     min_containers: Count | None = None
     max_containers: Annotated[int, Field(ge=1, le=1 << 31)] | None = None
     buffer_containers: Count | None = None
-    scaledown_window: Annotated[float, Field(ge=2, le=3600, allow_inf_nan=False)] | None = None
+    scaledown_window: Annotated[float, Field(ge=spec.SCALEDOWN_WINDOW_MIN,
+                                             le=spec.SCALEDOWN_WINDOW_MAX,
+                                             allow_inf_nan=False)] | None = None
 
 
 class Usage(Query):

@@ -6,29 +6,7 @@ import json
 from dataclasses import dataclass
 from typing import Any
 
-DEFAULTS: dict[str, Any] = {
-    "timeout": 300.0,
-    "startup_timeout": None,
-    "cpu": 0.125,
-    "memory": 128,
-    "retries": None,
-    "max_inputs": 1,
-    "target_inputs": None,
-    "batch_max_size": None,
-    "batch_wait_ms": None,
-    "min_containers": 0,
-    "max_containers": None,
-    "buffer_containers": 0,
-    "scaledown_window": 60.0,
-    "single_use_containers": False,
-    "cpu_limit": None,
-    "memory_limit": None,
-    "gpu": None,  # [{"type": "H100", "count": 2}, ...]: acceptable choices, best first
-    "isolation": None,  # None: the server's default
-}
-
-# Options a with_options / with_concurrency / with_batching variant may override.
-VARIANT_OPTIONS = set(DEFAULTS) | {"secrets", "volumes"}
+from ...wire.spec import DEFAULTS
 
 
 @dataclass

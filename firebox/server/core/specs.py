@@ -1,6 +1,6 @@
 """What a function's spec may hold, checked when it is registered and again when the server
 loads it: a spec that would make the scheduler, the ingress or the timers fail is refused with
-the field at fault, and is never stored."""
+the field at fault, and is never stored. Its keys, defaults and bounds are wire/spec.py's."""
 
 from __future__ import annotations
 
@@ -10,14 +10,18 @@ from typing import Annotated, Any, Literal
 from croniter import croniter
 from pydantic import BaseModel, ConfigDict, Field, StrictBool, ValidationError, model_validator
 
-from ..api.requests import invalid_request, problems
+from ...wire import spec
+from .errors import invalid_request, problems
 
 Digest = Annotated[str, Field(pattern=r"^[0-9a-f]{64}$")]
 Label = Annotated[str, Field(pattern=r"^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$")]
 Positive = Annotated[float, Field(gt=0, allow_inf_nan=False)]
 Text = Annotated[str, Field(max_length=1024)]
 Id = Annotated[str, Field(max_length=64)]
-Isolation = Literal["process", "namespaces", "gvisor"]
+Timeout = Annotated[float, Field(gt=0, le=spec.TIMEOUT_MAX, allow_inf_nan=False)]
+Cores = Annotated[float, Field(gt=0, le=spec.CPU_MAX, allow_inf_nan=False)]
+MiB = Annotated[int, Field(gt=0, le=spec.MEMORY_MAX)]
+Inputs = Annotated[int, Field(ge=1, le=spec.INPUTS_MAX)]
 
 
 class Part(BaseModel):
@@ -36,7 +40,7 @@ class Web(Part):
     docs: StrictBool = False
     requires_proxy_auth: StrictBool = False
     port: Annotated[int, Field(ge=1, le=65535)] | None = None
-    startup_timeout: Annotated[float, Field(gt=0, le=86400, allow_inf_nan=False)] | None = None
+    startup_timeout: Timeout | None = None
 
     @model_validator(mode="after")
     def _port(self) -> Web:
@@ -58,10 +62,13 @@ class Parameter(Part):
 
 
 class Retries(Part):
-    max_retries: Annotated[int, Field(ge=0, le=10)]
-    backoff_coefficient: Annotated[float, Field(ge=1, le=10, allow_inf_nan=False)] = 2.0
-    initial_delay: Annotated[float, Field(ge=0, le=60, allow_inf_nan=False)] = 1.0
-    max_delay: Annotated[float, Field(ge=1, le=60, allow_inf_nan=False)] = 60.0
+    max_retries: Annotated[int, Field(ge=0, le=spec.RETRIES_MAX)]
+    backoff_coefficient: Annotated[float, Field(ge=spec.BACKOFF_MIN, le=spec.BACKOFF_MAX,
+                                                allow_inf_nan=False)] = spec.BACKOFF_DEFAULT
+    initial_delay: Annotated[float, Field(ge=0, le=spec.INITIAL_DELAY_MAX,
+                                          allow_inf_nan=False)] = spec.INITIAL_DELAY_DEFAULT
+    max_delay: Annotated[float, Field(ge=spec.MAX_DELAY_MIN, le=spec.MAX_DELAY_MAX,
+                                      allow_inf_nan=False)] = spec.MAX_DELAY_DEFAULT
 
 
 class Gpu(Part):
@@ -97,24 +104,26 @@ class Schedule(Part):
 class Resources(Part):
     """The options a with_options variant may change, too."""
 
-    timeout: Annotated[float, Field(gt=0, le=86400, allow_inf_nan=False)] | None = None
-    startup_timeout: Annotated[float, Field(gt=0, le=86400, allow_inf_nan=False)] | None = None
-    cpu: Annotated[float, Field(gt=0, le=4096, allow_inf_nan=False)] | None = None
-    cpu_limit: Annotated[float, Field(gt=0, le=4096, allow_inf_nan=False)] | None = None
-    memory: Annotated[int, Field(gt=0, le=1 << 30)] | None = None
-    memory_limit: Annotated[int, Field(gt=0, le=1 << 30)] | None = None
+    timeout: Timeout | None = None
+    startup_timeout: Timeout | None = None
+    cpu: Cores | None = None
+    cpu_limit: Cores | None = None
+    memory: MiB | None = None
+    memory_limit: MiB | None = None
     retries: Retries | None = None
-    max_inputs: Annotated[int, Field(ge=1, le=100_000)] | None = None
-    target_inputs: Annotated[int, Field(ge=1, le=100_000)] | None = None
-    batch_max_size: Annotated[int, Field(ge=1, le=100_000)] | None = None
-    batch_wait_ms: Annotated[int, Field(ge=0, le=3_600_000)] | None = None
-    min_containers: Annotated[int, Field(ge=0, le=10_000)] | None = None
-    max_containers: Annotated[int, Field(ge=1, le=10_000)] | None = None
-    buffer_containers: Annotated[int, Field(ge=0, le=10_000)] | None = None
-    scaledown_window: Annotated[float, Field(ge=2, le=3600, allow_inf_nan=False)] | None = None
+    max_inputs: Inputs | None = None
+    target_inputs: Inputs | None = None
+    batch_max_size: Inputs | None = None
+    batch_wait_ms: Annotated[int, Field(ge=0, le=spec.BATCH_WAIT_MS_MAX)] | None = None
+    min_containers: Annotated[int, Field(ge=0, le=spec.CONTAINERS_MAX)] | None = None
+    max_containers: Annotated[int, Field(ge=1, le=spec.CONTAINERS_MAX)] | None = None
+    buffer_containers: Annotated[int, Field(ge=0, le=spec.CONTAINERS_MAX)] | None = None
+    scaledown_window: Annotated[float, Field(ge=spec.SCALEDOWN_WINDOW_MIN,
+                                             le=spec.SCALEDOWN_WINDOW_MAX,
+                                             allow_inf_nan=False)] | None = None
     single_use_containers: StrictBool | None = None
     gpu: list[Gpu] | None = None
-    isolation: Isolation | None = None
+    isolation: spec.Isolation | None = None
     secrets: list[Id] | None = None
     volumes: dict[Annotated[str, Field(max_length=4096)], Id] | None = None
     # Set by the server, never taken from a client: an operator chose this isolation.
