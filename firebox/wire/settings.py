@@ -66,113 +66,113 @@ def _path(raw: str) -> Path:
 
 # ---- where a client finds its control plane ---------------------------------------------------
 
-CONFIG_DIR = Setting[Path | None](
+CONFIG_DIR: Setting[Path | None] = Setting(
     "FIREBOX_CONFIG_DIR", None, _path, "the client's directory (default ~/.firebox)")
-STATE_DIR = Setting[Path | None](
+STATE_DIR: Setting[Path | None] = Setting(
     "FIREBOX_STATE_DIR", None, _path, "the server's state (default <config dir>/server)")
-SERVER_URL = Setting[str | None](
+SERVER_URL: Setting[str | None] = Setting(
     "FIREBOX_SERVER_URL", None, _text,
     "the control plane's URL (over config.toml); set for a container, its server's")
-TOKEN = Setting[str | None](
+TOKEN: Setting[str | None] = Setting(
     "FIREBOX_TOKEN", None, _text,
     "the API token (over config.toml); set for a container, its container token")
-RECONNECT_TIMEOUT = Setting[float](
+RECONNECT_TIMEOUT: Setting[float] = Setting(
     "FIREBOX_RECONNECT_TIMEOUT", 120.0, float,
     "seconds a client keeps trying to reach a server that went away")
-DATABASE_URL = Setting[str | None](
+DATABASE_URL: Setting[str | None] = Setting(
     "FIREBOX_DATABASE_URL", None, _text, "`firebox server --database-url` (Postgres)")
 
 # ---- the server: isolation and this machine ---------------------------------------------------
 
-ISOLATION = Setting[str | None](
+ISOLATION: Setting[str | None] = Setting(
     "FIREBOX_ISOLATION", None, _text,
     "functions' default isolation (process, namespaces, gvisor); set for a container, its own")
-SANDBOX_ISOLATION = Setting[str | None](
+SANDBOX_ISOLATION: Setting[str | None] = Setting(
     "FIREBOX_SANDBOX_ISOLATION", None, _text,
     "sandboxes' isolation (gvisor, namespaces); the server refuses to start if it cannot")
-CPU = Setting[float | None](
+CPU: Setting[float | None] = Setting(
     "FIREBOX_CPU", None, float, "cores containers may reserve (default: this machine's)")
-MEMORY_MB = Setting[int | None](
+MEMORY_MB: Setting[int | None] = Setting(
     "FIREBOX_MEMORY_MB", None, int, "MiB containers may reserve (default: this machine's)")
-FAKE_GPUS = Setting[str | None](
+FAKE_GPUS: Setting[str | None] = Setting(
     "FIREBOX_FAKE_GPUS", None, _text,
     "GPUs that exist only on paper, e.g. \"H100:2,A100-80GB:1\" (empty: none)", keep_empty=True)
-CGROUP_ROOT = Setting[Path](
+CGROUP_ROOT: Setting[Path] = Setting(
     "FIREBOX_CGROUP_ROOT", Path("/sys/fs/cgroup"), _path, "where cgroups are mounted")
-CONTAINER_EGRESS = Setting[bool](
+CONTAINER_EGRESS: Setting[bool] = Setting(
     "FIREBOX_CONTAINER_EGRESS", True, lambda raw: raw != "0",
     "\"0\": containers and image builds get loopback only, no way out")
-STANDBY_RUNTIMES = Setting[int](
+STANDBY_RUNTIMES: Setting[int] = Setting(
     "FIREBOX_STANDBY", 2, int, "standby runtimes kept launched; 0 turns them off")
-SANDBOX_POOL = Setting[int](
+SANDBOX_POOL: Setting[int] = Setting(
     "FIREBOX_SANDBOX_POOL", 2, int, "default sandboxes kept booted; 0 turns the pool off")
-PRICES = Setting[Path | None](
+PRICES: Setting[Path | None] = Setting(
     "FIREBOX_PRICES", None, _path, "the price list (default <state dir>/prices.toml)")
 
 # ---- the server: bounds -----------------------------------------------------------------------
 
-MAX_PAYLOAD = Setting[int](
+MAX_PAYLOAD: Setting[int] = Setting(
     "FIREBOX_MAX_PAYLOAD_MB", 64 * MB, _megabytes,
     "the largest argument or result, serialized (read in MiB, kept in bytes)")
-MAX_JSON = Setting[int](
+MAX_JSON: Setting[int] = Setting(
     "FIREBOX_MAX_JSON_MB", 16 * MB, _megabytes,
     "the largest JSON (non-payload) request body: specs, digests and names")
-MAX_BLOB = Setting[int](
+MAX_BLOB: Setting[int] = Setting(
     "FIREBOX_MAX_BLOB_MB", 8192 * MB, _megabytes,
     "the largest blob upload (it streams to disk, so this bounds the disk)")
-MAX_BODIES = Setting[int](
+MAX_BODIES: Setting[int] = Setting(
     "FIREBOX_MAX_BODIES_MB", 256 * MB, _megabytes,
     "request bodies read or parsed at once, all requests together")
-MAX_QUEUED = Setting[int](
+MAX_QUEUED: Setting[int] = Setting(
     "FIREBOX_MAX_QUEUED_MB", 64 * MB, _megabytes,
     "queued inputs' arguments held in memory, all pools together")
-WEB_MAX_BODY = Setting[int](
+WEB_MAX_BODY: Setting[int] = Setting(
     "FIREBOX_WEB_MAX_BODY_MB", 32 * MB, _megabytes, "the largest web request body")
-WEB_MAX_MESSAGE = Setting[int](
+WEB_MAX_MESSAGE: Setting[int] = Setting(
     "FIREBOX_WEB_MAX_MESSAGE_MB", 16 * MB, _megabytes, "the largest WebSocket message passed on")
-IMAGE_BUILD_MEMORY_MB = Setting[int](
+IMAGE_BUILD_MEMORY_MB: Setting[int] = Setting(
     "FIREBOX_IMAGE_BUILD_MEMORY_MB", 4096, int, "MiB an image build step may use")
-IMAGE_STEP_TIMEOUT = Setting[float](
+IMAGE_STEP_TIMEOUT: Setting[float] = Setting(
     "FIREBOX_IMAGE_STEP_TIMEOUT", 3600.0, float, "seconds an image build step may run")
 
 # ---- the server: tunnels ----------------------------------------------------------------------
 
-TUNNEL_HOST = Setting[str | None](
+TUNNEL_HOST: Setting[str | None] = Setting(
     "FIREBOX_TUNNEL_HOST", None, _text, "the host name tunnels' URLs carry")
-TLS_CERT = Setting[str | None](
+TLS_CERT: Setting[str | None] = Setting(
     "FIREBOX_TLS_CERT", None, _text, "tunnels' certificate chain, PEM (with TLS_KEY)")
-TLS_KEY = Setting[str | None](
+TLS_KEY: Setting[str | None] = Setting(
     "FIREBOX_TLS_KEY", None, _text, "tunnels' private key, PEM (with TLS_CERT)")
 
 # ---- set by firebox in a container's environment ----------------------------------------------
 # (SERVER_URL, TOKEN and ISOLATION above too.)
 
-CONTAINER_ID = Setting[str | None](
+CONTAINER_ID: Setting[str | None] = Setting(
     "FIREBOX_CONTAINER_ID", None, _text, "the container's id")
-APP_ID = Setting[str | None](
+APP_ID: Setting[str | None] = Setting(
     "FIREBOX_APP_ID", None, _text, "the id of the app the container's function is in")
-IS_REMOTE = Setting[bool](
+IS_REMOTE: Setting[bool] = Setting(
     "FIREBOX_IS_REMOTE", False, _is_one, "\"1\": this process runs in a container")
-SERVER_SOCKET = Setting[str | None](
+SERVER_SOCKET: Setting[str | None] = Setting(
     "FIREBOX_SERVER_SOCKET", None, _text,
     "the control plane's unix socket, which works with no network of the container's own")
-CONTAINER_ROOT = Setting[Path](
+CONTAINER_ROOT: Setting[Path] = Setting(
     "FIREBOX_CONTAINER_ROOT", Path("."), _path, "the container's own directory")
-PARENT_PID = Setting[int | None](
+PARENT_PID: Setting[int | None] = Setting(
     "FIREBOX_PARENT_PID", None, int, "the server's pid: a runtime whose parent is not it exits")
-STANDBY = Setting[bool](
+STANDBY: Setting[bool] = Setting(
     "FIREBOX_STANDBY", False, bool,
     "set in a standby runtime's environment: it waits for the container it will be (the same "
     "name as STANDBY_RUNTIMES, which a container never sees: it gets none of the server's)")
-VOLUMES = Setting[str](
+VOLUMES: Setting[str] = Setting(
     "FIREBOX_VOLUMES", "", _text, "the function's volumes, JSON: mount path -> volume id")
-VOLUMES_AT_PATH = Setting[bool](
+VOLUMES_AT_PATH: Setting[bool] = Setting(
     "FIREBOX_VOLUMES_AT_PATH", False, _is_one,
     "\"1\": volumes are mounted at their own paths (under isolation), not in the container dir")
-VOLUME_PATHS = Setting[str](
+VOLUME_PATHS: Setting[str] = Setting(
     "FIREBOX_VOLUME_PATHS", "", _text,
     "set by the runtime for user code, JSON: mount path -> where the volume's files are")
-IMAGE_LAYERS = Setting[str](
+IMAGE_LAYERS: Setting[str] = Setting(
     "FIREBOX_IMAGE_LAYERS", "", _text, "the image's layer directories, JSON, oldest first")
-IMAGE_WORKDIR = Setting[str | None](
+IMAGE_WORKDIR: Setting[str | None] = Setting(
     "FIREBOX_IMAGE_WORKDIR", None, _text, "the image's working directory")
