@@ -166,7 +166,7 @@ def test_gvisor_function_runs_on_the_gvisor_kernel(server):
 
 def test_unknown_isolation_is_rejected_at_definition():
     app = esc.firebox.App("bad-isolation")
-    with pytest.raises(esc.firebox.exceptions.InvalidError, match="isolation='vm'"):
+    with pytest.raises(esc.firebox.exception.InvalidError, match="isolation='vm'"):
         app.function(isolation="vm")(lambda: None)
 
 

@@ -32,7 +32,7 @@ def recorder() -> Iterator[Recorder]:
 
 
 def test_timeout_raises_and_stops_the_container(running, recorder):
-    with pytest.raises(firebox.exceptions.FunctionTimeoutError) as info:
+    with pytest.raises(firebox.exception.FunctionTimeoutError) as info:
         faults.overrun.remote(recorder.topic("started"))
     assert "timeout of 1 s" in str(info.value)
     assert one_sentence(str(info.value))
@@ -66,12 +66,12 @@ def test_retries_give_up_with_the_last_error_and_back_off(running, recorder):
 
 
 def test_container_exit_code_is_the_error(running):
-    with pytest.raises(firebox.exceptions.RemoteError, match="exited with code 3"):
+    with pytest.raises(firebox.exception.RemoteError, match="exited with code 3"):
         faults.exit_with.remote(3)
 
 
 def test_container_killed_by_signal_is_the_error(running):
-    with pytest.raises(firebox.exceptions.RemoteError, match="killed by signal SIGKILL"):
+    with pytest.raises(firebox.exception.RemoteError, match="killed by signal SIGKILL"):
         faults.kill_self.remote()
 
 
@@ -94,7 +94,7 @@ def test_calling_a_stopped_app_says_so(server):
         assert durable.wait_then_echo.remote("before", 0) == "before"
         result = server.cli("app", "stop", durable.app.app_id)
         assert result.returncode == 0, result.stderr
-        with pytest.raises(firebox.exceptions.InvalidError) as info:
+        with pytest.raises(firebox.exception.InvalidError) as info:
             durable.wait_then_echo.remote("after", 0)
     assert "stopped" in str(info.value)
     assert one_sentence(str(info.value))
@@ -102,10 +102,10 @@ def test_calling_a_stopped_app_says_so(server):
 
 def test_wrong_token_is_refused(server, monkeypatch):
     monkeypatch.setenv("FIREBOX_TOKEN", "fb-not-a-real-token")
-    with pytest.raises(firebox.exceptions.AuthError) as info:
+    with pytest.raises(firebox.exception.AuthError) as info:
         firebox.Function.from_name("test-faults", "exit_with").remote(0)
     assert "token" in str(info.value)
     assert one_sentence(str(info.value))
-    with pytest.raises(firebox.exceptions.AuthError):
+    with pytest.raises(firebox.exception.AuthError):
         with faults.app.run(show_logs=False):
             pass
