@@ -26,7 +26,7 @@ class FakeContainer:
     sent: list[dict[str, Any]] = field(default_factory=list)
     exit_code: int | None = None
 
-    def send(self, message: dict[str, Any]) -> None:  # the container's channel (a Link)
+    def send(self, message: dict[str, Any]) -> None:  # the container's channel (a Channel)
         self.sent.append(message)
 
     def inputs(self) -> list[messages.InputItem]:

@@ -20,7 +20,7 @@ log = logging.getLogger("firebox.containers")
 CODE_CHUNK = 1024 * 1024  # bytes of a code blob per message: one is in memory at a time
 
 
-class WebSocketLink:
+class WebSocketChannel:
     """Sends messages to one container in order, without blocking the scheduler."""
 
     def __init__(self, ws: WebSocket) -> None:
@@ -57,10 +57,10 @@ async def container_channel(ws: WebSocket) -> None:
         await ws.close(code=4403)
         return
     await ws.accept()
-    link = WebSocketLink(ws)
-    hello = cp.scheduler.attach(c, link)
-    link.send(hello)
-    pump = asyncio.create_task(link.pump())
+    channel = WebSocketChannel(ws)
+    hello = cp.scheduler.attach(c, channel)
+    channel.send(hello)
+    pump = asyncio.create_task(channel.pump())
     code: asyncio.Task[None] | None = None
     try:
         while True:
@@ -76,7 +76,7 @@ async def container_channel(ws: WebSocket) -> None:
                     cp.scheduler.on_ready(c)
                 elif kind == messages.BLOBS and code is None:
                     code = asyncio.create_task(
-                        _send_code(cp, link, hello, [str(d) for d in message["digests"]]))
+                        _send_code(cp, channel, hello, [str(d) for d in message["digests"]]))
                 elif kind == messages.INIT_FAILED:
                     cp.scheduler.on_init_failed(c, message["error"])
             except (ValueError, TypeError, KeyError, AttributeError) as exc:
@@ -89,16 +89,16 @@ async def container_channel(ws: WebSocket) -> None:
     except (WebSocketDisconnect, RuntimeError):
         pass
     finally:
-        link.queue.put_nowait(None)
+        channel.queue.put_nowait(None)
         for task in (pump, code):
             if task is not None:
                 task.cancel()
                 with contextlib.suppress(asyncio.CancelledError, Exception):
                     await task
-        c.link = None
+        c.channel = None
 
 
-async def _send_code(cp: ControlPlane, link: WebSocketLink, hello: dict[str, Any],
+async def _send_code(cp: ControlPlane, channel: WebSocketChannel, hello: dict[str, Any],
                      digests: list[str]) -> None:
     """Send the code blobs a container asks for (only those its own function's spec names) a
     chunk at a time, each read from its file once the one before is sent: `blob` messages,
@@ -116,12 +116,12 @@ async def _send_code(cp: ControlPlane, link: WebSocketLink, hello: dict[str, Any
                 while True:
                     data = await asyncio.to_thread(f.read, CODE_CHUNK)
                     last = len(data) < CODE_CHUNK
-                    await link.deliver(messages.blob(digest, data, last))
+                    await channel.deliver(messages.blob(digest, data, last))
                     if last:
                         break
         except (OSError, ValueError):  # not its own, or not (or no longer) stored
             missing.append(digest)
-    await link.deliver(messages.blobs_missing(missing))
+    await channel.deliver(messages.blobs_missing(missing))
 
 
 routes = [WebSocketRoute("/v1/containers/ws", container_channel)]

@@ -14,7 +14,7 @@ from .functions import FunctionRecord
 from .queued import InputQueue
 
 
-class Link(Protocol):
+class Channel(Protocol):
     """The scheduler's side of a container's channel."""
 
     def send(self, message: dict[str, Any]) -> None: ...
@@ -60,7 +60,7 @@ class Container:
     token: str
     reservation: Reservation  # the cores, memory and GPUs it holds, and on which node
     state: str = "starting"  # starting -> ready -> stopping
-    link: Link | None = None
+    channel: Channel | None = None
     running: dict[str, Input] = field(default_factory=dict)
     idle_since: float = field(default_factory=time.monotonic)
     init_error: bytes | None = None

@@ -23,7 +23,7 @@ from .launches import LaunchGate, isolation_problem, launch_for, startup_timeout
 from .logs import LogHub
 from .metering import Meter
 from .outputs import OutputLog
-from .pools import Container, Input, Link, Pool
+from .pools import Channel, Container, Input, Pool
 from .queued import ArgsWindow, InputQueue, window_bytes
 from .timers import Timers
 
@@ -132,7 +132,7 @@ class Scheduler:
             for inp in pool.queue.clear():
                 self.finish(inp, wire.FAILURE, failures.app_stopped())
         if pool.queue.ready and self.outputs.has_room():
-            ready = [c for c in pool.containers.values() if c.state == "ready" and c.link]
+            ready = [c for c in pool.containers.values() if c.state == "ready" and c.channel]
             # Spread work: fill the emptiest containers first.
             ready.sort(key=lambda c: len(c.running))
             for c in ready:
@@ -168,8 +168,8 @@ class Scheduler:
                           "method": inp.method, "args": inp.args, "attempt": inp.attempts})
             if self._storable(inp):  # run again, it is read back; running, it holds nothing
                 inp.args = None
-        assert c.link is not None
-        c.link.send(messages.inputs(items))
+        assert c.channel is not None
+        c.channel.send(messages.inputs(items))
 
     # ---- scaling ---------------------------------------------------------------------------
 
@@ -276,9 +276,9 @@ class Scheduler:
             return None
         return c
 
-    def attach(self, c: Container, link: Link) -> messages.Hello:
+    def attach(self, c: Container, channel: Channel) -> messages.Hello:
         """A container connected: what it must load."""
-        c.link = link
+        c.channel = channel
         c.connected.set()
         fn = c.pool.function
         return messages.hello(c.id, fn.app_id, fn.id, fn.spec, c.pool.params)
@@ -307,8 +307,8 @@ class Scheduler:
     def socket_in(self, inp: Input, event: dict[str, Any]) -> None:
         """Pass a WebSocket client's message on to the container serving the socket."""
         c = inp.container
-        if c is not None and c.link is not None:
-            c.link.send(messages.ws_in(inp.id, event))
+        if c is not None and c.channel is not None:
+            c.channel.send(messages.ws_in(inp.id, event))
 
     def on_outputs(self, c: Container, items: list[dict[str, Any]]) -> None:
         for item in items:
@@ -454,8 +454,8 @@ class Scheduler:
             return
         c.state = "stopping"
         c.stop_reason = reason
-        if c.link is not None:
-            c.link.send(messages.stop())
+        if c.channel is not None:
+            c.channel.send(messages.stop())
         self.timers.later(grace, self._enforce_stop, c)
 
     def _enforce_stop(self, c: Container) -> None:
@@ -473,8 +473,8 @@ class Scheduler:
                 c.running.pop(inp.id, None)
                 self.timers.input_done(inp)
                 inp.container = None
-                if c.link is not None:
-                    c.link.send(messages.cancel([inp.id]))
+                if c.channel is not None:
+                    c.channel.send(messages.cancel([inp.id]))
             self.finish(inp, wire.CANCELLED, None)
         return len(live)
 
