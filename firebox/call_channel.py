@@ -1,5 +1,5 @@
 """The client's end of the call channel: one WebSocket to the control plane that carries a
-call's inputs and its outputs as numbered frames (see server/api_calls.py).
+call's inputs and its outputs as numbered frames (see wire/calls.py and server/api/calls.py).
 
 It is only a faster road for requests the HTTP API also serves. Whenever it cannot be used (it
 will not connect, the server is too old to have it, the socket drops) the client goes by HTTP
@@ -11,9 +11,11 @@ from __future__ import annotations
 import asyncio
 import itertools
 import time
+from collections.abc import Mapping
 from typing import Any
 
 from . import wire
+from .wire import calls as wire_calls
 from .wire import settings
 
 # After a failed connect, HTTP carries the requests for this long before the channel is tried
@@ -35,19 +37,19 @@ class CallChannel:
         self.token = token
         self._ws: Any = None
         self._reader: asyncio.Task[None] | None = None
-        self._pending: dict[int, asyncio.Future[dict[str, Any]]] = {}
+        self._pending: dict[int, asyncio.Future[wire_calls.ChannelReply]] = {}
         self._ids = itertools.count(1)
         self._opening: asyncio.Lock | None = None
         self._down_until = 0.0
 
-    async def request(self, op: str, body: dict[str, Any], call_id: str | None = None,
-                      retried: bool = False) -> dict[str, Any]:
+    async def request(self, op: str, body: Mapping[str, Any], call_id: str | None = None,
+                      retried: bool = False) -> wire_calls.ChannelReply:
         """Send one request and return its reply frame (`ok`, or `status`/`type`/`error`)."""
         ws = await self._open()
         rid = next(self._ids)
-        fut: asyncio.Future[dict[str, Any]] = asyncio.get_running_loop().create_future()
+        fut: asyncio.Future[wire_calls.ChannelReply] = asyncio.get_running_loop().create_future()
         self._pending[rid] = fut
-        message: dict[str, Any] = {"id": rid, "op": op, "body": body}
+        message: wire_calls.ChannelRequest = {"id": rid, "op": op, "body": body}
         if call_id is not None:
             message["call_id"] = call_id
         if retried:

@@ -10,7 +10,7 @@ from __future__ import annotations
 import asyncio
 import json
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -136,7 +136,7 @@ class Client:
                 continue
             return _decode(response)
 
-    async def call(self, op: str, path: str, body: dict[str, Any], call_id: str | None = None
+    async def call(self, op: str, path: str, body: Mapping[str, Any], call_id: str | None = None
                    ) -> Any:
         """One of a call's requests (`call`: inputs in; `outputs`: outputs out) by the call
         channel, or by HTTP (POST to `path`) where the channel cannot carry it."""

@@ -11,6 +11,7 @@ from .. import client as client_mod
 from .. import wire
 from .._sync import live_classmethod, live_method, live_method_chunks, live_method_gen
 from ..exception import InvalidError, NotSupportedYet, RemoteError
+from ..wire import calls as wire_calls
 from ..wire import settings
 from ..wire import spec as wire_spec
 from .attach import resolve_spec
@@ -45,9 +46,11 @@ def value_or_exception(status: str, data: bytes | None) -> Any:
         return exc
 
 
-async def poll_outputs(call_id: str, after: int = 0, wait: float = client_mod.LONG_POLL) -> Any:
+async def poll_outputs(call_id: str, after: int = 0, wait: float = client_mod.LONG_POLL
+                       ) -> list[wire_calls.Output]:
+    request: wire_calls.OutputsRequest = {"after": after, "wait": wait}
     resp = await client_mod.current().call(
-        "outputs", f"/v1/calls/{call_id}/outputs", {"after": after, "wait": wait}, call_id
+        wire_calls.OUTPUTS, f"/v1/calls/{call_id}/outputs", request, call_id
     )
     return resp["outputs"]
 
@@ -169,8 +172,8 @@ class Function:
             )
         return fid
 
-    def _request(self, fid: str, call_id: str, kind: str, inputs: list[Any],
-                 wait: float = 0.0) -> dict[str, Any]:
+    def _request(self, fid: str, call_id: str, kind: wire_calls.Kind,
+                 inputs: list[tuple[int, bytes]], wait: float = 0.0) -> wire_calls.CallRequest:
         return {
             "call_id": call_id,
             "function_id": fid,
@@ -192,8 +195,8 @@ class Function:
         payload = wire.serialize((args, kwargs), "arguments")
         call_id = new_call_id(fid)
         resp = await client_mod.current().call(
-            "call", "/v1/calls",
-            self._request(fid, call_id, "remote", [[0, payload]], client_mod.LONG_POLL),
+            wire_calls.CALL, "/v1/calls",
+            self._request(fid, call_id, "remote", [(0, payload)], client_mod.LONG_POLL),
         )
         outputs, after = resp["outputs"], 0
         while True:
@@ -212,7 +215,7 @@ class Function:
         payload = wire.serialize((args, kwargs), "arguments")
         call_id = new_call_id(fid)
         resp = await client_mod.current().call(
-            "call", "/v1/calls", self._request(fid, call_id, "generator", [[0, payload]])
+            wire_calls.CALL, "/v1/calls", self._request(fid, call_id, "generator", [(0, payload)])
         )
         after = 0
         expected = 0  # the number of the next value to yield
@@ -251,18 +254,18 @@ class Function:
         payload = wire.serialize((args, kwargs), "arguments")
         call_id = new_call_id(fid)
         await client_mod.current().call(
-            "call", "/v1/calls", self._request(fid, call_id, "spawn", [[0, payload]])
+            wire_calls.CALL, "/v1/calls", self._request(fid, call_id, "spawn", [(0, payload)])
         )
         return FunctionCall(call_id)
 
     # ---- fan-out ---------------------------------------------------------------------------
 
-    async def _send_inputs(self, fid: str, call_id: str, kind: str, items: Any,
+    async def _send_inputs(self, fid: str, call_id: str, kind: wire_calls.Kind, items: Any,
                            created: asyncio.Event | None = None) -> int:
         """Serialize and post all inputs in batches; returns how many were sent."""
         c = client_mod.current()
         idx = 0
-        batch: list[Any] = []
+        batch: list[tuple[int, bytes]] = []
         size = 0
         posted = False
 
@@ -275,7 +278,7 @@ class Function:
 
         async for args, kwargs in _aiter_chunks(items):
             payload = wire.serialize((args, kwargs), f"arguments of input {idx}")
-            batch.append([idx, payload])
+            batch.append((idx, payload))
             size += len(payload)
             idx += 1
             if len(batch) >= INPUT_BATCH or size >= INPUT_BATCH_BYTES:

@@ -35,10 +35,9 @@ from starlette.types import Receive, Scope, Send
 
 from ... import wire
 from ...store import schema as s
-from ...wire import ids
 from ...wire import settings as variables
 from ..core.functions import FunctionRecord
-from ..core.scheduler import Input
+from ..core.pools import Input
 
 if TYPE_CHECKING:
     from ..core.plane import ControlPlane
@@ -179,7 +178,7 @@ class Ingress:
         fid, method = route or ("", None)
         fn = await self.cp.load_function(fid) if fid else None
         web = web_entries(fn.spec).get(method) if fn is not None else None
-        if fn is None or web is None or fn.app_id in self.cp.scheduler.stopped_apps:
+        if fn is None or web is None or not self.cp.calls.accepts(fn):
             await _deny(scope, send, 404, f"No web function is served at {scope['path']}; "
                         "`firebox deploy` or `firebox serve` prints the URLs.")
             return
@@ -216,21 +215,14 @@ class Ingress:
     def _submit(self, fn: FunctionRecord, method: str | None, request: dict[str, Any]
                 ) -> tuple[Input, Exchange]:
         exchange = Exchange()
-        call_id = ids.new_web_call_id()
-        # A class's web methods are served by its default instance: the pool without params.
-        pool = self.cp.scheduler.pool(fn, "", None)
-        inp = Input(ids.web_input_id(call_id), call_id, 0, wire.pack(request), 0, pool, method,
-                    web=exchange)
-        self.cp.scheduler.submit(pool, [inp])
-        return inp, exchange
+        return self.cp.calls.serve(fn, method, request, exchange), exchange
 
     async def _relay(self, fn: FunctionRecord, method: str | None, request: dict[str, Any],
                      receive: Receive, send: Send) -> None:
-        scheduler = self.cp.scheduler
+        calls = self.cp.calls
         inp, exchange = self._submit(fn, method, request)
         call_id = inp.call_id
-        watcher = asyncio.create_task(_on_disconnect(receive, lambda: scheduler.cancel_call(
-            call_id)))
+        watcher = asyncio.create_task(_on_disconnect(receive, lambda: calls.cancel_web(call_id)))
         started = False
         try:
             while True:
@@ -255,13 +247,11 @@ class Ingress:
                                 "more_body": not message.get("end")})
         finally:
             watcher.cancel()
-            if call_id in scheduler.by_call:  # the client went away or the send failed
-                scheduler.cancel_call(call_id)
+            calls.cancel_web(call_id)  # the client went away or the send failed
 
     async def _relay_socket(self, fn: FunctionRecord, method: str | None,
                             request: dict[str, Any], scope: Scope, receive: Receive,
                             send: Send) -> None:
-        scheduler = self.cp.scheduler
         inp, exchange = self._submit(fn, method, request)
         reader = asyncio.create_task(self._client_messages(inp, exchange, receive))
         accepted = closed = False
@@ -288,13 +278,12 @@ class Ingress:
             return  # the client went away while an event was on its way to it
         finally:
             reader.cancel()
-            if inp.call_id in scheduler.by_call:
-                scheduler.cancel_call(inp.call_id)
+            self.cp.calls.cancel_web(inp.call_id)
 
     async def _client_messages(self, inp: Input, exchange: Exchange, receive: Receive) -> None:
         """Pass the client's messages on to the container; its going away cancels the input.
         Messages arrive only once the handshake is done, so the input has its container."""
-        scheduler = self.cp.scheduler
+        calls = self.cp.calls
         limit = max_message_bytes()
         while True:
             message = await receive()
@@ -305,12 +294,12 @@ class Ingress:
                 if size > limit:
                     exchange.event({"ws": {"type": "websocket.close", "code": 1009, "reason":
                                            f"Messages are limited to {limit} bytes."}})
-                    scheduler.cancel_call(inp.call_id)
+                    calls.cancel_web(inp.call_id)
                     return
-                scheduler.socket_in(inp, message)
+                calls.socket_in(inp, message)
             elif kind == "websocket.disconnect":
-                scheduler.socket_in(inp, {"type": kind, "code": message.get("code", 1005)})
-                scheduler.cancel_call(inp.call_id)
+                calls.socket_in(inp, {"type": kind, "code": message.get("code", 1005)})
+                calls.cancel_web(inp.call_id)
                 return
 
 

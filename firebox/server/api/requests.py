@@ -20,6 +20,7 @@ from pydantic import (
     ValidationError,
 )
 
+from ...wire import calls as wire_calls
 from ...wire import ids, spec
 from ..core.errors import invalid_request
 
@@ -124,9 +125,11 @@ CALL_ID = re.compile(rf"^{ids.CALL}[A-Za-z0-9]{{1,{ids.MAX_CALL_ID - len(ids.CAL
 
 
 class PutInputs(Body):
+    """A wire.calls.CallRequest, checked: its keys, with bounds."""
+
     call_id: Annotated[str, AfterValidator(_call_id)]
     function_id: Id
-    kind: Literal["call", "remote", "generator", "spawn", "map", "spawn_map"] = "call"
+    kind: wire_calls.Kind = "call"
     method: Annotated[str, Field(max_length=256)] | None = None
     params: StrictBytes | None = None
     inputs: Annotated[list[tuple[Annotated[int, Field(ge=0, le=1 << 30)], StrictBytes]],
@@ -135,6 +138,8 @@ class PutInputs(Body):
 
 
 class GetOutputs(Body):
+    """A wire.calls.OutputsRequest, checked."""
+
     after: Count = 0
     wait: Wait = 0.0
 

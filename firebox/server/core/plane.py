@@ -25,6 +25,7 @@ from ...store.db import Database
 from ...wire import ids
 from ...wire import settings as variables
 from ..api.ingress import Ingress
+from .calls import Calls
 from .capacity import Capacity
 from .functions import FunctionRecord, merged_spec
 from .logs import LogHub
@@ -113,6 +114,8 @@ class ControlPlane:
             meter=self.meter,
         )
         self.vault = Vault(settings.state_dir, self.db)
+        # The one way a call is made, read or cancelled.
+        self.calls = Calls(self.db, self.outputs, self.scheduler, self.vault, self.load_function)
         self.waiters = Waiters()  # blocked Queue gets and puts, woken by changes
         # Ports of sandboxes and containers reached from outside (forward(), encrypted_ports=).
         self.tunnels = Tunnels(settings.state_dir, settings.bind_host,

@@ -23,11 +23,9 @@ from typing import TYPE_CHECKING, Any
 
 import sqlalchemy as sa
 
-from ... import wire
 from ...store import schema as s
-from ...wire import ids
+from ...wire import calls as wire_calls
 from .functions import FunctionRecord
-from .scheduler import Input
 
 if TYPE_CHECKING:
     from .plane import ControlPlane
@@ -136,38 +134,14 @@ class Schedules:
 
     async def _fire(self, entry: Entry, now: float) -> None:
         fn = await self.cp.load_function(entry.function_id)
-        if fn is None or fn.app_id in self.cp.scheduler.stopped_apps:
+        if fn is None or not self.cp.calls.accepts(fn):
             del self.entries[entry.function_id]
             return
         scheduled_for, missed = entry.due, entry.missed
         entry.due, entry.missed = next_run(entry.schedule, now), False
-        call_id = await start_call(self.cp, fn, "schedule")
+        call_id = await self.cp.calls.start(fn, wire_calls.SCHEDULE)
         await self.cp.app_event(fn.app_id, RUN_EVENT, {
             "function": fn.name, "call_id": call_id, "scheduled_for": scheduled_for,
             "missed": missed,
         })
 
-
-async def start_call(cp: ControlPlane, fn: FunctionRecord, kind: str) -> str:
-    """Create a durable call of fn with no arguments and queue its input."""
-
-    call_id = ids.new_call_id()
-    input_id = ids.input_id(call_id, 0)
-    args = wire.serialize(((), {}), "arguments")
-    now = time.time()
-
-    async def op(conn: Any) -> None:
-        await conn.execute(s.calls.insert().values(
-            id=call_id, function_id=fn.id, workspace_id=fn.workspace_id, kind=kind, method=None,
-            params=None, pool_key="", closed=False, cancelled=False, created_at=now,
-        ))
-        await conn.execute(s.inputs.insert().values(
-            id=input_id, call_id=call_id, idx=0, args=args, state=wire.PENDING, attempts=0,
-            created_at=now,
-        ))
-
-    await cp.db.write(op)
-    await cp.outputs.open(call_id)
-    pool = cp.scheduler.pool(fn, "", None)
-    cp.scheduler.submit(pool, [Input(input_id, call_id, 0, args, 0, pool, None)])
-    return call_id
