@@ -8,7 +8,7 @@ from pathlib import Path
 
 from .. import client as client_mod
 from ..exception import InvalidError
-from ..store.blobs import file_sha256
+from ..wire.digests import file_sha256
 
 
 async def upload_blobs(blobs: Mapping[str, bytes | Path]) -> None:

@@ -14,7 +14,7 @@ from pathlib import Path, PurePosixPath
 from typing import Any
 
 from ..exception import InvalidError, NotSupportedYet
-from ..store.blobs import sha256
+from ..wire.digests import sha256
 from .context import is_local
 
 MAX_LOCAL_FILES = 5000

@@ -10,7 +10,7 @@ from pathlib import Path
 from types import ModuleType
 
 from ..exception import InvalidError
-from ..store.blobs import sha256
+from ..wire.digests import sha256
 
 MAX_FILES = 2000
 MAX_BYTES = 64 * 1024 * 1024

@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING, Any
 from .. import _sync, config
 from .. import client as client_mod
 from ..exception import ConnectionError, ImageBuildError, InvalidError
-from ..store.blobs import sha256
+from ..wire.digests import sha256
 from .attach import resolve_spec
 from .blobs import upload_blobs
 

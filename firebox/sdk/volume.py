@@ -29,8 +29,8 @@ from .. import _sync
 from .. import client as client_mod
 from .._sync import live_classmethod, live_method, live_method_gen
 from ..exception import InvalidError
-from ..store.blobs import file_sha256
 from ..wire import settings
+from ..wire.digests import file_sha256
 from .blobs import upload_blobs
 from .named import NamedObject
 

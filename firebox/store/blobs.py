@@ -4,29 +4,12 @@ from __future__ import annotations
 
 import hashlib
 import os
-import re
 import tempfile
 from pathlib import Path
 from types import TracebackType
 from typing import IO
 
-SHA256 = re.compile(r"^[0-9a-f]{64}$")
-CHUNK = 1024 * 1024  # bytes of a file read at a time
-
-
-def sha256(data: bytes) -> str:
-    return hashlib.sha256(data).hexdigest()
-
-
-def file_sha256(path: Path) -> tuple[str, int]:
-    """The sha256 and size of a file, read a chunk at a time."""
-    digest = hashlib.sha256()
-    size = 0
-    with open(path, "rb") as f:
-        while data := f.read(CHUNK):
-            digest.update(data)
-            size += len(data)
-    return digest.hexdigest(), size
+from ..wire.digests import SHA256
 
 
 class BlobStore:

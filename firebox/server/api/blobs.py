@@ -11,7 +11,7 @@ from starlette.responses import FileResponse, JSONResponse, Response
 from starlette.routing import Route
 
 from ...store import schema as s
-from ...store.blobs import SHA256
+from ...wire.digests import SHA256
 from ..core.errors import invalid, not_found
 from ..core.ownership import owned
 from . import requests as rq
