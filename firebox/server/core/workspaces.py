@@ -1,17 +1,24 @@
-"""Workspaces and their tokens: who a bearer token is, and what kind of token it is."""
+"""Workspaces and their tokens: who a bearer token is, what kind of token it is, and the
+workspace's own settings (today, the isolation its containers get by default)."""
 
 from __future__ import annotations
 
 import hashlib
 import time
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import sqlalchemy as sa
 
+from ...backends import isolation
 from ...store import schema as s
 from ...store.db import Database
 from ...wire import ids
+from .errors import ApiError, invalid
+from .isolation_floor import refusal
+
+if TYPE_CHECKING:
+    from .plane import ControlPlane
 
 USER, ADMIN = "user", "admin"  # kinds of tokens: an admin token is the operator's
 
@@ -74,3 +81,36 @@ async def token_identity(db: Database, token: str) -> Identity | None:
     if not rows or rows[0].kind not in (USER, ADMIN):
         return None
     return Identity(str(rows[0].workspace_id), str(rows[0].kind))
+
+
+async def describe(cp: ControlPlane, who: Identity) -> dict[str, Any]:
+    """The caller's workspace: its name, its default isolation and the server's."""
+    rows = await cp.db.read(sa.select(s.workspaces).where(s.workspaces.c.id == who.workspace_id))
+    return {
+        "workspace_id": who.workspace_id,
+        "name": rows[0].name,
+        "isolation": rows[0].isolation,
+        "server_isolation": cp.backend.isolation,
+    }
+
+
+async def set_isolation(cp: ControlPlane, who: Identity, mode: str | None) -> None:
+    """Set (or with None, clear) the isolation of the workspace's functions that do not choose
+    one: a mode this host has, and below the server's only when an operator sets it."""
+    if who.kind == "container":
+        raise invalid("Only a user token can change the workspace's settings.")
+    if mode is not None:
+        try:
+            mode = isolation.check_mode(mode)
+        except isolation.IsolationUnavailable as exc:
+            raise invalid(str(exc)) from None
+        problem = None if who.operator else refusal(mode, cp.backend.isolation, "The workspace")
+        if problem:
+            raise ApiError(403, "AuthError", problem + ".")
+    await cp.db.write(
+        lambda conn: conn.execute(
+            s.workspaces.update().where(s.workspaces.c.id == who.workspace_id)
+            .values(isolation=mode)
+        )
+    )
+    cp.scheduler.set_workspace_isolation(who.workspace_id, mode)
