@@ -5,6 +5,7 @@ from contextlib import contextmanager
 
 from . import exception
 from .exception import Error
+from .sdk import user_code as _user_code
 from .sdk.app import App
 from .sdk.cls import Cls
 from .sdk.context import current_function_call_id, current_input_id, is_local
@@ -23,6 +24,9 @@ from .sdk.volume import Volume
 from .sdk.web import asgi_app, fastapi_endpoint, web_endpoint, web_server, wsgi_app
 
 __version__ = "0.1.0"
+
+# A container's runtime reaches the SDK that defined the user's code through wire/user_code.py.
+_user_code.register()
 
 
 @contextmanager

@@ -24,10 +24,7 @@ from websockets.asyncio.client import ClientConnection, connect, unix_connect
 
 from .. import _sync, wire
 from ..exception import InputCancellation, InvalidError
-from ..sdk import volume as volumes
-from ..sdk.cls import instantiate, lifecycle_methods, unpack_params
-from ..sdk.context import current_call, current_input
-from ..wire import messages, settings
+from ..wire import messages, settings, user_code
 from ..wire.spec import FunctionSpec
 from . import web
 from .batching import Batcher
@@ -102,21 +99,14 @@ def load_target(spec: FunctionSpec, root: Path) -> Any:
     obj: Any = module
     for part in spec["qualname"].split("."):
         obj = getattr(obj, part)
-    from ..sdk.cls import Cls
-    from ..sdk.function import Function
-
-    if isinstance(obj, Cls):
-        return obj._user_cls
-    if isinstance(obj, Function):
-        return obj._raw_f
-    return obj
+    return user_code.sdk().target(obj)
 
 
 class Runtime:
     def __init__(self, ws: ClientConnection, hello: dict[str, Any], target: Any) -> None:
         self.ws = ws
         self.spec: FunctionSpec = hello["function"]
-        self.params = unpack_params(hello.get("params"))
+        self.params = user_code.unpack_params(hello.get("params"))
         self.target = target
         self.instance: Any = None
         self.tasks: dict[str, asyncio.Task[None]] = {}
@@ -140,8 +130,8 @@ class Runtime:
             return
         if self.spec.get("kind") != "class":
             return
-        self.instance = instantiate(self.target, self.params)
-        hooks = lifecycle_methods(self.target, "enter")
+        self.instance = user_code.sdk().instantiate(self.target, self.params)
+        hooks = user_code.sdk().lifecycle_methods(self.target, "enter")
         for hook in [h for h in hooks if h.snap] + [h for h in hooks if not h.snap]:
             await self._call_hook(hook.raw_f)
         for name, info in self.spec.get("methods", {}).items():
@@ -158,7 +148,7 @@ class Runtime:
                     traceback.print_exc()
         if self.instance is None:
             return
-        for hook in lifecycle_methods(self.target, "exit"):
+        for hook in user_code.sdk().lifecycle_methods(self.target, "exit"):
             try:
                 await self._call_hook(hook.raw_f)
             except Exception:
@@ -285,8 +275,8 @@ class Runtime:
 
     async def _run_one(self, item: dict[str, Any]) -> None:
         input_id = item["id"]
-        token_input = current_input.set(input_id)
-        token_call = current_call.set(item["call_id"])
+        token_input = user_code.current_input.set(input_id)
+        token_call = user_code.current_call.set(item["call_id"])
         started = time.perf_counter()
         try:
             args, kwargs = wire.deserialize(item["args"], "arguments")
@@ -311,8 +301,8 @@ class Runtime:
             self._report(input_id, wire.FAILURE, wire.encode_exception(exc),
                          time.perf_counter() - started)
         finally:
-            current_input.reset(token_input)
-            current_call.reset(token_call)
+            user_code.current_input.reset(token_input)
+            user_code.current_call.reset(token_call)
 
     async def _run_web(self, app: Any, input_id: str, request: dict[str, Any],
                        inbox: asyncio.Queue[dict[str, Any]] | None) -> None:
@@ -414,8 +404,8 @@ async def main() -> None:
         hello = wire.unpack(await ws.recv())
         try:
             await fetch_code(ws, hello, root)
-            await _sync.run_async(volumes.mount_all(hello["function"].get("volumes") or {},
-                                                    root.parent))
+            await _sync.run_async(user_code.sdk().mount_volumes(
+                hello["function"].get("volumes") or {}, root.parent))
             os.chdir(root)
             workdir = settings.IMAGE_WORKDIR.get()
             if workdir and os.path.isdir(workdir):  # under process isolation it may not exist
@@ -437,7 +427,7 @@ async def main() -> None:
 async def commit_volumes() -> None:
     """A stopping container commits its volumes; a failure is reported in its output."""
     try:
-        await _sync.run_async(volumes.commit_all())
+        await _sync.run_async(user_code.sdk().commit_volumes())
     except Exception:
         traceback.print_exc()
 

@@ -5,10 +5,9 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
-import msgpack
-
 from .. import _sync
 from ..exception import InvalidError
+from ..wire.user_code import pack_params
 from .function import Function
 from .partial import PartialFunction, parameter_defaults
 
@@ -99,19 +98,6 @@ class Cls:
         """A deployed class, looked up when first used."""
         return cls(name=name, function=Function(name=name, lookup=(app_name, name)),
                    lookup=(app_name, name))
-
-
-def pack_params(values: dict[str, Any]) -> bytes | None:
-    """Parameters in a canonical encoding: equal values give equal bytes, hence one pool."""
-    if not values:
-        return None
-    return msgpack.packb(sorted(values.items()), use_bin_type=True)
-
-
-def unpack_params(data: bytes | None) -> dict[str, Any]:
-    if not data:
-        return {}
-    return dict(msgpack.unpackb(data, raw=False))
 
 
 class Obj:

@@ -2,16 +2,8 @@
 
 from __future__ import annotations
 
-import contextvars
-
 from ..wire import settings
-
-current_input: contextvars.ContextVar[str | None] = contextvars.ContextVar(
-    "firebox_input_id", default=None
-)
-current_call: contextvars.ContextVar[str | None] = contextvars.ContextVar(
-    "firebox_call_id", default=None
-)
+from ..wire.user_code import current_call, current_input
 
 
 def is_local() -> bool:
