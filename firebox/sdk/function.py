@@ -12,7 +12,7 @@ from .. import wire
 from .._sync import live_classmethod, live_method, live_method_chunks, live_method_gen
 from ..exception import InvalidError, NotSupportedYet, RemoteError
 from ..wire import calls as wire_calls
-from ..wire import settings
+from ..wire import ids, settings
 from ..wire import spec as wire_spec
 from .attach import resolve_spec
 from .options import variant_options
@@ -26,7 +26,7 @@ INPUT_BATCH_BYTES = 4 * 1024 * 1024
 
 def new_call_id(function_id: str) -> str:
     """A fresh call id, tagged with the function's call key where the server gave us one."""
-    return wire.new_call_id(client_mod.current().call_keys.get(function_id))
+    return ids.new_call_id(client_mod.current().call_keys.get(function_id))
 
 
 def result_of(status: str, data: bytes | None) -> Any:

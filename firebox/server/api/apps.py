@@ -168,7 +168,7 @@ async def create_app(request: Request) -> JSONResponse:
 async def app_row(cp: ControlPlane, who: Identity, ref: str) -> sa.Row[Any]:
     """An app of the caller's workspace by id, or the newest one with that name."""
     q = sa.select(s.apps).where(s.apps.c.workspace_id == who.workspace_id)
-    if ref.startswith("ap-"):
+    if ref.startswith(wire_ids.APP):
         rows = await cp.db.read(q.where(s.apps.c.id == ref))
     else:
         rows = await cp.db.read(
