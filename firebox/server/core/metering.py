@@ -8,13 +8,16 @@ import time
 import tomllib
 from collections import defaultdict
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import sqlalchemy as sa
 
 from ...store import schema as s
 from ...store.db import Database
 from ...wire import settings
+
+if TYPE_CHECKING:
+    from .plane import ControlPlane
 
 # Per-second list prices of a hosted per-second GPU cloud, early 2026: what the same seconds
 # would have cost there. Operators replace them with prices.toml in the state directory.
@@ -110,6 +113,15 @@ class Meter:
             return int(result.rowcount or 0)
 
         return int(await self.db.write(op))
+
+
+async def workspace_usage(cp: ControlPlane, workspace_id: str, *, app: str | None,
+                          since: float | None, by: str) -> dict[str, Any]:
+    """usage() at the plane's prices, up to now, outputs not yet written included (the
+    per-input seconds come from them)."""
+    await cp.outputs.commit_pending()
+    return await usage(cp.db, workspace_id, cp.prices, app=app, since=since, by=by,
+                       now=time.time())
 
 
 async def usage(db: Database, workspace_id: str, prices: dict[str, float], *,
