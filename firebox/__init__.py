@@ -10,7 +10,8 @@ from .sdk.app import App
 from .sdk.cls import Cls
 from .sdk.context import current_function_call_id, current_input_id, is_local
 from .sdk.dict import Dict
-from .sdk.function import Function, FunctionCall
+from .sdk.function import Function
+from .sdk.function_call import FunctionCall
 from .sdk.image import Image
 from .sdk.partial import batched, concurrent, enter, exit, method, parameter
 from .sdk.queue import Queue

@@ -9,12 +9,19 @@ from typing import TYPE_CHECKING, Any
 
 from .. import client as client_mod
 from .. import wire
-from .._sync import live_classmethod, live_method, live_method_chunks, live_method_gen
-from ..exception import InvalidError, NotSupportedYet, RemoteError
+from .._sync import live_method, live_method_chunks, live_method_gen
+from ..exception import InvalidError
 from ..wire import calls as wire_calls
 from ..wire import ids, settings
 from ..wire import spec as wire_spec
 from .attach import resolve_spec
+from .function_call import (
+    FunctionCall,
+    cancel_quietly,
+    poll_outputs,
+    result_of,
+    value_or_exception,
+)
 from .options import variant_options
 
 if TYPE_CHECKING:
@@ -27,32 +34,6 @@ INPUT_BATCH_BYTES = 4 * 1024 * 1024
 def new_call_id(function_id: str) -> str:
     """A fresh call id, tagged with the function's call key where the server gave us one."""
     return ids.new_call_id(client_mod.current().call_keys.get(function_id))
-
-
-def result_of(status: str, data: bytes | None) -> Any:
-    """The value of a terminal output, or raise what the function raised."""
-    if status == wire.SUCCESS:
-        return wire.deserialize(data or b"", "result") if data is not None else None
-    if status == wire.CANCELLED:
-        raise RemoteError("The function call was cancelled before this input finished.")
-    raise wire.decode_exception(data or b"")
-
-
-def value_or_exception(status: str, data: bytes | None) -> Any:
-    """The value of an output, or the exception it carries as a value (return_exceptions)."""
-    try:
-        return result_of(status, data)
-    except Exception as exc:
-        return exc
-
-
-async def poll_outputs(call_id: str, after: int = 0, wait: float = client_mod.LONG_POLL
-                       ) -> list[wire_calls.Output]:
-    request: wire_calls.OutputsRequest = {"after": after, "wait": wait}
-    resp = await client_mod.current().call(
-        wire_calls.OUTPUTS, f"/v1/calls/{call_id}/outputs", request, call_id
-    )
-    return resp["outputs"]
 
 
 class Function:
@@ -346,7 +327,7 @@ class Function:
             if not sender.done():
                 sender.cancel()
             if total is None or len(done) < (total or 0):
-                asyncio.ensure_future(_cancel_quietly(call_id))
+                asyncio.ensure_future(cancel_quietly(call_id))
             raise
 
     @live_method_chunks
@@ -466,56 +447,6 @@ class Function:
         return cls(name=name, lookup=(app_name, name))
 
 
-class FunctionCall:
-    """A handle on a spawned call: poll it, wait for it, cancel it."""
-
-    def __init__(self, call_id: str) -> None:
-        self.object_id = call_id
-
-    def __repr__(self) -> str:
-        return f"<firebox.FunctionCall {self.object_id}>"
-
-    @live_method
-    async def get(self, timeout: float | None = None) -> Any:
-        """The result; raises TimeoutError if it is not there within timeout seconds."""
-        loop = asyncio.get_running_loop()
-        deadline = None if timeout is None else loop.time() + timeout
-        after = 0
-        while True:
-            wait = client_mod.LONG_POLL
-            if deadline is not None:
-                wait = max(0.0, min(wait, deadline - loop.time()))
-            for seq, _idx, status, data in await poll_outputs(self.object_id, after, wait):
-                after = seq
-                if status in wire.TERMINAL:
-                    return result_of(status, data)
-            if deadline is not None and loop.time() >= deadline:
-                raise TimeoutError(f"Function call {self.object_id} did not finish in {timeout} s.")
-
-    @live_method
-    async def cancel(self, terminate_containers: bool = False) -> None:
-        await client_mod.current().request("POST", f"/v1/calls/{self.object_id}/cancel")
-
-    def get_call_graph(self) -> Any:
-        raise NotSupportedYet("FunctionCall.get_call_graph is not supported yet.")
-
-    @classmethod
-    def from_id(cls, function_call_id: str) -> FunctionCall:
-        return cls(function_call_id)
-
-    @live_classmethod
-    async def gather(cls, *calls: FunctionCall) -> list[Any]:
-        """Wait for all calls; results in argument order, the first failure raised."""
-        return list(await asyncio.gather(*(c.get.aio() for c in calls)))
-
-
-async def _cancel_quietly(call_id: str) -> None:
-    try:
-        await client_mod.current().request("POST", f"/v1/calls/{call_id}/cancel")
-    except Exception:
-        pass
-
-
 def _zip_args(iterators: tuple[Iterable[Any], ...], kwargs: dict[str, Any]) -> Any:
     if not iterators:
         raise InvalidError("map needs at least one iterable of inputs.")
@@ -551,4 +482,4 @@ async def _aiter_chunks(items: Any) -> AsyncIterator[Any]:
             yield x
 
 
-__all__ = ["Function", "FunctionCall"]
+__all__ = ["Function"]

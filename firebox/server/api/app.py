@@ -90,7 +90,7 @@ def create_app(settings: Settings) -> ASGIApp:
     app.state.body_budget = budget = Budget(max_bodies_bytes())  # the call channel's too
     api_app = BodyLimit(TokenAuth(BodyBudget(app, budget, api_body_share),
                                   cp.db, cp.container_identity))
-    web = BodyBudget(cp.ingress, Budget(max_bodies_bytes()), web_body_share)
+    web = BodyBudget(ingress.Ingress(cp), Budget(max_bodies_bytes()), web_body_share)
 
     async def root(scope: Scope, receive: Receive, send: Send) -> None:
         # Web functions answer the public at /web/...; everything else needs a token.

@@ -23,10 +23,10 @@ from ..core.errors import ApiError, invalid, not_found
 from ..core.ownership import check_refs
 from ..core.plane import ControlPlane
 from ..core.specs import check_options, check_spec
+from ..core.web_endpoints import web_entries
 from ..core.workspaces import Identity
 from . import limits
 from . import requests as rq
-from .ingress import web_entries
 from .requests import M, validate
 
 LOG_PAGE = 1000  # log lines read from the database at a time
@@ -241,7 +241,7 @@ async def register_functions(request: Request) -> JSONResponse:
         if fn is not None:
             cp.scheduler.ensure_warm(fn)
             cp.schedules.register(fn)
-            urls = await cp.ingress.publish(fn, app.name, app.state == "deployed")
+            urls = await cp.web_endpoints.publish(fn, app.name, app.state == "deployed")
             for method, url in urls.items():
                 web_urls[name if method is None else f"{name}.{method}"] = url
     if app.state == "deployed":
@@ -410,7 +410,7 @@ async def lookup_function(request: Request) -> JSONResponse:
     urls: dict[str | None, str] = {}
     if web_entries(spec):
         for method in web_entries(spec):
-            urls[method] = (await cp.ingress.url_for(fn, app.name, app.state == "deployed",
+            urls[method] = (await cp.web_endpoints.url_for(fn, app.name, app.state == "deployed",
                                                      method))[1]
     return JSONResponse(
         {

@@ -1,11 +1,6 @@
-"""The ingress: serves web functions at stable URLs on the control plane's own port.
-
-A web function of workspace W is served under `/web/W/SLUG`, where SLUG is its label, or
-`APP-FUNCTION` when it has none (`APP-CLASS-METHOD` for a web method of a class); functions of
-ephemeral apps (`firebox run`, `firebox serve`, `app.run()`) get `-dev` appended, so a dev run
-never takes over a deployed URL. The newest registration of a URL wins. The rest of the path
-after the slug is the path the app sees, with the prefix as its ASGI root_path (and, as ASGI
-says, in its path).
+"""The ingress: serves web functions at their URLs (core/web_endpoints.py) on the control
+plane's own port. The rest of the path after the slug is the path the app sees, with the prefix
+as its ASGI root_path (and, as ASGI says, in its path).
 
 Each HTTP request becomes an input of the function's pool, so requests count as demand: a
 request that arrives while no container runs is held until one is ready, and pools scale with
@@ -24,25 +19,19 @@ from either side) ends the input.
 from __future__ import annotations
 
 import asyncio
-import hashlib
-import re
-import secrets
-import time
 from typing import TYPE_CHECKING, Any
 
-import sqlalchemy as sa
 from starlette.types import Receive, Scope, Send
 
 from ... import wire
-from ...store import schema as s
 from ...wire import settings as variables
 from ..core.functions import FunctionRecord
 from ..core.pools import Input
+from ..core.web_endpoints import PREFIX, web_entries
 
 if TYPE_CHECKING:
     from ..core.plane import ControlPlane
 
-PREFIX = "/web/"
 # The WebSocket events a container's app may send on to the client.
 SOCKET_EVENTS = ("websocket.accept", "websocket.send", "websocket.close")
 
@@ -55,22 +44,6 @@ def max_body_bytes() -> int:
 def max_message_bytes() -> int:
     """The largest WebSocket message passed on, configurable by FIREBOX_WEB_MAX_MESSAGE_MB."""
     return variables.WEB_MAX_MESSAGE.get()
-
-
-def slug(text: str) -> str:
-    return re.sub(r"[^a-z0-9-]+", "-", text.lower()).strip("-")[:63] or "app"
-
-
-def web_entries(spec: dict[str, Any]) -> dict[str | None, dict[str, Any]]:
-    """What a function serves over HTTP: its own web config under None, and a class's web
-    methods under their names."""
-    entries: dict[str | None, dict[str, Any]] = {}
-    if spec.get("web"):
-        entries[None] = spec["web"]
-    for name, info in (spec.get("methods") or {}).items():
-        if info.get("web"):
-            entries[name] = info["web"]
-    return entries
 
 
 class Exchange:
@@ -92,81 +65,10 @@ class Exchange:
 
 
 class Ingress:
+    """The ASGI app of `/web/...`: each request to a web endpoint, a call of its function."""
+
     def __init__(self, cp: ControlPlane) -> None:
         self.cp = cp
-        # (workspace name, slug) -> function id and, for a class's web method, its name
-        self.routes: dict[tuple[str, str], tuple[str, str | None]] = {}
-        self.workspaces: dict[str, str] = {}  # workspace id -> name
-        self.proxy_ok: dict[tuple[str, str], str] = {}  # (key, secret) -> workspace id
-
-    # ---- routing ---------------------------------------------------------------------------
-
-    async def workspace_name(self, workspace_id: str) -> str:
-        name = self.workspaces.get(workspace_id)
-        if name is None:
-            rows = await self.cp.db.read(
-                sa.select(s.workspaces.c.name).where(s.workspaces.c.id == workspace_id)
-            )
-            name = self.workspaces[workspace_id] = slug(rows[0][0]) if rows else workspace_id
-        return name
-
-    async def url_for(self, fn: FunctionRecord, app_name: str | None, deployed: bool,
-                      method: str | None = None) -> tuple[tuple[str, str], str]:
-        """The route key and URL of a web function, or of a class's web method."""
-        web = web_entries(fn.spec)[method]
-        name = fn.name if method is None else f"{fn.name}-{method}"
-        base = web.get("label") or slug(f"{app_name or fn.app_id}-{name}")
-        path_slug = base if deployed else f"{base}-dev"
-        ws = await self.workspace_name(fn.workspace_id)
-        return (ws, path_slug), f"{self.cp.settings.url}{PREFIX}{ws}/{path_slug}"
-
-    async def publish(self, fn: FunctionRecord, app_name: str | None, deployed: bool
-                      ) -> dict[str | None, str]:
-        """Route the URLs of what the function serves to it: its own URL under None, its web
-        methods' under their names."""
-        urls: dict[str | None, str] = {}
-        for method in web_entries(fn.spec):
-            key, urls[method] = await self.url_for(fn, app_name, deployed, method)
-            self.routes[key] = (fn.id, method)
-        return urls
-
-    async def load(self) -> None:
-        """Route the web functions of deployed apps after a start."""
-        rows = await self.cp.db.read(
-            sa.select(s.functions.c.id, s.apps.c.name)
-            .join(s.apps, s.apps.c.id == s.functions.c.app_id)
-            .where(s.apps.c.state == "deployed", s.functions.c.parent_id.is_(None))
-        )
-        for r in rows:
-            fn = await self.cp.load_function(r.id)  # None for a stored spec that is not valid
-            if fn is not None and web_entries(fn.spec):
-                await self.publish(fn, r.name, True)
-
-    # ---- proxy auth ------------------------------------------------------------------------
-
-    async def proxy_authorized(self, workspace_id: str, headers: dict[bytes, bytes]) -> bool:
-        key = headers.get(b"modal-key", b"").decode("latin-1")
-        secret = headers.get(b"modal-secret", b"").decode("latin-1")
-        if not key or not secret:
-            return False
-        if self.proxy_ok.get((key, secret)) == workspace_id:
-            return True
-        rows = await self.cp.db.read(
-            sa.select(s.proxy_tokens.c.workspace_id, s.proxy_tokens.c.secret_hash).where(
-                s.proxy_tokens.c.id == key
-            )
-        )
-        if not rows or rows[0].workspace_id != workspace_id:
-            return False
-        digest = hashlib.sha256(secret.encode()).hexdigest()
-        if not secrets.compare_digest(rows[0].secret_hash, digest):
-            return False
-        self.proxy_ok[(key, secret)] = workspace_id
-        return True
-
-    def forget_proxy_token(self, key: str) -> None:
-        for cached in [k for k in self.proxy_ok if k[0] == key]:
-            del self.proxy_ok[cached]
 
     # ---- serving ---------------------------------------------------------------------------
 
@@ -174,7 +76,7 @@ class Ingress:
         if scope["type"] not in ("http", "websocket"):
             return
         parts = scope["path"].split("/", 4)  # "", "web", workspace, slug, rest
-        route = self.routes.get((parts[2], parts[3])) if len(parts) >= 4 else None
+        route = self.cp.web_endpoints.routes.get((parts[2], parts[3])) if len(parts) >= 4 else None
         fid, method = route or ("", None)
         fn = await self.cp.load_function(fid) if fid else None
         web = web_entries(fn.spec).get(method) if fn is not None else None
@@ -183,8 +85,9 @@ class Ingress:
                         "`firebox deploy` or `firebox serve` prints the URLs.")
             return
         headers = dict(scope["headers"])
-        if web.get("requires_proxy_auth") and not await self.proxy_authorized(
-            fn.workspace_id, headers
+        if web.get("requires_proxy_auth") and not await self.cp.web_endpoints.proxy_authorized(
+            fn.workspace_id, headers.get(b"modal-key", b"").decode("latin-1"),
+            headers.get(b"modal-secret", b"").decode("latin-1"),
         ):
             await _deny(scope, send, 401, "This endpoint requires proxy auth: send the Modal-Key "
                         "and Modal-Secret headers of a proxy token (`firebox token proxy create`).")
@@ -375,8 +278,3 @@ async def _text(send: Send, status: int, text: str, prefix: str = "") -> None:
                 "headers": [(b"content-type", b"text/plain; charset=utf-8"),
                             (b"content-length", str(len(body)).encode())]})
     await send({"type": f"{prefix}http.response.body", "body": body})
-
-
-def proxy_token_row(workspace_id: str, key: str, secret: str) -> dict[str, Any]:
-    return {"id": key, "workspace_id": workspace_id,
-            "secret_hash": hashlib.sha256(secret.encode()).hexdigest(), "created_at": time.time()}

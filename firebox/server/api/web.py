@@ -10,8 +10,8 @@ from starlette.routing import Route
 from ...store import schema as s
 from ...wire import ids
 from ..core.errors import not_found
+from ..core.web_endpoints import proxy_token_row
 from .apps import identity, plane
-from .ingress import proxy_token_row
 
 
 async def create_proxy_token(request: Request) -> JSONResponse:
@@ -42,7 +42,7 @@ async def delete_proxy_token(request: Request) -> JSONResponse:
     ))
     if not deleted.rowcount:
         raise not_found(f"No proxy token '{key}' in this workspace.")
-    cp.ingress.forget_proxy_token(key)
+    cp.web_endpoints.forget_proxy_token(key)
     return JSONResponse({"deleted": key})
 
 

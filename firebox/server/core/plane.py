@@ -24,7 +24,6 @@ from ...store.blobs import BlobStore
 from ...store.db import Database
 from ...wire import ids
 from ...wire import settings as variables
-from ..api.ingress import Ingress
 from .calls import Calls
 from .capacity import Capacity
 from .functions import FunctionRecord, merged_spec
@@ -40,6 +39,7 @@ from .specs import options_problem, spec_problem
 from .tunnels import Tunnels
 from .vault import Vault
 from .waiters import Waiters
+from .web_endpoints import WebEndpoints
 from .workspaces import Identity
 
 log = logging.getLogger("firebox.server")
@@ -121,7 +121,7 @@ class ControlPlane:
         self.tunnels = Tunnels(settings.state_dir, settings.bind_host,
                                urlparse(settings.url).hostname or "127.0.0.1")
         self.sandboxes = SandboxManager(self)
-        self.ingress = Ingress(self)  # web functions' URLs
+        self.web_endpoints = WebEndpoints(self.db, settings.url, self.load_function)
         self.images = Builder(settings.state_dir / "images", self.blobs, self.backend.hidden,
                               self.backend.netpool)
         self.image_builds: set[asyncio.Task[None]] = set()
@@ -169,7 +169,7 @@ class ControlPlane:
         if recovered:
             log.info("queued %d accepted inputs again after a restart", recovered)
         self.backend.start_standby()
-        await self.ingress.load()
+        await self.web_endpoints.load()
         await self.schedules.start()
         self._tasks.append(asyncio.create_task(self._expire_ephemeral_apps()))
         self._tasks.append(asyncio.create_task(self._mark_alive()))
