@@ -21,6 +21,8 @@ import sqlalchemy as sa
 
 from ...store import schema as s
 from ...store.db import Database
+from ...wire import ids
+from .errors import not_found
 from .functions import FunctionRecord
 
 PREFIX = "/web/"
@@ -111,17 +113,40 @@ class WebEndpoints:
         )
         if not rows or rows[0].workspace_id != workspace_id:
             return False
-        digest = hashlib.sha256(secret.encode()).hexdigest()
-        if not secrets.compare_digest(rows[0].secret_hash, digest):
+        if not secrets.compare_digest(rows[0].secret_hash, _secret_hash(secret)):
             return False
         self.proxy_ok[(key, secret)] = workspace_id
         return True
 
-    def forget_proxy_token(self, key: str) -> None:
+    async def create_proxy_token(self, workspace_id: str) -> tuple[str, str]:
+        """A new proxy token of the workspace: its key and its secret, which only its hash
+        is kept of."""
+        key, secret = ids.new_proxy_token()
+        row = {"id": key, "workspace_id": workspace_id, "secret_hash": _secret_hash(secret),
+               "created_at": time.time()}
+        await self.db.write(lambda conn: conn.execute(s.proxy_tokens.insert().values(**row)))
+        return key, secret
+
+    async def proxy_tokens(self, workspace_id: str) -> list[dict[str, Any]]:
+        """The workspace's proxy tokens, oldest first, without their secrets."""
+        rows = await self.db.read(
+            sa.select(s.proxy_tokens.c.id, s.proxy_tokens.c.created_at)
+            .where(s.proxy_tokens.c.workspace_id == workspace_id)
+            .order_by(s.proxy_tokens.c.created_at)
+        )
+        return [{"token_id": r.id, "created_at": r.created_at} for r in rows]
+
+    async def delete_proxy_token(self, workspace_id: str, key: str) -> None:
+        """Delete one of the workspace's proxy tokens; it stops authorizing at once."""
+        deleted = await self.db.write(lambda conn: conn.execute(
+            s.proxy_tokens.delete().where(s.proxy_tokens.c.id == key,
+                                          s.proxy_tokens.c.workspace_id == workspace_id)
+        ))
+        if not deleted.rowcount:
+            raise not_found(f"No proxy token '{key}' in this workspace.")
         for cached in [k for k in self.proxy_ok if k[0] == key]:
             del self.proxy_ok[cached]
 
 
-def proxy_token_row(workspace_id: str, key: str, secret: str) -> dict[str, Any]:
-    return {"id": key, "workspace_id": workspace_id,
-            "secret_hash": hashlib.sha256(secret.encode()).hexdigest(), "created_at": time.time()}
+def _secret_hash(secret: str) -> str:
+    return hashlib.sha256(secret.encode()).hexdigest()
