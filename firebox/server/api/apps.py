@@ -330,9 +330,7 @@ async def app_logs(request: Request) -> StreamingResponse:
     app = await app_row(cp, who, request.path_params["app_id"])
     q = query(request, rq.AppLogs)
     follow, after = q.follow in ("1", "true"), q.after
-    live_app = app.state != "stopped" or any(
-        c.pool.function.app_id == app.id for c in cp.scheduler.containers.values()
-    )
+    live_app = app.state != "stopped" or bool(cp.scheduler.containers_of(app.id))
 
     async def lines() -> AsyncIterator[bytes]:
         queue = cp.logs.follow(app.id) if follow and live_app else None
