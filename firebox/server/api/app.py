@@ -14,7 +14,7 @@ from starlette.routing import Route
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from ... import wire
-from ..core import containers
+from ..core import containers, queues
 from ..core.errors import ApiError, error_response
 from ..core.plane import ControlPlane, Settings
 from . import apps as api
@@ -71,7 +71,7 @@ def create_app(settings: Settings) -> ASGIApp:
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
         await cp.start()
-        sweeper = asyncio.create_task(api_queues.sweep_loop(cp))
+        sweeper = asyncio.create_task(queues.sweep_loop(cp))
         try:
             yield
         finally:

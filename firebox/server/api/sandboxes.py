@@ -24,10 +24,10 @@ from ..core.objects import check_name
 from ..core.ownership import check_secrets
 from ..core.sandbox_volumes import check_mount_path
 from ..core.sandboxes import MAX_TIMEOUT, Exec, Sandbox, SandboxManager, Spec, check_allowlist
+from ..core.volumes import VOLUMES
 from . import requests as rq
 from .apps import app_row, identity, msgpack_body, packed, plane, query
 from .requests import MAX_WAIT
-from .volumes import OWNED as VOLUMES
 
 
 def manager(request: Request) -> SandboxManager:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import re
 import time
+from collections.abc import Awaitable, Callable, Sequence
 from typing import TYPE_CHECKING, Any
 
 import sqlalchemy as sa
@@ -32,14 +33,39 @@ def already_exists(message: str) -> ApiError:
     return ApiError(409, "AlreadyExistsError", message)
 
 
+# An object's size as listed, by id, for the ids given (a missing id has the sizes' defaults).
+Sizes = Callable[["ControlPlane", list[str]], Awaitable[dict[str, dict[str, Any]]]]
+
+
+def counted(column: sa.Column[Any]) -> Sizes:
+    """Sizes as "len": how many rows of column's table each object has."""
+
+    async def sizes(cp: ControlPlane, object_ids: list[str]) -> dict[str, dict[str, Any]]:
+        rows = await cp.db.read(
+            sa.select(column, sa.func.count()).where(column.in_(object_ids)).group_by(column)
+        )
+        return {r[0]: {"len": r[1]} for r in rows}
+
+    return sizes
+
+
 class Objects:
-    """One kind of named object, stored in `table` (id, workspace_id, name, created_at, ...)."""
+    """One kind of named object, stored in `table` (id, workspace_id, name, created_at, ...),
+    and the cache of which workspace owns which of its ids."""
 
     def __init__(self, kind: str, prefix: str, table: sa.Table, children: list[sa.Column[Any]],
-                 extra: dict[str, Any] | None = None) -> None:
+                 sizes: Sizes, empty: dict[str, Any], *, extra: dict[str, Any] | None = None,
+                 looked_up: Sequence[str] = ("id", "name"),
+                 deleted: Callable[[ControlPlane, str], None] | None = None) -> None:
         self.kind, self.prefix, self.table = kind, prefix, table
         self.children = children  # columns of child tables that hold this object's id
-        self.extra = extra or {}
+        self.sizes = sizes
+        self.empty = empty  # the sizes of an object sizes has nothing for
+        self.extra = extra or {}  # the columns' values a new object starts with
+        self.looked_up = looked_up  # the columns a lookup answers with
+        self.deleted = deleted  # called after a delete, with the id
+        # Which workspace owns an object id, remembered so hot paths skip a database read.
+        self.owner: dict[str, str] = {}
 
     async def create(self, cp: ControlPlane, who: Identity, name: str | None,
                      exist_ok: bool) -> tuple[str, bool]:
@@ -84,12 +110,29 @@ class Objects:
             )
         return rows[0]
 
-    async def list(self, cp: ControlPlane, who: Identity) -> list[sa.Row[Any]]:
+    async def resolve(self, cp: ControlPlane, who: Identity, ref: str) -> str:
+        """The id of the caller's object ref names (by id or by name)."""
+        if self.owner.get(ref) == who.workspace_id:
+            return ref
+        row = await self.find(cp, who, ref)
+        self.owner[str(row.id)] = who.workspace_id
+        return str(row.id)
+
+    async def lookup(self, cp: ControlPlane, who: Identity, ref: str) -> dict[str, Any]:
+        row = await self.find(cp, who, ref)
+        return {column: getattr(row, column) for column in self.looked_up}
+
+    async def listing(self, cp: ControlPlane, who: Identity) -> list[dict[str, Any]]:
+        """The workspace's named objects by name, each with its size."""
         t = self.table
-        return await cp.db.read(
+        rows = await cp.db.read(
             sa.select(t).where(t.c.workspace_id == who.workspace_id, t.c.name.is_not(None))
             .order_by(t.c.name)
         )
+        sizes = await self.sizes(cp, [r.id for r in rows]) if rows else {}
+        return [{"id": r.id, "name": r.name, "created_at": r.created_at,
+                 **sizes.get(r.id, self.empty)}
+                for r in rows]
 
     async def delete(self, cp: ControlPlane, who: Identity, ref: str) -> str:
         row = await self.find(cp, who, ref)
@@ -100,7 +143,11 @@ class Objects:
             await conn.execute(sa.delete(self.table).where(self.table.c.id == row.id))
 
         await cp.db.write(op)
-        return str(row.id)
+        object_id = str(row.id)
+        self.owner.pop(object_id, None)
+        if self.deleted is not None:
+            self.deleted(cp, object_id)
+        return object_id
 
     async def rename(self, cp: ControlPlane, who: Identity, ref: str, new_name: str) -> None:
         row = await self.find(cp, who, ref)
@@ -117,20 +164,3 @@ class Objects:
 
         await cp.db.write(op)
 
-
-class OwnedIds:
-    """Which workspace owns an object id, remembered so hot paths skip a database read."""
-
-    def __init__(self, objects: Objects) -> None:
-        self.objects = objects
-        self.owner: dict[str, str] = {}
-
-    async def resolve(self, cp: ControlPlane, who: Identity, ref: str) -> str:
-        if self.owner.get(ref) == who.workspace_id:
-            return ref
-        row = await self.objects.find(cp, who, ref)
-        self.owner[str(row.id)] = who.workspace_id
-        return str(row.id)
-
-    def forget(self, object_id: str) -> None:
-        self.owner.pop(object_id, None)
