@@ -1,7 +1,10 @@
-"""Messages between client, control plane and container, and how values travel in them.
+"""The contract between client, control plane and container, and how values travel in it.
 
 Control messages are msgpack maps; Python values inside them (arguments, results, exceptions)
-are cloudpickled bytes. Every key and status below is named once, here.
+are cloudpickled bytes. Outputs' statuses and inputs' states are named below; the rest is named
+once in this package's modules: messages (the container channel), calls (call requests), ids,
+settings (every FIREBOX_* variable), spec (the function spec), digests, user_code (between the
+runtime and the SDK) and sandbox (sandbox command output).
 """
 
 from __future__ import annotations
