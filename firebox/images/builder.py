@@ -29,6 +29,7 @@ from typing import Any
 
 from ..backends import netns
 from ..store.blobs import BlobStore
+from ..wire import build_events
 from .build_container import BuildContainers, Log, StepExited, can_contain, stream
 
 Emit = Callable[[dict[str, Any]], Awaitable[None]]
@@ -136,13 +137,11 @@ class Builder:
             parent = lid
             if kind == "env":
                 out.env.update(step.get("env") or {})
-                await emit({"t": "step", "index": i, "total": total, "label": label,
-                            "cached": True})
+                await emit(build_events.step(i, total, label, cached=True))
                 continue
             if kind == "workdir":
                 out.workdir = str(step["path"])
-                await emit({"t": "step", "index": i, "total": total, "label": label,
-                            "cached": True})
+                await emit(build_events.step(i, total, label, cached=True))
                 continue
             if kind not in FS_KINDS:
                 raise BuildFailed(label, i, f"unknown step kind {kind!r}")
@@ -163,11 +162,9 @@ class Builder:
         lock = self.locks.setdefault(lid, asyncio.Lock())
         async with lock:
             if self.exists(lid):
-                await emit({"t": "step", "index": index, "total": total, "label": label,
-                            "cached": True, "layer": lid})
+                await emit(build_events.step(index, total, label, cached=True, layer=lid))
                 return
-            await emit({"t": "step", "index": index, "total": total, "label": label,
-                        "cached": False, "layer": lid})
+            await emit(build_events.step(index, total, label, cached=False, layer=lid))
             started = time.monotonic()
             part = self.layers_dir / f"{lid}.part"
             shutil.rmtree(part, ignore_errors=True)
@@ -176,7 +173,7 @@ class Builder:
 
             async def log(text: str) -> None:
                 lines.append(text)
-                await emit({"t": "log", "index": index, "text": text})
+                await emit(build_events.log(index, text))
 
             try:
                 await self._run_step(step, part, out, log)
@@ -203,8 +200,8 @@ class Builder:
             await record(lid, {"kind": step["kind"], "label": label, "state": "built",
                                "size_bytes": size, "log_tail": tail,
                                "build_seconds": time.monotonic() - started})
-            await emit({"t": "built", "index": index, "layer": lid, "size_bytes": size,
-                        "seconds": round(time.monotonic() - started, 2)})
+            await emit(build_events.built(index, lid, size,
+                                          round(time.monotonic() - started, 2)))
 
     async def _run_step(self, step: dict[str, Any], part: Path, out: Built,
                         log: Log) -> None:

@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING, Any
 from .. import _sync, config
 from .. import client as client_mod
 from ..exception import ConnectionError, ImageBuildError, InvalidError
+from ..wire import build_events
 from ..wire.digests import sha256
 from .attach import resolve_spec
 from .blobs import upload_blobs
@@ -81,24 +82,24 @@ async def build_image(image: Image) -> dict[str, Any]:
     result: dict[str, Any] | None = None
     async for event in c.stream_lines("/v1/images/build", method="POST",
                                       body=image._build_request()):
-        kind = event.get("t")
-        if kind == "step":
+        kind = event.get(build_events.TAG)
+        if kind == build_events.STEP:
             state = ("cached" if event.get("layer") else "set") if event.get("cached") \
                 else "building"
             print(f"[image] step {event['index']}/{event['total']} {event['label']}: {state}",
                   file=sys.stderr, flush=True)
-        elif kind == "log":
+        elif kind == build_events.LOG:
             print(f"[image]   {event['text']}", file=sys.stderr, flush=True)
-        elif kind == "built":
+        elif kind == build_events.BUILT:
             print(f"[image] step {event['index']} built in {event['seconds']} s "
                   f"({event['size_bytes'] / 1e6:.1f} MB)", file=sys.stderr, flush=True)
-        elif kind == "error":
+        elif kind == build_events.ERROR:
             raise ImageBuildError(
                 f"Image build failed at step {event['index']} ({event['label']}); its log "
                 f"ends:\n{event['log_tail']}\nFix the step and run again: the steps before it "
                 "are cached."
             )
-        elif kind == "done":
+        elif kind == build_events.DONE:
             result = event
     if result is None:
         raise ImageBuildError("The image build ended without a result; run again.")

@@ -14,7 +14,7 @@ import sqlalchemy as sa
 
 from ...images.builder import BuildFailed, Built
 from ...store import schema as s
-from ...wire import ids
+from ...wire import build_events, ids
 from .errors import invalid
 from .ownership import owned
 
@@ -58,19 +58,17 @@ async def _build(cp: ControlPlane, workspace_id: str, request: dict[str, Any],
     try:
         built = await cp.images.build(request, emit, record, workspace_id)
     except BuildFailed as exc:
-        await emit({"t": "error", "index": exc.index, "label": exc.label,
-                    "log_tail": exc.log_tail})
+        await emit(build_events.error(exc.index, exc.label, exc.log_tail))
     except Exception as exc:
-        await emit({"t": "error", "index": 0, "label": "build",
-                    "log_tail": f"{type(exc).__name__}: {exc}"})
+        await emit(build_events.error(0, "build", f"{type(exc).__name__}: {exc}"))
     else:
         image_id = ids.image_id(hashlib.sha256(json.dumps(
             [built.layers, built.env, built.workdir], sort_keys=True).encode()
         ).hexdigest()[:24])
         now = time.time()
         await cp.db.write(lambda conn: _upsert_image(conn, image_id, workspace_id, built, now))
-        await emit({"t": "done", "image_id": image_id, "layers": built.layers,
-                    "env": built.env, "workdir": built.workdir, "built": len(built.built)})
+        await emit(build_events.done(image_id, built.layers, built.env, built.workdir,
+                                     len(built.built)))
     finally:
         await emit(None)
 
