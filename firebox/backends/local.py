@@ -106,7 +106,7 @@ class LocalBackend:
     def capacity(self) -> CapacityReport:
         """This machine: its cores and memory (FIREBOX_CPU and FIREBOX_MEMORY_MB override them)
         and its GPUs, or the fake inventory of FIREBOX_FAKE_GPUS."""
-        cores = settings.CPU.get() or os.cpu_count() or 1
+        cores = float(settings.CPU.get() or os.cpu_count() or 1)
         node = NodeCapacity(socket.gethostname(), cores, _machine_memory_mb() * cgroups.MIB,
                             tuple(gpus.inventory()))
         return CapacityReport((node,))

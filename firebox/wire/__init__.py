@@ -4,7 +4,8 @@ Control messages are msgpack maps; Python values inside them (arguments, results
 are cloudpickled bytes. Outputs' statuses and inputs' states are named below; the rest is named
 once in this package's modules: messages (the container channel), calls (call requests), ids,
 settings (every FIREBOX_* variable), spec (the function spec), digests, user_code (between the
-runtime and the SDK) and sandbox (sandbox command output).
+runtime and the SDK), build_events (an image build's progress) and sandbox (sandbox command
+output).
 """
 
 from __future__ import annotations
