@@ -5,7 +5,7 @@ Each tag says who sends it; the TypedDicts name the keys each kind carries.
 
 from __future__ import annotations
 
-from typing import Any, NotRequired, TypedDict
+from typing import Any, TypedDict
 
 from .spec import FunctionSpec
 
@@ -23,7 +23,9 @@ BLOB = "blob"  # a chunk of a code blob the container asked for
 READY = "ready"  # the code is loaded and enter hooks ran: send inputs
 INIT_FAILED = "init_failed"  # loading the code or an enter hook raised
 OUTPUTS = "outputs"  # results of inputs
-HTTP = "http"  # response events of a web input; "end" finishes the input
+# A web input's response events: id, then status and headers, body pieces (body), or a
+# WebSocket's event (ws); end (with exec, the seconds it ran) finishes the input.
+HTTP = "http"
 
 # Both ways: the container names the code blobs it wants (digests), and the control plane,
 # after their BLOB chunks, ends the stream with the digests it did not send (missing).
@@ -36,7 +38,7 @@ class Hello(TypedDict):
     app_id: str
     function_id: str
     function: FunctionSpec
-    params: Any  # a class's parameters, packed (None for a function)
+    params: bytes | None  # a class's parameters (user_code.pack_params); None for a function
 
 
 class InputItem(TypedDict):
@@ -66,22 +68,8 @@ class Blob(TypedDict):
     last: bool
 
 
-class HttpEvent(TypedDict):
-    """A web input's response event: status and headers first, then body pieces; or a
-    WebSocket's event (ws)."""
-
-    t: str
-    id: str
-    status: NotRequired[int]
-    headers: NotRequired[list[list[bytes]]]
-    body: NotRequired[bytes]
-    ws: NotRequired[dict[str, Any]]
-    end: NotRequired[bool]
-    exec: NotRequired[float]
-
-
 def hello(container_id: str, app_id: str, function_id: str, function: FunctionSpec,
-          params: Any) -> Hello:
+          params: bytes | None) -> Hello:
     return {"t": HELLO, "container_id": container_id, "app_id": app_id,
             "function_id": function_id, "function": function, "params": params}
 
