@@ -14,7 +14,7 @@ import json
 import shutil
 import signal
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import AsyncIterator, Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -76,6 +76,21 @@ class Exec:
         self.size += len(data)
         self.chunks.append((fd, data))
         self._wake()
+
+    async def messages(self, after: int = 0) -> AsyncIterator[dict[str, Any]]:
+        """Its output from chunk `after` on, as it comes, then its exit: what a client
+        streams."""
+        i = after
+        while True:
+            changed = self.changed
+            while i < len(self.chunks):
+                fd, data = self.chunks[i]
+                i += 1
+                yield {"fd": fd, "data": data}
+            if self.code is not None:
+                yield {"exit": self.code, "truncated": self.truncated}
+                return
+            await changed.wait()
 
     def finish(self, code: int) -> None:
         if self.code is None:
