@@ -9,6 +9,7 @@ import typing
 
 import pytest
 
+from firebox.backends import isolation
 from firebox.server.core import specs
 from firebox.wire import spec
 
@@ -40,6 +41,11 @@ def test_the_retries_model_defaults_are_the_contracts():
     assert (fields["backoff_coefficient"].default, fields["initial_delay"].default,
             fields["max_delay"].default) == (spec.BACKOFF_DEFAULT, spec.INITIAL_DELAY_DEFAULT,
                                              spec.MAX_DELAY_DEFAULT)
+
+
+def test_the_isolation_modes_are_the_backends():
+    assert spec.ISOLATION_MODES == isolation.MODES
+    assert typing.get_args(spec.Isolation) == isolation.MODES
 
 
 def test_the_sdk_loads_the_contract_without_pydantic():
