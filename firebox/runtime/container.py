@@ -45,7 +45,7 @@ def set_parent_death_signal() -> None:
         os._exit(1)
 
 
-async def fetch_code(ws: ClientConnection, hello: dict[str, Any], root: Path) -> None:
+async def fetch_code(ws: ClientConnection, hello: messages.Hello, root: Path) -> None:
     """Fetch the app's files (and a serialized definition) over the container channel: no
     second connection, and no HTTP client to import before the first input. Each file comes a
     chunk at a time and is written as it comes."""
@@ -103,7 +103,7 @@ def load_target(spec: FunctionSpec, root: Path) -> Any:
 
 
 class Runtime:
-    def __init__(self, ws: ClientConnection, hello: dict[str, Any], target: Any) -> None:
+    def __init__(self, ws: ClientConnection, hello: messages.Hello, target: Any) -> None:
         self.ws = ws
         self.spec: FunctionSpec = hello["function"]
         self.params = user_code.unpack_params(hello.get("params"))
@@ -401,7 +401,7 @@ async def main() -> None:
         channel = connect(ws_url, additional_headers=headers, max_size=None, ping_interval=None,
                           compression=None)
     async with channel as ws:
-        hello = wire.unpack(await ws.recv())
+        hello: messages.Hello = wire.unpack(await ws.recv())
         try:
             await fetch_code(ws, hello, root)
             await _sync.run_async(user_code.sdk().mount_volumes(
