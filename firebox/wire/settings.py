@@ -3,7 +3,8 @@
 A setting is read from the environment each time its `get()` is called, so a variable set at
 run time (as the tests do) counts from the next read: where a value is fixed for a process, the
 caller reads it once (at import or start) and keeps it. Unset and empty are the same, except for
-FAKE_GPUS. The variables firebox sets in a container's environment are named here too.
+FAKE_GPUS. The variables firebox sets in a container's environment are named here too, with
+the MODAL_* ones it sets for code written for Modal.
 """
 
 from __future__ import annotations
@@ -176,3 +177,11 @@ IMAGE_LAYERS: Setting[str] = Setting(
     "FIREBOX_IMAGE_LAYERS", "", _text, "the image's layer directories, JSON, oldest first")
 IMAGE_WORKDIR: Setting[str | None] = Setting(
     "FIREBOX_IMAGE_WORKDIR", None, _text, "the image's working directory")
+
+# Modal's names for the same, which code written for Modal reads.
+MODAL_IS_REMOTE: Setting[bool] = Setting(
+    "MODAL_IS_REMOTE", False, _is_one, "\"1\": this process runs in a container (IS_REMOTE)")
+MODAL_TASK_ID: Setting[str | None] = Setting(
+    "MODAL_TASK_ID", None, _text, "the container's id (CONTAINER_ID)")
+MODAL_ENVIRONMENT: Setting[str | None] = Setting(
+    "MODAL_ENVIRONMENT", None, _text, "the Modal environment: always \"main\"")

@@ -75,7 +75,7 @@ def _local_backend(cp: ControlPlane) -> Backend:
         standby_env={
             variables.SERVER_URL.name: settings.url,
             variables.IS_REMOTE.name: "1",
-            "MODAL_IS_REMOTE": "1",
+            variables.MODAL_IS_REMOTE.name: "1",
         },
         server_socket=settings.socket,
     )
@@ -207,9 +207,9 @@ class ControlPlane:
             variables.CONTAINER_ID.name: c.id,
             variables.APP_ID.name: fn.app_id,
             variables.IS_REMOTE.name: "1",
-            "MODAL_IS_REMOTE": "1",
-            "MODAL_TASK_ID": c.id,
-            "MODAL_ENVIRONMENT": "main",
+            variables.MODAL_IS_REMOTE.name: "1",
+            variables.MODAL_TASK_ID.name: c.id,
+            variables.MODAL_ENVIRONMENT.name: "main",
             # Mount path -> volume id; an isolating backend binds each at its real path.
             variables.VOLUMES.name: json.dumps(fn.spec.get("volumes") or {}),
             # Last, so no env= or secret can point the backend at other directories.
