@@ -2,14 +2,16 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from starlette.types import ASGIApp, Receive, Scope, Send
 
-from ...store.db import Database
 from ...wire import ids
 from ..core.errors import error_response
 from ..core.workspaces import Identity, token_identity
+
+if TYPE_CHECKING:
+    from ...store.db import Database
 
 PUBLIC_PATHS = {"/health"}
 
