@@ -1,29 +1,22 @@
-"""The client API: apps, functions, calls and their outputs, blobs and logs."""
+"""The client API of apps and functions (core/apps.py does what they ask), and reading the
+request bodies and queries of every route, and answering in msgpack."""
 
 from __future__ import annotations
 
 import asyncio
 import json
-import time
 from collections.abc import AsyncIterator
 from typing import Any
 
 import msgpack
-import sqlalchemy as sa
-from sqlalchemy.ext.asyncio import AsyncConnection
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response, StreamingResponse
 from starlette.routing import Route
 
 from ... import wire
-from ...store import schema as s
-from ...wire import ids as wire_ids
-from ...wire.spec import DEFAULTS
-from ..core.errors import ApiError, invalid, not_found
-from ..core.ownership import check_refs
+from ..core import apps
+from ..core.errors import ApiError, invalid
 from ..core.plane import ControlPlane
-from ..core.specs import check_options, check_spec
-from ..core.web_endpoints import web_entries
 from ..core.workspaces import Identity
 from . import limits
 from . import requests as rq
@@ -132,140 +125,29 @@ def packed(message: Any, status: int = 200) -> Response:
 
 async def create_app(request: Request) -> JSONResponse:
     body = await json_body(request, rq.CreateApp)
-    cp, who = plane(request), identity(request)
-    name, mode = body.name, body.mode
-    if mode == "deploy" and not name:
-        raise invalid("A deployed app needs a name: App('my-app') or `firebox deploy --name`.")
-    now = time.time()
-    if mode == "deploy":
-        found = await cp.db.read(
-            sa.select(s.apps.c.id).where(
-                s.apps.c.workspace_id == who.workspace_id,
-                s.apps.c.name == name,
-                s.apps.c.state == "deployed",
-            )
-        )
-        if found:
-            return JSONResponse({"app_id": found[0][0], "created": False})
-    app_id = wire_ids.new_app_id()
-    state = "deployed" if mode == "deploy" else "ephemeral"
-    await cp.db.write(
-        lambda conn: conn.execute(
-            s.apps.insert().values(
-                id=app_id,
-                workspace_id=who.workspace_id,
-                name=name,
-                state=state,
-                created_at=now,
-                heartbeat_at=now,
-            )
-        )
-    )
-    await cp.app_event(app_id, "created", {"mode": mode})
-    return JSONResponse({"app_id": app_id, "created": True})
-
-
-async def app_row(cp: ControlPlane, who: Identity, ref: str) -> sa.Row[Any]:
-    """An app of the caller's workspace by id, or the newest one with that name."""
-    q = sa.select(s.apps).where(s.apps.c.workspace_id == who.workspace_id)
-    if ref.startswith(wire_ids.APP):
-        rows = await cp.db.read(q.where(s.apps.c.id == ref))
-    else:
-        rows = await cp.db.read(
-            q.where(s.apps.c.name == ref).order_by(
-                (s.apps.c.state == "stopped").asc(), s.apps.c.created_at.desc()
-            )
-        )
-    if not rows:
-        raise not_found(f"No app '{ref}' in this workspace; `firebox app list` shows the apps.")
-    return rows[0]
+    app_id, created = await apps.create(plane(request), identity(request).workspace_id,
+                                        body.name, body.mode)
+    return JSONResponse({"app_id": app_id, "created": created})
 
 
 async def register_functions(request: Request) -> JSONResponse:
     body = await json_body(request, rq.RegisterFunctions)
     cp, who = plane(request), identity(request)
-    app = await app_row(cp, who, request.path_params["app_id"])
-    if app.state == "stopped":
-        raise invalid(f"The app '{app.name or app.id}' is stopped; run or deploy it again.")
-    functions: list[tuple[str, dict[str, Any]]] = []
-    for f in body.functions:
-        name = f.name
-        spec = check_spec(name, f.spec)
-        problem = cp.scheduler.capacity.never_fits(
-            float(spec.get("cpu") or DEFAULTS["cpu"]),
-            int(spec.get("memory") or DEFAULTS["memory"]), spec.get("gpu"))
-        if problem:
-            raise invalid(f"Function '{name}' can never run here: {problem}; ask for less.")
-        problem = await cp.resolve_image(who.workspace_id, spec)
-        if problem:
-            raise invalid(f"Function '{name}' cannot be registered: {problem}.")
-        await check_refs(cp, who, f"Function '{name}'", spec)
-        functions.append((name, spec))
-    existing = {
-        r.name: r.id
-        for r in await cp.db.read(
-            sa.select(s.functions.c.id, s.functions.c.name).where(
-                s.functions.c.app_id == app.id, s.functions.c.parent_id.is_(None)
-            )
-        )
-    }
-    ids: dict[str, str] = {}
-    replaced: list[str] = []
-    now = time.time()
-
-    async def op(conn: AsyncConnection) -> None:
-        for name, fields in functions:
-            spec = json.dumps(fields)
-            if name in existing:
-                ids[name] = existing[name]
-                replaced.append(existing[name])
-                await conn.execute(
-                    s.functions.update()
-                    .where(s.functions.c.id == existing[name])
-                    .values(spec=spec, active=True)
-                )
-            else:
-                fid = ids[name] = wire_ids.function_id(app.id, name)
-                await conn.execute(
-                    s.functions.insert().values(
-                        id=fid, app_id=app.id, name=name, spec=spec, active=True, created_at=now
-                    )
-                )
-
-    await cp.db.write(op)
-    for fid in replaced:
-        await cp.replace_function(fid)
-    web_urls: dict[str, str] = {}
-    for name, fid in ids.items():
-        fn = await cp.load_function(fid)
-        if fn is not None:
-            cp.scheduler.ensure_warm(fn)
-            cp.schedules.register(fn)
-            urls = await cp.web_endpoints.publish(fn, app.name, app.state == "deployed")
-            for method, url in urls.items():
-                web_urls[name if method is None else f"{name}.{method}"] = url
-    if app.state == "deployed":
-        tag = {"tag": body.tag} if body.tag else {}
-        await cp.app_event(app.id, "deployed", {"functions": sorted(ids), **tag})
-    keys = {name: cp.vault.call_key(fid) for name, fid in ids.items()}
-    return JSONResponse({"ids": ids, "web_urls": web_urls, "call_keys": keys})
+    app = await apps.app_row(cp, who, request.path_params["app_id"])
+    entries = [(f.name, f.spec) for f in body.functions]
+    return JSONResponse(await apps.register_functions(cp, who, app, entries, body.tag))
 
 
 async def heartbeat(request: Request) -> JSONResponse:
     cp, who = plane(request), identity(request)
-    app = await app_row(cp, who, request.path_params["app_id"])
-    now = time.time()
-    await cp.db.write(
-        lambda conn: conn.execute(
-            s.apps.update().where(s.apps.c.id == app.id).values(heartbeat_at=now)
-        )
-    )
+    app = await apps.app_row(cp, who, request.path_params["app_id"])
+    await apps.heartbeat(cp, app)
     return JSONResponse({"state": app.state})
 
 
 async def stop_app(request: Request) -> JSONResponse:
     cp, who = plane(request), identity(request)
-    app = await app_row(cp, who, request.path_params["app_id"])
+    app = await apps.app_row(cp, who, request.path_params["app_id"])
     if app.state != "stopped":
         await cp.stop_app(app.id, "stopped by request")
     return JSONResponse({"app_id": app.id, "state": "stopped"})
@@ -274,63 +156,22 @@ async def stop_app(request: Request) -> JSONResponse:
 async def list_apps(request: Request) -> JSONResponse:
     cp, who = plane(request), identity(request)
     limit = query(request, rq.ListApps).limit
-    rows = await cp.db.read(
-        sa.select(s.apps)
-        .where(s.apps.c.workspace_id == who.workspace_id)
-        .order_by(s.apps.c.created_at.desc())
-        .limit(limit)
-    )
-    counts: dict[str, int] = {}
-    for c in cp.scheduler.containers.values():
-        counts[c.pool.function.app_id] = counts.get(c.pool.function.app_id, 0) + 1
-    fn_rows = await cp.db.read(
-        sa.select(s.functions.c.app_id, sa.func.count())
-        .where(s.functions.c.parent_id.is_(None),
-               s.functions.c.app_id.in_([r.id for r in rows]))
-        .group_by(s.functions.c.app_id)
-    )
-    fn_counts = {r[0]: r[1] for r in fn_rows}
-    return JSONResponse(
-        {
-            "apps": [
-                {
-                    "app_id": r.id,
-                    "name": r.name,
-                    "state": r.state,
-                    "created_at": r.created_at,
-                    "stopped_at": r.stopped_at,
-                    "functions": fn_counts.get(r.id, 0),
-                    "containers": counts.get(r.id, 0),
-                }
-                for r in rows
-            ]
-        }
-    )
+    return JSONResponse({"apps": await apps.list_apps(cp, who.workspace_id, limit)})
 
 
 async def app_history(request: Request) -> JSONResponse:
     cp, who = plane(request), identity(request)
-    app = await app_row(cp, who, request.path_params["app_id"])
-    rows = await cp.db.read(
-        sa.select(s.app_events).where(s.app_events.c.app_id == app.id).order_by(s.app_events.c.id)
-    )
-    return JSONResponse(
-        {
-            "app_id": app.id,
-            "name": app.name,
-            "events": [
-                {"ts": r.ts, "kind": r.kind, "detail": json.loads(r.detail)} for r in rows
-            ],
-        }
-    )
+    app = await apps.app_row(cp, who, request.path_params["app_id"])
+    return JSONResponse({"app_id": app.id, "name": app.name,
+                         "events": await apps.history(cp, app)})
 
 
 async def app_logs(request: Request) -> StreamingResponse:
     cp, who = plane(request), identity(request)
-    app = await app_row(cp, who, request.path_params["app_id"])
+    app = await apps.app_row(cp, who, request.path_params["app_id"])
     q = query(request, rq.AppLogs)
     follow, after = q.follow in ("1", "true"), q.after
-    live_app = app.state != "stopped" or bool(cp.scheduler.containers_of(app.id))
+    live_app = apps.is_live(cp, app)
 
     async def lines() -> AsyncIterator[bytes]:
         queue = cp.logs.follow(app.id) if follow and live_app else None
@@ -372,99 +213,14 @@ async def app_logs(request: Request) -> StreamingResponse:
 async def lookup_function(request: Request) -> JSONResponse:
     cp, who = plane(request), identity(request)
     q = query(request, rq.LookupFunction)
-    name = q.name
-    if q.app_id:
-        app = await app_row(cp, who, q.app_id)
-    else:
-        app_name = q.app
-        rows = await cp.db.read(
-            sa.select(s.apps).where(
-                s.apps.c.workspace_id == who.workspace_id,
-                s.apps.c.name == app_name,
-                s.apps.c.state == "deployed",
-            )
-        )
-        if not rows:
-            raise not_found(
-                f"No deployed app named '{app_name}'; deploy it with `firebox deploy`."
-            )
-        app = rows[0]
-    rows = await cp.db.read(
-        sa.select(s.functions).where(
-            s.functions.c.app_id == app.id, s.functions.c.parent_id.is_(None)
-        )
-    )
-    by_name = {r.name: r for r in rows}
-    if name not in by_name:
-        known = ", ".join(sorted(by_name)) or "none"
-        raise not_found(
-            f"App '{app.name or app.id}' has no function or class '{name}' (it has: {known})."
-        )
-    row = by_name[name]
-    fn = await cp.load_function(row.id)
-    if fn is None:
-        raise unusable(cp, row.id, name)
-    spec = fn.spec
-    urls: dict[str | None, str] = {}
-    if web_entries(spec):
-        for method in web_entries(spec):
-            urls[method] = (await cp.web_endpoints.url_for(fn, app.name, app.state == "deployed",
-                                                     method))[1]
-    return JSONResponse(
-        {
-            "function_id": row.id,
-            "app_id": app.id,
-            "kind": spec.get("kind", "function"),
-            "is_generator": bool(spec.get("is_generator")),
-            "methods": spec.get("methods", {}),
-            "parameters": spec.get("parameters", {}),
-            "is_async": bool(spec.get("is_async")),
-            "web": spec.get("web"),
-            "web_url": urls.pop(None, None),
-            "method_urls": urls,
-            "call_key": cp.vault.call_key(row.id),
-        }
-    )
-
-
-def unusable(cp: ControlPlane, function_id: str, name: str) -> ApiError:
-    problem = cp.bad_functions.get(function_id, ("", "", "it could not be loaded"))[2]
-    return ApiError(409, "InvalidError", f"Function '{name}' cannot be used: its stored spec "
-                                         f"is not valid ({problem}); deploy the app again.")
+    return JSONResponse(await apps.lookup_function(cp, who, q.name, q.app_id, q.app))
 
 
 async def create_variant(request: Request) -> JSONResponse:
     body = await json_body(request, rq.CreateVariant)
     cp, who = plane(request), identity(request)
-    parent = await cp.load_function(request.path_params["function_id"])
-    if parent is None or parent.workspace_id != who.workspace_id:
-        raise not_found("No such function.")
-    options = check_options({k: v for k, v in body.options.items() if v is not None})
-    problem = cp.scheduler.capacity.never_fits(
-        float(options.get("cpu", parent.get("cpu"))),
-        int(options.get("memory", parent.get("memory"))),
-        options.get("gpu", parent.get("gpu")),
-    )
-    if problem:
-        raise invalid(f"This variant of '{parent.name}' can never run here: {problem}.")
-    await check_refs(cp, who, f"This variant of '{parent.name}'", options)
-    key = json.dumps(options, sort_keys=True)
-    fid = wire_ids.function_id(parent.id, key)
-    now = time.time()
-    await cp.db.write(
-        lambda conn: conn.execute(
-            cp.db.insert_ignore(s.functions).values(
-                id=fid,
-                app_id=parent.app_id,
-                name=parent.name,
-                spec=json.dumps({"options": options}),
-                parent_id=parent.id,
-                active=True,
-                created_at=now,
-            )
-        )
-    )
-    return JSONResponse({"function_id": fid, "call_key": cp.vault.call_key(fid)})
+    return JSONResponse(await apps.create_variant(cp, who, request.path_params["function_id"],
+                                                  body.options))
 
 
 routes = [

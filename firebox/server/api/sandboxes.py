@@ -13,9 +13,10 @@ from starlette.routing import Route
 from ...wire.sandbox import frame
 from ..core import sandbox_records as records
 from ..core import sandbox_specs
+from ..core.apps import app_row
 from ..core.sandboxes import Sandbox
 from . import requests as rq
-from .apps import app_row, identity, msgpack_body, packed, plane, query
+from .apps import identity, msgpack_body, packed, plane, query
 from .requests import MAX_WAIT
 
 

@@ -7,8 +7,9 @@ from starlette.responses import JSONResponse
 from starlette.routing import Route
 
 from ..core import metering, scaling
+from ..core.apps import app_row
 from . import requests as rq
-from .apps import app_row, identity, json_body, plane, query
+from .apps import identity, json_body, plane, query
 
 
 async def app_stats(request: Request) -> JSONResponse:

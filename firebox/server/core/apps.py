@@ -1,0 +1,294 @@
+"""Apps and their functions: making an app, registering its functions (a run or a deploy),
+heartbeats, listing apps and their history, looking a function up, and variants."""
+
+from __future__ import annotations
+
+import json
+import time
+from typing import TYPE_CHECKING, Any
+
+import sqlalchemy as sa
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+from ...store import schema as s
+from ...wire import ids
+from ...wire.spec import DEFAULTS
+from .errors import ApiError, invalid, not_found
+from .ownership import check_refs
+from .specs import check_options, check_spec
+from .web_endpoints import web_entries
+from .workspaces import Identity
+
+if TYPE_CHECKING:
+    from .plane import ControlPlane
+
+
+async def create(cp: ControlPlane, workspace_id: str, name: str | None, mode: str
+                 ) -> tuple[str, bool]:
+    """A new app, or for a deploy the workspace's deployed app of that name: its id, and
+    whether it is new."""
+    if mode == "deploy" and not name:
+        raise invalid("A deployed app needs a name: App('my-app') or `firebox deploy --name`.")
+    now = time.time()
+    if mode == "deploy":
+        found = await cp.db.read(
+            sa.select(s.apps.c.id).where(
+                s.apps.c.workspace_id == workspace_id,
+                s.apps.c.name == name,
+                s.apps.c.state == "deployed",
+            )
+        )
+        if found:
+            return found[0][0], False
+    app_id = ids.new_app_id()
+    state = "deployed" if mode == "deploy" else "ephemeral"
+    await cp.db.write(
+        lambda conn: conn.execute(
+            s.apps.insert().values(
+                id=app_id,
+                workspace_id=workspace_id,
+                name=name,
+                state=state,
+                created_at=now,
+                heartbeat_at=now,
+            )
+        )
+    )
+    await cp.app_event(app_id, "created", {"mode": mode})
+    return app_id, True
+
+
+async def app_row(cp: ControlPlane, who: Identity, ref: str) -> sa.Row[Any]:
+    """An app of the caller's workspace by id, or the newest one with that name."""
+    q = sa.select(s.apps).where(s.apps.c.workspace_id == who.workspace_id)
+    if ref.startswith(ids.APP):
+        rows = await cp.db.read(q.where(s.apps.c.id == ref))
+    else:
+        rows = await cp.db.read(
+            q.where(s.apps.c.name == ref).order_by(
+                (s.apps.c.state == "stopped").asc(), s.apps.c.created_at.desc()
+            )
+        )
+    if not rows:
+        raise not_found(f"No app '{ref}' in this workspace; `firebox app list` shows the apps.")
+    return rows[0]
+
+
+async def register_functions(cp: ControlPlane, who: Identity, app: sa.Row[Any],
+                             entries: list[tuple[str, dict[str, Any]]], tag: str
+                             ) -> dict[str, Any]:
+    """Register (or replace) an app's functions by name and spec: each is checked, stored,
+    warmed, scheduled and its web endpoints routed. Returns their ids, web URLs and call keys."""
+    if app.state == "stopped":
+        raise invalid(f"The app '{app.name or app.id}' is stopped; run or deploy it again.")
+    functions: list[tuple[str, dict[str, Any]]] = []
+    for name, raw in entries:
+        spec = check_spec(name, raw)
+        problem = cp.scheduler.capacity.never_fits(
+            float(spec.get("cpu") or DEFAULTS["cpu"]),
+            int(spec.get("memory") or DEFAULTS["memory"]), spec.get("gpu"))
+        if problem:
+            raise invalid(f"Function '{name}' can never run here: {problem}; ask for less.")
+        problem = await cp.resolve_image(who.workspace_id, spec)
+        if problem:
+            raise invalid(f"Function '{name}' cannot be registered: {problem}.")
+        await check_refs(cp, who, f"Function '{name}'", spec)
+        functions.append((name, spec))
+    existing = {
+        r.name: r.id
+        for r in await cp.db.read(
+            sa.select(s.functions.c.id, s.functions.c.name).where(
+                s.functions.c.app_id == app.id, s.functions.c.parent_id.is_(None)
+            )
+        )
+    }
+    fids: dict[str, str] = {}
+    replaced: list[str] = []
+    now = time.time()
+
+    async def op(conn: AsyncConnection) -> None:
+        for name, fields in functions:
+            spec = json.dumps(fields)
+            if name in existing:
+                fids[name] = existing[name]
+                replaced.append(existing[name])
+                await conn.execute(
+                    s.functions.update()
+                    .where(s.functions.c.id == existing[name])
+                    .values(spec=spec, active=True)
+                )
+            else:
+                fid = fids[name] = ids.function_id(app.id, name)
+                await conn.execute(
+                    s.functions.insert().values(
+                        id=fid, app_id=app.id, name=name, spec=spec, active=True, created_at=now
+                    )
+                )
+
+    await cp.db.write(op)
+    for fid in replaced:
+        await cp.replace_function(fid)
+    web_urls: dict[str, str] = {}
+    for name, fid in fids.items():
+        fn = await cp.load_function(fid)
+        if fn is not None:
+            cp.scheduler.ensure_warm(fn)
+            cp.schedules.register(fn)
+            urls = await cp.web_endpoints.publish(fn, app.name, app.state == "deployed")
+            for method, url in urls.items():
+                web_urls[name if method is None else f"{name}.{method}"] = url
+    if app.state == "deployed":
+        tagged = {"tag": tag} if tag else {}
+        await cp.app_event(app.id, "deployed", {"functions": sorted(fids), **tagged})
+    keys = {name: cp.vault.call_key(fid) for name, fid in fids.items()}
+    return {"ids": fids, "web_urls": web_urls, "call_keys": keys}
+
+
+async def heartbeat(cp: ControlPlane, app: sa.Row[Any]) -> None:
+    """The app's client is alive: an ephemeral app lives on while these come."""
+    now = time.time()
+    await cp.db.write(
+        lambda conn: conn.execute(
+            s.apps.update().where(s.apps.c.id == app.id).values(heartbeat_at=now)
+        )
+    )
+
+
+async def list_apps(cp: ControlPlane, workspace_id: str, limit: int) -> list[dict[str, Any]]:
+    """The workspace's newest apps, with how many functions and containers each has."""
+    rows = await cp.db.read(
+        sa.select(s.apps)
+        .where(s.apps.c.workspace_id == workspace_id)
+        .order_by(s.apps.c.created_at.desc())
+        .limit(limit)
+    )
+    counts: dict[str, int] = {}
+    for c in cp.scheduler.containers.values():
+        counts[c.pool.function.app_id] = counts.get(c.pool.function.app_id, 0) + 1
+    fn_rows = await cp.db.read(
+        sa.select(s.functions.c.app_id, sa.func.count())
+        .where(s.functions.c.parent_id.is_(None),
+               s.functions.c.app_id.in_([r.id for r in rows]))
+        .group_by(s.functions.c.app_id)
+    )
+    fn_counts = {r[0]: r[1] for r in fn_rows}
+    return [
+        {
+            "app_id": r.id,
+            "name": r.name,
+            "state": r.state,
+            "created_at": r.created_at,
+            "stopped_at": r.stopped_at,
+            "functions": fn_counts.get(r.id, 0),
+            "containers": counts.get(r.id, 0),
+        }
+        for r in rows
+    ]
+
+
+async def history(cp: ControlPlane, app: sa.Row[Any]) -> list[dict[str, Any]]:
+    """The app's events, oldest first."""
+    rows = await cp.db.read(
+        sa.select(s.app_events).where(s.app_events.c.app_id == app.id).order_by(s.app_events.c.id)
+    )
+    return [{"ts": r.ts, "kind": r.kind, "detail": json.loads(r.detail)} for r in rows]
+
+
+def is_live(cp: ControlPlane, app: sa.Row[Any]) -> bool:
+    """Whether the app may still log: it is not stopped, or containers of it still run."""
+    return app.state != "stopped" or bool(cp.scheduler.containers_of(app.id))
+
+
+async def lookup_function(cp: ControlPlane, who: Identity, name: str, app_id: str,
+                          app_name: str) -> dict[str, Any]:
+    """A function or class of an app (by id, or the deployed app of that name): what a client
+    needs to call it."""
+    if app_id:
+        app = await app_row(cp, who, app_id)
+    else:
+        rows = await cp.db.read(
+            sa.select(s.apps).where(
+                s.apps.c.workspace_id == who.workspace_id,
+                s.apps.c.name == app_name,
+                s.apps.c.state == "deployed",
+            )
+        )
+        if not rows:
+            raise not_found(
+                f"No deployed app named '{app_name}'; deploy it with `firebox deploy`."
+            )
+        app = rows[0]
+    rows = await cp.db.read(
+        sa.select(s.functions).where(
+            s.functions.c.app_id == app.id, s.functions.c.parent_id.is_(None)
+        )
+    )
+    by_name = {r.name: r for r in rows}
+    if name not in by_name:
+        known = ", ".join(sorted(by_name)) or "none"
+        raise not_found(
+            f"App '{app.name or app.id}' has no function or class '{name}' (it has: {known})."
+        )
+    row = by_name[name]
+    fn = await cp.load_function(row.id)
+    if fn is None:
+        raise unusable(cp, row.id, name)
+    spec = fn.spec
+    urls: dict[str | None, str] = {}
+    if web_entries(spec):
+        for method in web_entries(spec):
+            urls[method] = (await cp.web_endpoints.url_for(fn, app.name, app.state == "deployed",
+                                                           method))[1]
+    return {
+        "function_id": row.id,
+        "app_id": app.id,
+        "kind": spec.get("kind", "function"),
+        "is_generator": bool(spec.get("is_generator")),
+        "methods": spec.get("methods", {}),
+        "parameters": spec.get("parameters", {}),
+        "is_async": bool(spec.get("is_async")),
+        "web": spec.get("web"),
+        "web_url": urls.pop(None, None),
+        "method_urls": urls,
+        "call_key": cp.vault.call_key(row.id),
+    }
+
+
+def unusable(cp: ControlPlane, function_id: str, name: str) -> ApiError:
+    problem = cp.bad_functions.get(function_id, ("", "", "it could not be loaded"))[2]
+    return ApiError(409, "InvalidError", f"Function '{name}' cannot be used: its stored spec "
+                                         f"is not valid ({problem}); deploy the app again.")
+
+
+async def create_variant(cp: ControlPlane, who: Identity, parent_id: str,
+                         options: dict[str, Any]) -> dict[str, Any]:
+    """A function with other options (with_options): its own id, and so its own pools."""
+    parent = await cp.load_function(parent_id)
+    if parent is None or parent.workspace_id != who.workspace_id:
+        raise not_found("No such function.")
+    options = check_options({k: v for k, v in options.items() if v is not None})
+    problem = cp.scheduler.capacity.never_fits(
+        float(options.get("cpu", parent.get("cpu"))),
+        int(options.get("memory", parent.get("memory"))),
+        options.get("gpu", parent.get("gpu")),
+    )
+    if problem:
+        raise invalid(f"This variant of '{parent.name}' can never run here: {problem}.")
+    await check_refs(cp, who, f"This variant of '{parent.name}'", options)
+    key = json.dumps(options, sort_keys=True)
+    fid = ids.function_id(parent.id, key)
+    now = time.time()
+    await cp.db.write(
+        lambda conn: conn.execute(
+            cp.db.insert_ignore(s.functions).values(
+                id=fid,
+                app_id=parent.app_id,
+                name=parent.name,
+                spec=json.dumps({"options": options}),
+                parent_id=parent.id,
+                active=True,
+                created_at=now,
+            )
+        )
+    )
+    return {"function_id": fid, "call_key": cp.vault.call_key(fid)}
