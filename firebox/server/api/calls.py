@@ -28,7 +28,7 @@ from ..core.plane import ControlPlane
 from ..core.workspaces import Identity
 from . import limits
 from . import requests as rq
-from .apps import identity, packed, plane, unpack_map
+from .bodies import identity, packed, plane, unpack_map
 from .requests import MAX_WAIT, validate
 
 log = logging.getLogger("firebox.calls")

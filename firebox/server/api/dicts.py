@@ -8,7 +8,7 @@ from starlette.routing import Route
 
 from ..core import dicts
 from . import requests as rq
-from .apps import msgpack_body, packed
+from .bodies import msgpack_body, packed
 from .objects import ObjectRoutes
 
 DICTS = ObjectRoutes(dicts.DICTS, "dicts")

@@ -13,7 +13,7 @@ from starlette.routing import Route
 
 from ..core import images
 from . import requests as rq
-from .apps import identity, json_body, plane
+from .bodies import identity, json_body, plane
 
 KEEPALIVE = 15  # seconds without an event after which a blank line keeps the connection open
 

@@ -12,7 +12,7 @@ from starlette.routing import Route
 
 from ..core.objects import Objects
 from . import requests as rq
-from .apps import identity, msgpack_body, packed, plane
+from .bodies import identity, msgpack_body, packed, plane
 
 if TYPE_CHECKING:
     from ..core.plane import ControlPlane

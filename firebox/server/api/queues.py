@@ -9,7 +9,7 @@ from starlette.routing import Route
 
 from ..core import queues
 from . import requests as rq
-from .apps import msgpack_body, packed
+from .bodies import msgpack_body, packed
 from .objects import ObjectRoutes
 from .requests import MAX_WAIT
 

@@ -16,7 +16,7 @@ from ..core import sandbox_specs
 from ..core.apps import app_row
 from ..core.sandboxes import Sandbox
 from . import requests as rq
-from .apps import identity, msgpack_body, packed, plane, query
+from .bodies import identity, msgpack_body, packed, plane, query
 from .requests import MAX_WAIT
 
 

@@ -9,7 +9,7 @@ from starlette.routing import Route
 from ..core import metering, scaling
 from ..core.apps import app_row
 from . import requests as rq
-from .apps import identity, json_body, plane, query
+from .bodies import identity, json_body, plane, query
 
 
 async def app_stats(request: Request) -> JSONResponse:

@@ -9,7 +9,7 @@ from starlette.routing import Route
 
 from ..core import secrets
 from . import requests as rq
-from .apps import identity, json_body, plane
+from .bodies import identity, json_body, plane
 
 
 async def create(request: Request) -> JSONResponse:

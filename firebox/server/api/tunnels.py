@@ -9,7 +9,7 @@ from starlette.routing import Route
 
 from ..core import forwards
 from . import requests as rq
-from .apps import identity, msgpack_body, packed, plane
+from .bodies import identity, msgpack_body, packed, plane
 
 
 async def open_tunnel(request: Request) -> Response:

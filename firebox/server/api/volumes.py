@@ -9,7 +9,7 @@ from starlette.routing import Route
 
 from ..core import volumes
 from . import requests as rq
-from .apps import identity, msgpack_body, packed, query
+from .bodies import identity, msgpack_body, packed, query
 from .objects import ObjectRoutes
 
 VOLUMES = ObjectRoutes(volumes.VOLUMES, "volumes", renamable=True)

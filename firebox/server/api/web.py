@@ -6,7 +6,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse
 from starlette.routing import Route
 
-from .apps import identity, plane
+from .bodies import identity, plane
 
 
 async def create_proxy_token(request: Request) -> JSONResponse:

@@ -8,7 +8,7 @@ from starlette.routing import Route
 
 from ..core import workspaces
 from . import requests as rq
-from .apps import identity, json_body, plane
+from .bodies import identity, json_body, plane
 
 
 async def get_workspace(request: Request) -> JSONResponse:
