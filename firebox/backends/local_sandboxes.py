@@ -20,6 +20,7 @@ from typing import Any
 
 from ..wire import ids, settings
 from . import cgroups, isolation, sandbox_net
+from . import sandbox_agent as agent
 from .base import SandboxEvents, SandboxFailed, SandboxFileError, SandboxGone, SandboxLaunch
 from .sandbox_agent import HEAD, frame
 
@@ -134,38 +135,38 @@ class LocalSandboxProcess:
 
     def _on_message(self, m: dict[str, Any], data: bytes) -> None:
         t = m.get("t")
-        if t == "ready":
+        if t == agent.READY:
             if self.ready is not None and not self.ready.done():
                 self.ready.set_result(None)
-        elif t == "fs":
+        elif t == agent.FS:
             fut = self.requests.pop(m["id"], None)
             if fut is not None and not fut.done():
                 fut.set_result((m, data))
         elif self.events is None:
             return
-        elif t == "out":
+        elif t == agent.OUT:
             self.events.exec_output(m["id"], int(m["fd"]), data)
-        elif t == "exit":
+        elif t == agent.EXIT:
             self.events.exec_exited(m["id"], int(m["code"]))
 
     # ---- commands and files -----------------------------------------------------------------
 
     def exec(self, exec_id: str, args: list[str], env: dict[str, str], cwd: str | None,
              pty: bool, size: list[int] | None) -> None:
-        self._send({"t": "exec", "id": exec_id, "args": args, "env": env, "cwd": cwd,
+        self._send({"t": agent.EXEC, "id": exec_id, "args": args, "env": env, "cwd": cwd,
                     "pty": pty, "size": size})
 
     def stdin(self, exec_id: str, data: bytes, eof: bool) -> None:
-        self._send({"t": "stdin", "id": exec_id, "eof": eof}, data)
+        self._send({"t": agent.STDIN, "id": exec_id, "eof": eof}, data)
 
     def signal(self, exec_id: str, sig: int) -> None:
-        self._send({"t": "signal", "id": exec_id, "sig": int(sig)})
+        self._send({"t": agent.SIGNAL, "id": exec_id, "sig": int(sig)})
 
     def file_op(self, op: str, path: str, data: bytes, options: dict[str, Any]
                 ) -> Awaitable[FileReply]:
         self.serial += 1
         rid = f"{ids.FS_REQUEST}{self.serial}"
-        self._send({"t": "fs", "id": rid, "op": op, "path": path, **options}, data)
+        self._send({"t": agent.FS, "id": rid, "op": op, "path": path, **options}, data)
         loop = asyncio.get_running_loop()
         sent: asyncio.Future[tuple[dict[str, Any], bytes]] = loop.create_future()
         self.requests[rid] = sent

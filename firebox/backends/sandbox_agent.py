@@ -18,6 +18,10 @@ import signal
 import struct
 
 HEAD = struct.Struct(">II")
+# The kinds of message, under the header's "t". The control plane sends EXEC, STDIN, SIGNAL and
+# FS (a file operation); the agent sends READY, OUT (a chunk of a command's output), EXIT and
+# FS (the operation's answer).
+EXEC, STDIN, SIGNAL, FS, READY, OUT, EXIT = "exec", "stdin", "signal", "fs", "ready", "out", "exit"
 CHUNK = 65536
 READ, WRITE = selectors.EVENT_READ, selectors.EVENT_WRITE
 
@@ -66,7 +70,7 @@ class Agent:
             left = left[os.write(1, left):]
 
     def run(self) -> None:
-        self.send({"t": "ready", "pid": os.getpid()})
+        self.send({"t": READY, "pid": os.getpid()})
         while self.running:
             for key, mask in self.sel.select():
                 key.data(key.fd, mask)
@@ -91,13 +95,13 @@ class Agent:
             payload = bytes(self.inbox[HEAD.size + hlen:end])
             del self.inbox[:end]
             t = m["t"]
-            if t == "exec":
+            if t == EXEC:
                 self.exec(m)
-            elif t == "stdin":
+            elif t == STDIN:
                 self.stdin(m, payload)
-            elif t == "signal":
+            elif t == SIGNAL:
                 self.signal(m)
-            elif t == "fs":
+            elif t == FS:
                 self.fs(m, payload)
 
     def exec(self, m: dict) -> None:
@@ -131,9 +135,9 @@ class Agent:
         except OSError as exc:
             for fd in [*ends, *ours, stdin]:
                 os.close(fd)
-            self.send({"t": "out", "id": eid, "fd": 2},
+            self.send({"t": OUT, "id": eid, "fd": 2},
                       f"{args[0]}: {exc.strerror or exc}\n".encode())
-            self.send({"t": "exit", "id": eid,
+            self.send({"t": EXIT, "id": eid,
                        "code": 127 if isinstance(exc, FileNotFoundError) else 126})
             return
         for fd in ends:
@@ -193,10 +197,10 @@ class Agent:
         try:
             result, out = file_op(m["op"], m["path"], m, data)
         except OSError as exc:
-            self.send({"t": "fs", "id": m["id"], "error": type(exc).__name__,
+            self.send({"t": FS, "id": m["id"], "error": type(exc).__name__,
                        "message": f"{exc.strerror or exc}: {m['path']}"})
             return
-        self.send({"t": "fs", "id": m["id"], "result": result}, out)
+        self.send({"t": FS, "id": m["id"], "result": result}, out)
 
     # ---- the commands' output and ends ---------------------------------------------------
 
@@ -209,7 +213,7 @@ class Agent:
         except OSError:  # EIO: the terminal's last user has gone
             data = b""
         if data:
-            self.send({"t": "out", "id": cmd.id, "fd": cmd.outputs[fd]}, data)
+            self.send({"t": OUT, "id": cmd.id, "fd": cmd.outputs[fd]}, data)
             return
         self.sel.unregister(fd)
         os.close(fd)
@@ -248,7 +252,7 @@ class Agent:
                 break
             if not data:
                 break
-            self.send({"t": "out", "id": cmd.id, "fd": cmd.outputs[fd]}, data)
+            self.send({"t": OUT, "id": cmd.id, "fd": cmd.outputs[fd]}, data)
         self.sel.unregister(fd)
         os.close(fd)
         del cmd.outputs[fd]
@@ -263,7 +267,7 @@ class Agent:
             os.close(cmd.stdin)
             cmd.stdin = None
         del self.commands[cmd.id]
-        self.send({"t": "exit", "id": cmd.id, "code": cmd.code})
+        self.send({"t": EXIT, "id": cmd.id, "code": cmd.code})
 
 
 def _spawn(args: list, env: dict, cwd: str | None, stdio: tuple,
