@@ -179,3 +179,14 @@ def test_run_without_a_required_option_says_which(tmp_path: Path):
     result = firebox_run(tmp_path, "tests/apps/cli_app.py::triple")
     assert result.returncode == 2
     assert "Missing option '--x'" in result.stderr
+
+
+def test_a_server_with_an_unknown_backend_says_which_there_are(tmp_path: Path):
+    result = subprocess.run(
+        [sys.executable, "-m", "firebox.cli.main", "server", "--backend", "ray",
+         "--state-dir", str(tmp_path / "state"), "--port", "0"],
+        env=unconfigured_env(tmp_path), capture_output=True, text=True, timeout=60, cwd=REPO)
+    assert result.returncode != 0
+    assert result.stderr.strip() == (
+        "firebox: there is no backend named 'ray'; choose one of 'local'.")
+    assert not (tmp_path / "state").exists()  # refused before anything was made

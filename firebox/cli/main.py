@@ -105,12 +105,14 @@ def deploy(app_ref: str, name: str | None, tag: str) -> None:
               type=click.Choice(["process", "namespaces", "gvisor"]),
               help="How containers of functions that don't choose are isolated (default: "
                    "namespaces where bubblewrap is installed, else process).")
+@click.option("--backend", envvar=variables.BACKEND.name, default="local", show_default=True,
+              help="What launches containers: 'local', child processes on this machine.")
 def server(host: str, port: int, state_dir: Path | None, database_url: str | None,
-           isolation: str | None) -> None:
+           isolation: str | None, backend: str) -> None:
     """Run a lasting control plane."""
     from ..server.main import serve_forever
 
-    serve_forever(host, port, state_dir or config.state_dir(), database_url, isolation)
+    serve_forever(host, port, state_dir or config.state_dir(), database_url, isolation, backend)
 
 
 @main.group()

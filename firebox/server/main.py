@@ -18,7 +18,7 @@ from ..store.db import Database
 from ..wire import settings as variables
 from .api.app import create_app
 from .api.limits import max_message_bytes
-from .core.plane import Settings
+from .core.plane import BACKENDS, Settings
 from .core.workspaces import ADMIN, Identity, create_token, ensure_workspace, token_identity
 
 log = logging.getLogger("firebox.server")
@@ -115,8 +115,11 @@ def name_holder(fd: int, url: str) -> None:
 
 
 def serve_forever(host: str, port: int, state_dir: Path, database_url: str | None,
-                  isolation: str | None = None) -> None:
+                  isolation: str | None = None, backend: str = "local") -> None:
     """Run a lasting server in this process; writes the client config on first start."""
+    if backend not in BACKENDS:
+        raise SystemExit(f"firebox: there is no backend named {backend!r}; choose one of "
+                         f"{', '.join(map(repr, BACKENDS))}.")
     if variables.SANDBOX_ISOLATION.get():
         try:  # the operator's choice must work: refuse to start rather than fail each sandbox
             sandbox_default_mode()
@@ -131,6 +134,7 @@ def serve_forever(host: str, port: int, state_dir: Path, database_url: str | Non
     name_holder(lock, url)
     settings = Settings.for_state_dir(state_dir, url, database_url)
     settings.isolation = isolation
+    settings.backend = backend
     settings.bind_host = host or "0.0.0.0"
     unix = bind_unix(state_dir / "server.sock")
     settings.socket = state_dir / "server.sock"

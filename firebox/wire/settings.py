@@ -82,6 +82,8 @@ RECONNECT_TIMEOUT: Setting[float] = Setting(
     "seconds a client keeps trying to reach a server that went away")
 DATABASE_URL: Setting[str | None] = Setting(
     "FIREBOX_DATABASE_URL", None, _text, "`firebox server --database-url` (Postgres)")
+BACKEND: Setting[str | None] = Setting(
+    "FIREBOX_BACKEND", None, _text, "`firebox server --backend`: what launches containers (local)")
 
 # ---- the server: isolation and this machine ---------------------------------------------------
 
