@@ -113,7 +113,6 @@ class Runtime:
         self.threads: dict[str, int] = {}
         self.outbox: list[messages.OutputItem] = []
         self.outbox_ready = asyncio.Event()
-        self.stopping = asyncio.Event()
         self.max_inputs = int(self.spec.get("max_inputs") or 1)
         self.pool = ThreadPoolExecutor(max_workers=self.max_inputs, thread_name_prefix="input")
         self.batchers: dict[str | None, Batcher] = {}

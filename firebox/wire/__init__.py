@@ -32,9 +32,9 @@ TIMEOUT = "timeout"  # the input outlived the function's timeout
 CANCELLED = "cancelled"  # the call was cancelled
 ITEM = "item"  # data: (number, value) of one value a generator yielded; the input goes on
 
-# States of an input in the control plane's store.
+# States of an input in the control plane's store: one that is running is still pending there,
+# so a restart runs it again.
 PENDING = "pending"
-RUNNING = "running"
 DONE = "done"
 
 TERMINAL = (SUCCESS, FAILURE, TIMEOUT, CANCELLED)
