@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import errno
+import os
 import shutil
 import signal
 import time
@@ -180,3 +181,17 @@ def test_block_network_leaves_only_the_channel_to_the_control_plane(server):
             esc.reach.remote(server.url)
         with pytest.raises(RemoteError, match="block_network=True needs isolation='namespaces'"):
             esc.offline_without_isolation.remote()
+
+
+def test_the_host_mask_skips_what_went_away_since_the_walk(tmp_path, monkeypatch):
+    """The walk of /var finds a directory the server is removing (a sandbox's, in a state
+    directory under /var): by the time its mask is made it is gone, which is not an error.
+    (A CI run's image builds failed on exactly this.)"""
+    from firebox.backends.isolation import sandbox_root
+
+    gone = Path(f"/var/tmp/firebox-gone-{os.getpid()}/sb-1/private")
+    monkeypatch.setattr(sandbox_root, "_unreadable",
+                        lambda top: [gone] if top == Path("/var") else [])
+    sandbox_root._make_mask(tmp_path / "mask")
+    assert (tmp_path / "mask" / "etc").is_dir()
+    assert not (tmp_path / "mask" / gone.relative_to("/")).exists()

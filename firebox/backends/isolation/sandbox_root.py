@@ -143,28 +143,39 @@ def _make_mask(dest: Path) -> None:
     shutil.rmtree(tmp, ignore_errors=True)
     for top in ("/etc", "/var"):
         for path in _unreadable(Path(top)):
-            target = tmp / path.relative_to("/")
-            for parent in reversed(path.parents[:-1]):
-                # Over the host's, a directory of the mask is the one seen: its owner and mode.
-                made = tmp / parent.relative_to("/")
-                if not made.exists():
-                    made.mkdir(parents=True)
-                    st = parent.stat()
-                    os.chown(made, st.st_uid, st.st_gid)
-                    made.chmod(stat.S_IMODE(st.st_mode))
-            if path in (Path("/etc/shadow"), Path("/etc/gshadow")):
-                lines = path.read_text().splitlines()
-                blank = "*" if path.name == "shadow" else "!"
-                target.write_text("".join(f"{name}:{blank}:{rest.partition(':')[2]}\n"
-                                          for name, _, rest in (ln.partition(":") for ln in lines)
-                                          if name))
-                shutil.copystat(path, target)
-                st = path.stat()
-                os.chown(target, st.st_uid, st.st_gid)
-            else:  # an overlayfs whiteout: the entry is gone from the layers below
-                os.mknod(target, stat.S_IFCHR, os.makedev(0, 0))
+            try:
+                _mask_one(tmp, path)
+            except FileNotFoundError:
+                # Gone since the walk (a container's or sandbox's directory the server just
+                # removed, with what was under it): nothing left to mask.
+                continue
     (tmp / "etc").mkdir(parents=True, exist_ok=True)
     tmp.rename(dest)
+
+
+def _mask_one(tmp: Path, path: Path) -> None:
+    """Mask one entry that not everyone may read: a whiteout, or a shadow file without
+    passwords, under parent directories with the host's owners and modes."""
+    target = tmp / path.relative_to("/")
+    for parent in reversed(path.parents[:-1]):
+        # Over the host's, a directory of the mask is the one seen: its owner and mode.
+        made = tmp / parent.relative_to("/")
+        if not made.exists():
+            made.mkdir(parents=True)
+            st = parent.stat()
+            os.chown(made, st.st_uid, st.st_gid)
+            made.chmod(stat.S_IMODE(st.st_mode))
+    if path in (Path("/etc/shadow"), Path("/etc/gshadow")):
+        lines = path.read_text().splitlines()
+        blank = "*" if path.name == "shadow" else "!"
+        target.write_text("".join(f"{name}:{blank}:{rest.partition(':')[2]}\n"
+                                  for name, _, rest in (ln.partition(":") for ln in lines)
+                                  if name))
+        shutil.copystat(path, target)
+        st = path.stat()
+        os.chown(target, st.st_uid, st.st_gid)
+    else:  # an overlayfs whiteout: the entry is gone from the layers below
+        os.mknod(target, stat.S_IFCHR, os.makedev(0, 0))
 
 
 def _unreadable(top: Path) -> list[Path]:
