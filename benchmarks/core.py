@@ -100,7 +100,7 @@ class Server:
 # ---- 1. warm call ----------------------------------------------------------------------------
 
 
-def _echo_server(path: str, ready: threading.Event | None = None) -> None:
+def _echo_server(path: str) -> None:
     srv = socket.socket(socket.AF_UNIX)
     srv.bind(path)
     srv.listen(1)
@@ -116,10 +116,13 @@ def unix_pingpong(n: int) -> list[float]:
     path = tempfile.mktemp(prefix="fb-bench-", suffix=".sock")
     proc = multiprocessing.Process(target=_echo_server, args=(path,), daemon=True)
     proc.start()
-    while not os.path.exists(path):
-        time.sleep(0.001)
     c = socket.socket(socket.AF_UNIX)
-    c.connect(path)
+    while True:  # the path exists once bound, which is a moment before the server listens
+        try:
+            c.connect(path)
+            break
+        except (FileNotFoundError, ConnectionRefusedError):
+            time.sleep(0.001)
     times = []
     for i in range(n):
         t = time.perf_counter()
