@@ -16,6 +16,7 @@ from ..exception import Error
 from ..sdk.runner import print_log_line
 from ..wire import settings as variables
 from .common import request, when
+from .container import container_group
 from .entrypoints import build_command, find_app, find_runnable, import_file
 from .image import image_group
 from .objects import dict_group, queue_group
@@ -208,6 +209,7 @@ app_group.add_command(app_stats)
 token.add_command(proxy_group)
 main.add_command(serve)
 main.add_command(usage)
+main.add_command(container_group)
 
 for _group in (dict_group, image_group, queue_group, sandbox_group, secret_group, volume_group,
                workspace_group):

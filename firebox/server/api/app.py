@@ -20,6 +20,7 @@ from ..core.plane import ControlPlane, Settings
 from . import apps as api
 from . import blobs as api_blobs
 from . import calls as api_calls
+from . import containers as api_containers
 from . import dicts as api_dicts
 from . import images as api_images
 from . import ingress
@@ -62,7 +63,8 @@ async def internal_error(request: Request, exc: Exception) -> Response:
 API_ROUTES = [*api.routes, *api_calls.routes, *api_blobs.routes, *api_scaling.routes,
               *containers.routes, *api_web.routes, *api_dicts.routes, *api_queues.routes,
               *api_secrets.routes, *api_volumes.routes, *api_sandboxes.routes,
-              *api_workspace.routes, *api_images.routes, *api_tunnels.routes]
+              *api_workspace.routes, *api_images.routes, *api_tunnels.routes,
+              *api_containers.routes]
 
 
 def create_app(settings: Settings) -> ASGIApp:

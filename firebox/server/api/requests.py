@@ -72,6 +72,10 @@ class AppLogs(Query):
     after: Count = 0
 
 
+class ContainerLogs(Query):
+    after: Count = 0
+
+
 class LookupFunction(Query):
     name: Name = ""
     app: Name = ""

@@ -194,13 +194,13 @@ class LogHub:
         for follower in self.followers.pop(app_id, set()):
             follower.close()
 
-    async def history(self, app_id: str, after: int = 0, limit: int = PAGE) -> list[LogLine]:
-        rows = await self.db.read(
-            sa.select(s.logs)
-            .where(s.logs.c.app_id == app_id, s.logs.c.id > after)
-            .order_by(s.logs.c.id)
-            .limit(limit)
-        )
+    async def history(self, app_id: str, after: int = 0, limit: int = PAGE,
+                      container_id: str | None = None) -> list[LogLine]:
+        """The app's stored lines after `after`, or only those of one of its containers."""
+        q = sa.select(s.logs).where(s.logs.c.app_id == app_id, s.logs.c.id > after)
+        if container_id is not None:
+            q = q.where(s.logs.c.container_id == container_id)
+        rows = await self.db.read(q.order_by(s.logs.c.id).limit(limit))
         return [
             LogLine(r.id, r.app_id, r.function_name or "", r.container_id or "", r.stream, r.ts,
                     r.text)

@@ -449,6 +449,12 @@ class Scheduler:
             c.pool.queue.appendleft(inp)
         c.running.clear()
 
+    def stop_container(self, c: Container, reason: str) -> None:
+        """Stop one container on request, as the autoscaler would: it gets its grace, and
+        what it still holds then runs again elsewhere."""
+        self._stop_container(c, reason)
+        self.dispatch(c.pool)
+
     def _stop_container(self, c: Container, reason: str, grace: float = STOP_GRACE) -> None:
         if c.state == "stopping":
             return

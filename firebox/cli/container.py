@@ -1,0 +1,53 @@
+"""`firebox container ...`: the workspace's running containers: list, logs, stop."""
+
+from __future__ import annotations
+
+import json
+
+import click
+
+from .. import _sync
+from .. import client as client_mod
+from ..sdk.runner import print_log_line
+from .common import request, when
+
+
+@click.group("container")
+def container_group() -> None:
+    """Containers: list the running ones, print one's output, stop one."""
+
+
+@container_group.command("list")
+@click.option("--json", "as_json", is_flag=True, help="Print the list as JSON.")
+def container_list(as_json: bool) -> None:
+    """List the workspace's running containers."""
+    rows = request("GET", "/v1/containers")["containers"]
+    if as_json:
+        click.echo(json.dumps(rows, indent=2))
+        return
+    click.echo(f"{'CONTAINER ID':<26} {'APP':<24} {'FUNCTION':<24} {'STATE':<9} "
+               f"{'INPUTS':>6}  STARTED")
+    for r in rows:
+        click.echo(f"{r['container_id']:<26} {(r['app'] or r['app_id']):<24} "
+                   f"{r['function']:<24} {r['state']:<9} {r['inputs']:>6}  "
+                   f"{when(r['started_at'])}")
+
+
+@container_group.command("logs")
+@click.argument("container_id")
+def container_logs(container_id: str) -> None:
+    """Print the output of CONTAINER_ID, running or gone."""
+    async def stream() -> None:
+        c = client_mod.current()
+        async for line in c.stream_lines(f"/v1/containers/{container_id}/logs", {}):
+            print_log_line(line)
+
+    _sync.run(stream())
+
+
+@container_group.command("stop")
+@click.argument("container_id")
+def container_stop(container_id: str) -> None:
+    """Stop CONTAINER_ID; what it is running gets its grace, then runs in another container."""
+    request("POST", f"/v1/containers/{container_id}/stop")
+    click.echo(f"Stopping {container_id}.")

@@ -1,0 +1,71 @@
+"""Commands a Modal user expects, run as a user would against a real server: containers,
+tokens from a client machine, secrets from files, and help text on every command."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from helpers import eventually
+from other_workspace import other_workspace_env, run_cli
+
+WARM_APP = """if True:
+    import firebox
+    app = firebox.App("test-container-commands")
+
+    @app.cls(min_containers=1)
+    class Warm:
+        @firebox.enter()
+        def start(self):
+            print("warm container says hello", flush=True)
+
+        @firebox.method()
+        def ping(self):
+            return "pong"
+"""
+
+
+def _containers(server, app: str) -> list[dict]:
+    result = server.cli("container", "list", "--json")
+    assert result.returncode == 0, result.stderr
+    return [c for c in json.loads(result.stdout) if c["app"] == app]
+
+
+def test_container_list_logs_and_stop(server, tmp_path: Path):
+    path = tmp_path / "warm.py"
+    path.write_text(WARM_APP)
+    deployed = server.cli("deploy", str(path))
+    assert deployed.returncode == 0, deployed.stderr
+    try:
+        found = eventually(lambda: [c for c in _containers(server, "test-container-commands")
+                                    if c["state"] == "ready"], timeout=30)
+        assert found, server.cli("container", "list").stdout
+        container = found[0]
+        assert container["function"] == "Warm" and container["started_at"]
+        table = server.cli("container", "list")
+        assert container["container_id"] in table.stdout
+        assert "test-container-commands" in table.stdout
+
+        logs = eventually(lambda: server.cli("container", "logs", container["container_id"])
+                          .stdout, timeout=10)
+        assert "warm container says hello" in logs
+
+        # Another workspace neither sees the container nor can stop it.
+        other = other_workspace_env(server)
+        theirs = run_cli(other, "container", "list", "--json")
+        assert container["container_id"] not in theirs.stdout
+        refused = run_cli(other, "container", "stop", container["container_id"])
+        assert refused.returncode == 1 and "No running container" in refused.stderr
+
+        stopped = server.cli("container", "stop", container["container_id"])
+        assert stopped.returncode == 0, stopped.stderr
+        assert f"Stopping {container['container_id']}" in stopped.stdout
+        gone = eventually(lambda: container["container_id"] not in
+                          {c["container_id"] for c in _containers(server,
+                                                                  "test-container-commands")},
+                          timeout=20)
+        assert gone
+        again = server.cli("container", "stop", container["container_id"])
+        assert again.returncode == 1 and "`firebox container list`" in again.stderr
+    finally:
+        server.cli("app", "stop", "test-container-commands")
