@@ -7,6 +7,8 @@ import tomllib
 from dataclasses import dataclass
 from pathlib import Path
 
+import tomli_w
+
 from .wire import settings
 
 DEFAULT_PORT = 8765
@@ -46,8 +48,8 @@ def write_file(server_url: str, token: str) -> Path:
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_suffix(".tmp")
     fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    with os.fdopen(fd, "w") as f:
-        f.write(f'server_url = "{server_url}"\ntoken = "{token}"\n')
+    with os.fdopen(fd, "wb") as f:
+        tomli_w.dump({"server_url": server_url, "token": token}, f)
     os.replace(tmp, path)
     return path
 

@@ -4,6 +4,7 @@ tokens from a client machine, secrets from files, and help text on every command
 from __future__ import annotations
 
 import json
+import tomllib
 from pathlib import Path
 
 from helpers import eventually
@@ -69,3 +70,48 @@ def test_container_list_logs_and_stop(server, tmp_path: Path):
         assert again.returncode == 1 and "`firebox container list`" in again.stderr
     finally:
         server.cli("app", "stop", "test-container-commands")
+
+
+def _client_env(server, config_dir: Path, token: str | None = None) -> dict[str, str]:
+    """A client machine's environment: its own config directory, and a token only if given."""
+    env = server.env() | {"FIREBOX_CONFIG_DIR": str(config_dir)}
+    if token is not None:
+        env |= {"FIREBOX_SERVER_URL": server.url, "FIREBOX_TOKEN": token}
+    return env
+
+
+def test_token_new_set_and_info_from_a_client_machine(server, tmp_path: Path):
+    made = server.cli("token", "new")
+    assert made.returncode == 0, made.stderr
+    token = made.stdout.strip()
+    assert token and "firebox token set --server" in made.stderr
+
+    laptop = tmp_path / "laptop"
+    refused = run_cli(_client_env(server, laptop), "token", "set", "--server", server.url,
+                      "--token", "not-a-token")
+    assert refused.returncode == 1 and "refused this token" in refused.stderr
+    assert not (laptop / "config.toml").exists()
+
+    saved = run_cli(_client_env(server, laptop), "token", "set", "--server", server.url + "/",
+                    "--token", token)
+    assert saved.returncode == 0, saved.stderr
+    assert "a user token of workspace 'main'" in saved.stdout
+    config_file = laptop / "config.toml"
+    assert tomllib.loads(config_file.read_text()) == {"server_url": server.url, "token": token}
+    assert config_file.stat().st_mode & 0o777 == 0o600
+
+    info = run_cli(_client_env(server, laptop), "token", "info")
+    assert info.returncode == 0, info.stderr
+    assert server.url in info.stdout and "workspace: main" in info.stdout
+    assert f"a user token, from {config_file}" in info.stdout
+    as_json = json.loads(run_cli(_client_env(server, laptop), "token", "info", "--json").stdout)
+    assert as_json["kind"] == "user" and as_json["workspace"] == "main"
+
+    # A user token makes user tokens only, and only for its own workspace.
+    again = run_cli(_client_env(server, laptop), "token", "new")
+    assert again.returncode == 0, again.stderr
+    second = json.loads(run_cli(_client_env(server, laptop, again.stdout.strip()),
+                                "token", "info", "--json").stdout)
+    assert second["kind"] == "user" and second["workspace_id"] == as_json["workspace_id"]
+    other = json.loads(run_cli(other_workspace_env(server), "token", "info", "--json").stdout)
+    assert other["workspace"] == "other"

@@ -23,6 +23,7 @@ from .objects import dict_group, queue_group
 from .sandbox import sandbox_group
 from .scaling import app_stats, usage
 from .secret import secret_group
+from .token import token_commands
 from .volume import volume_group
 from .web import proxy_group, serve
 from .workspace import workspace_group
@@ -118,7 +119,7 @@ def server(host: str, port: int, state_dir: Path | None, database_url: str | Non
 
 @main.group()
 def token() -> None:
-    """Tokens (run on the server's machine; talks to its database directly)."""
+    """Tokens: info, set and new from any client; create on the server's machine."""
 
 
 @token.command("create")
@@ -130,7 +131,9 @@ def token() -> None:
 @click.option("--database-url", envvar=variables.DATABASE_URL.name, default=None)
 def token_create(workspace: str, admin: bool, state_dir: Path | None,
                  database_url: str | None) -> None:
-    """Create a token for WORKSPACE (made if missing) and print it."""
+    """Create a token on the server's machine and print it.
+
+    The workspace is made if missing; this talks to the server's database directly."""
     from ..server.core.plane import Settings
     from ..server.core.workspaces import ADMIN, USER
     from ..server.main import bootstrap
@@ -207,6 +210,8 @@ def app_history(app: str, as_json: bool) -> None:
 
 app_group.add_command(app_stats)
 token.add_command(proxy_group)
+for _command in token_commands:
+    token.add_command(_command)
 main.add_command(serve)
 main.add_command(usage)
 main.add_command(container_group)

@@ -28,6 +28,7 @@ from . import queues as api_queues
 from . import sandboxes as api_sandboxes
 from . import scaling as api_scaling
 from . import secrets as api_secrets
+from . import tokens as api_tokens
 from . import tunnels as api_tunnels
 from . import volumes as api_volumes
 from . import web as api_web
@@ -64,7 +65,7 @@ API_ROUTES = [*api.routes, *api_calls.routes, *api_blobs.routes, *api_scaling.ro
               *containers.routes, *api_web.routes, *api_dicts.routes, *api_queues.routes,
               *api_secrets.routes, *api_volumes.routes, *api_sandboxes.routes,
               *api_workspace.routes, *api_images.routes, *api_tunnels.routes,
-              *api_containers.routes]
+              *api_containers.routes, *api_tokens.routes]
 
 
 def create_app(settings: Settings) -> ASGIApp:

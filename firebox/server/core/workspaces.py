@@ -94,6 +94,22 @@ async def describe(cp: ControlPlane, who: Identity) -> dict[str, Any]:
     }
 
 
+async def token_info(cp: ControlPlane, who: Identity) -> dict[str, Any]:
+    """What the caller's token is: its kind and the workspace it names."""
+    rows = await cp.db.read(sa.select(s.workspaces.c.name)
+                            .where(s.workspaces.c.id == who.workspace_id))
+    return {"workspace_id": who.workspace_id, "workspace": rows[0].name, "kind": who.kind}
+
+
+async def new_user_token(cp: ControlPlane, who: Identity) -> str:
+    """A user token for the caller's own workspace. Admin tokens are made only on the server's
+    machine (`firebox token create --admin`): no token can mint one through the API."""
+    if who.kind not in (USER, ADMIN):
+        raise ApiError(403, "AuthError", "Only a user token can make tokens; a container's "
+                                         "token cannot.")
+    return await create_token(cp.db, who.workspace_id, USER)
+
+
 async def set_isolation(cp: ControlPlane, who: Identity, mode: str | None) -> None:
     """Set (or with None, clear) the isolation of the workspace's functions that do not choose
     one: a mode this host has, and below the server's only when an operator sets it."""

@@ -1,0 +1,78 @@
+"""`firebox token info / set / new`: a client machine's token, seen, saved and made through the
+API (`firebox token create`, on the server's machine, makes the first one)."""
+
+from __future__ import annotations
+
+import json
+
+import click
+
+from .. import _sync, config
+from .. import client as client_mod
+from ..exception import AuthError
+from ..wire import settings
+from .common import request
+
+
+def _where_token_comes_from() -> str:
+    return settings.TOKEN.name if settings.TOKEN.get() else str(config.config_file())
+
+
+@click.command("info")
+@click.option("--json", "as_json", is_flag=True, help="Print the answer as JSON.")
+def token_info(as_json: bool) -> None:
+    """Show this machine's server, workspace and kind of token."""
+    info = request("GET", "/v1/token")
+    info = {"server_url": client_mod.current().server_url, **info,
+            "token_from": _where_token_comes_from()}
+    if as_json:
+        click.echo(json.dumps(info, indent=2))
+        return
+    click.echo(f"server:    {info['server_url']} (firebox {info['server_version']})")
+    click.echo(f"workspace: {info['workspace']} ({info['workspace_id']})")
+    click.echo(f"token:     a {info['kind']} token, from {info['token_from']}")
+
+
+async def _check(server_url: str, token: str) -> dict[str, str]:
+    c = client_mod.Client(server_url, token)
+    try:
+        return await c.request("GET", "/v1/token")  # type: ignore[no-any-return]
+    finally:
+        await c.close()
+
+
+@click.command("set")
+@click.option("--server", "server_url", required=True, help="The server's URL, like "
+              f"http://host:{config.DEFAULT_PORT}.")
+@click.option("--token", required=True, help="A token of the server's, from `firebox token "
+                                             "new` or `firebox token create`.")
+@click.option("--no-verify", is_flag=True, help="Save it without asking the server first.")
+def token_set(server_url: str, token: str, no_verify: bool) -> None:
+    """Save a server and its token in this machine's client config."""
+    server_url = server_url.rstrip("/")
+    if not no_verify:
+        try:
+            info = _sync.run(_check(server_url, token))
+        except AuthError:
+            raise AuthError(f"The server at {server_url} refused this token; check it, or make "
+                            "one with `firebox token new` on a machine that has one.") from None
+        click.echo(f"The token is a {info['kind']} token of workspace '{info['workspace']}'.")
+    path = config.write_file(server_url, token)
+    click.echo(f"Saved the server {server_url} and its token to {path}.")
+    overriding = [s.name for s in (settings.SERVER_URL, settings.TOKEN) if s.get()]
+    if overriding:
+        click.echo(f"Note: {' and '.join(overriding)} set in this shell override the file; "
+                   "unset them to use it.", err=True)
+
+
+@click.command("new")
+def token_new() -> None:
+    """Make a new user token for this token's workspace and print it."""
+    made = request("POST", "/v1/tokens")
+    click.echo(made["token"])
+    click.echo(f"A user token of workspace {made['workspace_id']}; on another machine run "
+               f"`firebox token set --server {client_mod.current().server_url} --token "
+               "<the token>`.", err=True)
+
+
+token_commands = [token_info, token_set, token_new]
