@@ -4,6 +4,8 @@ tokens from a client machine, secrets from files, and help text on every command
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
 import tomllib
 from pathlib import Path
 
@@ -115,3 +117,59 @@ def test_token_new_set_and_info_from_a_client_machine(server, tmp_path: Path):
     assert second["kind"] == "user" and second["workspace_id"] == as_json["workspace_id"]
     other = json.loads(run_cli(other_workspace_env(server), "token", "info", "--json").stdout)
     assert other["workspace"] == "other"
+
+
+SECRET_READER = """if True:
+    import json, os
+    import firebox
+    app = firebox.App("test-secret-files")
+
+    @app.function(secrets=[firebox.Secret.from_name("test-from-files")])
+    def read(keys):
+        return {k: os.environ.get(k) for k in keys}
+
+    if __name__ == "__main__":
+        with app.run(show_logs=False):
+            print(json.dumps(read.remote(["DB_URL", "QUOTED", "API_KEY", "PORT", "EXTRA"])))
+"""
+
+
+def test_secret_create_from_dotenv_and_json_files(server, tmp_path: Path):
+    dotenv = tmp_path / ".env"
+    dotenv.write_text('# the database\nexport DB_URL=postgres://db/1\nQUOTED="two words"\n'
+                      "PORT=1 # overridden below\n")
+    as_json = tmp_path / "keys.json"
+    as_json.write_text(json.dumps({"API_KEY": "k-123", "PORT": "2"}))
+    created = server.cli("secret", "create", "test-from-files", "--from-dotenv", str(dotenv),
+                         "--from-json", str(as_json), "EXTRA=x", "--force")
+    assert created.returncode == 0, created.stderr
+    assert "k-123" not in created.stdout and "API_KEY" in created.stdout
+    listed = json.loads(server.cli("secret", "list", "--json").stdout)
+    keys = next(s["keys"] for s in listed if s["name"] == "test-from-files")
+    assert sorted(keys) == ["API_KEY", "DB_URL", "EXTRA", "PORT", "QUOTED"]
+
+    reader = tmp_path / "reader.py"
+    reader.write_text(SECRET_READER)
+    ran = run_python_file(server, reader)
+    assert json.loads(ran.stdout.strip().splitlines()[-1]) == {
+        "DB_URL": "postgres://db/1", "QUOTED": "two words", "API_KEY": "k-123", "PORT": "2",
+        "EXTRA": "x"}
+
+    (tmp_path / "list.json").write_text('["not", "an object"]')
+    (tmp_path / "number.json").write_text('{"PORT": 8080}')
+    for args, says in [
+        (["--from-json", str(tmp_path / "list.json")], "must hold a JSON object"),
+        (["--from-json", str(tmp_path / "number.json")], "the values of PORT are not strings"),
+        (["--from-dotenv", str(tmp_path / "missing.env")], "does not exist"),
+        ([], "Give KEY=VALUE pairs, --from-dotenv FILE or --from-json FILE"),
+    ]:
+        refused = server.cli("secret", "create", "test-refused-file", *args)
+        assert refused.returncode != 0 and says in refused.stderr, refused.stderr
+
+
+def run_python_file(server, path: Path):
+    env = server.env() | {"FIREBOX_SERVER_URL": server.url, "FIREBOX_TOKEN": server.token}
+    result = subprocess.run([sys.executable, str(path)], env=env, cwd=path.parent,
+                            capture_output=True, text=True, timeout=60)
+    assert result.returncode == 0, result.stderr
+    return result
