@@ -142,9 +142,11 @@ def build_command(label: str, f: Callable[..., Any], run: Callable[..., Any]) ->
     for p in inspect.signature(f).parameters.values():
         if p.kind in (p.VAR_POSITIONAL, p.VAR_KEYWORD):
             continue
-        annotation = hints.get(p.name, p.annotation)
         required = p.default is inspect.Parameter.empty
         default = None if required else p.default
+        annotation = hints.get(p.name, p.annotation)
+        if annotation is inspect.Parameter.empty and default is not None:
+            annotation = type(default)  # Modal's rule: an unannotated default gives the type
         dashed = "--" + p.name.replace("_", "-")
         names = [dashed] if "_" not in p.name else [dashed, "--" + p.name]
         if annotation is bool:
@@ -171,6 +173,8 @@ def build_command(label: str, f: Callable[..., Any], run: Callable[..., Any]) ->
 def _click_type(annotation: Any) -> Any:
     if annotation in (int, float, str):
         return annotation
+    if annotation is inspect.Parameter.empty:
+        return str
     if annotation is datetime.datetime:
         return click.DateTime()
     if typing.get_origin(annotation) is typing.Literal:

@@ -61,8 +61,12 @@ def _split_ref(ref: str) -> tuple[str, str | None]:
 def run(ctx: click.Context, app_ref: str, detach: bool, quiet: bool, interactive: bool) -> None:
     """Run APP_REF (file.py or file.py::name) with an ephemeral app.
 
-    Options after APP_REF go to the local entrypoint or function being run.
+    Options after APP_REF go to the local entrypoint or function being run; `firebox run
+    APP_REF --help` lists them.
     """
+    if app_ref in ("--help", "-h"):  # help_option_names is empty so APP_REF's --help reaches it
+        click.echo(ctx.get_help())
+        return
     path, name = _split_ref(app_ref)
     module = import_file(path)
     app = find_app(module)
