@@ -9,8 +9,12 @@ import sys
 import tomllib
 from pathlib import Path
 
+import click
+from click.testing import CliRunner
 from helpers import eventually
 from other_workspace import other_workspace_env, run_cli
+
+from firebox.cli.main import main
 
 WARM_APP = """if True:
     import firebox
@@ -173,3 +177,31 @@ def run_python_file(server, path: Path):
                             capture_output=True, text=True, timeout=60)
     assert result.returncode == 0, result.stderr
     return result
+
+
+def _commands(command: click.Command, path: tuple[str, ...] = ()):
+    yield path, command
+    if isinstance(command, click.Group):
+        for name, sub in sorted(command.commands.items()):
+            yield from _commands(sub, (*path, name))
+
+
+def test_every_command_group_and_option_has_help():
+    bare = [" ".join(("firebox", *path)) for path, cmd in _commands(main)
+            if not (cmd.help or cmd.short_help or "").strip()]
+    options = [f"firebox {' '.join(path)} {param.opts[-1]}" for path, cmd in _commands(main)
+               for param in cmd.params
+               if isinstance(param, click.Option) and not (param.help or "").strip()]
+    assert (bare, options) == ([], [])
+
+
+def test_each_commands_help_says_what_it_does():
+    runner = CliRunner()
+    for path, cmd in _commands(main):
+        with click.Context(cmd) as ctx:
+            if cmd.get_help_option(ctx) is None:  # `run` hands --help to the app's entrypoint
+                continue
+        result = runner.invoke(main, [*path, "--help"])
+        assert result.exit_code == 0, (path, result.output)
+        summary = result.output.split("\n\n")[1].strip()
+        assert summary and not summary.startswith("Options:"), (path, result.output)

@@ -15,7 +15,7 @@ def image_group() -> None:
 
 
 @image_group.command("list")
-@click.option("--json", "as_json", is_flag=True)
+@click.option("--json", "as_json", is_flag=True, help="Print it as JSON.")
 def image_list(as_json: bool) -> None:
     """List this workspace's images and their layers."""
     images = request("GET", "/v1/images")["images"]

@@ -27,7 +27,7 @@ def dict_group() -> None:
 
 
 @dict_group.command("list")
-@click.option("--json", "as_json", is_flag=True)
+@click.option("--json", "as_json", is_flag=True, help="Print it as JSON.")
 def dict_list(as_json: bool) -> None:
     """List the workspace's Dicts."""
     _listing("dict", "/v1/dicts", as_json)
@@ -63,6 +63,7 @@ def dict_items(name: str, n: int) -> None:
 @dict_group.command("len")
 @click.argument("name")
 def dict_len(name: str) -> None:
+    """Print how many entries Dict NAME holds."""
     click.echo(Dict.from_name(name).len())
 
 
@@ -88,7 +89,7 @@ def queue_group() -> None:
 
 
 @queue_group.command("list")
-@click.option("--json", "as_json", is_flag=True)
+@click.option("--json", "as_json", is_flag=True, help="Print it as JSON.")
 def queue_list(as_json: bool) -> None:
     """List the workspace's Queues."""
     _listing("queue", "/v1/queues", as_json)
@@ -105,7 +106,7 @@ def queue_create(name: str) -> None:
 @queue_group.command("peek")
 @click.argument("name")
 @click.option("-n", default=1, show_default=True, help="How many items to show.")
-@click.option("--partition", default=None)
+@click.option("--partition", default=None, help="This partition (default: the default one).")
 def queue_peek(name: str, n: int, partition: str | None) -> None:
     """Print the first N items of Queue NAME without taking them."""
     for i, value in enumerate(Queue.from_name(name).iterate(partition=partition)):
@@ -116,17 +117,19 @@ def queue_peek(name: str, n: int, partition: str | None) -> None:
 
 @queue_group.command("len")
 @click.argument("name")
-@click.option("--partition", default=None)
+@click.option("--partition", default=None, help="This partition (default: the default one).")
 @click.option("--total", is_flag=True, help="Count every partition.")
 def queue_len(name: str, partition: str | None, total: bool) -> None:
+    """Print how many items Queue NAME holds."""
     click.echo(Queue.from_name(name).len(partition=partition, total=total))
 
 
 @queue_group.command("clear")
 @click.argument("name")
-@click.option("--partition", default=None)
+@click.option("--partition", default=None, help="This partition (default: the default one).")
 @click.option("--all", "everything", is_flag=True, help="Clear every partition.")
 def queue_clear(name: str, partition: str | None, everything: bool) -> None:
+    """Remove the items of Queue NAME (of one partition, or --all)."""
     Queue.from_name(name).clear(partition=partition, all=everything)
     click.echo(f"Cleared Queue '{name}'.")
 

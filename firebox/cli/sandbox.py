@@ -22,7 +22,7 @@ def sandbox_group() -> None:
 
 @sandbox_group.command("list")
 @click.option("--app-id", default=None, help="Only the sandboxes of this app.")
-@click.option("--json", "as_json", is_flag=True)
+@click.option("--json", "as_json", is_flag=True, help="Print it as JSON.")
 def sandbox_list(app_id: str | None, as_json: bool) -> None:
     """List the running sandboxes."""
     rows = [{"id": sb.object_id, "isolation": sb.isolation} for sb in Sandbox.list(app_id=app_id)]

@@ -15,7 +15,7 @@ from .common import request
 
 @click.command("stats")
 @click.argument("app")
-@click.option("--json", "as_json", is_flag=True)
+@click.option("--json", "as_json", is_flag=True, help="Print it as JSON.")
 def app_stats(app: str, as_json: bool) -> None:
     """Show APP's functions: containers, queue depth, inputs in flight, recent scale events."""
     stats = request("GET", f"/v1/apps/{app}/stats")
@@ -60,8 +60,8 @@ def parse_since(text: str) -> float:
 @click.option("--app", help="Only this app (name or id).")
 @click.option("--since", help="Only time after this: 2h, 7d, or an ISO date.")
 @click.option("--by", type=click.Choice(["function", "day"]), default="function",
-              show_default=True)
-@click.option("--json", "as_json", is_flag=True)
+              show_default=True, help="Sum the rows per function or per day.")
+@click.option("--json", "as_json", is_flag=True, help="Print it as JSON.")
 def usage(app: str | None, since: str | None, by: str, as_json: bool) -> None:
     """Container-seconds, resources and what they would cost at the price table's rates."""
     params: dict[str, Any] = {"by": by}

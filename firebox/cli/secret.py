@@ -68,7 +68,7 @@ def secret_create(name: str, pairs: tuple[str, ...], dotenv: Path | None,
 
 
 @secret_group.command("list")
-@click.option("--json", "as_json", is_flag=True)
+@click.option("--json", "as_json", is_flag=True, help="Print it as JSON.")
 def secret_list(as_json: bool) -> None:
     """List the workspace's secrets and their key names."""
     rows = request("GET", "/v1/secrets")["secrets"]

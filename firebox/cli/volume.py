@@ -26,7 +26,7 @@ def volume_create(name: str) -> None:
 
 
 @volume_group.command("list")
-@click.option("--json", "as_json", is_flag=True)
+@click.option("--json", "as_json", is_flag=True, help="Print it as JSON.")
 def volume_list(as_json: bool) -> None:
     """List the workspace's volumes."""
     rows = request("GET", "/v1/volumes")["volumes"]
@@ -42,7 +42,7 @@ def volume_list(as_json: bool) -> None:
 @volume_group.command("ls")
 @click.argument("name")
 @click.argument("path", default="/")
-@click.option("-r", "--recursive", is_flag=True)
+@click.option("-r", "--recursive", is_flag=True, help="List subdirectories' files too.")
 def volume_ls(name: str, path: str, recursive: bool) -> None:
     """List the files at PATH in volume NAME."""
     for e in Volume.from_name(name).listdir(path, recursive=recursive):
@@ -91,7 +91,7 @@ def volume_get(name: str, remote_path: str, local_path: str) -> None:
 @volume_group.command("rm")
 @click.argument("name")
 @click.argument("remote_path")
-@click.option("-r", "--recursive", is_flag=True)
+@click.option("-r", "--recursive", is_flag=True, help="Remove a directory and all it holds.")
 def volume_rm(name: str, remote_path: str, recursive: bool) -> None:
     """Remove a file (or a directory with -r)."""
     Volume.from_name(name).remove_file(remote_path, recursive=recursive)
@@ -101,7 +101,7 @@ def volume_rm(name: str, remote_path: str, recursive: bool) -> None:
 @volume_group.command("cp")
 @click.argument("name")
 @click.argument("paths", nargs=-1, required=True)
-@click.option("-r", "--recursive", is_flag=True)
+@click.option("-r", "--recursive", is_flag=True, help="Copy directories and all they hold.")
 def volume_cp(name: str, paths: tuple[str, ...], recursive: bool) -> None:
     """Copy SRC... to DST within volume NAME."""
     if len(paths) < 2:
@@ -114,6 +114,7 @@ def volume_cp(name: str, paths: tuple[str, ...], recursive: bool) -> None:
 @click.argument("old_name")
 @click.argument("new_name")
 def volume_rename(old_name: str, new_name: str) -> None:
+    """Rename volume OLD_NAME to NEW_NAME; functions that mount it by name must use the new one."""
     Volume.rename(old_name, new_name)
     click.echo(f"Renamed volume '{old_name}' to '{new_name}'.")
 
