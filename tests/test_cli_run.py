@@ -1,9 +1,12 @@
-"""`firebox run` as a user types it: its own --help and parameters typed by Modal's rules."""
+"""`firebox run` as a user types it: its own --help, parameters typed by Modal's rules, progress
+on stderr, and what Ctrl-C says about the inputs in flight."""
 
 from __future__ import annotations
 
+import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 from conftest import REPO
@@ -29,3 +32,28 @@ def test_unannotated_parameters_take_their_defaults_type(tmp_path: Path):
     result = firebox_run(tmp_path, f"{APP}::scale", "--x", "3", "--factor", "1.5")
     assert result.returncode == 0, result.stderr
     assert result.stdout.splitlines()[-1] == "4.5"
+
+
+def test_run_reports_progress_on_stderr_and_keeps_stdout_for_the_user(tmp_path: Path):
+    result = firebox_run(tmp_path, f"{APP}::main")
+    assert result.returncode == 0, result.stderr
+    assert result.stdout == "2 'w' False\n"
+    lines = [line for line in result.stderr.splitlines() if line.startswith("✓")]
+    assert lines[0].startswith("✓ Initialized app ap-")
+    assert lines[-1] == "✓ App completed."
+
+
+def test_ctrl_c_says_what_happened_to_the_inputs_in_flight(tmp_path: Path):
+    proc = subprocess.Popen(
+        [sys.executable, "-u", "-m", "firebox.cli.main", "run", f"{APP}::slow"],
+        env=unconfigured_env(tmp_path), stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+        text=True, cwd=REPO)
+    assert proc.stdout is not None
+    assert proc.stdout.readline() == "calling\n"
+    time.sleep(1)  # the call is in flight
+    proc.send_signal(signal.SIGINT)
+    _, err = proc.communicate(timeout=60)
+    assert proc.returncode == 130
+    assert "Aborted!" not in err
+    assert "was stopped, so inputs in flight were cancelled" in err
+    assert "Use --detach to let them finish." in err

@@ -78,8 +78,27 @@ def run(ctx: click.Context, app_ref: str, detach: bool, quiet: bool, interactive
             click.echo(command.get_help(sub))
         return
     sub_ctx = command.make_context(f"firebox run {app_ref}", args)
-    with app.run(detach=detach, show_logs=not quiet), sub_ctx:
-        command.invoke(sub_ctx)
+    # Progress goes to stderr: stdout is the user's own output.
+    try:
+        with app.run(detach=detach, show_logs=not quiet), sub_ctx:
+            click.echo(f"✓ Initialized app {app.app_id}.", err=True)
+            command.invoke(sub_ctx)
+    except KeyboardInterrupt:
+        click.echo(_interrupted(app.app_id, detach), err=True)
+        sys.exit(130)
+    click.echo("✓ App completed." if not detach else
+               f"✓ Done; app {app.app_id} keeps running (stop it with `firebox app stop "
+               f"{app.app_id}`).", err=True)
+
+
+def _interrupted(app_id: str | None, detach: bool) -> str:
+    if app_id is None:
+        return "Interrupted before the app started; nothing ran."
+    if detach:
+        return (f"Interrupted; app {app_id} keeps running (--detach), so inputs in flight "
+                f"finish there. Stop it with `firebox app stop {app_id}`.")
+    return (f"Interrupted; app {app_id} was stopped, so inputs in flight were cancelled and "
+            "their results discarded. Use --detach to let them finish.")
 
 
 @main.command()
@@ -100,10 +119,8 @@ def deploy(app_ref: str, name: str | None, tag: str) -> None:
 
 
 @main.command()
-@click.option("--host", default=config.DEFAULT_HOST, show_default=True,
-              help="The address to listen on; 0.0.0.0 for every interface.")
-@click.option("--port", default=config.DEFAULT_PORT, show_default=True, type=int,
-              help="The port to listen on.")
+@click.option("--host", default=config.DEFAULT_HOST, show_default=True)
+@click.option("--port", default=config.DEFAULT_PORT, show_default=True, type=int)
 @click.option("--state-dir", type=click.Path(path_type=Path), default=None,
               help="Where the database, blobs and container files live (~/.firebox/server).")
 @click.option("--database-url", envvar=variables.DATABASE_URL.name, default=None,
@@ -129,15 +146,12 @@ def token() -> None:
 
 
 @token.command("create")
-@click.option("--workspace", default="main", show_default=True,
-              help="The workspace the token is for.")
+@click.option("--workspace", default="main", show_default=True)
 @click.option("--admin", is_flag=True,
               help="An operator's token: it may also run containers with weaker isolation "
                    "than the server's (isolation='process'). Give tenants plain tokens.")
-@click.option("--state-dir", type=click.Path(path_type=Path), default=None,
-              help="The server's state directory (~/.firebox/server).")
-@click.option("--database-url", envvar=variables.DATABASE_URL.name, default=None,
-              help="The server's database, when it is not SQLite in the state directory.")
+@click.option("--state-dir", type=click.Path(path_type=Path), default=None)
+@click.option("--database-url", envvar=variables.DATABASE_URL.name, default=None)
 def token_create(workspace: str, admin: bool, state_dir: Path | None,
                  database_url: str | None) -> None:
     """Create a token on the server's machine and print it.
@@ -161,7 +175,7 @@ def app_group() -> None:
 
 
 @app_group.command("list")
-@click.option("--json", "as_json", is_flag=True, help="Print it as JSON.")
+@click.option("--json", "as_json", is_flag=True)
 def app_list(as_json: bool) -> None:
     """List the workspace's apps."""
     apps = request("GET", "/v1/apps")["apps"]
@@ -204,7 +218,7 @@ def app_logs(app: str, follow: bool) -> None:
 
 @app_group.command("history")
 @click.argument("app")
-@click.option("--json", "as_json", is_flag=True, help="Print it as JSON.")
+@click.option("--json", "as_json", is_flag=True)
 def app_history(app: str, as_json: bool) -> None:
     """Show APP's deployments and stops."""
     history = request("GET", f"/v1/apps/{app}/history")
