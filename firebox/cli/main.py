@@ -119,8 +119,10 @@ def deploy(app_ref: str, name: str | None, tag: str) -> None:
 
 
 @main.command()
-@click.option("--host", default=config.DEFAULT_HOST, show_default=True)
-@click.option("--port", default=config.DEFAULT_PORT, show_default=True, type=int)
+@click.option("--host", default=config.DEFAULT_HOST, show_default=True,
+              help="The address to listen on; 0.0.0.0 for every interface.")
+@click.option("--port", default=config.DEFAULT_PORT, show_default=True, type=int,
+              help="The port to listen on.")
 @click.option("--state-dir", type=click.Path(path_type=Path), default=None,
               help="Where the database, blobs and container files live (~/.firebox/server).")
 @click.option("--database-url", envvar=variables.DATABASE_URL.name, default=None,
@@ -146,12 +148,15 @@ def token() -> None:
 
 
 @token.command("create")
-@click.option("--workspace", default="main", show_default=True)
+@click.option("--workspace", default="main", show_default=True,
+              help="The workspace the token is for.")
 @click.option("--admin", is_flag=True,
               help="An operator's token: it may also run containers with weaker isolation "
                    "than the server's (isolation='process'). Give tenants plain tokens.")
-@click.option("--state-dir", type=click.Path(path_type=Path), default=None)
-@click.option("--database-url", envvar=variables.DATABASE_URL.name, default=None)
+@click.option("--state-dir", type=click.Path(path_type=Path), default=None,
+              help="The server's state directory (~/.firebox/server).")
+@click.option("--database-url", envvar=variables.DATABASE_URL.name, default=None,
+              help="The server's database, when it is not SQLite in the state directory.")
 def token_create(workspace: str, admin: bool, state_dir: Path | None,
                  database_url: str | None) -> None:
     """Create a token on the server's machine and print it.
@@ -175,7 +180,7 @@ def app_group() -> None:
 
 
 @app_group.command("list")
-@click.option("--json", "as_json", is_flag=True)
+@click.option("--json", "as_json", is_flag=True, help="Print it as JSON.")
 def app_list(as_json: bool) -> None:
     """List the workspace's apps."""
     apps = request("GET", "/v1/apps")["apps"]
@@ -218,7 +223,7 @@ def app_logs(app: str, follow: bool) -> None:
 
 @app_group.command("history")
 @click.argument("app")
-@click.option("--json", "as_json", is_flag=True)
+@click.option("--json", "as_json", is_flag=True, help="Print it as JSON.")
 def app_history(app: str, as_json: bool) -> None:
     """Show APP's deployments and stops."""
     history = request("GET", f"/v1/apps/{app}/history")
