@@ -57,3 +57,16 @@ def test_ctrl_c_says_what_happened_to_the_inputs_in_flight(tmp_path: Path):
     assert "Aborted!" not in err
     assert "was stopped, so inputs in flight were cancelled" in err
     assert "Use --detach to let them finish." in err
+
+
+def test_a_file_with_two_apps_says_to_name_one_and_runs_the_one_named(tmp_path: Path):
+    result = firebox_run(tmp_path, "tests/apps/two_apps.py")
+    assert result.returncode == 2
+    assert ("tests/apps/two_apps.py defines several apps (first, second); say which with "
+            "tests/apps/two_apps.py::first.") in result.stderr
+    result = firebox_run(tmp_path, "tests/apps/two_apps.py::second", "--who", "ann")
+    assert result.returncode == 0, result.stderr
+    assert result.stdout == "greetings, ann\n"
+    result = firebox_run(tmp_path, "tests/apps/two_apps.py::first.hello")
+    assert result.returncode == 0, result.stderr
+    assert result.stdout == "hello from first\n"

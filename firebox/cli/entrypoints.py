@@ -36,8 +36,14 @@ def import_file(path_text: str) -> ModuleType:
     return module
 
 
-def find_app(module: ModuleType, app_name: str | None = None) -> App:
-    apps = {k: v for k, v in vars(module).items() if isinstance(v, App)}
+def _apps(module: ModuleType) -> dict[str, App]:
+    return {k: v for k, v in vars(module).items() if isinstance(v, App)}
+
+
+def find_app(module: ModuleType, app_name: str | None = None, typed: str | None = None) -> App:
+    """The App called app_name in module, or its only one; typed is the file as the user wrote
+    it, for the FILE::NAME a message suggests."""
+    apps = _apps(module)
     if app_name:
         if app_name not in apps:
             raise click.UsageError(f"{module.__file__} has no App named '{app_name}'.")
@@ -46,8 +52,21 @@ def find_app(module: ModuleType, app_name: str | None = None) -> App:
         raise click.UsageError(f"{module.__file__} defines no firebox.App.")
     if len(apps) > 1:
         found = ", ".join(sorted(apps))
-        raise click.UsageError(f"{module.__file__} defines several apps ({found}); pick one.")
+        first = sorted(apps)[0]
+        raise click.UsageError(f"{typed or module.__file__} defines several apps ({found}); say "
+                               f"which with {typed or module.__file__}::{first}.")
     return next(iter(apps.values()))
+
+
+def find_app_and_runnable(module: ModuleType, name: str | None,
+                          typed: str) -> tuple[App, str | None]:
+    """`firebox run FILE::NAME`: NAME is a runnable of the file's App, an App variable, or
+    APP.RUNNABLE (as in Modal)."""
+    apps = _apps(module)
+    head, _, rest = (name or "").partition(".")
+    if head in apps:
+        return apps[head], rest or None
+    return find_app(module, typed=typed), name
 
 
 Runnable = tuple[str, Callable[..., Any], Callable[..., Any]]  # label, signature source, runner

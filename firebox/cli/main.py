@@ -17,7 +17,13 @@ from ..sdk.runner import print_log_line
 from ..wire import settings as variables
 from .common import request, when
 from .container import container_group
-from .entrypoints import build_command, find_app, find_runnable, import_file
+from .entrypoints import (
+    build_command,
+    find_app,
+    find_app_and_runnable,
+    find_runnable,
+    import_file,
+)
 from .image import image_group
 from .objects import dict_group, queue_group
 from .sandbox import sandbox_group
@@ -69,7 +75,7 @@ def run(ctx: click.Context, app_ref: str, detach: bool, quiet: bool, interactive
         return
     path, name = _split_ref(app_ref)
     module = import_file(path)
-    app = find_app(module)
+    app, name = find_app_and_runnable(module, name, path)
     label, signature, runner = find_runnable(app, name)
     command = build_command(label, signature, runner)
     args = list(ctx.args)
@@ -109,7 +115,7 @@ def deploy(app_ref: str, name: str | None, tag: str) -> None:
     """Deploy APP_REF to the configured server, replacing an earlier deploy of the same name."""
     path, app_var = _split_ref(app_ref)
     module = import_file(path)
-    app = find_app(module, app_var)
+    app = find_app(module, app_var, typed=path)
     app.deploy(name=name or app.name, tag=tag)
     click.echo(f"Deployed app '{app.name}' ({app.app_id}) with:")
     for fname, fn in app.registered_functions.items():
