@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import difflib
 import inspect
 import sys
 from collections.abc import Callable
@@ -196,9 +197,11 @@ class App:
                  "env", "network_file_systems", "cloud_bucket_mounts", "proxy", "i6pn",
                  "restrict_modal_access", "experimental_options", "nonpreemptible",
                  "isolation"}
-        unknown = set(options) - known
+        unknown = sorted(set(options) - known)
         if unknown:
-            raise InvalidError(f"Unexpected options: {', '.join(sorted(unknown))}.")
+            close = difflib.get_close_matches(unknown[0], known, n=1)
+            hint = f"; did you mean {close[0]}=?" if close else "."
+            raise InvalidError(f"Unexpected options: {', '.join(unknown)}{hint}")
         if "timeout" in options and options["timeout"] is None:
             raise InvalidError("timeout=None is not allowed; give the limit in seconds.")
         spec = resource_spec(

@@ -7,6 +7,10 @@ from typing import Any
 from ..exception import InvalidError
 from ..wire.spec import ISOLATION_MODES
 
+# The types a function may ask for (Modal's names; the backends' short names of NVML's).
+KNOWN_TYPES = ("T4", "L4", "A10", "A10G", "A100", "A100-40GB", "A100-80GB", "L40S", "H100",
+               "H200", "B200", "V100", "ANY")
+
 
 def gpu_spec(value: Any) -> list[dict[str, Any]] | None:
     """[{"type": "H100", "count": 2}, ...], best choice first; None for no GPU."""
@@ -25,7 +29,11 @@ def gpu_spec(value: Any) -> list[dict[str, Any]] | None:
         kind, _, count = choice.strip().rstrip("!").partition(":")
         if count and (not count.isdigit() or int(count) < 1):
             raise InvalidError(f"gpu={choice!r}: the count after ':' must be a positive integer.")
-        out.append({"type": kind.strip().upper(), "count": int(count or 1)})
+        kind = kind.strip().upper()
+        if kind not in KNOWN_TYPES:
+            raise InvalidError(f"gpu={choice!r}: unknown GPU type {kind!r}; use one of "
+                               f"{', '.join(KNOWN_TYPES[:-1])} or \"any\".")
+        out.append({"type": kind, "count": int(count or 1)})
     return out
 
 

@@ -43,12 +43,26 @@ def reject_old_options(kwargs: dict[str, Any]) -> None:
             raise NotSupportedYet(f"{what} are not supported yet in firebox; remove {key}=.")
 
 
-def _split(value: Any, what: str) -> tuple[Any, Any]:
-    if isinstance(value, tuple):
-        if len(value) != 2:
-            raise InvalidError(f"{what} as a tuple must be (request, limit).")
-        return value
-    return value, None
+def _amount(value: Any, what: str, unit: str, example: str) -> float:
+    """A positive number of cores or MiB; anything else says what to write instead."""
+    if isinstance(value, bool) or not isinstance(value, int | float) or value <= 0:
+        raise InvalidError(f"{what}={value!r} is not a positive number of {unit}; write "
+                           f"{what}={example}, or {what}=(request, limit).")
+    return value
+
+
+def _split(value: Any, what: str, unit: str, example: str) -> tuple[Any, Any]:
+    """(request, limit) of cpu= or memory=, each checked; limit is None when not given."""
+    if not isinstance(value, tuple):
+        return _amount(value, what, unit, example), None
+    if len(value) != 2:
+        raise InvalidError(f"{what}={value!r}: a tuple must be (request, limit), like "
+                           f"{what}=({example}, {example} * 2).")
+    request, limit = (_amount(v, what, unit, example) for v in value)
+    if limit < request:
+        raise InvalidError(f"{what}={value!r}: the limit ({limit}) is below the request "
+                           f"({request}); write (request, limit) with limit >= request.")
+    return request, limit
 
 
 def resource_spec(cpu: Any, memory: Any, timeout: Any, scaledown_window: Any,
@@ -61,14 +75,10 @@ def resource_spec(cpu: Any, memory: Any, timeout: Any, scaledown_window: Any,
             raise InvalidError(f"timeout must be seconds between 1 and {wire_spec.TIMEOUT_MAX}.")
         spec["timeout"] = float(timeout)
     if cpu is not None:
-        request, limit = _split(cpu, "cpu")
-        if request <= 0:
-            raise InvalidError("cpu must be a positive number of cores.")
+        request, limit = _split(cpu, "cpu", "cores", "2")
         spec["cpu"], spec["cpu_limit"] = float(request), limit
     if memory is not None:
-        request, limit = _split(memory, "memory")
-        if int(request) <= 0:
-            raise InvalidError("memory must be a positive number of MiB.")
+        request, limit = _split(memory, "memory", "MiB", "512")
         spec["memory"], spec["memory_limit"] = int(request), limit
     if scaledown_window is not None:
         if not wire_spec.SCALEDOWN_WINDOW_MIN <= scaledown_window <= wire_spec.SCALEDOWN_WINDOW_MAX:

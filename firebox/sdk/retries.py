@@ -48,5 +48,8 @@ def retries_spec(retries: int | Retries | None) -> dict[str, Any] | None:
     if isinstance(retries, bool) or not isinstance(retries, int | Retries):
         raise InvalidError("retries must be an int or firebox.Retries(...).")
     if isinstance(retries, int):
+        if not 0 <= retries <= wire_spec.RETRIES_MAX:
+            raise InvalidError(f"retries={retries} is out of range; give between 0 and "
+                               f"{wire_spec.RETRIES_MAX} retries.")
         retries = Retries(max_retries=retries, backoff_coefficient=1.0, initial_delay=1.0)
     return retries.to_spec()
