@@ -9,6 +9,7 @@ from .. import _sync
 from ..exception import InvalidError
 from ..wire.user_code import pack_params
 from .function import Function
+from .named import check_environment
 from .partial import PartialFunction, parameter_defaults
 
 _TYPES = {"int": int, "str": str, "bytes": bytes, "bool": bool}
@@ -96,6 +97,7 @@ class Cls:
     @classmethod
     def from_name(cls, app_name: str, name: str, *, environment_name: str | None = None) -> Cls:
         """A deployed class, looked up when first used."""
+        check_environment(environment_name)
         return cls(name=name, function=Function(name=name, lookup=(app_name, name)),
                    lookup=(app_name, name))
 

@@ -22,6 +22,7 @@ from .function_call import (
     result_of,
     value_or_exception,
 )
+from .named import check_environment
 from .options import variant_options
 
 if TYPE_CHECKING:
@@ -439,6 +440,7 @@ class Function:
     @classmethod
     def from_name(cls, app_name: str, name: str, *, environment_name: str | None = None) -> Any:
         """A deployed function, looked up when first used."""
+        check_environment(environment_name)
         if "." in name:
             raise InvalidError(
                 f"'{name}' names a class method; use Cls.from_name('{app_name}', "

@@ -8,9 +8,18 @@ from typing import Any, Generic, TypeVar
 from .. import _sync
 from .. import client as client_mod
 from .._sync import live_classmethod
-from ..exception import NotFoundError
+from ..exception import NotFoundError, NotSupportedYet
 
 T = TypeVar("T", bound="NamedObject")
+
+
+
+def check_environment(environment_name: str | None) -> None:
+    """firebox has one environment per workspace; a name other than main's is refused."""
+    if environment_name not in (None, "", "main"):
+        raise NotSupportedYet(
+            f"environment_name={environment_name!r}: firebox has no environments yet (each "
+            "workspace is one); remove environment_name=, or use a workspace's token instead.")
 
 
 class NamedObject:
@@ -44,6 +53,7 @@ class NamedObject:
     def from_name(cls: type[T], name: str, *, environment_name: str | None = None,
                   create_if_missing: bool = False, **_: Any) -> T:
         """The object called name, looked up when first used."""
+        check_environment(environment_name)
         return cls(name, create_if_missing=create_if_missing)
 
     @classmethod
@@ -81,6 +91,7 @@ class NamedObject:
     @live_classmethod
     async def delete(cls, name: str, *, environment_name: str | None = None) -> None:
         """Delete the object called name, with everything in it."""
+        check_environment(environment_name)
         await client_mod.current().request("DELETE", f"{cls._path}/{name}")
 
 

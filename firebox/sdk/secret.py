@@ -9,6 +9,7 @@ from typing import Any
 
 from .. import client as client_mod
 from ..exception import InvalidError
+from .named import check_environment
 
 
 class Secret:
@@ -32,6 +33,7 @@ class Secret:
     def from_name(cls, name: str, *, environment_name: str | None = None,
                   required_keys: Iterable[str] = ()) -> Secret:
         """The secret stored under name (`firebox secret create`), checked when first used."""
+        check_environment(environment_name)
         return cls(name=name, required_keys=required_keys)
 
     @classmethod
