@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
+import threading
 import tomllib
 from pathlib import Path
 
@@ -28,6 +29,7 @@ WARM_APP = """if True:
 
         @firebox.method()
         def ping(self):
+            print("ping received", flush=True)
             return "pong"
 """
 
@@ -43,6 +45,7 @@ def test_container_list_logs_and_stop(server, tmp_path: Path):
     path.write_text(WARM_APP)
     deployed = server.cli("deploy", str(path))
     assert deployed.returncode == 0, deployed.stderr
+    follower = None
     try:
         found = eventually(lambda: [c for c in _containers(server, "test-container-commands")
                                     if c["state"] == "ready"], timeout=30)
@@ -64,6 +67,20 @@ def test_container_list_logs_and_stop(server, tmp_path: Path):
         refused = run_cli(other, "container", "stop", container["container_id"])
         assert refused.returncode == 1 and "No running container" in refused.stderr
 
+        follower = subprocess.Popen(
+            [sys.executable, "-m", "firebox.cli.main", "container", "logs", "-f",
+             container["container_id"]], env=_client_env(server, tmp_path, server.token),
+            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+        followed: list[str] = []
+        reader = threading.Thread(target=lambda: followed.extend(follower.stdout), daemon=True)
+        reader.start()
+        ping = ('import firebox; print(firebox.Cls.from_name("test-container-commands", "Warm")()'
+                '.ping.remote())')
+        pinged = subprocess.run([sys.executable, "-c", ping], capture_output=True, text=True,
+                                env=_client_env(server, tmp_path, server.token), timeout=60)
+        assert pinged.stdout.strip() == "pong", pinged.stderr
+        assert eventually(lambda: any("ping received" in line for line in followed), timeout=10)
+
         stopped = server.cli("container", "stop", container["container_id"])
         assert stopped.returncode == 0, stopped.stderr
         assert f"Stopping {container['container_id']}" in stopped.stdout
@@ -72,9 +89,14 @@ def test_container_list_logs_and_stop(server, tmp_path: Path):
                                                                   "test-container-commands")},
                           timeout=20)
         assert gone
+        follower.wait(timeout=15)  # the container exited: following it ends by itself
+        reader.join(5)
+        assert follower.returncode == 0, followed
         again = server.cli("container", "stop", container["container_id"])
         assert again.returncode == 1 and "`firebox container list`" in again.stderr
     finally:
+        if follower is not None and follower.poll() is None:
+            follower.kill()
         server.cli("app", "stop", "test-container-commands")
 
 

@@ -35,14 +35,20 @@ def container_list(as_json: bool) -> None:
 
 @container_group.command("logs")
 @click.argument("container_id")
-def container_logs(container_id: str) -> None:
+@click.option("-f", "--follow", is_flag=True,
+              help="Keep printing new output until the container exits.")
+def container_logs(container_id: str, follow: bool) -> None:
     """Print the output of CONTAINER_ID, running or gone."""
     async def stream() -> None:
         c = client_mod.current()
-        async for line in c.stream_lines(f"/v1/containers/{container_id}/logs", {}):
+        params = {"follow": "1" if follow else "0"}
+        async for line in c.stream_lines(f"/v1/containers/{container_id}/logs", params):
             print_log_line(line)
 
-    _sync.run(stream())
+    try:
+        _sync.run(stream())
+    except KeyboardInterrupt:
+        pass
 
 
 @container_group.command("stop")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 from collections.abc import AsyncIterator
 
@@ -14,6 +15,8 @@ from . import requests as rq
 from .bodies import identity, plane, query
 
 LOG_PAGE = 1000  # log lines read from the database at a time
+CHECK_EXIT = 1.0  # seconds between looks at whether a followed container has exited
+KEEPALIVE = 15.0  # seconds of silence before a blank line keeps the stream open
 
 
 async def list_containers(request: Request) -> JSONResponse:
@@ -28,21 +31,45 @@ async def stop_container(request: Request) -> JSONResponse:
 
 
 async def container_logs(request: Request) -> StreamingResponse:
+    """A container's output, running or gone; with follow, until the container exits."""
     cp, who = plane(request), identity(request)
     container_id = request.path_params["container_id"]
-    last = query(request, rq.ContainerLogs).after
-    first = await container_records.output(cp, who, container_id, last, LOG_PAGE)
+    q = query(request, rq.ContainerLogs)
+    app_id = await container_records.app_of(cp, who, container_id)
+    follow = q.follow in ("1", "true") and container_records.is_running(cp, container_id)
 
     async def lines() -> AsyncIterator[bytes]:
-        nonlocal last
-        page = first
-        while True:  # page by page, so a long history never sits in memory at once
-            for line in page:
-                last = line.id
-                yield (json.dumps(line.to_json()) + "\n").encode()
-            if len(page) < LOG_PAGE:
-                return
-            page = await container_records.output(cp, who, container_id, last, LOG_PAGE)
+        # Follow before reading the history, so no line falls between the two.
+        queue = cp.logs.follow(app_id) if follow else None
+        last, quiet = q.after, 0.0
+        try:
+            await cp.logs.stored()
+            while True:  # page by page, so a long history never sits in memory at once
+                page = await cp.logs.history(app_id, last, LOG_PAGE, container_id=container_id)
+                for line in page:
+                    last = line.id
+                    yield (json.dumps(line.to_json()) + "\n").encode()
+                if len(page) < LOG_PAGE:
+                    break
+            while queue is not None:
+                try:
+                    item = await asyncio.wait_for(queue.get(), CHECK_EXIT)
+                except TimeoutError:
+                    if not container_records.is_running(cp, container_id):
+                        return
+                    quiet += CHECK_EXIT
+                    if quiet >= KEEPALIVE:
+                        quiet = 0.0
+                        yield b"\n"  # keeps the connection alive; clients skip blank lines
+                    continue
+                if item is None:
+                    return
+                if item.container_id == container_id and item.id > last:
+                    last = item.id
+                    yield (json.dumps(item.to_json()) + "\n").encode()
+        finally:
+            if queue is not None:
+                cp.logs.unfollow(app_id, queue)
 
     return StreamingResponse(lines(), media_type="application/x-ndjson")
 

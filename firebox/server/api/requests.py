@@ -73,6 +73,7 @@ class AppLogs(Query):
 
 
 class ContainerLogs(Query):
+    follow: Literal["0", "1", "true", "false", ""] = ""
     after: Count = 0
 
 

@@ -1,5 +1,5 @@
-"""The workspace's containers as clients see them: the running ones, stopping one, and one's
-output; a caller sees and touches only its own workspace's containers."""
+"""The workspace's containers as clients see them: the running ones, stopping one, and the app
+whose output one printed; a caller sees and touches only its own workspace's containers."""
 
 from __future__ import annotations
 
@@ -9,7 +9,6 @@ import sqlalchemy as sa
 
 from ...store import schema as s
 from .errors import invalid, not_found
-from .logs import LogLine
 from .workspaces import Identity
 
 if TYPE_CHECKING:
@@ -54,14 +53,19 @@ def stop(cp: ControlPlane, who: Identity, container_id: str) -> None:
     cp.scheduler.stop_container(_own(cp, who, container_id), "it was stopped by request")
 
 
-async def output(cp: ControlPlane, who: Identity, container_id: str, after: int,
-                 limit: int) -> list[LogLine]:
-    """A container's stored output, running or gone, from the line after `after`."""
+async def app_of(cp: ControlPlane, who: Identity, container_id: str) -> str:
+    """The app of one of the workspace's containers, running or gone."""
+    c = cp.scheduler.containers.get(container_id)
+    if c is not None and c.pool.function.workspace_id == who.workspace_id:
+        return c.pool.function.app_id  # its row may still wait for its commit
     rows = await cp.db.read(
         sa.select(s.containers.c.app_id).join(s.apps, s.apps.c.id == s.containers.c.app_id)
         .where(s.containers.c.id == container_id, s.apps.c.workspace_id == who.workspace_id))
     if not rows:
         raise not_found(f"No container '{container_id}' in this workspace; "
                         "`firebox container list` shows the running ones.")
-    await cp.logs.stored()
-    return await cp.logs.history(str(rows[0].app_id), after, limit, container_id=container_id)
+    return str(rows[0].app_id)
+
+
+def is_running(cp: ControlPlane, container_id: str) -> bool:
+    return container_id in cp.scheduler.containers
