@@ -127,6 +127,10 @@ def test_token_new_set_and_info_from_a_client_machine(server, tmp_path: Path):
     config_file = laptop / "config.toml"
     assert tomllib.loads(config_file.read_text()) == {"server_url": server.url, "token": token}
     assert config_file.stat().st_mode & 0o777 == 0o600
+    shadowed = run_cli(_client_env(server, laptop, server.token), "token", "set", "--server",
+                       server.url, "--token", token)
+    assert shadowed.returncode == 0, shadowed.stderr
+    assert "FIREBOX_SERVER_URL and FIREBOX_TOKEN set in this shell override" in shadowed.stderr
 
     info = run_cli(_client_env(server, laptop), "token", "info")
     assert info.returncode == 0, info.stderr
