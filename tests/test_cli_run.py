@@ -70,3 +70,15 @@ def test_a_file_with_two_apps_says_to_name_one_and_runs_the_one_named(tmp_path: 
     result = firebox_run(tmp_path, "tests/apps/two_apps.py::first.hello")
     assert result.returncode == 0, result.stderr
     assert result.stdout == "hello from first\n"
+
+
+def test_stopping_a_stopped_app_says_so(server):
+    assert server.cli("deploy", "tests/apps/two_apps.py::second").returncode == 0
+    first = server.cli("app", "stop", "second")
+    assert first.returncode == 0, first.stderr
+    assert first.stdout.startswith("Stopped ap-")
+    again = server.cli("app", "stop", "second")
+    assert again.returncode == 0, again.stderr
+    app_id = first.stdout.split()[1].rstrip(".")
+    assert again.stdout.strip() == (
+        f"App {app_id} was already stopped; nothing to do (`firebox app list` shows the apps).")

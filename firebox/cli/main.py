@@ -207,7 +207,11 @@ def app_list(as_json: bool) -> None:
 def app_stop(app: str) -> None:
     """Stop APP (a name or an app id): its containers stop and new calls are refused."""
     resp = request("POST", f"/v1/apps/{app}/stop")
-    click.echo(f"Stopped {resp['app_id']}.")
+    if resp.get("was_stopped"):
+        click.echo(f"App {resp['app_id']} was already stopped; nothing to do (`firebox app list` "
+                   "shows the apps).")
+    else:
+        click.echo(f"Stopped {resp['app_id']}.")
 
 
 @app_group.command("logs")

@@ -45,9 +45,10 @@ async def heartbeat(request: Request) -> JSONResponse:
 async def stop_app(request: Request) -> JSONResponse:
     cp, who = plane(request), identity(request)
     app = await apps.app_row(cp, who, request.path_params["app_id"])
-    if app.state != "stopped":
+    was_stopped = app.state == "stopped"
+    if not was_stopped:
         await cp.stop_app(app.id, "stopped by request")
-    return JSONResponse({"app_id": app.id, "state": "stopped"})
+    return JSONResponse({"app_id": app.id, "state": "stopped", "was_stopped": was_stopped})
 
 
 async def list_apps(request: Request) -> JSONResponse:
