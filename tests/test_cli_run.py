@@ -3,6 +3,7 @@ on stderr, and what Ctrl-C says about the inputs in flight."""
 
 from __future__ import annotations
 
+import json
 import signal
 import subprocess
 import sys
@@ -82,3 +83,14 @@ def test_stopping_a_stopped_app_says_so(server):
     app_id = first.stdout.split()[1].rstrip(".")
     assert again.stdout.strip() == (
         f"App {app_id} was already stopped; nothing to do (`firebox app list` shows the apps).")
+
+
+def test_a_run_that_failed_to_start_leaves_no_app_behind(server, tmp_path: Path):
+    path = tmp_path / "too_big.py"
+    path.write_text("import firebox\napp = firebox.App('too-big-to-run')\n\n"
+                    "@app.function(cpu=4096)\ndef f():\n    return 1\n")
+    result = server.cli("run", str(path))
+    assert result.returncode == 1
+    assert "can never run here" in result.stderr
+    listed = json.loads(server.cli("app", "list", "--json").stdout)
+    assert "too-big-to-run" not in [a["name"] for a in listed], listed

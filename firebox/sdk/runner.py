@@ -45,12 +45,19 @@ async def publish(app: App, mode: str, name: str | None, app_id: str | None = No
     for entry in specs:
         entry["spec"] = await resolve_spec(entry["spec"])
     await build_images(specs)
+    created = app_id is None
     if app_id is None:
         resp = await c.request("POST", "/v1/apps", body={"name": name, "mode": mode})
         app_id = resp["app_id"]
-    await upload_blobs(blobs)
-    resp = await c.request("POST", f"/v1/apps/{app_id}/functions",
-                           body={"functions": specs, **({"tag": tag} if tag else {})})
+    try:
+        await upload_blobs(blobs)
+        resp = await c.request("POST", f"/v1/apps/{app_id}/functions",
+                               body={"functions": specs, **({"tag": tag} if tag else {})})
+    except BaseException:
+        if created and mode == "ephemeral":  # a run that failed to start leaves no app behind
+            with contextlib.suppress(Exception):
+                await c.request("POST", f"/v1/apps/{app_id}/stop")
+        raise
     ids, web_urls = resp["ids"], resp.get("web_urls") or {}
     c.call_keys.update({ids[name]: key for name, key in resp["call_keys"].items()})
     for fname, fn in app._functions.items():

@@ -155,10 +155,13 @@ async def heartbeat(cp: ControlPlane, app: sa.Row[Any]) -> None:
 
 
 async def list_apps(cp: ControlPlane, workspace_id: str, limit: int) -> list[dict[str, Any]]:
-    """The workspace's newest apps, with how many functions and containers each has."""
+    """The workspace's newest apps, with how many functions and containers each has. A stopped
+    app that never registered a function (a run that failed to start) is left out."""
+    has_functions = sa.exists().where(s.functions.c.app_id == s.apps.c.id)
     rows = await cp.db.read(
         sa.select(s.apps)
-        .where(s.apps.c.workspace_id == workspace_id)
+        .where(s.apps.c.workspace_id == workspace_id,
+               sa.or_(s.apps.c.state != "stopped", has_functions))
         .order_by(s.apps.c.created_at.desc())
         .limit(limit)
     )
