@@ -8,7 +8,9 @@ fail them.
 from __future__ import annotations
 
 import asyncio
+import ipaddress
 import json
+import sys
 import time
 from collections.abc import AsyncIterator, Mapping
 from pathlib import Path
@@ -26,6 +28,11 @@ LONG_POLL = 50.0
 # frames behind them on the call channel.
 CHANNEL_MAX_ARGS = 1 << 20
 FILE_CHUNK = 1 << 20  # bytes of a file sent at a time
+# How long a refused connection to this machine is retried when this process never reached the
+# server there: nothing listens, and waiting the reconnect timeout out would only hide that. Once
+# reached, a refusal is a restart, retried as long as the reconnect timeout allows.
+NEVER_REACHED_GRACE = 3.0
+_reached: set[str] = set()  # the servers this process had an answer from
 
 
 def reconnect_timeout() -> float:
@@ -49,10 +56,13 @@ _ERRORS: dict[str, type[Exception]] = {
 
 
 class Client:
-    def __init__(self, server_url: str, token: str) -> None:
+    def __init__(self, server_url: str, token: str, source: str = "") -> None:
         self.server_url = server_url.rstrip("/")
         self.token = token
+        self.source = source  # where the URL was set, named in the errors about reaching it
         self._http: httpx.AsyncClient | None = None
+        self._by_socket = False  # a container's own server, reached by its unix socket
+        self._retrying = False  # a retry was announced and no answer has come since
         # Each function's call key, as the server gave it: call ids tagged with it run at once.
         self.call_keys: dict[str, str] = {}
         self.channel = call_channel.CallChannel(self.server_url, token)
@@ -70,6 +80,7 @@ class Client:
                 # Inside a container: its own server by the unix socket it was given, which
                 # works with no network (block_network).
                 transport = httpx.AsyncHTTPTransport(uds=socket_path, limits=limits)
+                self._by_socket = True
             self._http = httpx.AsyncClient(
                 base_url=self.server_url,
                 headers={"Authorization": f"Bearer {self.token}"},
@@ -107,7 +118,8 @@ class Client:
         elif packed is not None:
             data = wire.pack(packed)
             headers["content-type"] = wire.MSGPACK
-        deadline = time.monotonic() + reconnect_timeout()
+        start = time.monotonic()
+        deadline = start + reconnect_timeout()
         delay = 0.05
         while True:
             if attempt:  # lets the server tell a retry from a first sight
@@ -122,19 +134,57 @@ class Client:
                     method, path, content=body, headers=headers, params=params
                 )
             except _transport_errors() as exc:
-                if time.monotonic() > deadline:
-                    raise exceptions.ConnectionError(
-                        f"Could not reach the firebox server at {self.server_url} ({exc}); "
-                        "start it with `firebox server` or check FIREBOX_SERVER_URL."
-                    ) from None
+                nobody_listens = self.server_url not in _reached and self._refused_here(exc)
+                give_up_at = min(deadline, start + NEVER_REACHED_GRACE) if nobody_listens \
+                    else deadline
+                if time.monotonic() > give_up_at:
+                    self._retrying = False
+                    raise self._unreachable(exc, time.monotonic() - start) from None
+                self._announce_retry(exc, give_up_at - start, nobody_listens)
                 await asyncio.sleep(delay)
                 delay = min(delay * 2, 1.0)
                 continue
+            self._answered()
             if response.status_code == 503 and time.monotonic() < deadline:
                 await asyncio.sleep(delay)
                 delay = min(delay * 2, 1.0)
                 continue
             return _decode(response)
+
+    def _refused_here(self, exc: Exception) -> bool:
+        """Whether exc is a connection to this machine refused: nothing listens at the port."""
+        if self._by_socket:
+            return False
+        host = self.http.base_url.host
+        try:
+            local = host == "localhost" or ipaddress.ip_address(host).is_loopback
+        except ValueError:
+            local = False
+        return local and _refused(exc)
+
+    def _announce_retry(self, exc: Exception, seconds: float, nobody_listens: bool) -> None:
+        if not self._retrying:
+            self._retrying = True
+            knob = "" if nobody_listens else f" ({settings.RECONNECT_TIMEOUT.name})"
+            print(f"firebox: no answer from the server at {self.server_url} ({_reason(exc)}); "
+                  f"retrying for up to {seconds:.0f}s{knob}.", file=sys.stderr, flush=True)
+
+    def _answered(self) -> None:
+        _reached.add(self.server_url)
+        self._retrying = False
+
+    def _unreachable(self, exc: Exception, waited: float = 0) -> exceptions.ConnectionError:
+        where = f" (set in {self.source})" if self.source else ""
+        if self.server_url not in _reached and self._refused_here(exc):
+            return exceptions.ConnectionError(
+                f"Nothing is listening at {self.server_url}{where}; start the server with "
+                "`firebox server`."
+            )
+        during = f" for {waited:.0f}s" if waited else ""
+        return exceptions.ConnectionError(
+            f"Could not reach the firebox server at {self.server_url}{where}{during} "
+            f"({_reason(exc)}); check that it runs and that the URL is right."
+        )
 
     async def call(self, op: str, path: str, body: Mapping[str, Any], call_id: str | None = None
                    ) -> Any:
@@ -149,6 +199,7 @@ class Client:
             except call_channel.Lost:
                 retried = True
             else:
+                self._answered()
                 status = reply.get("status")
                 if status is None:
                     return reply["ok"]
@@ -161,20 +212,36 @@ class Client:
         self, path: str, params: dict[str, Any] | None = None, *, method: str = "GET",
         body: Any = None,
     ) -> AsyncIterator[dict[str, Any]]:
-        async with self.http.stream(method, path, params=params, json=body,
-                                    timeout=None) as response:
-            if response.status_code >= 400:
-                await response.aread()
-                _decode(response)
-            async for line in response.aiter_lines():
-                if line.strip():
-                    yield json.loads(line)
+        try:
+            async with self.http.stream(method, path, params=params, json=body,
+                                        timeout=None) as response:
+                self._answered()
+                if response.status_code >= 400:
+                    await response.aread()
+                    _decode(response)
+                async for line in response.aiter_lines():
+                    if line.strip():
+                        yield json.loads(line)
+        except _transport_errors() as exc:
+            raise self._unreachable(exc) from None
 
 
 async def _file_chunks(path: Path) -> AsyncIterator[bytes]:
     with open(path, "rb") as f:
         while data := await asyncio.to_thread(f.read, FILE_CHUNK):
             yield data
+
+
+def _refused(exc: BaseException) -> bool:
+    cause: BaseException | None = exc
+    while cause is not None and not isinstance(cause, ConnectionRefusedError):
+        cause = cause.__cause__ or cause.__context__
+    return cause is not None
+
+
+def _reason(exc: Exception) -> str:
+    """What went wrong reaching a server, in words: httpx's message or its exception's name."""
+    return "connection refused" if _refused(exc) else str(exc) or type(exc).__name__
 
 
 def _transport_errors() -> tuple[type[Exception], ...]:
@@ -188,10 +255,16 @@ def _decode(response: httpx.Response) -> Any:
     if response.status_code >= 400:
         try:
             err = response.json()
-            kind, message = err.get("type", ""), err.get("error", response.text)
         except ValueError:
-            kind, message = "", response.text
-        raise _error(kind, message)
+            err = None
+        if isinstance(err, dict) and "error" in err:
+            raise _error(err.get("type", ""), err["error"])
+        # Not an answer of firebox's API: another program at that port, or a proxy.
+        origin = f"{response.url.scheme}://{response.url.netloc.decode()}"
+        raise exceptions.RemoteError(
+            f"{origin} answered {response.status_code} {response.reason_phrase}, not as a "
+            "firebox server would; check the URL."
+        )
     if response.headers.get("content-type", "").startswith(wire.MSGPACK):
         return wire.unpack(response.content)
     if response.headers.get("content-type", "").startswith("application/json"):
@@ -225,5 +298,5 @@ def current() -> Client:
             "the command), start `firebox server`, or set FIREBOX_SERVER_URL and FIREBOX_TOKEN."
         )
     if _client is None or (_client.server_url, _client.token) != (cfg.server_url, cfg.token):
-        _client = Client(cfg.server_url, cfg.token)
+        _client = Client(cfg.server_url, cfg.token, cfg.source)
     return _client

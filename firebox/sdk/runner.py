@@ -163,7 +163,12 @@ class RunContext:
             self.embedded = None
 
     async def _start(self) -> None:
-        app_id = await publish(self.app, "ephemeral", self.app.name)
+        try:
+            app_id = await publish(self.app, "ephemeral", self.app.name)
+        except ConnectionError as exc:
+            if self.embedded is not None or client_mod._override is not None:
+                raise
+            raise ConnectionError(f"{exc} {config.embedded_hint()}") from None
         self._tasks.append(asyncio.create_task(self._heartbeat(app_id)))
         if self.show_logs:
             self._tasks.append(asyncio.create_task(self._follow_logs(app_id)))
