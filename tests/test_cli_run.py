@@ -94,3 +94,12 @@ def test_a_run_that_failed_to_start_leaves_no_app_behind(server, tmp_path: Path)
     assert "can never run here" in result.stderr
     listed = json.loads(server.cli("app", "list", "--json").stdout)
     assert "too-big-to-run" not in [a["name"] for a in listed], listed
+
+
+def test_a_class_method_takes_the_class_parameters_as_options_too(tmp_path: Path):
+    result = firebox_run(tmp_path, f"{APP}::Scaler.times", "--x", "2", "--k", "5")
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.splitlines()[-1] == "10"
+    result = firebox_run(tmp_path, f"{APP}::Scaler.times", "--x", "2")
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.splitlines()[-1] == "6"

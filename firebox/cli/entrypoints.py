@@ -18,6 +18,7 @@ from ..exception import InvalidError
 from ..sdk.app import App
 from ..sdk.cls import Cls
 from ..sdk.function import Function
+from ..sdk.partial import class_parameters, parameter_defaults
 
 
 def import_file(path_text: str) -> ModuleType:
@@ -129,34 +130,54 @@ def _function(name: str, fn: Function) -> Runnable:
     return name, fn._raw_f, run
 
 
+_PARAMETER_TYPES = {"int": int, "str": str, "bool": bool, "bytes": str}
+
+
 def _method(cls: Cls, method: str) -> Runnable:
+    """Cls.method: its options are the method's parameters and the class's (as in Modal)."""
     user_cls = cls._user_cls
     raw = getattr(user_cls, method, None) if user_cls else None
-    if raw is None:
+    if user_cls is None or raw is None:
         raise click.UsageError(f"{cls._name} has no method '{method}'.")
     f = raw.raw_f if hasattr(raw, "raw_f") else raw
+    hints = _hints(f)
+    own = [p.replace(kind=p.KEYWORD_ONLY, annotation=hints.get(p.name, p.annotation))
+           for p in list(inspect.signature(f).parameters.values())[1:]  # drop self
+           if p.kind not in (p.VAR_POSITIONAL, p.VAR_KEYWORD)]
+    defaults = parameter_defaults(user_cls)
+    of_class = [
+        inspect.Parameter(name, inspect.Parameter.KEYWORD_ONLY,
+                          default=defaults.get(name, inspect.Parameter.empty),
+                          annotation=_PARAMETER_TYPES[info["type"]])
+        for name, info in class_parameters(user_cls).items() if info["init"]
+    ]
+    clash = {p.name for p in own} & {p.name for p in of_class}
+    if clash:
+        raise click.UsageError(f"{cls._name}.{method} and {cls._name} both have a parameter "
+                               f"named {', '.join(sorted(clash))}; rename one to run it here.")
 
     def run(**kwargs: Any) -> Any:
-        result = getattr(cls(), method).remote(**kwargs)
+        params = {p.name: kwargs.pop(p.name) for p in of_class}
+        result = getattr(cls(**params), method).remote(**kwargs)
         if result is not None:
             print(result)
 
-    sig = inspect.signature(f)
-    params = list(sig.parameters.values())[1:]  # drop self
-
     def signature_source(*args: Any, **kwargs: Any) -> None: ...
 
-    signature_source.__signature__ = sig.replace(parameters=params)  # type: ignore[attr-defined]
+    signature_source.__signature__ = inspect.Signature(own + of_class)  # type: ignore[attr-defined]
     return f"{cls._name}.{method}", signature_source, run
+
+
+def _hints(f: Callable[..., Any]) -> dict[str, Any]:
+    try:
+        return typing.get_type_hints(f)
+    except Exception:
+        return {}
 
 
 def build_command(label: str, f: Callable[..., Any], run: Callable[..., Any]) -> click.Command:
     """A click command whose options are f's parameters."""
-    hints: dict[str, Any] = {}
-    try:
-        hints = typing.get_type_hints(f)
-    except Exception:
-        pass
+    hints = _hints(f)
     params: list[click.Parameter] = []
     for p in inspect.signature(f).parameters.values():
         if p.kind in (p.VAR_POSITIONAL, p.VAR_KEYWORD):

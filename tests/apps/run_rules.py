@@ -27,3 +27,12 @@ def main(n=2, name="w", loud=False):
 def slow(s: float = 60.0):
     print("calling", flush=True)
     print(nap.remote(s))
+
+
+@app.cls()
+class Scaler:
+    k: int = firebox.parameter(default=3)
+
+    @firebox.method()
+    def times(self, x: int):
+        return self.k * x
