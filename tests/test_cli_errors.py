@@ -1,5 +1,5 @@
 """What a user sees when something is wrong: one or two lines that say what happened and what to
-do."""
+do, and of a failing app file only the user's own traceback, never click's or importlib's."""
 
 from __future__ import annotations
 
@@ -97,3 +97,42 @@ def test_a_server_reached_once_is_waited_for_through_a_restart(own_server):
     assert out == "True\n"
     assert err.count("firebox: no answer from the server at") == 1
     assert "retrying for up to 120s (FIREBOX_RECONNECT_TIMEOUT)" in err
+
+
+def test_a_syntax_error_in_the_app_shows_only_the_users_lines(tmp_path: Path):
+    app = tmp_path / "broken.py"
+    app.write_text("import firebox\napp = firebox.App('x')\ndef f(:\n    pass\n")
+    result = firebox("run", str(app), env=user_env(tmp_path), cwd=tmp_path)
+    assert "click" not in result.stderr and "importlib" not in result.stderr
+    assert result.stderr.splitlines() == [
+        f'  File "{app}", line 3',
+        "    def f(:",
+        "          ^",
+        "SyntaxError: invalid syntax",
+        "Error: " + str(app) + " failed to load (SyntaxError, above); fix it and run again.",
+    ]
+
+
+def test_an_exception_in_the_app_shows_its_traceback_from_the_users_file(tmp_path: Path):
+    app = tmp_path / "raises.py"
+    app.write_text("import firebox\n\ndef g():\n    raise ValueError('boom')\n\ng()\n")
+    result = firebox("deploy", "raises.py", env=user_env(tmp_path), cwd=tmp_path)
+    assert result.stderr.splitlines() == [
+        "Traceback (most recent call last):",
+        f'  File "{app}", line 6, in <module>',
+        "    g()",
+        f'  File "{app}", line 4, in g',
+        "    raise ValueError('boom')",
+        "ValueError: boom",
+        "Error: raises.py failed to load (ValueError, above); fix it and run again.",
+    ]
+
+
+def test_an_sdk_error_while_loading_the_app_is_one_line_with_its_place(tmp_path: Path):
+    app = tmp_path / "invalid.py"
+    app.write_text("import firebox\napp = firebox.App('x')\n\n@app.function(timeout=0)\n"
+                   "def f():\n    pass\n")
+    result = firebox("run", "invalid.py", env=user_env(tmp_path), cwd=tmp_path)
+    assert result.stderr.splitlines() == error_lines(result)
+    [line] = error_lines(result)
+    assert line.startswith("Error: invalid.py, line 4: timeout must be")

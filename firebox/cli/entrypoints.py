@@ -6,6 +6,7 @@ import datetime
 import importlib.util
 import inspect
 import sys
+import traceback
 import typing
 from collections.abc import Callable
 from pathlib import Path
@@ -14,7 +15,7 @@ from typing import Any
 
 import click
 
-from ..exception import InvalidError
+from ..exception import Error, InvalidError
 from ..sdk.app import App
 from ..sdk.cls import Cls
 from ..sdk.function import Function
@@ -33,8 +34,48 @@ def import_file(path_text: str) -> ModuleType:
     assert spec is not None and spec.loader is not None
     module = importlib.util.module_from_spec(spec)
     sys.modules[name] = module
-    spec.loader.exec_module(module)
+    try:
+        spec.loader.exec_module(module)
+    except Error as exc:  # firebox refused something the file asks for: the message says what
+        raise type(exc)(f"{_where_user_code_was(exc)}{exc}") from None
+    except Exception as exc:
+        click.echo(_user_traceback(exc, path), err=True, nl=False)
+        raise click.ClickException(
+            f"{path_text} failed to load ({type(exc).__name__}, above); fix it and run again."
+        ) from None
     return module
+
+
+FIREBOX_DIR = str(Path(__file__).resolve().parents[1])
+
+
+def _user_traceback(exc: BaseException, path: Path) -> str:
+    """exc's traceback from the user's file on, as Python prints it for a script: without the
+    frames of this command, click and the import machinery above and between."""
+    tb = exc.__traceback__
+    while tb is not None and tb.tb_frame.f_code.co_filename != str(path):
+        tb = tb.tb_next
+    shown = traceback.TracebackException(type(exc), exc, tb)
+    shown.stack = traceback.StackSummary.from_list(
+        [f for f in shown.stack if not f.filename.startswith("<frozen importlib")])
+    return "".join(shown.format())
+
+
+def _where_user_code_was(exc: BaseException) -> str:
+    """The file and line of the user's code that the deepest frame outside firebox ran."""
+    where = ""
+    for frame, line in traceback.walk_tb(exc.__traceback__):
+        filename = frame.f_code.co_filename
+        if not filename.startswith((FIREBOX_DIR, "<frozen")) and "site-packages" not in filename:
+            where = f"{_shown_path(filename)}, line {line}: "
+    return where
+
+
+def _shown_path(filename: str) -> str:
+    try:
+        return str(Path(filename).relative_to(Path.cwd()))
+    except ValueError:
+        return filename
 
 
 def _apps(module: ModuleType) -> dict[str, App]:
