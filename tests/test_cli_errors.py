@@ -136,3 +136,32 @@ def test_an_sdk_error_while_loading_the_app_is_one_line_with_its_place(tmp_path:
     assert result.stderr.splitlines() == error_lines(result)
     [line] = error_lines(result)
     assert line.startswith("Error: invalid.py, line 4: timeout must be")
+
+
+def test_a_volumes_file_errors_are_one_line_in_the_commands_words(server, tmp_path: Path):
+    assert server.cli("volume", "create", "errors-vol").returncode == 0
+    local = tmp_path / "a.txt"
+    local.write_text("hi")
+    assert server.cli("volume", "put", "errors-vol", str(local), "/dir/a.txt").returncode == 0
+
+    def error(*args: str) -> str:
+        result = server.cli("volume", *args)
+        assert "Traceback" not in result.stderr
+        [line] = error_lines(result)
+        return line
+
+    assert error("ls", "errors-vol", "/nope") == (
+        "Error: No file or directory 'nope' in volume 'errors-vol'; "
+        "`firebox volume ls errors-vol` shows what it holds.")
+    assert error("get", "errors-vol", "/dir/missing", str(tmp_path / "out.txt")) == (
+        "Error: No file 'dir/missing' in volume 'errors-vol'; "
+        "`firebox volume ls errors-vol /dir` lists what is there.")
+    assert not list(tmp_path.glob("*out.txt*"))  # no empty file left for the missing one
+    assert error("rm", "errors-vol", "/dir") == (
+        "Error: 'dir' is a directory; pass -r to remove it.")
+    assert error("put", "errors-vol", str(local), "/dir/a.txt") == (
+        "Error: 'dir/a.txt' exists in volume 'errors-vol'; pass --force to overwrite it.")
+    assert error("get", "errors-vol", "/dir/a.txt", str(tmp_path / "nowhere" / "a.txt")) == (
+        f"Error: Cannot write {tmp_path / 'nowhere' / 'a.txt'}: No such file or directory.")
+    assert server.cli("volume", "rm", "-r", "errors-vol", "/dir").returncode == 0
+

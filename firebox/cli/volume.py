@@ -2,14 +2,34 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
+import os
 import sys
+import tempfile
+from collections.abc import Iterable, Iterator
 from pathlib import Path
+from typing import IO
 
 import click
 
 from ..sdk.volume import FileEntryType, Volume
 from .common import request, when
+
+
+@contextlib.contextmanager
+def _in_volume(name: str, hint: str = "") -> Iterator[None]:
+    """The volume's file errors as one line in this command's words (-r, --force) rather than
+    the SDK's (recursive=True, force=True), with what to do next."""
+    try:
+        yield
+    except (FileNotFoundError, IsADirectoryError, NotADirectoryError, FileExistsError) as exc:
+        message = str(exc).rstrip(".").replace("in the volume", f"in volume '{name}'")
+        for sdk, cli in (("recursive=True", "-r"), ("force=True", "--force")):
+            message = message.replace(f"pass {sdk}", f"pass {cli}")
+        if isinstance(exc, FileNotFoundError):
+            hint = hint or f"`firebox volume ls {name}` shows what it holds"
+        raise click.ClickException(message + (f"; {hint}." if hint else ".")) from None
 
 
 @click.group("volume")
@@ -45,7 +65,9 @@ def volume_list(as_json: bool) -> None:
 @click.option("-r", "--recursive", is_flag=True, help="List subdirectories' files too.")
 def volume_ls(name: str, path: str, recursive: bool) -> None:
     """List the files at PATH in volume NAME."""
-    for e in Volume.from_name(name).listdir(path, recursive=recursive):
+    with _in_volume(name):
+        entries = Volume.from_name(name).listdir(path, recursive=recursive)
+    for e in entries:
         suffix = "/" if e.type == FileEntryType.DIRECTORY else ""
         click.echo(f"{e.size:>12}  {when(e.mtime)}  {e.path}{suffix}")
 
@@ -58,7 +80,7 @@ def volume_ls(name: str, path: str, recursive: bool) -> None:
 def volume_put(name: str, local_path: Path, remote_path: str, force: bool) -> None:
     """Upload a file or directory to REMOTE_PATH (a directory when it ends with /)."""
     vol = Volume.from_name(name)
-    with vol.batch_upload(force=force) as batch:
+    with _in_volume(name), vol.batch_upload(force=force) as batch:
         if local_path.is_dir():
             batch.put_directory(local_path, remote_path)
         else:
@@ -74,18 +96,43 @@ def volume_put(name: str, local_path: Path, remote_path: str, force: bool) -> No
 @click.argument("local_path", default="-")
 def volume_get(name: str, remote_path: str, local_path: str) -> None:
     """Download a file (to LOCAL_PATH, or to stdout with -)."""
-    vol = Volume.from_name(name)
+    files = Volume.from_name(name)
+    parent = remote_path.rstrip("/").rpartition("/")[0] or "/"
+    in_volume = _in_volume(name, f"`firebox volume ls {name} {parent}` lists what is there")
     if local_path == "-":
-        for chunk in vol.read_file(remote_path):
-            sys.stdout.buffer.write(chunk)
-        sys.stdout.buffer.flush()
+        with in_volume:
+            _write(files.read_file(remote_path), sys.stdout.buffer)
         return
     target = Path(local_path)
     if target.is_dir():
         target = target / Path(remote_path).name
-    with open(target, "wb") as f:
-        vol.read_file_into_fileobj(remote_path, f)
+    # Into a file beside the target, renamed once whole: a failed download leaves no empty or
+    # half-written file, and an existing one as it was.
+    try:
+        fd, part = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.")
+    except OSError as exc:
+        raise click.ClickException(f"Cannot write {target}: {exc.strerror}.") from None
+    try:
+        with open(fd, "wb") as f, in_volume:
+            _write(files.read_file(remote_path), f)
+        os.chmod(part, 0o666 & ~_umask())
+        os.replace(part, target)
+    finally:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(part)
     click.echo(f"Downloaded {name}:{remote_path} to {target}.")
+
+
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
+def _write(chunks: Iterable[bytes], out: IO[bytes]) -> None:
+    for chunk in chunks:
+        out.write(chunk)
+    out.flush()
 
 
 @volume_group.command("rm")
@@ -94,7 +141,8 @@ def volume_get(name: str, remote_path: str, local_path: str) -> None:
 @click.option("-r", "--recursive", is_flag=True, help="Remove a directory and all it holds.")
 def volume_rm(name: str, remote_path: str, recursive: bool) -> None:
     """Remove a file (or a directory with -r)."""
-    Volume.from_name(name).remove_file(remote_path, recursive=recursive)
+    with _in_volume(name):
+        Volume.from_name(name).remove_file(remote_path, recursive=recursive)
     click.echo(f"Removed {name}:{remote_path}.")
 
 
@@ -106,7 +154,8 @@ def volume_cp(name: str, paths: tuple[str, ...], recursive: bool) -> None:
     """Copy SRC... to DST within volume NAME."""
     if len(paths) < 2:
         raise click.UsageError("Give at least one source and a destination.")
-    Volume.from_name(name).copy_files(list(paths[:-1]), paths[-1], recursive=recursive)
+    with _in_volume(name):
+        Volume.from_name(name).copy_files(list(paths[:-1]), paths[-1], recursive=recursive)
     click.echo(f"Copied to {name}:{paths[-1]}.")
 
 
