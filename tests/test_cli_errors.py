@@ -165,3 +165,10 @@ def test_a_volumes_file_errors_are_one_line_in_the_commands_words(server, tmp_pa
         f"Error: Cannot write {tmp_path / 'nowhere' / 'a.txt'}: No such file or directory.")
     assert server.cli("volume", "rm", "-r", "errors-vol", "/dir").returncode == 0
 
+
+def test_dict_get_of_a_missing_key_says_how_to_see_the_keys(server):
+    assert server.cli("dict", "create", "errors-dict").returncode == 0
+    result = server.cli("dict", "get", "errors-dict", "k")
+    assert "Traceback" not in result.stderr
+    assert error_lines(result) == [
+        "Error: No key 'k' in Dict 'errors-dict'; `firebox dict items errors-dict` shows its keys."]

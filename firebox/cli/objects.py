@@ -46,7 +46,13 @@ def dict_create(name: str) -> None:
 @click.argument("key")
 def dict_get(name: str, key: str) -> None:
     """Print the value of KEY (a string key) in Dict NAME."""
-    click.echo(repr(Dict.from_name(name)[key]))
+    try:
+        value = Dict.from_name(name)[key]
+    except KeyError:
+        raise click.ClickException(
+            f"No key {key!r} in Dict '{name}'; `firebox dict items {name}` shows its keys."
+        ) from None
+    click.echo(repr(value))
 
 
 @dict_group.command("items")
