@@ -172,3 +172,17 @@ def test_dict_get_of_a_missing_key_says_how_to_see_the_keys(server):
     assert "Traceback" not in result.stderr
     assert error_lines(result) == [
         "Error: No key 'k' in Dict 'errors-dict'; `firebox dict items errors-dict` shows its keys."]
+
+
+def test_an_exception_from_the_users_function_shows_only_the_users_frames(tmp_path: Path):
+    app = tmp_path / "divides.py"
+    app.write_text("import firebox\napp = firebox.App('divides')\n\n@app.function()\n"
+                   "def f(x: int):\n    return 1 / x\n\n@app.local_entrypoint()\ndef main():\n"
+                   "    print(f.remote(0))\n")
+    result = firebox("run", str(app), env=user_env(tmp_path), cwd=tmp_path, timeout=120)
+    assert result.returncode == 1, result.stderr
+    err = result.stderr
+    assert "click" not in err and "firebox/runtime" not in err and "_sync.py" not in err
+    assert f'  File "{app}", line 10, in main\n    print(f.remote(0))' in err
+    assert "Remote traceback:" in err and "    return 1 / x" in err
+    assert err.rstrip().endswith("Error: the app raised ZeroDivisionError (above).")

@@ -30,6 +30,7 @@ from .sandbox import sandbox_group
 from .scaling import app_stats, usage
 from .secret import secret_group
 from .token import token_commands
+from .tracebacks import users_traceback
 from .volume import volume_group
 from .web import proxy_group, serve
 from .workspace import workspace_group
@@ -43,6 +44,15 @@ class FireboxGroup(click.Group):
             return super().invoke(ctx)
         except Error as exc:
             click.echo(f"Error: {exc}", err=True)
+            sys.exit(1)
+        except (click.exceptions.ClickException, click.exceptions.Abort, click.exceptions.Exit):
+            raise
+        except Exception as exc:
+            shown = users_traceback(exc)  # the user's code raised it: their frames are enough
+            if shown is None:
+                raise
+            click.echo(shown, err=True, nl=False)
+            click.echo(f"Error: the app raised {type(exc).__name__} (above).", err=True)
             sys.exit(1)
 
 
