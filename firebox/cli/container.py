@@ -6,10 +6,7 @@ import json
 
 import click
 
-from .. import _sync
-from .. import client as client_mod
-from ..sdk.runner import print_log_line
-from .common import request, when
+from .common import print_logs, request, when
 
 
 @click.group("container")
@@ -39,16 +36,7 @@ def container_list(as_json: bool) -> None:
               help="Keep printing new output until the container exits.")
 def container_logs(container_id: str, follow: bool) -> None:
     """Print the output of CONTAINER_ID, running or gone."""
-    async def stream() -> None:
-        c = client_mod.current()
-        params = {"follow": "1" if follow else "0"}
-        async for line in c.stream_lines(f"/v1/containers/{container_id}/logs", params):
-            print_log_line(line)
-
-    try:
-        _sync.run(stream())
-    except KeyboardInterrupt:
-        pass
+    print_logs(f"/v1/containers/{container_id}/logs", follow)
 
 
 @container_group.command("stop")

@@ -10,12 +10,10 @@ from typing import Any
 
 import click
 
-from .. import _sync, config
-from .. import client as client_mod
+from .. import config
 from ..exception import Error
-from ..sdk.runner import print_log_line
 from ..wire import settings as variables
-from .common import request, when
+from .common import print_logs, request, when
 from .container import container_group
 from .entrypoints import (
     build_command,
@@ -229,16 +227,7 @@ def app_stop(app: str) -> None:
 @click.option("-f", "--follow", is_flag=True, help="Keep printing new output until the app stops.")
 def app_logs(app: str, follow: bool) -> None:
     """Print the output of APP's containers."""
-    async def stream() -> None:
-        c = client_mod.current()
-        params = {"follow": "1" if follow else "0"}
-        async for line in c.stream_lines(f"/v1/apps/{app}/logs", params):
-            print_log_line(line)
-
-    try:
-        _sync.run(stream())
-    except KeyboardInterrupt:
-        pass
+    print_logs(f"/v1/apps/{app}/logs", follow)
 
 
 @app_group.command("history")
