@@ -8,6 +8,7 @@ import signal
 import socket
 import subprocess
 import sys
+import time
 import urllib.parse
 
 import httpx
@@ -185,6 +186,39 @@ def test_serve_reloads_when_the_file_changes(server, tmp_path):
     finally:
         proc.send_signal(signal.SIGINT)  # stops the app as Ctrl-C would
         proc.wait(30)
+
+
+def test_serve_reloads_when_a_module_the_app_imports_changes(server, tmp_path):
+    """The app's own local imports are watched; another file in the same folder is not."""
+    source = (REPO / "tests/apps/web_deployed.py").read_text()
+    app_file = tmp_path / "served_import.py"
+    app_file.write_text(source.replace("test-web-deployed", "test-web-served-import")
+                        .replace("import firebox\n", "import firebox\nimport wording\n")
+                        .replace('f"deployed {who}"', 'f"{wording.WORD} {who}"'))
+    (tmp_path / "wording.py").write_text('WORD = "deployed"\n')
+    unrelated = tmp_path / "notes.py"
+    unrelated.write_text("NOTE = 1\n")
+    env = {**server.env(), "FIREBOX_SERVER_URL": server.url, "FIREBOX_TOKEN": server.token}
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "firebox.cli.main", "serve", str(app_file), "--timeout", "90"],
+        env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, cwd=REPO,
+    )
+    try:
+        url = f"{server.url}/web/main/test-web-served-import-greet-dev"
+        seen = _read_until(proc, url)
+        assert httpx.get(url, timeout=120).json() == "deployed hi"
+        unrelated.write_text("NOTE = 2\n")
+        time.sleep(4)  # past watchfiles' debounce, so a reload for it would be one of its own
+        (tmp_path / "wording.py").write_text('WORD = "reloaded"\n')
+        seen += _read_until(proc, "Reloaded")
+        assert eventually(lambda: httpx.get(url, timeout=120).json() == "reloaded hi",
+                          timeout=60)
+    finally:
+        proc.send_signal(signal.SIGINT)  # stops the app as Ctrl-C would
+        rest, _ = proc.communicate(timeout=30)
+    assert proc.returncode == 0, seen + rest
+    assert (seen + rest).count("Reloaded") == 1, seen + rest
+    assert "Traceback" not in seen + rest
 
 
 def _read_until(proc: subprocess.Popen, text: str) -> str:

@@ -3,10 +3,12 @@
 
 from __future__ import annotations
 
-import time
+import os
+import threading
 from pathlib import Path
 
 import click
+from watchfiles import watch
 
 from .. import _sync
 from ..sdk.app import App
@@ -14,8 +16,6 @@ from ..sdk.package import module_name
 from ..sdk.runner import publish
 from .common import request, when
 from .entrypoints import find_app, import_file
-
-POLL = 0.3  # seconds between looks at the app's files
 
 
 def print_web_urls(app: App) -> None:
@@ -38,14 +38,11 @@ def _watched(app: App) -> list[Path]:
     return [root / rel for rel in bundle.files]
 
 
-def _mtimes(paths: list[Path]) -> dict[Path, float]:
-    out = {}
-    for p in paths:
-        try:
-            out[p] = p.stat().st_mtime_ns
-        except OSError:
-            out[p] = -1
-    return out
+def _folders(paths: list[Path]) -> list[Path]:
+    """The folders that hold PATHS, watched one level deep each: an editor that saves by
+    replacing the file leaves a watch on the file itself looking at the old one, and a
+    recursive watch of the app's root would take in a .venv beside it."""
+    return sorted({p.parent for p in paths if p.parent.is_dir()})
 
 
 @click.command()
@@ -56,30 +53,40 @@ def serve(app_ref: str, timeout: float | None) -> None:
     """Run APP_REF's app and reload it whenever one of its files changes."""
     path, _, app_var = app_ref.partition("::")
     app = find_app(import_file(path), app_var or None)
-    deadline = None if timeout is None else time.monotonic() + timeout
+    stop = threading.Event()
+    if timeout is not None:
+        timer = threading.Timer(timeout, stop.set)
+        timer.daemon = True
+        timer.start()
     with app.run():
         app_id = app.app_id
         click.echo(f"Serving app '{app.name or app_id}' ({app_id}); web functions:")
         print_web_urls(app)
-        watched = _watched(app)
-        seen = _mtimes(watched)
+        watched = {os.path.realpath(p) for p in _watched(app)}
+        folders = _folders([Path(p) for p in watched])
         try:
-            while deadline is None or time.monotonic() < deadline:
-                time.sleep(POLL)
-                now = _mtimes(watched)
-                if now == seen:
-                    continue
-                seen = now
-                try:
-                    fresh = find_app(import_file(path), app_var or None)
-                    _sync.run(publish(fresh, "ephemeral", fresh.name, app_id))
-                except Exception as exc:
-                    click.echo(f"Reload failed, still serving the last version: {exc}", err=True)
-                    continue
-                watched = _watched(fresh)
-                seen = _mtimes(watched)
-                click.echo("Reloaded; web functions:", err=False)
-                print_web_urls(fresh)
+            while not stop.is_set():
+                if not folders:  # nothing on disk to watch (an app without source files)
+                    stop.wait()
+                    break
+                # The filter reads `watched` as it is at each change, so a reload that keeps
+                # the same folders carries on with this watch; one that moves them starts anew.
+                for _ in watch(*folders, watch_filter=lambda _c, p: p in watched,
+                               recursive=False, stop_event=stop):
+                    try:
+                        fresh = find_app(import_file(path), app_var or None)
+                        _sync.run(publish(fresh, "ephemeral", fresh.name, app_id))
+                    except Exception as exc:
+                        click.echo(f"Reload failed, still serving the last version: {exc}",
+                                   err=True)
+                        continue
+                    watched = {os.path.realpath(p) for p in _watched(fresh)}
+                    click.echo("Reloaded; web functions:")
+                    print_web_urls(fresh)
+                    moved = _folders([Path(p) for p in watched])
+                    if moved != folders:
+                        folders = moved
+                        break
         except KeyboardInterrupt:
             pass
 
