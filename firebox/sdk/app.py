@@ -2,10 +2,9 @@
 
 from __future__ import annotations
 
-import difflib
 import inspect
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Any
 
 from .. import _sync, wire
@@ -15,14 +14,15 @@ from ..wire import spec as wire_spec
 from .attach import attach_spec
 from .cls import Cls
 from .function import Function
-from .gpu import gpu_spec, isolation_spec
 from .image import Image
-from .options import reject_old_options, resource_spec
+from .options import check_image, function_spec
 from .package import CodeBundle, collect, module_name
 from .partial import PartialFunction, class_parameters
 from .retries import Retries
 from .runner import RunContext, deploy
-from .schedule import schedule_spec
+from .schedule import Schedule, schedule_spec
+from .secret import Secret
+from .volume import Volume
 
 
 class App:
@@ -41,7 +41,7 @@ class App:
     ) -> None:
         if kwargs:
             raise InvalidError(f"App() got unexpected arguments: {', '.join(sorted(kwargs))}.")
-        self._image = _check_image(image, "App(image=)")
+        self._image = check_image(image, "App(image=)")
         self._attached = attach_spec(list(secrets), volumes or {}, None)
         self.name = name
         self.tags = dict(tags or {})
@@ -69,13 +69,99 @@ class App:
 
     # ---- decorators ------------------------------------------------------------------------
 
-    def function(self, _warn_parentheses_missing: Any = None, *, name: str | None = None,
-                 is_generator: bool | None = None, serialized: bool = False,
-                 schedule: Any = None, **options: Any) -> Callable[[Any], Function]:
+    def function(
+        self,
+        _warn_parentheses_missing: Any = None,
+        *,
+        image: Image | None = None,
+        gpu: str | Sequence[str] | None = None,
+        cpu: float | tuple[float, float] | None = None,
+        memory: int | tuple[int, int] | None = None,
+        timeout: float = wire_spec.DEFAULTS["timeout"],
+        startup_timeout: float | None = None,
+        retries: int | Retries | None = None,
+        secrets: Sequence[Secret] | None = None,
+        env: dict[str, str | None] | None = None,
+        volumes: dict[str, Volume] | None = None,
+        min_containers: int | None = None,
+        max_containers: int | None = None,
+        buffer_containers: int | None = None,
+        scaledown_window: float | None = None,
+        max_inputs: int | None = None,
+        single_use_containers: bool = False,
+        block_network: bool = False,
+        isolation: wire_spec.Isolation | None = None,
+        schedule: Schedule | None = None,
+        name: str | None = None,
+        is_generator: bool | None = None,
+        serialized: bool = False,
+        region: str | Sequence[str] | None = None,
+        cloud: str | None = None,
+        ephemeral_disk: int | None = None,
+        enable_memory_snapshot: bool = False,
+        nonpreemptible: bool = False,
+        i6pn: bool | None = None,
+        restrict_modal_access: bool = False,
+        experimental_options: dict[str, Any] | None = None,
+        network_file_systems: dict[str, Any] | None = None,
+        cloud_bucket_mounts: dict[str, Any] | None = None,
+        proxy: Any = None,
+        **kwargs: Any,
+    ) -> Callable[[Any], Function]:
+        """Run the decorated function in containers: `@app.function(gpu="H100")`; call it
+        with `.remote()`, `.map()`, `.spawn()`, or `.local()` to run it here.
+
+        Args:
+            image: the Image its containers run; the App's image when not given.
+            gpu: a GPU type ("H100", "A100-80GB:2", "any"), or a list of choices, best first.
+            cpu: cores to reserve, or (request, limit).
+            memory: MiB to reserve, or (request, limit).
+            timeout: seconds one input may run before it fails (at most 86400).
+            startup_timeout: seconds a container may take to be ready, @enter hooks included.
+            retries: how many times a failed input is tried again, or a firebox.Retries.
+            secrets: firebox.Secret objects whose variables its containers' environment gets.
+            env: environment variables for its containers, set over those of the secrets.
+            volumes: firebox.Volume objects to mount, as {"/mount/path": volume}.
+            min_containers: containers kept running even when there is no input.
+            max_containers: the most containers it runs at once.
+            buffer_containers: idle containers kept ready beyond those the inputs need.
+            scaledown_window: seconds an idle container waits for input before it stops.
+            max_inputs: inputs one container runs at once (@firebox.concurrent says more).
+            single_use_containers: each container runs one input, then stops.
+            block_network: its containers cannot reach the network.
+            isolation: how its containers are walled: "namespaces", "gvisor" or "process".
+            schedule: run it on a firebox.Cron(...) or firebox.Period(...) schedule.
+            name: the name it is registered under; the function's own name when not given.
+            is_generator: whether it yields its results; read from the function if not given.
+            serialized: send the function itself (pickled), so it may be defined anywhere.
+            region: accepted for Modal compatibility; it runs on this server's machines.
+            cloud: accepted for Modal compatibility; it runs on this server's machines.
+            ephemeral_disk: accepted for Modal compatibility; not acted on.
+            enable_memory_snapshot: accepted for Modal compatibility; not acted on.
+            nonpreemptible: accepted for Modal compatibility; not acted on.
+            i6pn: accepted for Modal compatibility; not acted on.
+            restrict_modal_access: accepted for Modal compatibility; not acted on.
+            experimental_options: accepted for Modal compatibility; not acted on.
+            network_file_systems: not supported yet; refused unless empty.
+            cloud_bucket_mounts: not supported yet; refused unless empty.
+            proxy: not supported yet; refused unless None.
+            kwargs: none are taken; an old or misspelt option is refused with what to write.
+        """
         if _warn_parentheses_missing is not None:
             raise InvalidError("Use @app.function() with parentheses.")
-        reject_old_options(options)
-        base = self._common_spec(options)
+        options = dict(
+            image=image, gpu=gpu, cpu=cpu, memory=memory, timeout=timeout,
+            startup_timeout=startup_timeout, retries=retries, secrets=secrets, env=env,
+            volumes=volumes, min_containers=min_containers, max_containers=max_containers,
+            buffer_containers=buffer_containers, scaledown_window=scaledown_window,
+            max_inputs=max_inputs, single_use_containers=single_use_containers,
+            block_network=block_network, isolation=isolation, region=region, cloud=cloud,
+            ephemeral_disk=ephemeral_disk, enable_memory_snapshot=enable_memory_snapshot,
+            nonpreemptible=nonpreemptible, i6pn=i6pn, restrict_modal_access=restrict_modal_access,
+            experimental_options=experimental_options, network_file_systems=network_file_systems,
+            cloud_bucket_mounts=cloud_bucket_mounts, proxy=proxy,
+        )
+        base = function_spec(options, kwargs, self._image, self._attached)
         schedule_config = schedule_spec(schedule)
 
         def wrap(f: Any) -> Function:
@@ -121,12 +207,93 @@ class App:
 
         return wrap
 
-    def cls(self, _warn_parentheses_missing: Any = None, **options: Any) -> Callable[[type], Cls]:
+    def cls(
+        self,
+        _warn_parentheses_missing: Any = None,
+        *,
+        image: Image | None = None,
+        gpu: str | Sequence[str] | None = None,
+        cpu: float | tuple[float, float] | None = None,
+        memory: int | tuple[int, int] | None = None,
+        timeout: float = wire_spec.DEFAULTS["timeout"],
+        startup_timeout: float | None = None,
+        retries: int | Retries | None = None,
+        secrets: Sequence[Secret] | None = None,
+        env: dict[str, str | None] | None = None,
+        volumes: dict[str, Volume] | None = None,
+        min_containers: int | None = None,
+        max_containers: int | None = None,
+        buffer_containers: int | None = None,
+        scaledown_window: float | None = None,
+        max_inputs: int | None = None,
+        single_use_containers: bool = False,
+        block_network: bool = False,
+        isolation: wire_spec.Isolation | None = None,
+        serialized: bool = False,
+        region: str | Sequence[str] | None = None,
+        cloud: str | None = None,
+        ephemeral_disk: int | None = None,
+        enable_memory_snapshot: bool = False,
+        nonpreemptible: bool = False,
+        i6pn: bool | None = None,
+        restrict_modal_access: bool = False,
+        experimental_options: dict[str, Any] | None = None,
+        network_file_systems: dict[str, Any] | None = None,
+        cloud_bucket_mounts: dict[str, Any] | None = None,
+        proxy: Any = None,
+        **kwargs: Any,
+    ) -> Callable[[type], Cls]:
+        """Serve the decorated class's @firebox.method()s from containers:
+        `@app.cls(gpu="H100")`; its @enter() hooks run once in each container.
+
+        Args:
+            image: the Image its containers run; the App's image when not given.
+            gpu: a GPU type ("H100", "A100-80GB:2", "any"), or a list of choices, best first.
+            cpu: cores to reserve, or (request, limit).
+            memory: MiB to reserve, or (request, limit).
+            timeout: seconds one input may run before it fails (at most 86400).
+            startup_timeout: seconds a container may take to be ready, @enter hooks included.
+            retries: how many times a failed input is tried again, or a firebox.Retries.
+            secrets: firebox.Secret objects whose variables its containers' environment gets.
+            env: environment variables for its containers, set over those of the secrets.
+            volumes: firebox.Volume objects to mount, as {"/mount/path": volume}.
+            min_containers: containers kept running even when there is no input.
+            max_containers: the most containers it runs at once.
+            buffer_containers: idle containers kept ready beyond those the inputs need.
+            scaledown_window: seconds an idle container waits for input before it stops.
+            max_inputs: inputs one container runs at once (@firebox.concurrent says more).
+            single_use_containers: each container runs one input, then stops.
+            block_network: its containers cannot reach the network.
+            isolation: how its containers are walled: "namespaces", "gvisor" or "process".
+            serialized: send the class itself (pickled), so it may be defined anywhere.
+            region: accepted for Modal compatibility; it runs on this server's machines.
+            cloud: accepted for Modal compatibility; it runs on this server's machines.
+            ephemeral_disk: accepted for Modal compatibility; not acted on.
+            enable_memory_snapshot: accepted for Modal compatibility; not acted on.
+            nonpreemptible: accepted for Modal compatibility; not acted on.
+            i6pn: accepted for Modal compatibility; not acted on.
+            restrict_modal_access: accepted for Modal compatibility; not acted on.
+            experimental_options: accepted for Modal compatibility; not acted on.
+            network_file_systems: not supported yet; refused unless empty.
+            cloud_bucket_mounts: not supported yet; refused unless empty.
+            proxy: not supported yet; refused unless None.
+            kwargs: none are taken; an old or misspelt option is refused with what to write.
+        """
         if _warn_parentheses_missing is not None:
             raise InvalidError("Use @app.cls() with parentheses.")
-        reject_old_options(options)
-        serialized = bool(options.pop("serialized", False))
-        base = self._common_spec(options)
+        options = dict(
+            image=image, gpu=gpu, cpu=cpu, memory=memory, timeout=timeout,
+            startup_timeout=startup_timeout, retries=retries, secrets=secrets, env=env,
+            volumes=volumes, min_containers=min_containers, max_containers=max_containers,
+            buffer_containers=buffer_containers, scaledown_window=scaledown_window,
+            max_inputs=max_inputs, single_use_containers=single_use_containers,
+            block_network=block_network, isolation=isolation, region=region, cloud=cloud,
+            ephemeral_disk=ephemeral_disk, enable_memory_snapshot=enable_memory_snapshot,
+            nonpreemptible=nonpreemptible, i6pn=i6pn, restrict_modal_access=restrict_modal_access,
+            experimental_options=experimental_options, network_file_systems=network_file_systems,
+            cloud_bucket_mounts=cloud_bucket_mounts, proxy=proxy,
+        )
+        base = function_spec(options, kwargs, self._image, self._attached)
 
         def wrap(user_cls: type) -> Cls:
             if not inspect.isclass(user_cls):
@@ -188,47 +355,6 @@ class App:
             return f
 
         return wrap
-
-    def _common_spec(self, options: dict[str, Any]) -> dict[str, Any]:
-        known = {"cpu", "memory", "timeout", "scaledown_window", "min_containers",
-                 "max_containers", "buffer_containers", "retries", "startup_timeout",
-                 "single_use_containers", "enable_memory_snapshot", "block_network", "region",
-                 "cloud", "ephemeral_disk", "max_inputs", "image", "secrets", "volumes", "gpu",
-                 "env", "network_file_systems", "cloud_bucket_mounts", "proxy", "i6pn",
-                 "restrict_modal_access", "experimental_options", "nonpreemptible",
-                 "isolation"}
-        unknown = sorted(set(options) - known)
-        if unknown:
-            close = difflib.get_close_matches(unknown[0], known, n=1)
-            hint = f"; did you mean {close[0]}=?" if close else "."
-            raise InvalidError(f"Unexpected options: {', '.join(unknown)}{hint}")
-        if "timeout" in options and options["timeout"] is None:
-            raise InvalidError("timeout=None is not allowed; give the limit in seconds.")
-        spec = resource_spec(
-            options.get("cpu"), options.get("memory"),
-            options.get("timeout", wire_spec.DEFAULTS["timeout"]),
-            options.get("scaledown_window"), options.get("min_containers"),
-            options.get("max_containers"), options.get("buffer_containers"),
-            options.get("retries"),
-        )
-        if options.get("startup_timeout") is not None:
-            spec["startup_timeout"] = float(options["startup_timeout"])
-        if options.get("single_use_containers"):
-            spec["single_use_containers"] = True
-        if options.get("max_inputs"):
-            spec["max_inputs"] = int(options["max_inputs"])
-        spec["region"], spec["cloud"] = options.get("region"), options.get("cloud")
-        if options.get("block_network"):
-            spec["block_network"] = True
-        own = attach_spec(options.get("secrets"), options.get("volumes"), options.get("env"))
-        spec["secrets"] = self._attached["secrets"] + own.get("secrets", [])
-        spec["volumes"] = {**self._attached["volumes"], **own.get("volumes", {})}
-        spec["gpu"] = gpu_spec(options.get("gpu"))
-        spec["isolation"] = isolation_spec(options.get("isolation"))
-        image = _check_image(options.get("image"), "image=") or self._image
-        if image is not None:
-            spec["image"] = image  # built by publish, before registering
-        return spec
 
     def _add_function(self, name: str, fn: Function, obj: Any) -> None:
         if name in self._functions:
@@ -308,12 +434,6 @@ class App:
             if obj is not None:
                 out[name] = wire.serialize(obj, f"definition of {name}")
         return out
-
-
-def _check_image(image: Any, where: str) -> Image | None:
-    if image is not None and not isinstance(image, Image):
-        raise InvalidError(f"{where} takes a firebox.Image, not {type(image).__name__}.")
-    return image
 
 
 def _check_web(name: str, spec: dict[str, Any], web: dict[str, Any]) -> None:

@@ -3,13 +3,26 @@ turned into the spec the control plane stores."""
 
 from __future__ import annotations
 
+import difflib
 from typing import Any
 
 from ..exception import InvalidError, NotSupportedYet
 from ..wire import spec as wire_spec
 from .attach import attach_spec
-from .gpu import gpu_spec
+from .gpu import gpu_spec, isolation_spec
+from .image import Image
 from .retries import retries_spec
+
+# The options @app.function and @app.cls share: each is a keyword parameter of both
+# (tests/test_app_signature.py holds them to it); a misspelt one is matched against these.
+OPTIONS = frozenset({
+    "cpu", "memory", "timeout", "scaledown_window", "min_containers", "max_containers",
+    "buffer_containers", "retries", "startup_timeout", "single_use_containers",
+    "enable_memory_snapshot", "block_network", "region", "cloud", "ephemeral_disk",
+    "max_inputs", "image", "secrets", "volumes", "gpu", "env", "network_file_systems",
+    "cloud_bucket_mounts", "proxy", "i6pn", "restrict_modal_access", "experimental_options",
+    "nonpreemptible", "isolation",
+})
 
 _RENAMED = {
     "keep_warm": "min_containers",
@@ -41,6 +54,50 @@ def reject_old_options(kwargs: dict[str, Any]) -> None:
         value = kwargs.get(key)
         if value not in (None, [], {}, ()):
             raise NotSupportedYet(f"{what} are not supported yet in firebox; remove {key}=.")
+
+
+def check_image(image: Any, where: str) -> Image | None:
+    if image is not None and not isinstance(image, Image):
+        raise InvalidError(f"{where} takes a firebox.Image, not {type(image).__name__}.")
+    return image
+
+
+def function_spec(options: dict[str, Any], kwargs: dict[str, Any], app_image: Image | None,
+                  app_attached: dict[str, Any]) -> dict[str, Any]:
+    """The spec entries of @app.function's or @app.cls's options (every name in OPTIONS), on
+    top of the App's image, secrets and volumes; kwargs holds what matched no parameter, and
+    each name there is refused with what to write instead."""
+    reject_old_options({**kwargs, **options})
+    if kwargs:
+        unknown = sorted(kwargs)
+        close = difflib.get_close_matches(unknown[0], OPTIONS, n=1)
+        hint = f"; did you mean {close[0]}=?" if close else "."
+        raise InvalidError(f"Unexpected options: {', '.join(unknown)}{hint}")
+    if options["timeout"] is None:
+        raise InvalidError("timeout=None is not allowed; give the limit in seconds.")
+    spec = resource_spec(
+        options["cpu"], options["memory"], options["timeout"], options["scaledown_window"],
+        options["min_containers"], options["max_containers"], options["buffer_containers"],
+        options["retries"],
+    )
+    if options["startup_timeout"] is not None:
+        spec["startup_timeout"] = float(options["startup_timeout"])
+    if options["single_use_containers"]:
+        spec["single_use_containers"] = True
+    if options["max_inputs"]:
+        spec["max_inputs"] = int(options["max_inputs"])
+    spec["region"], spec["cloud"] = options["region"], options["cloud"]
+    if options["block_network"]:
+        spec["block_network"] = True
+    own = attach_spec(options["secrets"], options["volumes"], options["env"])
+    spec["secrets"] = app_attached["secrets"] + own.get("secrets", [])
+    spec["volumes"] = {**app_attached["volumes"], **own.get("volumes", {})}
+    spec["gpu"] = gpu_spec(options["gpu"])
+    spec["isolation"] = isolation_spec(options["isolation"])
+    image = check_image(options["image"], "image=") or app_image
+    if image is not None:
+        spec["image"] = image  # built by publish, before registering
+    return spec
 
 
 def _amount(value: Any, what: str, unit: str, example: str) -> float:
