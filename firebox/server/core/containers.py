@@ -6,14 +6,16 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from starlette.routing import WebSocketRoute
 from starlette.websockets import WebSocket, WebSocketDisconnect
 
 from ... import wire
 from ...wire import messages
-from .plane import ControlPlane
+
+if TYPE_CHECKING:
+    from .plane import ControlPlane
 
 log = logging.getLogger("firebox.containers")
 

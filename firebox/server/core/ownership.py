@@ -3,15 +3,17 @@ its isolation no weaker than the operator allows: checked before a spec is store
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import sqlalchemy as sa
 
 from ...store import schema as s
 from .errors import ApiError, invalid, not_found
 from .isolation_floor import floor, refusal
-from .plane import ControlPlane
 from .workspaces import Identity
+
+if TYPE_CHECKING:
+    from .plane import ControlPlane
 
 
 async def owned(cp: ControlPlane, workspace_id: str, digests: list[str]) -> set[str]:

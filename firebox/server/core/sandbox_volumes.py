@@ -23,13 +23,14 @@ from typing import IO, TYPE_CHECKING, Any
 import sqlalchemy as sa
 
 from ...store import schema as s
+from . import volumes
 from .errors import invalid
 
 if TYPE_CHECKING:
     from .plane import ControlPlane
 
 log = logging.getLogger("firebox.sandboxes")
-F, V = s.volume_files, s.volumes
+F = s.volume_files
 # Where a volume cannot go: the kernel's own file systems inside the sandbox.
 RESERVED = ("/proc", "/sys", "/dev")
 CHUNK = 1024 * 1024  # bytes of a file read at a time
@@ -158,8 +159,7 @@ async def commit(cp: ControlPlane, copy: WorkingCopy) -> None:
                                                   F.c.path.in_(gone[i:i + 500])))
         if rows:
             await conn.execute(F.insert(), rows)
-        await conn.execute(V.update().where(V.c.id == copy.volume_id)
-                           .values(version=V.c.version + 1))
+        await volumes.bump(conn, copy.volume_id)
 
     await cp.db.write(op)
     copy.base.update({r["path"]: r["sha256"] for r in rows})
