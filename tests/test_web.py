@@ -169,11 +169,7 @@ def test_serve_reloads_when_the_file_changes(server, tmp_path):
     source = (REPO / "tests/apps/web_deployed.py").read_text()
     app_file = tmp_path / "served.py"
     app_file.write_text(source.replace("test-web-deployed", "test-web-served"))
-    env = {**server.env(), "FIREBOX_SERVER_URL": server.url, "FIREBOX_TOKEN": server.token}
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "firebox.cli.main", "serve", str(app_file), "--timeout", "90"],
-        env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, cwd=REPO,
-    )
+    proc = _serve(server, app_file)
     try:
         url = f"{server.url}/web/main/test-web-served-greet-dev"
         assert f"greet => {url}" in _read_until(proc, url)
@@ -198,11 +194,7 @@ def test_serve_reloads_when_a_module_the_app_imports_changes(server, tmp_path):
     (tmp_path / "wording.py").write_text('WORD = "deployed"\n')
     unrelated = tmp_path / "notes.py"
     unrelated.write_text("NOTE = 1\n")
-    env = {**server.env(), "FIREBOX_SERVER_URL": server.url, "FIREBOX_TOKEN": server.token}
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "firebox.cli.main", "serve", str(app_file), "--timeout", "90"],
-        env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, cwd=REPO,
-    )
+    proc = _serve(server, app_file)
     try:
         url = f"{server.url}/web/main/test-web-served-import-greet-dev"
         seen = _read_until(proc, url)
@@ -219,6 +211,15 @@ def test_serve_reloads_when_a_module_the_app_imports_changes(server, tmp_path):
     assert proc.returncode == 0, seen + rest
     assert (seen + rest).count("Reloaded") == 1, seen + rest
     assert "Traceback" not in seen + rest
+
+
+def _serve(server, app_file) -> subprocess.Popen:
+    """`firebox serve app_file` against server, its output (stdout and stderr) in one pipe."""
+    env = {**server.env(), "FIREBOX_SERVER_URL": server.url, "FIREBOX_TOKEN": server.token}
+    return subprocess.Popen(
+        [sys.executable, "-m", "firebox.cli.main", "serve", str(app_file), "--timeout", "90"],
+        env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, cwd=REPO,
+    )
 
 
 def _read_until(proc: subprocess.Popen, text: str) -> str:
