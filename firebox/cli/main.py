@@ -190,7 +190,7 @@ def token_create(workspace: str, admin: bool, state_dir: Path | None,
 
 @main.group("app")
 def app_group() -> None:
-    """Apps: list, stop, logs, history."""
+    """Apps: list, stop, logs, history, rollback."""
 
 
 @app_group.command("list")
@@ -243,6 +243,27 @@ def app_history(app: str, as_json: bool) -> None:
     for e in history["events"]:
         detail = ", ".join(f"{k}={v}" for k, v in e["detail"].items())
         click.echo(f"  {when(e['ts'])}  {e['kind']:<10} {detail}")
+
+
+@app_group.command("rollback")
+@click.argument("app")
+@click.argument("version", required=False)
+def app_rollback(app: str, version: str | None) -> None:
+    """Deploy an earlier VERSION of APP again (v3 or 3; by default the one before the current).
+
+    The rollback is itself a new version in `firebox app history`; calls made after it run the
+    functions with the code, image and options they had in that version."""
+    body: dict[str, Any] = {}
+    if version is not None:
+        number = version[1:] if version[:1] in ("v", "V") else version
+        if not number.isdigit() or int(number) < 1:
+            raise click.BadParameter(f"'{version}' is not a version; write it as v3 or 3 "
+                                     f"(`firebox app history {app}` lists them).",
+                                     param_hint="VERSION")
+        body["version"] = int(number)
+    resp = request("POST", f"/v1/apps/{app}/rollback", body=body)
+    click.echo(f"Rolled back app '{resp['name']}' ({resp['app_id']}) to v{resp['rollback_of']}; "
+               f"it is now at v{resp['version']}.")
 
 
 app_group.add_command(app_stats)

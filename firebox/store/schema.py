@@ -66,6 +66,18 @@ app_events = sa.Table(
     sa.Column("detail", sa.Text, nullable=False),
 )
 
+# Each deploy of an app: what it registered, so `firebox app rollback` can deploy it again.
+app_versions = sa.Table(
+    "app_versions",
+    metadata,
+    sa.Column("app_id", sa.String(32), primary_key=True),
+    sa.Column("version", sa.Integer, primary_key=True),  # 1, 2, ... per app
+    sa.Column("created_at", sa.Float, nullable=False),
+    sa.Column("tag", sa.String(128), nullable=False),
+    sa.Column("rollback_of", sa.Integer),  # the version this one deployed again, if a rollback
+    sa.Column("functions", sa.Text, nullable=False),  # JSON: [[name, checked spec], ...]
+)
+
 functions = sa.Table(
     "functions",
     metadata,

@@ -64,6 +64,22 @@ async def app_history(request: Request) -> JSONResponse:
                          "events": await apps.history(cp, app)})
 
 
+async def app_versions(request: Request) -> JSONResponse:
+    cp, who = plane(request), identity(request)
+    app = await apps.app_row(cp, who, request.path_params["app_id"])
+    return JSONResponse({"app_id": app.id, "name": app.name,
+                         "versions": await apps.versions(cp, app)})
+
+
+async def rollback(request: Request) -> JSONResponse:
+    body = await json_body(request, rq.Rollback)
+    cp, who = plane(request), identity(request)
+    app = await apps.app_row(cp, who, request.path_params["app_id"])
+    result = await apps.rollback(cp, who, app, body.version)
+    return JSONResponse({"app_id": app.id, "name": app.name, "version": result["version"],
+                         "rollback_of": result["rollback_of"], "web_urls": result["web_urls"]})
+
+
 async def app_logs(request: Request) -> StreamingResponse:
     cp, who = plane(request), identity(request)
     app = await apps.app_row(cp, who, request.path_params["app_id"])
@@ -129,6 +145,8 @@ routes = [
     Route("/v1/apps/{app_id}/stop", stop_app, methods=["POST"]),
     Route("/v1/apps/{app_id}/history", app_history, methods=["GET"]),
     Route("/v1/apps/{app_id}/logs", app_logs, methods=["GET"]),
+    Route("/v1/apps/{app_id}/versions", app_versions, methods=["GET"]),
+    Route("/v1/apps/{app_id}/rollback", rollback, methods=["POST"]),
     Route("/v1/functions/lookup", lookup_function, methods=["GET"]),
     Route("/v1/functions/{function_id}/variants", create_variant, methods=["POST"]),
 ]

@@ -93,6 +93,10 @@ class RegisterFunctions(Body):
     tag: Name = ""  # a deploy's label (`firebox deploy --tag`), kept with it in the history
 
 
+class Rollback(Body):
+    version: Annotated[int, Field(ge=1)] | None = None  # None: the one before the current
+
+
 class CreateVariant(Body):
     options: dict[str, Any] = {}
 

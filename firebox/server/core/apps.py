@@ -75,10 +75,11 @@ async def app_row(cp: ControlPlane, who: Identity, ref: str) -> sa.Row[Any]:
 
 
 async def register_functions(cp: ControlPlane, who: Identity, app: sa.Row[Any],
-                             entries: list[tuple[str, dict[str, Any]]], tag: str
-                             ) -> dict[str, Any]:
+                             entries: list[tuple[str, dict[str, Any]]], tag: str,
+                             rollback_of: int | None = None) -> dict[str, Any]:
     """Register (or replace) an app's functions by name and spec: each is checked, stored,
-    warmed, scheduled and its web endpoints routed. Returns their ids, web URLs and call keys."""
+    warmed, scheduled and its web endpoints routed; a deployed app keeps what each deploy
+    registered as a new version. Returns their ids, web URLs and call keys (and the version)."""
     if app.state == "stopped":
         raise invalid(f"The app '{app.name or app.id}' is stopped; run or deploy it again.")
     functions: list[tuple[str, dict[str, Any]]] = []
@@ -105,8 +106,11 @@ async def register_functions(cp: ControlPlane, who: Identity, app: sa.Row[Any],
     fids: dict[str, str] = {}
     replaced: list[str] = []
     now = time.time()
+    version: list[int] = []
 
     async def op(conn: AsyncConnection) -> None:
+        if app.state == "deployed":
+            version.append(await _record_version(conn, app.id, functions, tag, rollback_of, now))
         for name, fields in functions:
             spec = json.dumps(fields)
             if name in existing:
@@ -137,11 +141,72 @@ async def register_functions(cp: ControlPlane, who: Identity, app: sa.Row[Any],
             urls = await cp.web_endpoints.publish(fn, app.name, app.state == "deployed")
             for method, url in urls.items():
                 web_urls[name if method is None else f"{name}.{method}"] = url
-    if app.state == "deployed":
-        tagged = {"tag": tag} if tag else {}
-        await cp.app_event(app.id, "deployed", {"functions": sorted(fids), **tagged})
+    if version:
+        detail: dict[str, Any] = {"version": version[0], "functions": sorted(fids)}
+        if tag:
+            detail["tag"] = tag
+        if rollback_of is not None:
+            detail["rollback_of"] = rollback_of
+        await cp.app_event(app.id, "rolled back" if rollback_of else "deployed", detail)
     keys = {name: cp.vault.call_key(fid) for name, fid in fids.items()}
-    return {"ids": fids, "web_urls": web_urls, "call_keys": keys}
+    return {"ids": fids, "web_urls": web_urls, "call_keys": keys,
+            "version": version[0] if version else None}
+
+
+async def _record_version(conn: AsyncConnection, app_id: str,
+                          functions: list[tuple[str, dict[str, Any]]], tag: str,
+                          rollback_of: int | None, now: float) -> int:
+    """Store what a deploy registered as the app's next version, in the deploy's transaction."""
+    last = (await conn.execute(
+        sa.select(sa.func.max(s.app_versions.c.version)).where(s.app_versions.c.app_id == app_id)
+    )).scalar()
+    version = (last or 0) + 1
+    await conn.execute(s.app_versions.insert().values(
+        app_id=app_id, version=version, created_at=now, tag=tag, rollback_of=rollback_of,
+        functions=json.dumps([[name, spec] for name, spec in functions]),
+    ))
+    return version
+
+
+async def versions(cp: ControlPlane, app: sa.Row[Any]) -> list[dict[str, Any]]:
+    """The app's deployed versions, oldest first."""
+    rows = await cp.db.read(
+        sa.select(s.app_versions).where(s.app_versions.c.app_id == app.id)
+        .order_by(s.app_versions.c.version)
+    )
+    return [{"version": r.version, "created_at": r.created_at, "tag": r.tag,
+             "rollback_of": r.rollback_of,
+             "functions": sorted(name for name, _ in json.loads(r.functions))} for r in rows]
+
+
+async def rollback(cp: ControlPlane, who: Identity, app: sa.Row[Any], to: int | None
+                   ) -> dict[str, Any]:
+    """Deploy one of the app's earlier versions again (by default the one before the current),
+    as a new version: its functions get back the specs, code and images they had then."""
+    if app.state != "deployed":
+        raise invalid(f"Only a deployed app can be rolled back; '{app.name or app.id}' is "
+                      f"{app.state}. Deploy it with `firebox deploy`.")
+    rows = await cp.db.read(
+        sa.select(s.app_versions.c.version, s.app_versions.c.functions)
+        .where(s.app_versions.c.app_id == app.id).order_by(s.app_versions.c.version)
+    )
+    if not rows:
+        raise invalid(f"App '{app.name}' has no recorded versions to roll back to (it was "
+                      "deployed before firebox kept them); deploy it again first.")
+    current = rows[-1].version
+    target = to if to is not None else current - 1
+    by_version = {r.version: r.functions for r in rows}
+    if target == current:
+        raise invalid(f"v{current} is the current version of '{app.name}'; name an earlier one "
+                      f"(`firebox app history {app.name}` lists them).")
+    if target not in by_version:
+        known = ", ".join(f"v{v}" for v in sorted(by_version)) or "none"
+        what = (f"'{app.name}' has only one version (v{current})" if target < 1 and to is None
+                else f"'{app.name}' has no version v{target} (it has: {known})")
+        raise not_found(f"Cannot roll back: {what}.")
+    entries = [(name, spec) for name, spec in json.loads(by_version[target])]
+    result = await register_functions(cp, who, app, entries, "", rollback_of=target)
+    return {**result, "rollback_of": target}
 
 
 async def heartbeat(cp: ControlPlane, app: sa.Row[Any]) -> None:

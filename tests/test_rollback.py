@@ -1,0 +1,90 @@
+"""`firebox app rollback`: every deploy is kept as a version, and an earlier one can be deployed
+again, code and options included, as a new version in the history."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import httpx
+
+import firebox
+
+SOURCE = """if True:
+    import firebox
+    app = firebox.App("test-rollback")
+
+    @app.function(timeout=TIMEOUT)
+    def version():
+        return VERSION
+"""
+
+
+def _deploy(server, path: Path, version: str, timeout: int) -> None:
+    path.write_text(SOURCE.replace("VERSION", repr(version)).replace("TIMEOUT", str(timeout)))
+    result = server.cli("deploy", str(path))
+    assert result.returncode == 0, result.stderr
+
+
+def _current() -> str:
+    return firebox.Function.from_name("test-rollback", "version").remote()
+
+
+def test_rollback_deploys_an_earlier_version_again(server, tmp_path: Path):
+    path = tmp_path / "versioned.py"
+    for version, timeout in (("one", 30), ("two", 40), ("three", 50)):
+        _deploy(server, path, version, timeout)
+    assert _current() == "three"
+
+    back = server.cli("app", "rollback", "test-rollback")  # the one before the current
+    assert back.returncode == 0, back.stderr
+    assert "to v2; it is now at v4" in back.stdout
+    assert _current() == "two"
+
+    again = server.cli("app", "rollback", "test-rollback", "v1")
+    assert again.returncode == 0, again.stderr
+    assert "to v1; it is now at v5" in again.stdout
+    assert _current() == "one"
+
+    history = server.cli("app", "history", "test-rollback", "--json")
+    assert history.returncode == 0, history.stderr
+    events = [e for e in json.loads(history.stdout)["events"]
+              if e["kind"] in ("deployed", "rolled back")]
+    assert [(e["kind"], e["detail"]["version"], e["detail"].get("rollback_of"))
+            for e in events] == [("deployed", 1, None), ("deployed", 2, None),
+                                 ("deployed", 3, None), ("rolled back", 4, 2),
+                                 ("rolled back", 5, 1)]
+    versions = firebox_versions(server)
+    assert [v["version"] for v in versions] == [1, 2, 3, 4, 5]
+    assert versions[4]["rollback_of"] == 1
+
+
+def firebox_versions(server) -> list[dict]:
+    resp = httpx.get(f"{server.url}/v1/apps/test-rollback/versions",
+                     headers={"Authorization": f"Bearer {server.token}"})
+    assert resp.status_code == 200, resp.text
+    return resp.json()["versions"]
+
+
+def test_rollback_errors_say_what_to_do(server, tmp_path: Path):
+    path = tmp_path / "once.py"
+    path.write_text(SOURCE.replace("VERSION", "'only'").replace("TIMEOUT", "30")
+                    .replace("test-rollback", "test-rollback-once"))
+    assert server.cli("deploy", str(path)).returncode == 0
+
+    only = server.cli("app", "rollback", "test-rollback-once")
+    assert only.returncode == 1
+    assert "has only one version (v1)" in only.stderr and "Traceback" not in only.stderr
+
+    missing = server.cli("app", "rollback", "test-rollback-once", "v7")
+    assert missing.returncode == 1
+    assert "has no version v7 (it has: v1)" in missing.stderr
+
+    current = server.cli("app", "rollback", "test-rollback-once", "1")
+    assert current.returncode == 1 and "v1 is the current version" in current.stderr
+
+    bad = server.cli("app", "rollback", "test-rollback-once", "latest")
+    assert bad.returncode == 2 and "write it as v3 or 3" in bad.stderr
+
+    nope = server.cli("app", "rollback", "no-such-app-here")
+    assert nope.returncode == 1 and "No app 'no-such-app-here'" in nope.stderr
