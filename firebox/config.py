@@ -6,6 +6,7 @@ import os
 import tomllib
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import tomli_w
 
@@ -29,20 +30,25 @@ def state_dir() -> Path:
     return settings.STATE_DIR.get() or config_dir() / "server"
 
 
+DEFAULT_PROFILE = "default"  # an old flat config.toml's one profile, and the first one written
+
+
 @dataclass(frozen=True)
 class ClientConfig:
     server_url: str
     token: str
     source: str = ""  # where server_url was set: a variable's name or the file's path
+    environment: str | None = None  # None: the workspace's "main"
+    profile: str = ""
 
 
-def read_file() -> dict[str, str]:
+def _read_toml() -> dict[str, Any]:
     path = config_file()
     if not path.exists():
         return {}
     try:
         with open(path, "rb") as f:
-            return {k: str(v) for k, v in tomllib.load(f).items()}
+            return tomllib.load(f)
     except tomllib.TOMLDecodeError as exc:
         raise InvalidError(
             f"{path} is not valid TOML ({exc}); fix it, or move it away and set "
@@ -50,21 +56,89 @@ def read_file() -> dict[str, str]:
         ) from None
 
 
-def write_file(server_url: str, token: str) -> Path:
+def profiles() -> dict[str, dict[str, Any]]:
+    """config.toml's profiles by name, as Modal lays it out: a table per profile (server_url,
+    token, environment, `active = true` on one). An old flat file's keys are the profile
+    "default"."""
+    data = _read_toml()
+    tables = {k: dict(v) for k, v in data.items() if isinstance(v, dict)}
+    flat = {k: v for k, v in data.items() if not isinstance(v, dict)}
+    if flat and DEFAULT_PROFILE not in tables:
+        tables = {DEFAULT_PROFILE: flat, **tables}
+    return tables
+
+
+def unknown_profile(name: str, known: dict[str, Any]) -> InvalidError:
+    names = ", ".join(sorted(known)) or "none yet; save one with `firebox token set`"
+    return InvalidError(f"No profile '{name}' in {config_file()} (the profiles: {names}).")
+
+
+def active_name(known: dict[str, dict[str, Any]]) -> str | None:
+    """The profile in use: FIREBOX_PROFILE's, else the one marked active, else "default" or the
+    only one; None where there are none."""
+    chosen = settings.PROFILE.get()
+    if chosen:
+        if chosen not in known:
+            raise unknown_profile(chosen, known)
+        return chosen
+    marked = [name for name, values in known.items() if values.get("active") is True]
+    if marked:
+        return marked[0]
+    if DEFAULT_PROFILE in known or not known:
+        return DEFAULT_PROFILE if known else None
+    return next(iter(known))
+
+
+def active_profile() -> tuple[str | None, dict[str, str]]:
+    """The profile in use and its values (None and {} where there is none)."""
+    known = profiles()
+    name = active_name(known)
+    if name is None:
+        return None, {}
+    return name, {k: str(v) for k, v in known[name].items() if k != "active"}
+
+
+def _write(tables: dict[str, dict[str, Any]]) -> Path:
     """Write the client config, readable by its owner only."""
     path = config_file()
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_suffix(".tmp")
     fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
     with os.fdopen(fd, "wb") as f:
-        tomli_w.dump({"server_url": server_url, "token": token}, f)
+        tomli_w.dump(tables, f)
     os.replace(tmp, path)
     return path
 
 
+def _mark_active(tables: dict[str, dict[str, Any]], name: str) -> None:
+    for values in tables.values():
+        values.pop("active", None)
+    tables[name]["active"] = True
+
+
+def write_profile(name: str, server_url: str, token: str, activate: bool | None = True) -> Path:
+    """Save a server and its token as profile name (keeping its environment), active if asked;
+    activate=None activates it only where no profile is in use yet."""
+    tables = profiles()
+    in_use = active_name(tables)
+    entry = tables.setdefault(name, {})
+    entry.update(server_url=server_url, token=token)
+    if activate or (activate is None and in_use in (None, name)):
+        _mark_active(tables, name)
+    return _write(tables)
+
+
+def activate(name: str) -> Path:
+    tables = profiles()
+    if name not in tables:
+        raise unknown_profile(name, tables)
+    _mark_active(tables, name)
+    return _write(tables)
+
+
 def load() -> ClientConfig | None:
     """The configured server, or None when none is configured (then an embedded one is used)."""
-    stored = read_file()
+    profile, stored = active_profile()
     url, source = settings.SERVER_URL.get(), settings.SERVER_URL.name
     if not url:
         url, source = stored.get("server_url"), str(config_file())
@@ -76,7 +150,19 @@ def load() -> ClientConfig | None:
             f"No token for the server at {url} (set in {source}): save one with `firebox token "
             f"set --server {url} --token TOKEN`, or set {settings.TOKEN.name}."
         )
-    return ClientConfig(server_url=url.rstrip("/"), token=token, source=source)
+    environment = chosen_environment or settings.ENVIRONMENT.get() or stored.get("environment")
+    return ClientConfig(server_url=url.rstrip("/"), token=token, source=source,
+                        environment=environment or None,
+                        profile=profile or "")
+
+
+# The environment `-e/--env` chose for this command (over FIREBOX_ENVIRONMENT and the profile's).
+chosen_environment: str | None = None
+
+
+def choose_environment(name: str | None) -> None:
+    global chosen_environment
+    chosen_environment = name
 
 
 def embedded_hint() -> str:
@@ -85,6 +171,6 @@ def embedded_hint() -> str:
     undo = []
     if settings.SERVER_URL.get():
         undo.append(f"unset {settings.SERVER_URL.name}")
-    if read_file().get("server_url"):
+    if active_profile()[1].get("server_url"):
         undo.append(f"move {config_file()} away")
     return "To run with an embedded server instead, " + " and ".join(undo) + "."

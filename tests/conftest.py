@@ -65,7 +65,7 @@ class ServerProcess:
         else:
             raise RuntimeError("server did not start")
         with open(self.config_dir / "config.toml", "rb") as f:
-            self.token = tomllib.load(f)["token"]
+            self.token = tomllib.load(f)["default"]["token"]  # the profile the server wrote
 
     def kill(self) -> None:
         """SIGKILL, as a crash would."""

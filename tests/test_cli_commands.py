@@ -125,7 +125,8 @@ def test_token_new_set_and_info_from_a_client_machine(server, tmp_path: Path):
     assert saved.returncode == 0, saved.stderr
     assert "a user token of workspace 'main'" in saved.stdout
     config_file = laptop / "config.toml"
-    assert tomllib.loads(config_file.read_text()) == {"server_url": server.url, "token": token}
+    assert tomllib.loads(config_file.read_text()) == {
+        "main": {"server_url": server.url, "token": token, "active": True}}
     assert config_file.stat().st_mode & 0o777 == 0o600
     shadowed = run_cli(_client_env(server, laptop, server.token), "token", "set", "--server",
                        server.url, "--token", token)

@@ -24,6 +24,7 @@ from .entrypoints import (
 )
 from .image import image_group
 from .objects import dict_group, queue_group
+from .profile import profile_group
 from .sandbox import sandbox_group
 from .scaling import app_stats, usage
 from .secret import secret_group
@@ -274,8 +275,8 @@ main.add_command(serve)
 main.add_command(usage)
 main.add_command(container_group)
 
-for _group in (dict_group, image_group, queue_group, sandbox_group, secret_group, volume_group,
-               workspace_group):
+for _group in (dict_group, image_group, profile_group, queue_group, sandbox_group, secret_group,
+               volume_group, workspace_group):
     main.add_command(_group)
 
 if __name__ == "__main__":

@@ -24,13 +24,15 @@ def token_info(as_json: bool) -> None:
     """Show this machine's server, workspace and kind of token."""
     info = request("GET", "/v1/token")
     info = {"server_url": client_mod.current().server_url, **info,
-            "token_from": _where_token_comes_from()}
+            "token_from": _where_token_comes_from(), "profile": config.active_profile()[0]}
     if as_json:
         click.echo(json.dumps(info, indent=2))
         return
     click.echo(f"server:    {info['server_url']} (firebox {info['server_version']})")
     click.echo(f"workspace: {info['workspace']} ({info['workspace_id']})")
     click.echo(f"token:     a {info['kind']} token, from {info['token_from']}")
+    if info["profile"]:
+        click.echo(f"profile:   {info['profile']}")
 
 
 async def _check(server_url: str, token: str) -> dict[str, str]:
@@ -46,10 +48,16 @@ async def _check(server_url: str, token: str) -> dict[str, str]:
               f"http://host:{config.DEFAULT_PORT}.")
 @click.option("--token", required=True, help="A token of the server's, from `firebox token "
                                              "new` or `firebox token create`.")
+@click.option("--profile", default=None, help="The profile to save it in (default: the token's "
+                                              "workspace's name, or 'default' with --no-verify).")
+@click.option("--activate/--no-activate", default=True, show_default=True,
+              help="Make that profile the one commands use.")
 @click.option("--no-verify", is_flag=True, help="Save it without asking the server first.")
-def token_set(server_url: str, token: str, no_verify: bool) -> None:
-    """Save a server and its token in this machine's client config."""
+def token_set(server_url: str, token: str, profile: str | None, activate: bool,
+              no_verify: bool) -> None:
+    """Save a server and its token as a profile of this machine's client config."""
     server_url = server_url.rstrip("/")
+    workspace = None
     if not no_verify:
         try:
             info = _sync.run(_check(server_url, token))
@@ -57,9 +65,14 @@ def token_set(server_url: str, token: str, no_verify: bool) -> None:
             raise AuthError(f"The server at {server_url} refused this token; check it, or make "
                             "one with `firebox token new` on a machine that has one.") from None
         click.echo(f"The token is a {info['kind']} token of workspace '{info['workspace']}'.")
-    path = config.write_file(server_url, token)
-    click.echo(f"Saved the server {server_url} and its token to {path}.")
-    overriding = [s.name for s in (settings.SERVER_URL, settings.TOKEN) if s.get()]
+        workspace = info["workspace"]
+    profile = profile or workspace or config.DEFAULT_PROFILE
+    path = config.write_profile(profile, server_url, token, activate)
+    click.echo(f"Saved the server {server_url} and its token as profile '{profile}' in {path}"
+               + (", and activated it." if activate else
+                  f"; `firebox profile activate {profile}` uses it."))
+    overriding = [s.name for s in (settings.SERVER_URL, settings.TOKEN, settings.PROFILE)
+                  if s.get()]
     if overriding:
         click.echo(f"Note: {' and '.join(overriding)} set in this shell override the file; "
                    "unset them to use it.", err=True)

@@ -138,12 +138,13 @@ def serve_forever(host: str, port: int, state_dir: Path, database_url: str | Non
     settings.bind_host = host or "0.0.0.0"
     unix = bind_unix(state_dir / "server.sock")
     settings.socket = state_dir / "server.sock"
-    stored = config.read_file()
+    stored = config.profiles().get(config.DEFAULT_PROFILE, {})
     keep = stored.get("token") if stored.get("server_url") == url else None
     token = asyncio.run(bootstrap(settings, keep))
     if token != keep:
-        path = config.write_file(url, token)
-        print(f"firebox: wrote the client config for {url} to {path}", flush=True)
+        path = config.write_profile(config.DEFAULT_PROFILE, url, token, activate=None)
+        print(f"firebox: wrote the client config for {url} to {path} (profile "
+              f"'{config.DEFAULT_PROFILE}')", flush=True)
     print(f"firebox: server listening on {url} (state in {state_dir})", flush=True)
     server = uvicorn.Server(
         uvicorn.Config(create_app(settings), log_level="warning", lifespan="on",

@@ -77,6 +77,11 @@ SERVER_URL: Setting[str | None] = Setting(
 TOKEN: Setting[str | None] = Setting(
     "FIREBOX_TOKEN", None, _text,
     "the API token (over config.toml); set for a container, its container token")
+PROFILE: Setting[str | None] = Setting(
+    "FIREBOX_PROFILE", None, _text, "the config.toml profile to use (over its active one)")
+ENVIRONMENT: Setting[str | None] = Setting(
+    "FIREBOX_ENVIRONMENT", None, _text,
+    "the environment of the workspace to use (over the profile's; default \"main\")")
 RECONNECT_TIMEOUT: Setting[float] = Setting(
     "FIREBOX_RECONNECT_TIMEOUT", 120.0, float,
     "seconds a client keeps trying to reach a server that went away")
