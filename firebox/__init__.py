@@ -1,10 +1,8 @@
 """firebox: self-hosted serverless compute. `import firebox as modal` runs Modal apps."""
 
-from collections.abc import Iterator
-from contextlib import contextmanager
-
 from . import exception
 from .exception import Error
+from .output import enable_output
 from .sdk import user_code as _user_code
 from .sdk.app import App
 from .sdk.cls import Cls
@@ -28,12 +26,6 @@ __version__ = "0.1.0"
 
 # A container's runtime reaches the SDK that defined the user's code through wire/user_code.py.
 _user_code.register()
-
-
-@contextmanager
-def enable_output(show_progress: bool = True) -> Iterator[None]:
-    """Accepted for Modal compatibility: firebox always shows container output in app.run()."""
-    yield
 
 
 __all__ = [
