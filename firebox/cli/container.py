@@ -1,4 +1,4 @@
-"""`firebox container ...`: the workspace's running containers: list, logs, stop."""
+"""`firebox container ...`: the workspace's running containers: list, logs, exec, stop."""
 
 from __future__ import annotations
 
@@ -6,12 +6,14 @@ import json
 
 import click
 
+from .. import _sync
+from .attach import check_pty, exec_in_container, exit_with
 from .common import print_logs, request, when
 
 
 @click.group("container")
 def container_group() -> None:
-    """Containers: list the running ones, print one's output, stop one."""
+    """Containers: list the running ones, print one's output, run a command in one, stop one."""
 
 
 @container_group.command("list")
@@ -37,6 +39,19 @@ def container_list(as_json: bool) -> None:
 def container_logs(container_id: str, follow: bool) -> None:
     """Print the output of CONTAINER_ID, running or gone."""
     print_logs(f"/v1/containers/{container_id}/logs", follow)
+
+
+@container_group.command("exec", context_settings={"ignore_unknown_options": True})
+@click.option("--pty/--no-pty", "use_pty", default=None,
+              help="Run COMMAND on a terminal and connect yours to it (the default when stdin "
+                   "is a terminal).")
+@click.argument("container_id")
+@click.argument("command", nargs=-1, required=True, type=click.UNPROCESSED)
+def container_exec(container_id: str, command: tuple[str, ...], use_pty: bool | None) -> None:
+    """Run COMMAND inside running container CONTAINER_ID, as its function sees it (its files,
+    volumes, secrets and walls): output streams here, stdin goes to it, and its exit code is
+    this command's. Put -- before a COMMAND that has options of its own."""
+    exit_with(_sync.run(exec_in_container(container_id, list(command), check_pty(use_pty))))
 
 
 @container_group.command("stop")

@@ -28,6 +28,7 @@ from ..wire import messages, settings, user_code
 from ..wire.spec import FunctionSpec
 from . import web
 from .batching import Batcher
+from .execs import Execs
 
 SOCKET_CLOSE_GRACE = 2.0  # seconds a cancelled WebSocket's app has to see the disconnect
 OUTPUT_COST = 256  # bytes an output's id, status and timing add to its frame
@@ -120,6 +121,7 @@ class Runtime:
         # their names.
         self.web_apps: dict[str | None, Any] = {}
         self.sockets: dict[str, asyncio.Queue[dict[str, Any]]] = {}  # input id -> client events
+        self.execs = Execs(lambda m: self.ws.send(wire.pack(m)))
 
     # ---- start and stop --------------------------------------------------------------------
 
@@ -184,9 +186,12 @@ class Runtime:
                 elif kind == messages.CANCEL:
                     for input_id in message["ids"]:
                         self._cancel(input_id)
+                elif kind in (messages.EXEC, messages.EXEC_STDIN, messages.EXEC_SIGNAL):
+                    self.execs.handle(message)
                 elif kind == messages.STOP:
                     break
         finally:
+            await self.execs.close()
             pending = list(self.tasks.values())
             if pending:
                 await asyncio.wait(pending, timeout=30)

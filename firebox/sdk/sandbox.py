@@ -133,10 +133,10 @@ class StreamWriter:
 
 
 class ContainerProcess:
-    """A command running in a sandbox."""
+    """A command running in a sandbox (or exec'd into a function's container)."""
 
-    def __init__(self, sandbox_id: str, exec_id: str, text: bool) -> None:
-        self._path = f"/v1/sandboxes/{sandbox_id}/exec/{exec_id}"
+    def __init__(self, path: str, text: bool) -> None:
+        self._path = path  # the API's path of the command: /v1/sandboxes/ID/exec/EXEC_ID
         self.stdout = StreamReader(text)
         self.stderr = StreamReader(text)
         self.stdin = StreamWriter(self)
@@ -305,7 +305,7 @@ class Sandbox:
         resp = await client_mod.current().request("POST", "/v1/sandboxes", packed=body)
         sb = cls(resp["id"], resp["isolation"])
         if args:
-            sb._main = ContainerProcess(sb.object_id, "main", True)
+            sb._main = ContainerProcess(f"/v1/sandboxes/{sb.object_id}/exec/main", True)
         return sb
 
     @live_classmethod
@@ -372,7 +372,7 @@ class Sandbox:
             packed={"args": [str(a) for a in args], "timeout": timeout, "workdir": workdir,
                     "env": env or {}, "secrets": await _secret_ids(secrets), "pty": pty,
                     "pty_size": _.get("_pty_size")})
-        return ContainerProcess(self.object_id, resp["exec_id"], text)
+        return ContainerProcess(f"/v1/sandboxes/{self.object_id}/exec/{resp['exec_id']}", text)
 
     @live_method
     async def wait(self, raise_on_termination: bool = True) -> None:

@@ -54,6 +54,11 @@ def new_sandbox_id() -> str:
     return _random(SANDBOX)
 
 
+def new_container_exec_id() -> str:
+    """A command exec'd into a function container (a sandbox's count, Sandbox.next_id)."""
+    return _random(EXEC)
+
+
 def new_secret_id() -> str:
     return _random(SECRET)
 

@@ -18,6 +18,10 @@ WS_IN = "ws_in"  # a WebSocket client's event for the socket an input is serving
 CANCEL = "cancel"  # inputs to cancel
 STOP = "stop"  # finish the running inputs and exit
 BLOB = "blob"  # a chunk of a code blob the container asked for
+# A command exec'd into the container (`firebox container exec`): start it, its input, a signal.
+EXEC = "exec"
+EXEC_STDIN = "exec_stdin"
+EXEC_SIGNAL = "exec_signal"
 
 # Container -> control plane.
 READY = "ready"  # the code is loaded and enter hooks ran: send inputs
@@ -26,6 +30,8 @@ OUTPUTS = "outputs"  # results of inputs
 # A web input's response events: id, then status and headers, body pieces (body), or a
 # WebSocket's event (ws); end (with exec, the seconds it ran) finishes the input.
 HTTP = "http"
+EXEC_OUTPUT = "exec_output"  # a chunk of an exec'd command's output: id, fd (1 or 2), data
+EXEC_EXIT = "exec_exit"  # an exec'd command ended, all its output sent: id, code
 
 # Both ways: the container names the code blobs it wants (digests), and the control plane,
 # after their BLOB chunks, ends the stream with the digests it did not send (missing).
@@ -112,3 +118,24 @@ def init_failed(error: bytes) -> dict[str, Any]:
 
 def outputs(items: list[OutputItem]) -> dict[str, Any]:
     return {TAG: OUTPUTS, "items": items}
+
+
+def exec_start(exec_id: str, args: list[str], cwd: str | None, pty: bool,
+               size: list[int] | None) -> dict[str, Any]:
+    return {TAG: EXEC, "id": exec_id, "args": args, "cwd": cwd, "pty": pty, "size": size}
+
+
+def exec_stdin(exec_id: str, data: bytes, eof: bool) -> dict[str, Any]:
+    return {TAG: EXEC_STDIN, "id": exec_id, "data": data, "eof": eof}
+
+
+def exec_signal(exec_id: str, sig: int) -> dict[str, Any]:
+    return {TAG: EXEC_SIGNAL, "id": exec_id, "sig": sig}
+
+
+def exec_output(exec_id: str, fd: int, data: bytes) -> dict[str, Any]:
+    return {TAG: EXEC_OUTPUT, "id": exec_id, "fd": fd, "data": data}
+
+
+def exec_exit(exec_id: str, code: int) -> dict[str, Any]:
+    return {TAG: EXEC_EXIT, "id": exec_id, "code": code}

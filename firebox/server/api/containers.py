@@ -1,4 +1,5 @@
-"""The API of the workspace's containers: list the running ones, stop one, read one's output."""
+"""The API of the workspace's containers: list the running ones, stop one, read one's output,
+exec a command in one (its output streams as a sandbox command's does: api/sandboxes.py)."""
 
 from __future__ import annotations
 
@@ -7,12 +8,13 @@ import json
 from collections.abc import AsyncIterator
 
 from starlette.requests import Request
-from starlette.responses import JSONResponse, StreamingResponse
+from starlette.responses import JSONResponse, Response, StreamingResponse
 from starlette.routing import Route
 
-from ..core import container_records
+from ...wire.sandbox import frame
+from ..core import container_execs, container_records
 from . import requests as rq
-from .bodies import identity, plane, query
+from .bodies import identity, msgpack_body, packed, plane, query
 
 LOG_PAGE = 1000  # log lines read from the database at a time
 CHECK_EXIT = 1.0  # seconds between looks at whether a followed container has exited
@@ -74,8 +76,38 @@ async def container_logs(request: Request) -> StreamingResponse:
     return StreamingResponse(lines(), media_type="application/x-ndjson")
 
 
+async def exec_command(request: Request) -> Response:
+    body = await msgpack_body(request, rq.ContainerExec)
+    e = container_execs.start(plane(request), identity(request),
+                              request.path_params["container_id"], body.args, body.workdir,
+                              body.pty, list(body.pty_size) if body.pty_size else None)
+    return packed({"exec_id": e.id})
+
+
+async def exec_output(request: Request) -> StreamingResponse:
+    e = container_execs.command(plane(request), identity(request),
+                                request.path_params["container_id"], request.path_params["exec_id"])
+    after = query(request, rq.ExecOutput).after
+
+    async def frames() -> AsyncIterator[bytes]:
+        async for message in e.messages(after):
+            yield frame(message)
+
+    return StreamingResponse(frames(), media_type="application/octet-stream")
+
+
+async def exec_stdin(request: Request) -> Response:
+    body = await msgpack_body(request, rq.SandboxStdin)
+    container_execs.stdin(plane(request), identity(request), request.path_params["container_id"],
+                          request.path_params["exec_id"], body.data, body.eof)
+    return packed({})
+
+
 routes = [
     Route("/v1/containers", list_containers, methods=["GET"]),
     Route("/v1/containers/{container_id}/stop", stop_container, methods=["POST"]),
     Route("/v1/containers/{container_id}/logs", container_logs, methods=["GET"]),
+    Route("/v1/containers/{container_id}/exec", exec_command, methods=["POST"]),
+    Route("/v1/containers/{container_id}/exec/{exec_id}/output", exec_output, methods=["GET"]),
+    Route("/v1/containers/{container_id}/exec/{exec_id}/stdin", exec_stdin, methods=["POST"]),
 ]

@@ -307,6 +307,14 @@ class SandboxExec(Body):
                     Annotated[int, Field(gt=0, lt=10_000)]] | None = None
 
 
+class ContainerExec(Body):
+    args: list[str]
+    workdir: Path | None = None
+    pty: StrictBool = False
+    pty_size: tuple[Annotated[int, Field(gt=0, lt=10_000)],
+                    Annotated[int, Field(gt=0, lt=10_000)]] | None = None
+
+
 class SandboxStdin(Body):
     data: StrictBytes = b""
     eof: StrictBool = False

@@ -38,7 +38,8 @@ async def running(cp: ControlPlane, who: Identity) -> list[dict[str, Any]]:
     return sorted(out, key=lambda e: (e["started_at"] or float("inf"), e["container_id"]))
 
 
-def _own(cp: ControlPlane, who: Identity, container_id: str) -> Container:
+def own(cp: ControlPlane, who: Identity, container_id: str) -> Container:
+    """One of the caller's workspace's running containers; another's is not found."""
     c = cp.scheduler.containers.get(container_id)
     if c is None or c.pool.function.workspace_id != who.workspace_id:
         raise not_found(f"No running container '{container_id}' in this workspace; "
@@ -50,7 +51,7 @@ def stop(cp: ControlPlane, who: Identity, container_id: str) -> None:
     """Stop a running container: it gets its grace, then what it holds runs elsewhere."""
     if who.kind == "container":
         raise invalid("Only a user token can stop containers.")
-    cp.scheduler.stop_container(_own(cp, who, container_id), "it was stopped by request")
+    cp.scheduler.stop_container(own(cp, who, container_id), "it was stopped by request")
 
 
 async def app_of(cp: ControlPlane, who: Identity, container_id: str) -> str:

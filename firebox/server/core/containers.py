@@ -13,6 +13,7 @@ from starlette.websockets import WebSocket, WebSocketDisconnect
 
 from ... import wire
 from ...wire import messages
+from . import container_execs
 
 if TYPE_CHECKING:
     from .plane import ControlPlane
@@ -81,6 +82,10 @@ async def container_channel(ws: WebSocket) -> None:
                         _send_code(cp, channel, hello, [str(d) for d in message["digests"]]))
                 elif kind == messages.INIT_FAILED:
                     cp.scheduler.on_init_failed(c, message["error"])
+                elif kind == messages.EXEC_OUTPUT:
+                    container_execs.on_output(c, message)
+                elif kind == messages.EXEC_EXIT:
+                    container_execs.on_exit(c, message)
             except (ValueError, TypeError, KeyError, AttributeError) as exc:
                 # Only the container's own code could have sent it: that container goes, the
                 # server and everyone else's containers stay.
@@ -98,6 +103,7 @@ async def container_channel(ws: WebSocket) -> None:
                 with contextlib.suppress(asyncio.CancelledError, Exception):
                     await task
         c.channel = None
+        container_execs.container_gone(c)
 
 
 async def _send_code(cp: ControlPlane, channel: WebSocketChannel, hello: dict[str, Any],

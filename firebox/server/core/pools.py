@@ -7,11 +7,14 @@ import asyncio
 import time
 from collections import deque
 from dataclasses import dataclass, field
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 from .capacity import Reservation
 from .functions import FunctionRecord
 from .queued import InputQueue
+
+if TYPE_CHECKING:
+    from .sandboxes import Exec
 
 
 class Channel(Protocol):
@@ -70,6 +73,7 @@ class Container:
     started_at: float | None = None  # when its process existed, for metering
     # Set once it dialled in (its runtime imported) or exited: the end of its launch's CPU rush.
     connected: asyncio.Event = field(default_factory=asyncio.Event)
+    execs: dict[str, Exec] = field(default_factory=dict)  # commands exec'd into it, by id
 
 
 @dataclass(eq=False)
