@@ -58,6 +58,18 @@ def test_redeploy_replaces_the_code(server, tmp_path: Path):
         assert python(server, call).strip() == version
 
 
+def history_rows(table: str) -> list[str]:
+    """The rows of `app history`'s table, each in one line: a row starts with its date, and a
+    detail too long for its column goes on in the lines below."""
+    rows: list[str] = []
+    for line in table.splitlines():
+        if line[:1].isdigit():
+            rows.append(line)
+        elif rows and line.startswith(" "):
+            rows[-1] += " " + line.strip()
+    return rows
+
+
 def test_a_deploy_tag_is_kept_in_the_history(server):
     for tag in ("v1", ""):
         result = server.cli("deploy", "tests/apps/deployed.py", "--name", "test-tagged",
@@ -65,7 +77,7 @@ def test_a_deploy_tag_is_kept_in_the_history(server):
         assert result.returncode == 0, result.stderr
     history = server.cli("app", "history", "test-tagged")
     assert history.returncode == 0, history.stderr
-    deploys = [line for line in history.stdout.splitlines() if " deployed " in line]
+    deploys = [row for row in history_rows(history.stdout) if " deployed " in row]
     assert len(deploys) == 2 and "tag=v1" in deploys[0] and "tag=" not in deploys[1]
 
 
@@ -110,7 +122,7 @@ def test_app_list_logs_history_and_stop(server):
     assert "stopped" in row
     history = server.cli("app", "history", "test-app-commands")
     assert history.returncode == 0, history.stderr
-    kinds = [line.split()[2] for line in history.stdout.splitlines()[1:]]
+    kinds = [row.split()[2] for row in history_rows(history.stdout)]
     assert kinds[0] == "created" and "deployed" in kinds and kinds[-1] == "stopped"
     refused = python_fails(server, 'import firebox; '
                            'firebox.Function.from_name("test-app-commands", "greet").remote("x")')

@@ -3,7 +3,15 @@
 from __future__ import annotations
 
 import datetime
+import os
+from collections.abc import Iterable, Sequence
 from typing import Any
+
+import click
+from rich import box
+from rich.console import Console
+from rich.table import Column, Table
+from rich.text import Text
 
 from .. import _sync
 from .. import client as client_mod
@@ -18,6 +26,33 @@ def when(ts: float | None) -> str:
     if ts is None:
         return "-"
     return datetime.datetime.fromtimestamp(ts).strftime("%Y-%m-%d %H:%M:%S")
+
+
+def fixed(header: str, *, number: bool = False) -> Column:
+    """A column whose cells never wrap: ids, states, times and numbers stay whole on one line
+    (numbers right-aligned); the table's other columns make room for it."""
+    return Column(header, no_wrap=True, justify="right" if number else "left")
+
+
+def print_table(columns: Sequence[str | Column], rows: Iterable[Sequence[object]]) -> None:
+    """Print rows under columns, drawn by rich. On a terminal (or with COLUMNS set) the table
+    fits its width: a long name folds within its own column, a column given as a plain header,
+    instead of pushing the others. Into a pipe or a file each row stays on one line, as wide as
+    it needs, for grep and awk, and without colour. Cells are shown as text, never read as rich
+    markup."""
+    table = Table(*(c if isinstance(c, Column) else Column(c, overflow="fold") for c in columns),
+                  box=box.SIMPLE_HEAD, show_edge=False, pad_edge=False, collapse_padding=True,
+                  header_style="bold", highlight=False)
+    for row in rows:
+        table.add_row(*(Text(str(cell)) for cell in row))
+    console = Console(highlight=False)
+    if not console.is_terminal and not os.environ.get("COLUMNS"):
+        natural = console.measure(table, options=console.options.update_width(10**6)).maximum
+        console.width = max(80, natural)
+    with console.capture() as captured:
+        console.print(table)
+    # Rich pads every line to the table's width; a pipe or a file gets no trailing spaces.
+    click.echo("\n".join(line.rstrip() for line in captured.get().splitlines()))
 
 
 def print_logs(path: str, follow: bool) -> None:

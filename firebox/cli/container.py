@@ -8,7 +8,7 @@ import click
 
 from .. import _sync
 from .attach import check_pty, exec_in_container, exit_with
-from .common import print_logs, request, when
+from .common import fixed, print_logs, print_table, request, when
 
 
 @click.group("container")
@@ -24,12 +24,12 @@ def container_list(as_json: bool) -> None:
     if as_json:
         click.echo(json.dumps(rows, indent=2))
         return
-    click.echo(f"{'CONTAINER ID':<26} {'APP':<24} {'FUNCTION':<24} {'STATE':<9} "
-               f"{'INPUTS':>6}  STARTED")
-    for r in rows:
-        click.echo(f"{r['container_id']:<26} {(r['app'] or r['app_id']):<24} "
-                   f"{r['function']:<24} {r['state']:<9} {r['inputs']:>6}  "
-                   f"{when(r['started_at'])}")
+    print_table(
+        [fixed("CONTAINER ID"), "APP", "FUNCTION", fixed("STATE"), fixed("INPUTS", number=True),
+         fixed("STARTED")],
+        [(r["container_id"], r["app"] or r["app_id"], r["function"], r["state"], r["inputs"],
+          when(r["started_at"])) for r in rows],
+    )
 
 
 @container_group.command("logs")

@@ -6,7 +6,7 @@ import json
 
 import click
 
-from .common import request, when
+from .common import fixed, print_table, request, when
 
 
 @click.group("image")
@@ -25,14 +25,18 @@ def image_list(as_json: bool) -> None:
     if not images:
         click.echo("No images.")
         return
-    for im in images:
-        size = sum(layer["size_bytes"] for layer in im["layers"])
-        mark = "in use" if im["in_use"] else "unused"
-        click.echo(f"{im['image_id']}  {len(im['layers'])} layers  {size / 1e6:.1f} MB  "
-                   f"{mark}  last used {when(im['used_at'])}")
-        for layer in im["layers"]:
-            click.echo(f"    {layer['id'][:12]}  {layer['size_bytes'] / 1e6:8.1f} MB  "
-                       f"{layer['label'][:70]}")
+    print_table(
+        [fixed("IMAGE ID"), fixed("SIZE", number=True), fixed("USE"), fixed("LAST USED"),
+         "LAYERS"],
+        [(im["image_id"], _mb(sum(layer["size_bytes"] for layer in im["layers"])),
+          "in use" if im["in_use"] else "unused", when(im["used_at"]),
+          "\n".join(f"{layer['label']} ({_mb(layer['size_bytes'])})" for layer in im["layers"]))
+         for im in images],
+    )
+
+
+def _mb(size_bytes: int) -> str:
+    return f"{size_bytes / 1e6:.1f} MB"
 
 
 @image_group.command("prune")

@@ -8,7 +8,7 @@ import click
 
 from ..sdk.dict import Dict
 from ..sdk.queue import Queue
-from .common import request, when
+from .common import fixed, print_table, request, when
 
 
 def _listing(kind: str, path: str, as_json: bool) -> None:
@@ -16,9 +16,8 @@ def _listing(kind: str, path: str, as_json: bool) -> None:
     if as_json:
         click.echo(json.dumps(rows, indent=2))
         return
-    click.echo(f"{'NAME':<32} {'ID':<22} {'ITEMS':>7}  CREATED")
-    for r in rows:
-        click.echo(f"{r['name']:<32} {r['id']:<22} {r['len']:>7}  {when(r['created_at'])}")
+    print_table(["NAME", fixed("ID"), fixed("ITEMS", number=True), fixed("CREATED")],
+                [(r["name"], r["id"], r["len"], when(r["created_at"])) for r in rows])
 
 
 @click.group("dict")

@@ -9,6 +9,7 @@ import click
 from .. import _sync
 from ..sdk.sandbox import Sandbox
 from .attach import attach, check_pty, exit_with, window
+from .common import fixed, print_table
 
 
 @click.group("sandbox")
@@ -25,9 +26,7 @@ def sandbox_list(app_id: str | None, as_json: bool) -> None:
     if as_json:
         click.echo(json.dumps(rows, indent=2))
         return
-    click.echo(f"{'ID':<22} ISOLATION")
-    for r in rows:
-        click.echo(f"{r['id']:<22} {r['isolation']}")
+    print_table([fixed("ID"), "ISOLATION"], [(r["id"], r["isolation"]) for r in rows])
 
 
 @sandbox_group.command("exec", context_settings={"ignore_unknown_options": True})

@@ -10,7 +10,7 @@ from typing import Any
 
 import click
 
-from .common import request
+from .common import fixed, print_table, request
 
 
 @click.command("stats")
@@ -30,18 +30,28 @@ def app_stats(app: str, as_json: bool) -> None:
     )
     if not stats["functions"]:
         click.echo("  no containers and no queued inputs: scaled to zero")
-    for f in stats["functions"]:
-        c = f["containers"]
-        a = f["autoscaler"]
-        click.echo(
-            f"  {f['function']}: containers ready={c['ready']} starting={c['starting']} "
-            f"stopping={c['stopping']}; queued={f['queued']} running={f['running']}; "
-            f"min={a['min_containers']} max={a['max_containers'] or '-'} "
-            f"buffer={a['buffer_containers']} scaledown={a['scaledown_window']:g}s"
+        return
+    print_table(
+        ["FUNCTION", fixed("READY", number=True), fixed("STARTING", number=True),
+         fixed("STOPPING", number=True), fixed("QUEUED", number=True),
+         fixed("RUNNING", number=True), "AUTOSCALER"],
+        [(f["function"], f["containers"]["ready"], f["containers"]["starting"],
+          f["containers"]["stopping"], f["queued"], f["running"], _autoscaler(f["autoscaler"]))
+         for f in stats["functions"]],
+    )
+    events = [(f["function"], e) for f in stats["functions"] for e in f["events"][-10:]]
+    if events:
+        click.echo("Recent scale events:")
+        print_table(
+            [fixed("TIME"), "FUNCTION", "EVENT"],
+            [(datetime.datetime.fromtimestamp(e["ts"]).strftime("%H:%M:%S"), name, e["text"])
+             for name, e in events],
         )
-        for e in f["events"][-10:]:
-            ts = datetime.datetime.fromtimestamp(e["ts"]).strftime("%H:%M:%S")
-            click.echo(f"    {ts}  {e['text']}")
+
+
+def _autoscaler(a: dict[str, Any]) -> str:
+    return (f"min {a['min_containers']}, max {a['max_containers'] or '-'}, buffer "
+            f"{a['buffer_containers']}, scaledown {a['scaledown_window']:g}s")
 
 
 def parse_since(text: str) -> float:
@@ -73,14 +83,19 @@ def usage(app: str | None, since: str | None, by: str, as_json: bool) -> None:
     if as_json:
         click.echo(json.dumps(report, indent=2))
         return
-    header = f"{by.upper():<40} {'CONTAINERS':>10} {'CONTAINER-S':>12} {'CPU-CORE-S':>11} "
-    header += f"{'MEM-GIB-S':>10} {'GPU-S':>8} {'INPUTS':>7} {'INPUT-S':>9} {'COST USD':>10}"
-    click.echo(header)
-    for row in [*report["rows"], {"key": "total", **report["total"]}]:
-        gpu = sum(v for k, v in row.items() if k.startswith("gpu_seconds:"))
-        click.echo(
-            f"{row['key']:<40} {row.get('containers', 0):>10.0f} "
-            f"{row.get('container_seconds', 0):>12.1f} {row.get('cpu_core_seconds', 0):>11.1f} "
-            f"{row.get('memory_gib_seconds', 0):>10.1f} {gpu:>8.1f} {row.get('inputs', 0):>7.0f} "
-            f"{row.get('input_seconds', 0):>9.2f} {row.get('cost_usd', 0):>10.6f}"
-        )
+    rows = [*report["rows"], {"key": "total", **report["total"]}]
+    for row in rows:
+        row["gpu_seconds"] = sum(v for k, v in row.items() if k.startswith("gpu_seconds:"))
+    # (header, key, format); the GPU column only where some row used a GPU, so the table fits
+    # 80 columns.
+    shown = [("CONTAINERS", "containers", ".0f"),
+             ("CONTAINER\nSECONDS", "container_seconds", ".1f"),
+             ("CPU CORE\nSECONDS", "cpu_core_seconds", ".1f"),
+             ("MEM GIB\nSECONDS", "memory_gib_seconds", ".1f"),
+             *([("GPU\nSECONDS", "gpu_seconds", ".1f")] if any(r["gpu_seconds"] for r in rows)
+               else []),
+             ("INPUTS", "inputs", ".0f"), ("INPUT\nSECONDS", "input_seconds", ".2f"),
+             ("COST\nUSD", "cost_usd", ".6f")]
+    print_table([by.upper(), *(fixed(header, number=True) for header, _, _ in shown)],
+                [(row["key"], *(format(row.get(key, 0), spec) for _, key, spec in shown))
+                 for row in rows])

@@ -9,7 +9,7 @@ import click
 
 from ..exception import InvalidError
 from ..sdk.secret import parse_dotenv
-from .common import request, when
+from .common import fixed, print_table, request, when
 
 
 @click.group("secret")
@@ -75,9 +75,8 @@ def secret_list(as_json: bool) -> None:
     if as_json:
         click.echo(json.dumps(rows, indent=2))
         return
-    click.echo(f"{'NAME':<32} {'UPDATED':<20} KEYS")
-    for r in rows:
-        click.echo(f"{r['name']:<32} {when(r['updated_at']):<20} {', '.join(r['keys'])}")
+    print_table(["NAME", fixed("UPDATED"), "KEYS"],
+                [(r["name"], when(r["updated_at"]), ", ".join(r["keys"])) for r in rows])
 
 
 @secret_group.command("delete")

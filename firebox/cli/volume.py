@@ -14,7 +14,7 @@ from typing import IO
 import click
 
 from ..sdk.volume import FileEntryType, Volume
-from .common import request, when
+from .common import fixed, print_table, request, when
 
 
 @contextlib.contextmanager
@@ -53,10 +53,11 @@ def volume_list(as_json: bool) -> None:
     if as_json:
         click.echo(json.dumps(rows, indent=2))
         return
-    click.echo(f"{'NAME':<32} {'ID':<22} {'FILES':>7} {'BYTES':>12}  CREATED")
-    for r in rows:
-        click.echo(f"{r['name']:<32} {r['id']:<22} {r['files']:>7} {r['bytes']:>12}  "
-                   f"{when(r['created_at'])}")
+    print_table(
+        ["NAME", fixed("ID"), fixed("FILES", number=True), fixed("BYTES", number=True),
+         fixed("CREATED")],
+        [(r["name"], r["id"], r["files"], r["bytes"], when(r["created_at"])) for r in rows],
+    )
 
 
 @volume_group.command("ls")
@@ -67,9 +68,11 @@ def volume_ls(name: str, path: str, recursive: bool) -> None:
     """List the files at PATH in volume NAME."""
     with _in_volume(name):
         entries = Volume.from_name(name).listdir(path, recursive=recursive)
-    for e in entries:
-        suffix = "/" if e.type == FileEntryType.DIRECTORY else ""
-        click.echo(f"{e.size:>12}  {when(e.mtime)}  {e.path}{suffix}")
+    print_table(
+        ["PATH", fixed("SIZE", number=True), fixed("MODIFIED")],
+        [(e.path + ("/" if e.type == FileEntryType.DIRECTORY else ""), e.size, when(e.mtime))
+         for e in entries],
+    )
 
 
 @volume_group.command("put")

@@ -1,0 +1,108 @@
+"""What the CLI prints, as a user sees it: tables drawn with rich that keep their columns whole
+when a name is longer than its column, and --json as it was."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner
+from helpers import eventually
+
+from firebox.cli.main import main
+
+LONG_APP = "test-output-" + "a" * 48  # 60 characters
+LONG_FUNCTION = "function_with_a_name_" + "b" * 39  # 60 characters
+assert len(LONG_APP) == len(LONG_FUNCTION) == 60
+
+WIDE_APP = f"""if True:
+    import firebox
+    app = firebox.App("{LONG_APP}")
+
+    @app.function(min_containers=1)
+    def {LONG_FUNCTION}(x):
+        return x
+"""
+
+
+@pytest.fixture(scope="module")
+def deployed(server, tmp_path_factory: pytest.TempPathFactory):
+    """The app of long names, deployed with a warm container; stopped after the tests."""
+    path = tmp_path_factory.mktemp("wide") / "wide.py"
+    path.write_text(WIDE_APP)
+    result = server.cli("deploy", str(path))
+    assert result.returncode == 0, result.stderr
+    yield result
+    server.cli("app", "stop", LONG_APP)
+
+
+def cli(*args: str, columns: int | None = None) -> str:
+    """The command's stdout, run in-process as into a pipe (COLUMNS set: as on a terminal that
+    wide)."""
+    result = CliRunner().invoke(main, list(args),
+                                env={"COLUMNS": str(columns) if columns else None})
+    assert result.exit_code == 0, result.output
+    return result.stdout
+
+
+def rows_of(table: str, first: str) -> list[list[str]]:
+    """Each row of a table whose rows start with an id beginning with first: the lines it spans
+    (a long name folds into the lines below its row's first)."""
+    rows: list[list[str]] = []
+    for line in table.splitlines():
+        if line.startswith(first):
+            rows.append([line])
+        elif rows and line.startswith(" "):
+            rows[-1].append(line)
+    return rows
+
+
+def column_at(header: str, name: str) -> int:
+    return header.index(name)
+
+
+def test_long_names_fold_in_their_column_and_the_others_stay_whole(deployed):
+    for columns in (80, None):
+        table = cli("app", "list", columns=columns)
+        header = table.splitlines()[0]
+        assert header.split() == ["APP", "ID", "NAME", "STATE", "FUNCS", "CONTAINERS", "CREATED"]
+        assert all(len(line) <= 80 for line in table.splitlines()) or columns is None
+        [row] = [r for r in rows_of(table, "ap-") if LONG_APP[:8] in r[0]]
+        first = row[0]
+        # The id is whole, and every column's cell starts under its header.
+        assert first.split()[0].startswith("ap-") and len(first.split()[0]) == 19
+        name = "".join(line[column_at(header, "NAME"):column_at(header, "STATE")].strip()
+                       for line in row)
+        assert name == LONG_APP
+        assert first[column_at(header, "STATE"):].split()[0] == "deployed"
+        assert first[column_at(header, "CREATED"):].strip()[:2] == "20"  # a whole timestamp
+        if columns is None:  # into a pipe each row is one line, for grep
+            assert len(row) == 1 and LONG_APP in first
+
+    containers = eventually(lambda: [r for r in rows_of(cli("container", "list", columns=80),
+                                                        "ta-")
+                                     if LONG_APP[:8] in "".join(r)], timeout=30)
+    assert containers
+    table = cli("container", "list", columns=80)
+    header = table.splitlines()[0]
+    for row in rows_of(table, "ta-"):
+        assert len(row[0].split()[0]) == 19  # the container id is whole
+        assert row[0][column_at(header, "STATE"):].split()[0].isalpha()
+    [row] = containers
+    function = "".join(line[column_at(header, "FUNCTION"):column_at(header, "STATE")].strip()
+                       for line in row)
+    assert function == LONG_FUNCTION
+
+
+def test_json_is_unchanged(deployed):
+    apps = json.loads(cli("app", "list", "--json"))
+    [mine] = [a for a in apps if a["name"] == LONG_APP]
+    assert set(mine) >= {"app_id", "name", "state", "functions", "containers", "created_at"}
+    assert mine["state"] == "deployed"
+
+
+def test_a_pipe_gets_no_colour_and_no_trailing_spaces(deployed, tmp_path: Path):
+    table = cli("app", "list", columns=80)
+    assert "\x1b[" not in table
+    assert all(line == line.rstrip() for line in table.splitlines())
