@@ -71,6 +71,10 @@ class NotSupportedYet(Error):
     """A part of the Modal surface that firebox does not provide yet."""
 
 
+class ServerNotInstalledError(Error):
+    """The control plane's packages (the `server` extra) are not installed: a client's install."""
+
+
 __all__ = [
     "AlreadyExistsError",
     "AuthError",
@@ -89,4 +93,5 @@ __all__ = [
     "SandboxTerminatedError",
     "SandboxTimeoutError",
     "SerializationError",
+    "ServerNotInstalledError",
 ]

@@ -10,6 +10,10 @@ import tempfile
 import threading
 from pathlib import Path
 
+# First: on a client's install (no `server` extra) it says so in a line, before uvicorn fails.
+from . import server  # noqa: F401
+
+# isort: split
 import uvicorn
 
 from .server.api.app import create_app
