@@ -3,11 +3,14 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/install.sh
-# tests/test_cgroups_v2_vm.py boots Debian's kernel in qemu to test cgroup v2 on a v1 host.
+# Debian packages tests need: tests/test_cgroups_v2_vm.py boots Debian's kernel in qemu to test
+# cgroup v2 on a v1 host.
 vm=()
 command -v qemu-system-x86_64 >/dev/null 2>&1 || vm+=(qemu-system-x86)
 ls /boot/vmlinuz-* >/dev/null 2>&1 || vm+=(linux-image-amd64)
 [ -x /bin/busybox ] || vm+=(busybox-static)
+# tests/test_shell.py types into `firebox shell` on a terminal that tmux draws.
+command -v tmux >/dev/null 2>&1 || vm+=(tmux)
 if [ ${#vm[@]} -gt 0 ] && [ "$(id -u)" = 0 ]; then
     echo "test: apt-get install ${vm[*]}"
     apt-get update -qq >/dev/null

@@ -1,12 +1,17 @@
-"""`firebox container exec`, run as a user would against a real server: commands run inside a
-function's own container (its files and secrets), exit with the command's status, and another
-workspace cannot reach in."""
+"""`firebox container exec` and `firebox shell`, run as a user would against a real server:
+commands run inside a function's own container (its files, secrets and volumes), exit with the
+command's status, and another workspace cannot reach in."""
 
 from __future__ import annotations
 
 import json
+import shlex
+import shutil
+import subprocess
+import sys
 from pathlib import Path
 
+import pytest
 from helpers import eventually
 from other_workspace import other_workspace_env, run_cli
 
@@ -55,6 +60,10 @@ def test_container_exec_runs_inside_the_container(server, tmp_path: Path):
         piped = server.cli("container", "exec", cid, "--", "tr", "a-z", "A-Z", input="hello\n")
         assert (piped.returncode, piped.stdout) == (0, "HELLO\n"), piped.stderr
 
+        # firebox shell CONTAINER_ID opens a shell there; --cmd runs one command instead.
+        shell = server.cli("shell", cid, "--cmd", "cat /tmp/only-in-this-container; exit 5")
+        assert (shell.returncode, shell.stdout) == (5, "written by the container's enter hook\n")
+
         missing = server.cli("container", "exec", cid, "--", "no-such-command")
         assert missing.returncode == 127 and "no-such-command" in missing.stderr
 
@@ -69,3 +78,68 @@ def test_container_exec_runs_inside_the_container(server, tmp_path: Path):
     assert gone.returncode == 1 and "`firebox container list`" in gone.stderr
     assert "Traceback" not in gone.stderr
 
+
+SHELL_APP = """if True:
+    import firebox
+    app = firebox.App("test-shell")
+    data = firebox.Volume.from_name("test-shell-data", create_if_missing=True)
+
+    @app.function(secrets=[firebox.Secret.from_dict({"SECRET_VALUE": "from-the-secret"})],
+                  volumes={"/data": data})
+    def fn():
+        pass
+"""
+
+
+@pytest.fixture
+def shell_app(server, tmp_path: Path) -> Path:
+    """An app file whose function has a secret and a volume holding one file."""
+    path = tmp_path / "shellapp.py"
+    path.write_text(SHELL_APP)
+    seed = tmp_path / "seeded-by-the-test.txt"
+    seed.write_text("hi\n")
+    server.cli("volume", "create", "test-shell-data")
+    put = server.cli("volume", "put", "-f", "test-shell-data", str(seed), "/")
+    assert put.returncode == 0, put.stderr
+    return path
+
+
+def test_shell_cmd_exits_with_the_commands_status(server, shell_app: Path):
+    ran = server.cli("shell", f"{shell_app}::fn", "--cmd",
+                     "ls /data; echo secret=$SECRET_VALUE; exit 7")
+    assert ran.returncode == 7, ran.stderr
+    assert ran.stdout == "seeded-by-the-test.txt\nsecret=from-the-secret\n"
+    # The container stopped with the shell: the app's run is over.
+    rows = json.loads(server.cli("container", "list", "--json").stdout)
+    assert not [r for r in rows if r["app"] == "test-shell" and r["state"] == "ready"]
+
+
+@pytest.mark.skipif(shutil.which("tmux") is None, reason="tmux is not installed")
+def test_shell_is_interactive_under_tmux(server, shell_app: Path, tmp_path: Path):
+    env = server.env() | {"FIREBOX_SERVER_URL": server.url, "FIREBOX_TOKEN": server.token}
+    script = tmp_path / "open-shell.sh"
+    script.write_text("".join(f"export {k}={shlex.quote(v)}\n" for k, v in env.items())
+                      + f"{shlex.quote(sys.executable)} -m firebox.cli.main shell "
+                      f"{shlex.quote(str(shell_app))}::fn\necho SHELL-EXITED=$?\nsleep 60\n")
+    tmux = ["tmux", "-L", f"firebox-test-{tmp_path.name}"]
+    subprocess.run([*tmux, "new-session", "-d", "-x", "120", "-y", "30", "-s", "shell",
+                    f"sh {shlex.quote(str(script))}"], check=True, env=env, cwd=tmp_path)
+
+    def pane() -> str:
+        return subprocess.run([*tmux, "capture-pane", "-p", "-t", "shell"], capture_output=True,
+                              text=True).stdout
+
+    try:
+        def prompt() -> bool:
+            lines = [line for line in pane().splitlines() if line.strip()]
+            return bool(lines) and lines[-1].rstrip().endswith(("#", "$"))
+
+        assert eventually(prompt, timeout=60), pane()
+        subprocess.run([*tmux, "send-keys", "-t", "shell", "echo $SECRET_VALUE; ls /data",
+                        "Enter"], check=True)
+        assert eventually(lambda: "seeded-by-the-test.txt" in pane(), timeout=20), pane()
+        assert "\nfrom-the-secret" in pane()
+        subprocess.run([*tmux, "send-keys", "-t", "shell", "exit", "Enter"], check=True)
+        assert eventually(lambda: "SHELL-EXITED=0" in pane(), timeout=20), pane()
+    finally:
+        subprocess.run([*tmux, "kill-server"], capture_output=True)

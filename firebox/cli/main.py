@@ -13,7 +13,7 @@ import click
 from .. import config
 from ..exception import Error
 from ..wire import settings as variables
-from .common import fixed, print_logs, print_table, request, when
+from .common import print_logs, request, when
 from .container import container_group
 from .entrypoints import (
     build_command,
@@ -28,6 +28,7 @@ from .profile import profile_group
 from .sandbox import sandbox_group
 from .scaling import app_stats, usage
 from .secret import secret_group
+from .shell import shell
 from .token import token_commands
 from .tracebacks import users_traceback
 from .volume import volume_group
@@ -202,12 +203,13 @@ def app_list(as_json: bool) -> None:
     if as_json:
         click.echo(json.dumps(apps, indent=2))
         return
-    print_table(
-        [fixed("APP ID"), "NAME", fixed("STATE"), fixed("FUNCS", number=True),
-         fixed("CONTAINERS", number=True), fixed("CREATED")],
-        [(a["app_id"], a["name"] or "-", a["state"], a["functions"], a["containers"],
-          when(a["created_at"])) for a in apps],
-    )
+    header = f"{'APP ID':<22} {'NAME':<24} {'STATE':<10} {'FUNCS':>5} {'CONTAINERS':>10}"
+    click.echo(header + "  CREATED")
+    for a in apps:
+        click.echo(
+            f"{a['app_id']:<22} {(a['name'] or '-'):<24} {a['state']:<10} {a['functions']:>5} "
+            f"{a['containers']:>10}  {when(a['created_at'])}"
+        )
 
 
 @app_group.command("stop")
@@ -240,9 +242,9 @@ def app_history(app: str, as_json: bool) -> None:
         click.echo(json.dumps(history, indent=2))
         return
     click.echo(f"{history['name'] or history['app_id']}:")
-    print_table([fixed("WHEN"), fixed("EVENT"), "DETAIL"],
-                [(when(e["ts"]), e["kind"], ", ".join(f"{k}={v}" for k, v in e["detail"].items()))
-                 for e in history["events"]])
+    for e in history["events"]:
+        detail = ", ".join(f"{k}={v}" for k, v in e["detail"].items())
+        click.echo(f"  {when(e['ts'])}  {e['kind']:<10} {detail}")
 
 
 @app_group.command("rollback")
@@ -273,6 +275,7 @@ for _command in token_commands:
 main.add_command(serve)
 main.add_command(usage)
 main.add_command(container_group)
+main.add_command(shell)
 
 for _group in (dict_group, image_group, profile_group, queue_group, sandbox_group, secret_group,
                volume_group, workspace_group):
