@@ -13,7 +13,7 @@ import click
 from .. import config
 from ..exception import Error
 from ..wire import settings as variables
-from .common import print_logs, request, when
+from .common import fixed, print_logs, print_table, request, when
 from .container import container_group
 from .entrypoints import (
     build_command,
@@ -203,13 +203,12 @@ def app_list(as_json: bool) -> None:
     if as_json:
         click.echo(json.dumps(apps, indent=2))
         return
-    header = f"{'APP ID':<22} {'NAME':<24} {'STATE':<10} {'FUNCS':>5} {'CONTAINERS':>10}"
-    click.echo(header + "  CREATED")
-    for a in apps:
-        click.echo(
-            f"{a['app_id']:<22} {(a['name'] or '-'):<24} {a['state']:<10} {a['functions']:>5} "
-            f"{a['containers']:>10}  {when(a['created_at'])}"
-        )
+    print_table(
+        [fixed("APP ID"), "NAME", fixed("STATE"), fixed("FUNCS", number=True),
+         fixed("CONTAINERS", number=True), fixed("CREATED")],
+        [(a["app_id"], a["name"] or "-", a["state"], a["functions"], a["containers"],
+          when(a["created_at"])) for a in apps],
+    )
 
 
 @app_group.command("stop")
@@ -242,9 +241,9 @@ def app_history(app: str, as_json: bool) -> None:
         click.echo(json.dumps(history, indent=2))
         return
     click.echo(f"{history['name'] or history['app_id']}:")
-    for e in history["events"]:
-        detail = ", ".join(f"{k}={v}" for k, v in e["detail"].items())
-        click.echo(f"  {when(e['ts'])}  {e['kind']:<10} {detail}")
+    print_table([fixed("WHEN"), fixed("EVENT"), "DETAIL"],
+                [(when(e["ts"]), e["kind"], ", ".join(f"{k}={v}" for k, v in e["detail"].items()))
+                 for e in history["events"]])
 
 
 @app_group.command("rollback")
