@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Installs everything firebox needs on a fresh Debian machine with Python 3.11: the Debian
 # packages (as root, only those missing), a virtual environment in .venv, and firebox with its
-# test dependencies. Safe to run again: it skips what is already there.
+# server and test extras at the exact versions uv.lock holds. Safe to run again: it skips what
+# is already there, and installs again when pyproject.toml or uv.lock changes.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -32,8 +33,16 @@ if [ ! -x .venv/bin/python ]; then
     "$PYTHON" -m venv .venv
 fi
 stamp=.venv/.firebox-installed
-if [ ! -f "$stamp" ] || [ pyproject.toml -nt "$stamp" ]; then
-    .venv/bin/python -m pip install -q --upgrade pip
-    .venv/bin/python -m pip install -q -e ".[test]"
+if [ ! -f "$stamp" ] || [ pyproject.toml -nt "$stamp" ] || [ uv.lock -nt "$stamp" ]; then
+    # uv installs from the lock; the uv that does it is the one the lock names.
+    uv_version=$(.venv/bin/python -c 'import tomllib
+print(next(p["version"] for p in tomllib.load(open("uv.lock", "rb"))["package"] if p["name"] == "uv"))')
+    if [ "$(.venv/bin/uv --version 2>/dev/null)" != "uv $uv_version" ]; then
+        .venv/bin/python -m pip install -q "uv==$uv_version"
+    fi
+    # --locked: a uv.lock that no longer matches pyproject.toml is an error (`uv lock` mends it),
+    # not a silent install of other versions. --inexact: what a developer added to .venv by hand
+    # (pip, ray for benchmarks/) stays.
+    UV_PYTHON_DOWNLOADS=never .venv/bin/uv sync -q --locked --inexact --extra server --extra test
     touch "$stamp"
 fi
