@@ -11,7 +11,7 @@ import time
 from pathlib import Path
 
 from conftest import REPO
-from test_cli import firebox_run, unconfigured_env
+from test_cli import client_env, firebox_run, unconfigured_env
 
 APP = "tests/apps/run_rules.py"
 
@@ -103,3 +103,47 @@ def test_a_class_method_takes_the_class_parameters_as_options_too(tmp_path: Path
     result = firebox_run(tmp_path, f"{APP}::Scaler.times", "--x", "2")
     assert result.returncode == 0, result.stderr
     assert result.stdout.splitlines()[-1] == "6"
+
+
+PACKAGE_APP = """if True:
+    import firebox
+
+    from .helpers import double
+
+    app = firebox.App("test-run-module")
+
+    @app.function()
+    def twice(x):
+        return double(x)
+
+    @app.local_entrypoint()
+    def main(x: int = 4):
+        print("got", twice.remote(x))
+"""
+
+
+def test_run_and_deploy_take_a_module_path(server, tmp_path: Path):
+    def cli(*args: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run([sys.executable, "-m", "firebox.cli.main", *args],
+                              env=client_env(server), capture_output=True, text=True,
+                              timeout=90, cwd=tmp_path)
+
+    package = tmp_path / "mypkg"
+    package.mkdir()
+    (package / "__init__.py").write_text("")
+    (package / "helpers.py").write_text("def double(x):\n    return 2 * x\n")
+    (package / "app.py").write_text(PACKAGE_APP)  # a relative import: only a module path works
+
+    with_m = cli("run", "-m", "mypkg.app", "--x", "5")
+    assert with_m.returncode == 0, with_m.stderr
+    assert with_m.stdout.splitlines()[-1] == "got 10"
+    dotted = cli("run", "mypkg.app::main")  # not a file: a module path
+    assert dotted.returncode == 0, dotted.stderr
+    assert dotted.stdout.splitlines()[-1] == "got 8"
+    deployed = cli("deploy", "-m", "mypkg.app")
+    assert deployed.returncode == 0, deployed.stderr
+
+    missing = cli("run", "-m", "mypkg.nope")
+    assert missing.returncode == 2
+    assert "No module named 'mypkg.nope'" in missing.stderr
+    assert "Traceback" not in missing.stderr

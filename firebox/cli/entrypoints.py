@@ -5,6 +5,8 @@ from __future__ import annotations
 import datetime
 import importlib.util
 import inspect
+import os
+import re
 import sys
 import traceback
 import typing
@@ -20,6 +22,47 @@ from ..sdk.app import App
 from ..sdk.cls import Cls
 from ..sdk.function import Function
 from ..sdk.partial import class_parameters, parameter_defaults
+
+_MODULE_PATH = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)*$")
+
+
+def import_ref(ref: str, module_mode: bool = False) -> ModuleType:
+    """The user's app module: a file (app.py), or a module path (pkg.app) imported from the
+    current directory, with -m as in Modal, or a dotted name that is no file."""
+    if module_mode or (not ref.endswith(".py") and not Path(ref).exists()
+                       and _MODULE_PATH.match(ref)):
+        return import_module_path(ref)
+    return import_file(ref)
+
+
+def import_module_path(name: str) -> ModuleType:
+    """Import module `name` (a package's module: relative imports work) afresh from the current
+    directory, as `python -m` would find it."""
+    if not _MODULE_PATH.match(name):
+        raise click.UsageError(f"'{name}' is not a module path; write it as package.module, or "
+                               "give the file's path without -m.")
+    cwd = os.getcwd()
+    if cwd not in sys.path:
+        sys.path.insert(0, cwd)
+    for loaded in [k for k in sys.modules if k == name or k.startswith(f"{name}.")]:
+        del sys.modules[loaded]  # `firebox serve` imports it again after a change
+    importlib.invalidate_caches()
+    try:
+        return importlib.import_module(name)
+    except ModuleNotFoundError as exc:
+        if exc.name and (name == exc.name or name.startswith(f"{exc.name}.")):
+            raise click.UsageError(
+                f"No module named '{name}' from {cwd}: run this in the directory that holds its "
+                "package, or give the file's path (app.py).") from None
+        click.echo(_user_traceback(exc, None), err=True, nl=False)
+        raise click.ClickException(f"{name} failed to load ({type(exc).__name__}, above); fix it "
+                                   "and run again.") from None
+    except Error as exc:
+        raise type(exc)(f"{_where_user_code_was(exc)}{exc}") from None
+    except Exception as exc:
+        click.echo(_user_traceback(exc, None), err=True, nl=False)
+        raise click.ClickException(f"{name} failed to load ({type(exc).__name__}, above); fix it "
+                                   "and run again.") from None
 
 
 def import_file(path_text: str) -> ModuleType:
@@ -49,16 +92,24 @@ def import_file(path_text: str) -> ModuleType:
 FIREBOX_DIR = str(Path(__file__).resolve().parents[1])
 
 
-def _user_traceback(exc: BaseException, path: Path) -> str:
-    """exc's traceback from the user's file on, as Python prints it for a script: without the
-    frames of this command, click and the import machinery above and between."""
+def _user_traceback(exc: BaseException, path: Path | None) -> str:
+    """exc's traceback from the user's file on (or, for a module, from the first frame outside
+    firebox and the import machinery), as Python prints it for a script: without the frames of
+    this command, click and the import machinery above and between."""
     tb = exc.__traceback__
-    while tb is not None and tb.tb_frame.f_code.co_filename != str(path):
+    while tb is not None and not _users(tb.tb_frame.f_code.co_filename, path):
         tb = tb.tb_next
     shown = traceback.TracebackException(type(exc), exc, tb)
     shown.stack = traceback.StackSummary.from_list(
         [f for f in shown.stack if not f.filename.startswith("<frozen importlib")])
     return "".join(shown.format())
+
+
+def _users(filename: str, path: Path | None) -> bool:
+    if path is not None:
+        return filename == str(path)
+    return (not filename.startswith((FIREBOX_DIR, "<frozen")) and "site-packages" not in filename
+            and "/click/" not in filename)
 
 
 def _where_user_code_was(exc: BaseException) -> str:

@@ -20,7 +20,7 @@ from .entrypoints import (
     find_app,
     find_app_and_runnable,
     find_runnable,
-    import_file,
+    import_ref,
 )
 from .image import image_group
 from .objects import dict_group, queue_group
@@ -73,9 +73,13 @@ def _split_ref(ref: str) -> tuple[str, str | None]:
 @click.option("-d", "--detach", is_flag=True, help="Keep the app running after the command.")
 @click.option("-q", "--quiet", is_flag=True, help="Don't show container output.")
 @click.option("-i", "--interactive", is_flag=True, help="Accepted for compatibility.")
+@click.option("-m", "module_mode", is_flag=True,
+              help="APP_REF is a module path (pkg.app or pkg.app::name), not a file.")
 @click.pass_context
-def run(ctx: click.Context, app_ref: str, detach: bool, quiet: bool, interactive: bool) -> None:
-    """Run APP_REF (file.py or file.py::name) with an ephemeral app.
+def run(ctx: click.Context, app_ref: str, detach: bool, quiet: bool, interactive: bool,
+        module_mode: bool) -> None:
+    """Run APP_REF (file.py, file.py::name, or with -m pkg.module[::name]) with an ephemeral
+    app.
 
     Options after APP_REF go to the local entrypoint or function being run; `firebox run
     APP_REF --help` lists them.
@@ -84,7 +88,7 @@ def run(ctx: click.Context, app_ref: str, detach: bool, quiet: bool, interactive
         click.echo(ctx.get_help())
         return
     path, name = _split_ref(app_ref)
-    module = import_file(path)
+    module = import_ref(path, module_mode)
     app, name = find_app_and_runnable(module, name, path)
     label, signature, runner = find_runnable(app, name)
     command = build_command(label, signature, runner)
@@ -121,10 +125,13 @@ def _interrupted(app_id: str | None, detach: bool) -> str:
 @click.argument("app_ref")
 @click.option("--name", help="Deploy under this name instead of the App's own.")
 @click.option("--tag", default="", help="A label for this deployment, shown in its history.")
-def deploy(app_ref: str, name: str | None, tag: str) -> None:
-    """Deploy APP_REF to the configured server, replacing an earlier deploy of the same name."""
+@click.option("-m", "module_mode", is_flag=True,
+              help="APP_REF is a module path (pkg.app), not a file.")
+def deploy(app_ref: str, name: str | None, tag: str, module_mode: bool) -> None:
+    """Deploy APP_REF (file.py[::app] or, with -m, pkg.module[::app]) to the configured server,
+    replacing an earlier deploy of the same name."""
     path, app_var = _split_ref(app_ref)
-    module = import_file(path)
+    module = import_ref(path, module_mode)
     app = find_app(module, app_var, typed=path)
     app.deploy(name=name or app.name, tag=tag)
     click.echo(f"Deployed app '{app.name}' ({app.app_id}) with:")

@@ -15,7 +15,7 @@ from ..sdk.app import App
 from ..sdk.package import module_name
 from ..sdk.runner import publish
 from .common import request, when
-from .entrypoints import find_app, import_file
+from .entrypoints import find_app, import_ref
 
 
 def print_web_urls(app: App) -> None:
@@ -49,10 +49,12 @@ def _folders(paths: list[Path]) -> list[Path]:
 @click.argument("app_ref")
 @click.option("--timeout", type=float, default=None,
               help="Stop serving after this many seconds (default: until Ctrl-C).")
-def serve(app_ref: str, timeout: float | None) -> None:
+@click.option("-m", "module_mode", is_flag=True,
+              help="APP_REF is a module path (pkg.app), not a file.")
+def serve(app_ref: str, timeout: float | None, module_mode: bool) -> None:
     """Run APP_REF's app and reload it whenever one of its files changes."""
     path, _, app_var = app_ref.partition("::")
-    app = find_app(import_file(path), app_var or None)
+    app = find_app(import_ref(path, module_mode), app_var or None)
     stop = threading.Event()
     if timeout is not None:
         timer = threading.Timer(timeout, stop.set)
@@ -74,7 +76,7 @@ def serve(app_ref: str, timeout: float | None) -> None:
                 for _ in watch(*folders, watch_filter=lambda _c, p: p in watched,
                                recursive=False, stop_event=stop):
                     try:
-                        fresh = find_app(import_file(path), app_var or None)
+                        fresh = find_app(import_ref(path, module_mode), app_var or None)
                         _sync.run(publish(fresh, "ephemeral", fresh.name, app_id))
                     except Exception as exc:
                         click.echo(f"Reload failed, still serving the last version: {exc}",
