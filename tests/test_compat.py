@@ -126,8 +126,6 @@ def test_other_rejected_names():
 
     with pytest.raises(InvalidError, match="timeout"):
         app.function(timeout=None)(f)
-    with pytest.raises(InvalidError, match="fastapi_endpoint"):
-        firebox.web_endpoint(method="POST")
     with pytest.raises(InvalidError, match="App"):
         firebox.Stub("old")
     with pytest.raises(InvalidError, match="add_local"):

@@ -147,6 +147,13 @@ def test_wsgi_app_and_web_server(running):
     assert served.status_code == 200 and "Web functions the ingress tests" in served.text
 
 
+def test_the_old_web_endpoint_name_still_serves(running):
+    reply = httpx.get(running.legacy.get_web_url() + "?x=21", timeout=120)
+    assert reply.status_code == 200 and reply.json() == {"doubled": 42}
+    with pytest.warns(DeprecationWarning, match="renamed to @fastapi_endpoint"):
+        firebox.web_endpoint(method="POST")
+
+
 def test_unknown_url_is_404(server):
     assert httpx.get(f"{server.url}/web/main/no-such-endpoint", timeout=30).status_code == 404
 

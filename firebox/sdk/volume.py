@@ -22,7 +22,7 @@ import os
 import time
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
-from pathlib import Path
+from pathlib import Path, PurePath
 from typing import IO, Any
 
 from .. import _sync
@@ -342,7 +342,8 @@ def check_mounts(volumes: Any) -> dict[str, Volume]:
     if not isinstance(volumes, dict):
         raise InvalidError("volumes= takes a dict of {mount path: firebox.Volume}.")
     out: dict[str, Volume] = {}
-    for path, vol in volumes.items():
+    for key, vol in volumes.items():
+        path = key.as_posix() if isinstance(key, PurePath) else key  # Path("/data") as Modal's
         if not isinstance(path, str) or not path.startswith("/") or path.rstrip("/") == "":
             raise InvalidError(f"Mount path {path!r} must be an absolute path other than '/'.")
         if ".." in path.split("/"):

@@ -4,6 +4,7 @@ over HTTP through the control plane's ingress instead of being called with .remo
 from __future__ import annotations
 
 import re
+import warnings
 from typing import Any
 
 from ..exception import InvalidError
@@ -79,5 +80,13 @@ def web_server(port: int, *, startup_timeout: float = 5.0, label: str | None = N
     return lambda f: _web(f, config)
 
 
-def web_endpoint(*args: Any, **kwargs: Any) -> Any:
-    raise InvalidError("@web_endpoint was renamed; use @fastapi_endpoint instead.")
+def web_endpoint(_f: Any = None, *, method: str = "GET", label: str | None = None,
+                 docs: bool = False, requires_proxy_auth: bool = False,
+                 custom_domains: Any = None) -> Any:
+    """The old name of fastapi_endpoint: it serves the same way, with a warning to rename it.
+    (Modal's client now refuses it; apps written for older clients use it, so it is kept.)"""
+    warnings.warn("@web_endpoint is deprecated: it was renamed to @fastapi_endpoint, which takes "
+                  "the same arguments.", DeprecationWarning, stacklevel=2)
+    return fastapi_endpoint(_f, method=method, label=label, docs=docs,
+                            requires_proxy_auth=requires_proxy_auth,
+                            custom_domains=custom_domains)

@@ -37,7 +37,7 @@ def write_volume(name, text, commit=True):
     return str(path)
 
 
-@app.function(volumes={"/data": vol})
+@app.function(volumes={Path("/data"): vol})  # a pathlib key, as Modal apps often write
 def read_volume(name, reload=False):
     if reload:
         vol.reload()

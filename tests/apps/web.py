@@ -5,6 +5,7 @@ import os
 import subprocess
 import sys
 import time
+import warnings
 
 from pydantic import BaseModel
 
@@ -36,6 +37,13 @@ def order(item: Item):
 @firebox.fastapi_endpoint(method="POST", label="test-web-secret", requires_proxy_auth=True)
 def secret(body: dict):
     return {"seen": body}
+
+
+with warnings.catch_warnings(action="ignore", category=DeprecationWarning):
+    @app.function(scaledown_window=2)
+    @firebox.web_endpoint(method="GET")  # Modal's old name for fastapi_endpoint, still served
+    def legacy(x: int = 1):
+        return {"doubled": 2 * x}
 
 
 @app.function(scaledown_window=2)
