@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+
 import pytest
 from apps import isolation_gpu_never, isolation_gpus
 from conftest import ServerProcess
@@ -62,10 +64,24 @@ def test_list_of_types_takes_the_first_that_exists(on_gpu_server):
         assert isolation_gpus.no_gpu.remote() == ""  # no GPU asked for: none visible
 
 
-def test_request_that_can_never_fit_fails_at_once(on_gpu_server):
-    with pytest.raises(InvalidError, match=r"gpu=A100-80GB:2 .*1 x A100-80GB"):
-        with isolation_gpu_never.app.run():
-            pass
+def test_a_gpu_no_node_has_waits_while_the_rest_of_the_app_serves(on_gpu_server, capfd):
+    app = isolation_gpu_never.app
+    with app.run(show_logs=False):
+        assert ("Note: Function 'too_many' cannot start yet: gpu=A100-80GB:2 is more than this "
+                "machine has (2 x H100, 1 x A100-80GB). Its calls wait") in capfd.readouterr().err
+        assert isolation_gpu_never.cpu_only.remote() == "served"
+        call = isolation_gpu_never.too_many.spawn()
+        with pytest.raises(TimeoutError):
+            call.get(timeout=1)
+        out = on_gpu_server.cli("app", "stats", app.app_id, "--json")
+        events = next(f for f in json.loads(out.stdout)["functions"]
+                      if f["function"] == "too_many")["events"]
+        waiting = ("waiting: gpu=A100-80GB:2 is more than this machine has (2 x H100, "
+                   "1 x A100-80GB); its inputs wait until a node with it joins")
+        assert waiting in [e["text"] for e in events]
+        logs = on_gpu_server.cli("app", "logs", app.app_id)
+        assert waiting in logs.stdout + logs.stderr  # system lines go to stderr
+        call.cancel()
 
 
 def test_gpu_option_parsing():

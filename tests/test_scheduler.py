@@ -452,9 +452,12 @@ def test_capacity_says_why_a_request_never_fits():
     one = Capacity(report(NodeCapacity("here", 2.0, 1024 * MIB, (Gpu(0, "A100-80GB"),))))
     assert one.never_fits(4.0, 128) == "cpu=4.0 is more than this machine's 2 cores"
     assert one.never_fits(1.0, 2048) == "memory=2048 MiB is more than this machine's 1024 MiB"
-    problem = one.never_fits(1.0, 128, [{"type": "A100-80GB", "count": 2}])
-    assert problem == "gpu=A100-80GB:2 asks for more than this machine has (1 x A100-80GB)"
-    assert one.never_fits(1.0, 128, [{"type": "A100", "count": 1}]) is None
+    # A GPU no node has is not refused (calls wait for one to join), only said.
+    assert one.never_fits(1.0, 128, [{"type": "A100-80GB", "count": 2}]) is None
+    problem = one.lacks_gpu([{"type": "A100-80GB", "count": 2}])
+    assert problem == "gpu=A100-80GB:2 is more than this machine has (1 x A100-80GB)"
+    assert one.lacks_gpu([{"type": "A100", "count": 1}]) is None
+    assert one.lacks_gpu(None) is None
     two = Capacity(report(NodeCapacity("a", 2.0, 1024 * MIB), NodeCapacity("b", 8.0, 512 * MIB)))
     assert two.never_fits(8.0, 512) is None  # each fits on some node
     assert "any node's 1024 MiB" in (two.never_fits(1.0, 2048) or "")

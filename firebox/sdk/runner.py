@@ -63,6 +63,8 @@ async def publish(app: App, mode: str, name: str | None, app_id: str | None = No
             with contextlib.suppress(Exception):
                 await c.request("POST", f"/v1/apps/{app_id}/stop")
         raise
+    for note in resp.get("notes") or ():  # what the server accepted but cannot serve yet
+        print(f"Note: {note}", file=sys.stderr, flush=True)
     ids, web_urls = resp["ids"], resp.get("web_urls") or {}
     c.call_keys.update({ids[name]: key for name, key in resp["call_keys"].items()})
     for fname, fn in app._functions.items():

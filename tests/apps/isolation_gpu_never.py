@@ -1,4 +1,5 @@
-"""A function that asks for more GPUs than the fake inventory has."""
+"""An app with a function that asks for more GPUs than the fake inventory has, beside one that
+needs none."""
 
 import firebox
 
@@ -8,3 +9,8 @@ app = firebox.App("test-gpu-never")
 @app.function(gpu="A100-80GB:2")
 def too_many():
     return "never"
+
+
+@app.function()
+def cpu_only():
+    return "served"

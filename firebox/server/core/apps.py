@@ -83,6 +83,7 @@ async def register_functions(cp: ControlPlane, who: Identity, app: sa.Row[Any],
     if app.state == "stopped":
         raise invalid(f"The app '{app.name or app.id}' is stopped; run or deploy it again.")
     functions: list[tuple[str, dict[str, Any]]] = []
+    notes: list[str] = []
     for name, raw in entries:
         spec = check_spec(name, raw)
         problem = cp.scheduler.capacity.never_fits(
@@ -90,6 +91,10 @@ async def register_functions(cp: ControlPlane, who: Identity, app: sa.Row[Any],
             int(spec.get("memory") or DEFAULTS["memory"]), spec.get("gpu"))
         if problem:
             raise invalid(f"Function '{name}' can never run here: {problem}; ask for less.")
+        absent = cp.scheduler.capacity.lacks_gpu(spec.get("gpu"))
+        if absent:
+            notes.append(f"Function '{name}' cannot start yet: {absent}. Its calls wait until "
+                         "a node with it joins; the app's other functions serve meanwhile.")
         problem = await cp.resolve_image(who.workspace_id, spec)
         if problem:
             raise invalid(f"Function '{name}' cannot be registered: {problem}.")
@@ -150,7 +155,7 @@ async def register_functions(cp: ControlPlane, who: Identity, app: sa.Row[Any],
         await cp.app_event(app.id, "rolled back" if rollback_of else "deployed", detail)
     keys = {name: cp.vault.call_key(fid) for name, fid in fids.items()}
     return {"ids": fids, "web_urls": web_urls, "call_keys": keys,
-            "version": version[0] if version else None}
+            "version": version[0] if version else None, "notes": notes}
 
 
 async def _record_version(conn: AsyncConnection, app_id: str,

@@ -72,8 +72,14 @@ class Capacity:
             gpus.options(gpu)
         except (KeyError, TypeError, ValueError):
             return f"gpu={gpu!r} is not a list of {{type, count}} choices"
+        return None
+
+    def lacks_gpu(self, gpu: Any) -> str | None:
+        """Why no node could ever give a (well-formed) GPU request, or None. Unlike cores and
+        memory, this is not refused: calls wait, as they would for a node with that GPU to
+        join a cluster."""
         if gpu and not any(gpus.pick(n.gpus, gpu) is not None for n in self.nodes):
-            return f"gpu={gpus.describe(gpu)} asks for more than {self._machine} has " \
+            return f"gpu={gpus.describe(gpu)} is more than {self._machine} has " \
                 f"({gpus.summary(self.gpus)})"
         return None
 

@@ -202,6 +202,14 @@ class Scheduler:
         cpu, memory = float(fn.get("cpu")), int(fn.get("memory"))
         reservation = self.capacity.reserve(cpu, memory, fn.get("gpu"))
         if reservation is None:
+            absent = self.capacity.lacks_gpu(fn.get("gpu"))
+            if absent is not None:  # no container stopping can help: say so where users look
+                if not pool.waiting_for_capacity:
+                    pool.waiting_for_capacity = True
+                    text = f"waiting: {absent}; its inputs wait until a node with it joins"
+                    pool.event(text)
+                    self.logs.system(fn.app_id, fn.name, "", text)
+                return False
             if not pool.waiting_for_capacity:
                 pool.waiting_for_capacity = True
                 pool.event(
