@@ -4,16 +4,19 @@ command's status, and another workspace cannot reach in."""
 
 from __future__ import annotations
 
-import json
+import io
 import shlex
 import shutil
 import subprocess
 import sys
 from pathlib import Path
 
+import httpx
 import pytest
 from helpers import eventually
 from other_workspace import other_workspace_env, run_cli
+
+import firebox
 
 WARM_APP = """if True:
     import firebox
@@ -32,12 +35,14 @@ WARM_APP = """if True:
 """
 
 
-def _ready_container(server, app: str) -> str:
-    def ready() -> list[str]:
-        rows = json.loads(server.cli("container", "list", "--json").stdout)
-        return [r["container_id"] for r in rows if r["app"] == app and r["state"] == "ready"]
+def _containers(server, app: str, state: str = "ready") -> list[str]:
+    rows = httpx.get(f"{server.url}/v1/containers", timeout=10,
+                     headers={"Authorization": f"Bearer {server.token}"}).json()["containers"]
+    return [r["container_id"] for r in rows if r["app"] == app and r["state"] == state]
 
-    found = eventually(ready, timeout=30)
+
+def _ready_container(server, app: str) -> str:
+    found = eventually(lambda: _containers(server, app), timeout=30)
     assert found, server.cli("container", "list").stdout
     return found[0]
 
@@ -49,23 +54,17 @@ def test_container_exec_runs_inside_the_container(server, tmp_path: Path):
     assert deployed.returncode == 0, deployed.stderr
     try:
         cid = _ready_container(server, "test-shell-exec")
+        # What only the container sees; stdin goes to the command; its status is the CLI's.
         seen = server.cli("container", "exec", cid, "--", "sh", "-c",
                           "cat /tmp/only-in-this-container; echo secret=$SECRET_VALUE; "
-                          "echo oops >&2; exit 3")
+                          "tr a-z A-Z; echo oops >&2; exit 3", input="hello\n")
         assert seen.returncode == 3, seen.stderr
-        assert seen.stdout == "written by the container's enter hook\nsecret=s3cr3t\n"
+        assert seen.stdout == "written by the container's enter hook\nsecret=s3cr3t\nHELLO\n"
         assert seen.stderr == "oops\n"
-
-        # stdin goes to the command.
-        piped = server.cli("container", "exec", cid, "--", "tr", "a-z", "A-Z", input="hello\n")
-        assert (piped.returncode, piped.stdout) == (0, "HELLO\n"), piped.stderr
 
         # firebox shell CONTAINER_ID opens a shell there; --cmd runs one command instead.
         shell = server.cli("shell", cid, "--cmd", "cat /tmp/only-in-this-container; exit 5")
         assert (shell.returncode, shell.stdout) == (5, "written by the container's enter hook\n")
-
-        missing = server.cli("container", "exec", cid, "--", "no-such-command")
-        assert missing.returncode == 127 and "no-such-command" in missing.stderr
 
         # Another workspace cannot reach into it.
         refused = run_cli(other_workspace_env(server), "container", "exec", cid, "--", "true")
@@ -96,11 +95,9 @@ def shell_app(server, tmp_path: Path) -> Path:
     """An app file whose function has a secret and a volume holding one file."""
     path = tmp_path / "shellapp.py"
     path.write_text(SHELL_APP)
-    seed = tmp_path / "seeded-by-the-test.txt"
-    seed.write_text("hi\n")
-    server.cli("volume", "create", "test-shell-data")
-    put = server.cli("volume", "put", "-f", "test-shell-data", str(seed), "/")
-    assert put.returncode == 0, put.stderr
+    data = firebox.Volume.from_name("test-shell-data", create_if_missing=True)
+    with data.batch_upload(force=True) as batch:
+        batch.put_file(io.BytesIO(b"hi\n"), "/seeded-by-the-test.txt")
     return path
 
 
@@ -110,8 +107,7 @@ def test_shell_cmd_exits_with_the_commands_status(server, shell_app: Path):
     assert ran.returncode == 7, ran.stderr
     assert ran.stdout == "seeded-by-the-test.txt\nsecret=from-the-secret\n"
     # The container stopped with the shell: the app's run is over.
-    rows = json.loads(server.cli("container", "list", "--json").stdout)
-    assert not [r for r in rows if r["app"] == "test-shell" and r["state"] == "ready"]
+    assert not _containers(server, "test-shell")
 
 
 @pytest.mark.skipif(shutil.which("tmux") is None, reason="tmux is not installed")
@@ -143,3 +139,24 @@ def test_shell_is_interactive_under_tmux(server, shell_app: Path, tmp_path: Path
         assert eventually(lambda: "SHELL-EXITED=0" in pane(), timeout=20), pane()
     finally:
         subprocess.run([*tmux, "kill-server"], capture_output=True)
+
+
+def test_shell_says_when_the_container_fails_to_start(server, tmp_path: Path):
+    path = tmp_path / "failing.py"
+    path.write_text("""if True:
+    import firebox
+    app = firebox.App("test-shell-failing")
+
+    @app.function()
+    def fn():
+        pass
+
+    if not firebox.is_local():
+        raise RuntimeError("no shell for you")
+""")
+    ran = server.cli("shell", f"{path}::fn", "--cmd", "true")
+    assert ran.returncode == 1
+    error = ran.stderr.strip().splitlines()[-1]
+    assert "exited before it was ready" in error and "`firebox container logs ta-" in error
+    logs = server.cli("container", "logs", error.split("logs ")[1].split("`")[0])
+    assert "RuntimeError: no shell for you" in logs.stderr

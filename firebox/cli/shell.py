@@ -50,11 +50,22 @@ def shell(ref: str, cmd: str | None, use_pty: bool | None) -> None:
 
 
 def _wait_for_container(app_id: str, function: str) -> str:
+    """The id of FUNCTION's container once it is ready; one that exits first failed to start."""
     deadline = time.monotonic() + READY_WAIT
+    seen: set[str] = set()
     while time.monotonic() < deadline:
-        for c in request("GET", "/v1/containers")["containers"]:
-            if c["app_id"] == app_id and c["function"] == function and c["state"] == "ready":
-                return str(c["container_id"])
+        mine = {str(c["container_id"]): c["state"]
+                for c in request("GET", "/v1/containers")["containers"]
+                if c["app_id"] == app_id and c["function"] == function}
+        for container_id, state in mine.items():
+            if state == "ready":
+                return container_id
+        gone = seen - set(mine)
+        if gone:
+            raise click.ClickException(
+                f"The container of {function} exited before it was ready; `firebox container "
+                f"logs {min(gone)}` shows what it printed.")
+        seen |= set(mine)
         time.sleep(POLL)
     raise click.ClickException(
         f"No container of {function} was ready after {READY_WAIT:.0f}s; `firebox app logs "
