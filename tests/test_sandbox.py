@@ -34,6 +34,8 @@ def test_runs_under_gvisor_where_runsc_is_installed(sb):
     kernel = sb.exec("uname", "-r").stdout.read().strip()
     if expected == "gvisor":  # gVisor's kernel says 4.4.0, whatever the host runs
         assert kernel == "4.4.0"
+    # `python`, not only python3, as on Modal's default image (Debian's python3 makes none).
+    assert sb.exec("python", "-c", "print(6 * 7)").stdout.read() == "42\n"
 
 
 def test_exec_streams_stdout_stderr_stdin_and_exit_code(sb):

@@ -130,12 +130,34 @@ def sandbox_base(directory: Path, gvisor: bool) -> list[Path]:
     /etc/gshadow with no passwords, and under gVisor the statx shim (where a C compiler is
     installed). Newest first, as SandboxRoot.masks."""
     with _base_lock:
-        mask, shim = directory / "mask", directory / "gvisor"
+        mask, shim, alias = directory / "mask", directory / "gvisor", directory / "python"
         if not mask.exists():
             _make_mask(mask)
+        if not alias.exists():
+            _make_python_alias(alias)
         if gvisor and not shim.exists() and directory not in _no_shim and not _make_shim(shim):
             _no_shim.add(directory)  # said once in the log; not tried for every sandbox
-        return [shim, mask] if gvisor and shim.exists() else [mask]
+        return [shim, alias, mask] if gvisor and shim.exists() else [alias, mask]
+
+
+def _make_python_alias(dest: Path) -> None:
+    """A layer with /usr/local/bin/python -> python3 where the host has no `python` (Debian's
+    python3 package makes none): Modal's default image runs `python`, and so do its apps."""
+    tmp = dest.with_name(dest.name + ".part")
+    shutil.rmtree(tmp, ignore_errors=True)
+    tmp.mkdir()
+    python3 = shutil.which("python3", path="/usr/local/bin:/usr/bin:/bin")
+    if python3 and not shutil.which("python", path="/usr/local/bin:/usr/bin:/bin"):
+        bin_dir = Path("/usr/local/bin")
+        made = tmp / "usr" / "local" / "bin"
+        made.mkdir(parents=True)
+        for host, ours in ((bin_dir.parents[1], made.parents[1]), (bin_dir.parent, made.parent),
+                           (bin_dir, made)):  # the host's owners and modes, as the mask's
+            st = host.stat()
+            os.chown(ours, st.st_uid, st.st_gid)
+            ours.chmod(stat.S_IMODE(st.st_mode))
+        (made / "python").symlink_to(python3)
+    tmp.rename(dest)
 
 
 def _make_mask(dest: Path) -> None:
