@@ -55,11 +55,18 @@ _ERRORS: dict[str, type[Exception]] = {
 }
 
 
+ENVIRONMENT_HEADER = "x-firebox-environment"
+
+
 class Client:
-    def __init__(self, server_url: str, token: str, source: str = "") -> None:
+    def __init__(self, server_url: str, token: str, source: str = "",
+                 environment: str | None = None) -> None:
         self.server_url = server_url.rstrip("/")
         self.token = token
         self.source = source  # where the URL was set, named in the errors about reaching it
+        # The workspace's environment every request names (None: the server's default, "main",
+        # or inside a container its app's); a request may name another.
+        self.environment = environment
         self._http: httpx.AsyncClient | None = None
         self._by_socket = False  # a container's own server, reached by its unix socket
         self._retrying = False  # a retry was announced and no answer has come since
@@ -81,9 +88,12 @@ class Client:
                 # works with no network (block_network).
                 transport = httpx.AsyncHTTPTransport(uds=socket_path, limits=limits)
                 self._by_socket = True
+            headers = {"Authorization": f"Bearer {self.token}"}
+            if self.environment:
+                headers[ENVIRONMENT_HEADER] = self.environment
             self._http = httpx.AsyncClient(
                 base_url=self.server_url,
-                headers={"Authorization": f"Bearer {self.token}"},
+                headers=headers,
                 timeout=httpx.Timeout(LONG_POLL + 30, connect=10),
                 limits=limits,
                 transport=transport,
@@ -106,11 +116,13 @@ class Client:
         content: bytes | Path | None = None,
         params: dict[str, Any] | None = None,
         attempt: int = 0,
+        environment: str | None = None,
     ) -> Any:
         """Send a request, retrying through connection failures and 503s until the reconnect
         timeout; `attempt` > 0 tells the server the request may have reached it before. A
-        Path's content is read from the file as it is sent (again for a retry)."""
-        headers: dict[str, str] = {}
+        Path's content is read from the file as it is sent (again for a retry). environment
+        names the workspace's environment for this request, over the client's."""
+        headers: dict[str, str] = {ENVIRONMENT_HEADER: environment} if environment else {}
         data: bytes | Path | None = content
         if body is not None:
             data = json.dumps(body).encode()
@@ -297,6 +309,7 @@ def current() -> Client:
             "No firebox server is configured; run the app with `firebox run` (it starts one for "
             "the command), start `firebox server`, or set FIREBOX_SERVER_URL and FIREBOX_TOKEN."
         )
-    if _client is None or (_client.server_url, _client.token) != (cfg.server_url, cfg.token):
-        _client = Client(cfg.server_url, cfg.token, cfg.source)
+    if _client is None or (_client.server_url, _client.token, _client.environment) != (
+            cfg.server_url, cfg.token, cfg.environment):
+        _client = Client(cfg.server_url, cfg.token, cfg.source, cfg.environment)
     return _client

@@ -160,9 +160,12 @@ def load() -> ClientConfig | None:
 chosen_environment: str | None = None
 
 
-def choose_environment(name: str | None) -> None:
+def choose_environment(name: str | None) -> str | None:
+    """Use environment name (None: the variable's or profile's) from now on; the one chosen
+    before, to restore."""
     global chosen_environment
-    chosen_environment = name
+    previous, chosen_environment = chosen_environment, name
+    return previous
 
 
 def embedded_hint() -> str:

@@ -6,7 +6,7 @@ from __future__ import annotations
 import pytest
 
 import firebox
-from firebox.exception import InvalidError, NotSupportedYet
+from firebox.exception import InvalidError
 
 
 def decorate(**options: object) -> None:
@@ -54,19 +54,3 @@ def test_the_same_checks_hold_in_with_options_and_cls():
 def test_good_options_still_pass():
     decorate(gpu=["h100:2", "A100-80GB", "any"], retries=0, memory=(256, 512), cpu=(0.5, 2),
              timeout=30)
-
-
-@pytest.mark.parametrize("lookup", [
-    lambda env: firebox.Function.from_name("app", "f", environment_name=env),
-    lambda env: firebox.Cls.from_name("app", "C", environment_name=env),
-    lambda env: firebox.Dict.from_name("d", environment_name=env),
-    lambda env: firebox.Secret.from_name("s", environment_name=env),
-])
-def test_an_environment_other_than_main_is_refused_not_ignored(lookup):
-    with pytest.raises(NotSupportedYet) as raised:
-        lookup("prod")
-    assert str(raised.value) == (
-        "environment_name='prod': firebox has no environments yet (each workspace is one); "
-        "remove environment_name=, or use a workspace's token instead.")
-    for env in (None, "", "main"):
-        lookup(env)  # looked up when first used: nothing is asked of a server yet

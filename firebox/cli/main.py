@@ -22,6 +22,7 @@ from .entrypoints import (
     find_runnable,
     import_ref,
 )
+from .environment import add_environment_option, environment_group
 from .image import image_group
 from .objects import dict_group, queue_group
 from .profile import profile_group
@@ -283,9 +284,12 @@ main.add_command(usage)
 main.add_command(container_group)
 main.add_command(shell)
 
-for _group in (dict_group, image_group, profile_group, queue_group, sandbox_group, secret_group,
-               volume_group, workspace_group):
+for _group in (dict_group, environment_group, image_group, profile_group, queue_group,
+               sandbox_group, secret_group, volume_group, workspace_group):
     main.add_command(_group)
+# Every command that talks to a server takes -e/--env, but those that talk to none or manage
+# the environments themselves.
+add_environment_option(main, {"server", "token create", "token set", "profile", "environment"})
 
 if __name__ == "__main__":
     main()

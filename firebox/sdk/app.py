@@ -375,12 +375,16 @@ class App:
     # ---- running ---------------------------------------------------------------------------
 
     def run(self, *, detach: bool = False, show_logs: bool = True,
-            interactive: bool = False) -> Any:
-        """A context in which the app's functions run: `with app.run(): f.remote()`."""
-        return RunContext(self, detach=detach, show_logs=show_logs)
+            interactive: bool = False, environment_name: str | None = None) -> Any:
+        """A context in which the app's functions run: `with app.run(): f.remote()`; in
+        environment_name (by default the client's), where the objects it names are found."""
+        return RunContext(self, detach=detach, show_logs=show_logs,
+                          environment_name=environment_name)
 
-    def deploy(self, *, name: str | None = None, tag: str = "") -> App:
-        _sync.run(deploy(self, name or self.name, tag))
+    def deploy(self, *, name: str | None = None, tag: str = "",
+               environment_name: str | None = None) -> App:
+        """Deploy the app (to environment_name, by default the client's)."""
+        _sync.run(deploy(self, name or self.name, tag, environment_name))
         return self
 
     @_sync.live_method
@@ -390,19 +394,22 @@ class App:
         await client_mod.current().request("POST", f"/v1/apps/{self.app_id}/stop")
 
     @classmethod
-    def lookup(cls, name: str, *, create_if_missing: bool = False) -> App:
+    def lookup(cls, name: str, *, create_if_missing: bool = False,
+               environment_name: str | None = None) -> App:
+        """The deployed app called name (in environment_name, by default the client's)."""
         app = cls(name)
 
         async def find() -> None:
             c = client_mod.current()
-            apps = (await c.request("GET", "/v1/apps"))["apps"]
+            apps = (await c.request("GET", "/v1/apps", environment=environment_name))["apps"]
             for a in apps:
                 if a["name"] == name and a["state"] == "deployed":
                     app.app_id = a["app_id"]
                     return
             if not create_if_missing:
                 raise NotFoundError(f"No deployed app named '{name}'.")
-            resp = await c.request("POST", "/v1/apps", body={"name": name, "mode": "deploy"})
+            resp = await c.request("POST", "/v1/apps", body={"name": name, "mode": "deploy"},
+                                   environment=environment_name)
             app.app_id = resp["app_id"]
 
         _sync.run(find())

@@ -9,7 +9,6 @@ from .. import _sync
 from ..exception import InvalidError
 from ..wire.user_code import pack_params
 from .function import Function
-from .named import check_environment
 from .partial import PartialFunction, parameter_defaults
 
 _TYPES = {"int": int, "str": str, "bytes": bytes, "bool": bool}
@@ -96,10 +95,10 @@ class Cls:
 
     @classmethod
     def from_name(cls, app_name: str, name: str, *, environment_name: str | None = None) -> Cls:
-        """A deployed class, looked up when first used."""
-        check_environment(environment_name)
-        return cls(name=name, function=Function(name=name, lookup=(app_name, name)),
-                   lookup=(app_name, name))
+        """A deployed class (of the app in environment_name, by default the client's), looked
+        up when first used."""
+        function = Function(name=name, lookup=(app_name, name), environment_name=environment_name)
+        return cls(name=name, function=function, lookup=(app_name, name))
 
 
 class Obj:

@@ -22,7 +22,6 @@ from .function_call import (
     result_of,
     value_or_exception,
 )
-from .named import check_environment
 from .options import variant_options
 
 if TYPE_CHECKING:
@@ -48,12 +47,14 @@ class Function:
         raw_f: Callable[..., Any] | None = None,
         app: App | None = None,
         lookup: tuple[str, str] | None = None,
+        environment_name: str | None = None,
     ) -> None:
         self._name = name
         self._spec = spec or {}
         self._raw_f = raw_f
         self._app = app
         self._lookup = lookup
+        self._environment = environment_name or None  # lookup's environment; None: the client's
         self._function_id: str | None = None
         self._parent: Function | None = None
         self._options: dict[str, Any] | None = None
@@ -75,7 +76,7 @@ class Function:
 
     def _clone(self) -> Function:
         f = Function(name=self._name, spec=self._spec, raw_f=self._raw_f, app=self._app,
-                     lookup=self._lookup)
+                     lookup=self._lookup, environment_name=self._environment)
         f._function_id = self._function_id
         f._parent, f._options = self._parent, self._options
         f._method, f._params, f._local_obj = self._method, self._params, self._local_obj
@@ -129,7 +130,8 @@ class Function:
                 f"Function '{self._name}' is not running yet: call it inside `with app.run():` "
                 "or from `firebox run`, or deploy the app and use Function.from_name."
             )
-        resp = await c.request("GET", "/v1/functions/lookup", params=params)
+        resp = await c.request("GET", "/v1/functions/lookup", params=params,
+                               environment=self._environment)
         if self._method is None:
             self._info = {k: resp[k] for k in ("kind", "is_generator", "methods", "parameters")}
             self._info["web"] = resp.get("web")
@@ -439,14 +441,14 @@ class Function:
 
     @classmethod
     def from_name(cls, app_name: str, name: str, *, environment_name: str | None = None) -> Any:
-        """A deployed function, looked up when first used."""
-        check_environment(environment_name)
+        """A deployed function (of the app in environment_name, by default the client's),
+        looked up when first used."""
         if "." in name:
             raise InvalidError(
                 f"'{name}' names a class method; use Cls.from_name('{app_name}', "
                 f"'{name.split('.')[0]}') and call the method on an instance."
             )
-        return cls(name=name, lookup=(app_name, name))
+        return cls(name=name, lookup=(app_name, name), environment_name=environment_name)
 
 
 def _zip_args(iterators: tuple[Iterable[Any], ...], kwargs: dict[str, Any]) -> Any:

@@ -8,18 +8,9 @@ from typing import Any, Generic, TypeVar
 from .. import _sync
 from .. import client as client_mod
 from .._sync import live_classmethod
-from ..exception import NotFoundError, NotSupportedYet
+from ..exception import NotFoundError
 
 T = TypeVar("T", bound="NamedObject")
-
-
-
-def check_environment(environment_name: str | None) -> None:
-    """firebox has one environment per workspace; a name other than main's is refused."""
-    if environment_name not in (None, "", "main"):
-        raise NotSupportedYet(
-            f"environment_name={environment_name!r}: firebox has no environments yet (each "
-            "workspace is one); remove environment_name=, or use a workspace's token instead.")
 
 
 class NamedObject:
@@ -27,10 +18,13 @@ class NamedObject:
     _kind = ""  # "dict", "queue", "volume"
 
     def __init__(self, name: str | None = None, *, create_if_missing: bool = False,
-                 object_id: str | None = None) -> None:
+                 object_id: str | None = None, environment_name: str | None = None) -> None:
         self._name = name
         self._create_if_missing = create_if_missing
         self._object_id = object_id
+        # The environment the name is looked up in; None: the client's (inside a container,
+        # its app's).
+        self._environment = environment_name or None
         # The server the id belongs to; None for an id handed over in a pickle (this process's
         # server is the one that made it).
         self._server: str | None = None
@@ -39,7 +33,8 @@ class NamedObject:
         return f"<firebox.{type(self).__name__} {self._name or self._object_id or '(ephemeral)'}>"
 
     def __reduce__(self) -> Any:
-        return (_rehydrate, (type(self), self._name, self._create_if_missing, self._object_id))
+        return (_rehydrate, (type(self), self._name, self._create_if_missing, self._object_id,
+                             self._environment))
 
     @property
     def name(self) -> str | None:
@@ -52,9 +47,9 @@ class NamedObject:
     @classmethod
     def from_name(cls: type[T], name: str, *, environment_name: str | None = None,
                   create_if_missing: bool = False, **_: Any) -> T:
-        """The object called name, looked up when first used."""
-        check_environment(environment_name)
-        return cls(name, create_if_missing=create_if_missing)
+        """The object called name (in environment_name, by default the client's), looked up
+        when first used."""
+        return cls(name, create_if_missing=create_if_missing, environment_name=environment_name)
 
     @classmethod
     def ephemeral(cls: type[T], **_: Any) -> EphemeralContext[T]:
@@ -71,9 +66,11 @@ class NamedObject:
             )
         if self._create_if_missing:
             resp = await c.request("POST", self._path, packed={"name": self._name,
-                                                               "exist_ok": True})
+                                                               "exist_ok": True},
+                                   environment=self._environment)
         else:
-            resp = await c.request("GET", f"{self._path}/{self._name}")
+            resp = await c.request("GET", f"{self._path}/{self._name}",
+                                   environment=self._environment)
         self._object_id, self._server = resp["id"], c.server_url
         return str(resp["id"])
 
@@ -91,13 +88,14 @@ class NamedObject:
     @live_classmethod
     async def delete(cls, name: str, *, environment_name: str | None = None) -> None:
         """Delete the object called name, with everything in it."""
-        check_environment(environment_name)
-        await client_mod.current().request("DELETE", f"{cls._path}/{name}")
+        await client_mod.current().request("DELETE", f"{cls._path}/{name}",
+                                           environment=environment_name)
 
 
 def _rehydrate(cls: type[T], name: str | None, create_if_missing: bool,
-               object_id: str | None) -> T:
-    return cls(name, create_if_missing=create_if_missing, object_id=object_id)
+               object_id: str | None, environment_name: str | None = None) -> T:
+    return cls(name, create_if_missing=create_if_missing, object_id=object_id,
+               environment_name=environment_name)
 
 
 class EphemeralContext(Generic[T]):

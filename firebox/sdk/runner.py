@@ -120,7 +120,8 @@ async def build_image(image: Image) -> dict[str, Any]:
     return {k: result[k] for k in ("image_id", "layers", "env", "workdir")}
 
 
-async def deploy(app: App, name: str | None, tag: str = "") -> str:
+async def deploy(app: App, name: str | None, tag: str = "",
+                 environment_name: str | None = None) -> str:
     if not name:
         raise InvalidError("A deployed app needs a name: App('my-app') or --name.")
     if config.load() is None:
@@ -128,7 +129,12 @@ async def deploy(app: App, name: str | None, tag: str = "") -> str:
             "Deploying needs a lasting server: start `firebox server` (or set FIREBOX_SERVER_URL "
             "and FIREBOX_TOKEN), then deploy again."
         )
-    app_id = await publish(app, "deploy", name, tag=tag)
+    previous = config.choose_environment(environment_name) if environment_name else None
+    try:  # the app, and the objects it names, in that environment
+        app_id = await publish(app, "deploy", name, tag=tag)
+    finally:
+        if environment_name:
+            config.choose_environment(previous)
     app.name = name
     return app_id
 
@@ -144,14 +150,19 @@ def print_log_line(line: dict[str, Any]) -> None:
 class RunContext:
     """`with app.run():` and `async with app.run():` — an ephemeral app for the block."""
 
-    def __init__(self, app: App, *, detach: bool, show_logs: bool) -> None:
+    def __init__(self, app: App, *, detach: bool, show_logs: bool,
+                 environment_name: str | None = None) -> None:
         self.app = app
+        self.environment = environment_name or None  # None: the client's
+        self._previous_environment: str | None = None
         self.detach = detach
         self.show_logs = show_logs
         self.embedded: EmbeddedServer | None = None
         self._tasks: list[asyncio.Task[None]] = []
 
     def _connect(self) -> None:
+        if self.environment:  # the block's requests go to it, as the app's do
+            self._previous_environment = config.choose_environment(self.environment)
         if client_mod._override is not None or config.load() is not None:
             return
         # Imported here, not above: the embedded server brings the server's dependencies
@@ -165,9 +176,12 @@ class RunContext:
             ) from None
 
         self.embedded = EmbeddedServer().start()
-        client_mod.use(client_mod.Client(self.embedded.url, self.embedded.token))
+        client_mod.use(client_mod.Client(self.embedded.url, self.embedded.token,
+                                         environment=self.environment))
 
     def _disconnect(self) -> None:
+        if self.environment:
+            config.choose_environment(self._previous_environment)
         if self.embedded is not None:
             with contextlib.suppress(Exception):
                 _sync.run(client_mod.current().close())

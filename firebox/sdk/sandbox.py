@@ -22,7 +22,6 @@ from .._sync import live_classmethod, live_method
 from ..exception import InvalidError, NotSupportedYet, SandboxTerminatedError, SandboxTimeoutError
 from ..wire import settings
 from ..wire.sandbox import take_frames
-from .named import check_environment
 from .secret import Secret
 from .tunnel import Tunnel
 from .volume import check_mounts, resolve_mounts
@@ -316,20 +315,20 @@ class Sandbox:
     @live_classmethod
     async def from_name(cls, app_name: str, name: str, *,
                         environment_name: str | None = None) -> Sandbox:
-        check_environment(environment_name)
         info = await client_mod.current().request(
-            "GET", "/v1/sandboxes/lookup", params={"app": app_name, "name": name})
+            "GET", "/v1/sandboxes/lookup", params={"app": app_name, "name": name},
+            environment=environment_name)
         return cls._of(info)
 
     @live_classmethod
     async def list(cls, *, app_id: str | None = None, tags: dict[str, str] | None = None,
                    environment_name: str | None = None) -> list[Sandbox]:
         """The running sandboxes of this workspace, of one app, with all these tags."""
-        check_environment(environment_name)
         params: list[tuple[str, str]] = [("tag", f"{k}={v}") for k, v in (tags or {}).items()]
         if app_id:
             params.append(("app_id", app_id))
-        resp = await client_mod.current().request("GET", "/v1/sandboxes", params=params)
+        resp = await client_mod.current().request("GET", "/v1/sandboxes", params=params,
+                                                  environment=environment_name)
         return [cls._of(info) for info in resp["sandboxes"]]
 
     @classmethod

@@ -9,15 +9,15 @@ from typing import Any
 
 from .. import client as client_mod
 from ..exception import InvalidError
-from .named import check_environment
 
 
 class Secret:
     """`Secret.from_name("db")`, `Secret.from_dict({...})`; pass them as secrets=[...]."""
 
     def __init__(self, *, name: str | None = None, env: dict[str, str] | None = None,
-                 required_keys: Iterable[str] = ()) -> None:
+                 required_keys: Iterable[str] = (), environment_name: str | None = None) -> None:
         self._name = name
+        self._environment = environment_name or None  # None: the client's
         self._env = env
         self._required_keys = list(required_keys)
         self._ids: dict[str, str] = {}  # server url -> the secret's id there
@@ -32,9 +32,9 @@ class Secret:
     @classmethod
     def from_name(cls, name: str, *, environment_name: str | None = None,
                   required_keys: Iterable[str] = ()) -> Secret:
-        """The secret stored under name (`firebox secret create`), checked when first used."""
-        check_environment(environment_name)
-        return cls(name=name, required_keys=required_keys)
+        """The secret stored under name (`firebox secret create`) in environment_name (by
+        default the client's), checked when first used."""
+        return cls(name=name, required_keys=required_keys, environment_name=environment_name)
 
     @classmethod
     def from_dict(cls, env_dict: dict[str, str | None] | None = None) -> Secret:
@@ -73,7 +73,8 @@ class Secret:
             return found
         if self._name is not None:
             params = [("required_key", k) for k in self._required_keys]
-            resp = await c.request("GET", f"/v1/secrets/{self._name}", params=params)
+            resp = await c.request("GET", f"/v1/secrets/{self._name}", params=params,
+                                   environment=self._environment)
         else:
             resp = await c.request("POST", "/v1/secrets", body={"env": self._env or {}})
         self._ids[c.server_url] = resp["id"]

@@ -44,11 +44,22 @@ blob_owners = sa.Table(
     sa.Column("created_at", sa.Float, nullable=False),
 )
 
+# A workspace's environments other than "main", which every workspace has without a row:
+# named namespaces of its apps and named objects (their `environment` column).
+environments = sa.Table(
+    "environments",
+    metadata,
+    sa.Column("workspace_id", sa.String(32), primary_key=True),
+    sa.Column("name", sa.String(64), primary_key=True),
+    sa.Column("created_at", sa.Float, nullable=False),
+)
+
 apps = sa.Table(
     "apps",
     metadata,
     sa.Column("id", sa.String(32), primary_key=True),
     sa.Column("workspace_id", sa.String(32), nullable=False, index=True),
+    sa.Column("environment", sa.String(64), nullable=False, server_default="main"),
     sa.Column("name", sa.String(128)),
     sa.Column("state", sa.String(16), nullable=False),  # "ephemeral", "deployed", "stopped"
     sa.Column("created_at", sa.Float, nullable=False),
@@ -163,7 +174,8 @@ logs = sa.Table(
 )
 
 # ---- named objects: Dicts, Queues, Secrets, Volumes -----------------------------------------
-# Each belongs to a workspace; `name` is NULL for an ephemeral object (known only by its id).
+# Each belongs to a workspace and an environment of it; `name` is NULL for an ephemeral object
+# (known only by its id).
 
 dicts = sa.Table(
     "dicts",
@@ -172,7 +184,9 @@ dicts = sa.Table(
     sa.Column("workspace_id", sa.String(32), nullable=False),
     sa.Column("name", sa.String(128)),
     sa.Column("created_at", sa.Float, nullable=False),
-    sa.UniqueConstraint("workspace_id", "name", name="uq_dicts_workspace_name"),
+    sa.Column("environment", sa.String(64), nullable=False, server_default="main"),
+    sa.UniqueConstraint("workspace_id", "environment", "name",
+                        name="uq_dicts_workspace_environment_name"),
 )
 
 dict_entries = sa.Table(
@@ -192,7 +206,9 @@ queues = sa.Table(
     sa.Column("workspace_id", sa.String(32), nullable=False),
     sa.Column("name", sa.String(128)),
     sa.Column("created_at", sa.Float, nullable=False),
-    sa.UniqueConstraint("workspace_id", "name", name="uq_queues_workspace_name"),
+    sa.Column("environment", sa.String(64), nullable=False, server_default="main"),
+    sa.UniqueConstraint("workspace_id", "environment", "name",
+                        name="uq_queues_workspace_environment_name"),
 )
 
 queue_items = sa.Table(
@@ -223,7 +239,9 @@ secrets = sa.Table(
     sa.Column("data", sa.LargeBinary, nullable=False),  # Fernet token of the JSON env
     sa.Column("created_at", sa.Float, nullable=False),
     sa.Column("updated_at", sa.Float, nullable=False),
-    sa.UniqueConstraint("workspace_id", "name", name="uq_secrets_workspace_name"),
+    sa.Column("environment", sa.String(64), nullable=False, server_default="main"),
+    sa.UniqueConstraint("workspace_id", "environment", "name",
+                        name="uq_secrets_workspace_environment_name"),
 )
 
 volumes = sa.Table(
@@ -234,7 +252,9 @@ volumes = sa.Table(
     sa.Column("name", sa.String(128)),
     sa.Column("version", sa.Integer, nullable=False),  # bumped by every commit
     sa.Column("created_at", sa.Float, nullable=False),
-    sa.UniqueConstraint("workspace_id", "name", name="uq_volumes_workspace_name"),
+    sa.Column("environment", sa.String(64), nullable=False, server_default="main"),
+    sa.UniqueConstraint("workspace_id", "environment", "name",
+                        name="uq_volumes_workspace_environment_name"),
 )
 
 volume_files = sa.Table(

@@ -191,4 +191,4 @@ MODAL_IS_REMOTE: Setting[bool] = Setting(
 MODAL_TASK_ID: Setting[str | None] = Setting(
     "MODAL_TASK_ID", None, _text, "the container's id (CONTAINER_ID)")
 MODAL_ENVIRONMENT: Setting[str | None] = Setting(
-    "MODAL_ENVIRONMENT", None, _text, "the Modal environment: always \"main\"")
+    "MODAL_ENVIRONMENT", None, _text, "the environment of the container's app")

@@ -22,6 +22,7 @@ from . import blobs as api_blobs
 from . import calls as api_calls
 from . import containers as api_containers
 from . import dicts as api_dicts
+from . import environments as api_environments
 from . import images as api_images
 from . import ingress
 from . import queues as api_queues
@@ -65,7 +66,7 @@ API_ROUTES = [*api.routes, *api_calls.routes, *api_blobs.routes, *api_scaling.ro
               *containers.routes, *api_web.routes, *api_dicts.routes, *api_queues.routes,
               *api_secrets.routes, *api_volumes.routes, *api_sandboxes.routes,
               *api_workspace.routes, *api_images.routes, *api_tunnels.routes,
-              *api_containers.routes, *api_tokens.routes]
+              *api_containers.routes, *api_tokens.routes, *api_environments.routes]
 
 
 def create_app(settings: Settings) -> ASGIApp:

@@ -22,8 +22,7 @@ LOG_PAGE = 1000  # log lines read from the database at a time
 
 async def create_app(request: Request) -> JSONResponse:
     body = await json_body(request, rq.CreateApp)
-    app_id, created = await apps.create(plane(request), identity(request).workspace_id,
-                                        body.name, body.mode)
+    app_id, created = await apps.create(plane(request), identity(request), body.name, body.mode)
     return JSONResponse({"app_id": app_id, "created": created})
 
 
@@ -54,7 +53,7 @@ async def stop_app(request: Request) -> JSONResponse:
 async def list_apps(request: Request) -> JSONResponse:
     cp, who = plane(request), identity(request)
     limit = query(request, rq.ListApps).limit
-    return JSONResponse({"apps": await apps.list_apps(cp, who.workspace_id, limit)})
+    return JSONResponse({"apps": await apps.list_apps(cp, who, limit)})
 
 
 async def app_history(request: Request) -> JSONResponse:

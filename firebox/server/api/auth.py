@@ -1,4 +1,5 @@
-"""Every API route needs a bearer token that names a workspace: the middleware that checks it."""
+"""Every API route needs a bearer token that names a workspace: the middleware that checks it,
+and resolves the environment of the workspace the request names (X-Firebox-Environment)."""
 
 from __future__ import annotations
 
@@ -7,13 +8,15 @@ from typing import TYPE_CHECKING, Any
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from ...wire import ids
-from ..core.errors import error_response
+from ..core.environments import in_environment
+from ..core.errors import ApiError, error_response
 from ..core.workspaces import Identity, token_identity
 
 if TYPE_CHECKING:
     from ...store.db import Database
 
 PUBLIC_PATHS = {"/health"}
+ENVIRONMENT_HEADER = b"x-firebox-environment"  # the client's ENVIRONMENT_HEADER
 
 
 class TokenAuth:
@@ -44,7 +47,12 @@ class TokenAuth:
                 return
             await error_response(401, "AuthError", message)(scope, receive, send)
             return
-        scope["identity"] = identity
+        try:
+            scope["identity"] = await in_environment(self.db, identity,
+                                                     _header(scope, ENVIRONMENT_HEADER))
+        except ApiError as exc:  # an environment the workspace does not have
+            await error_response(exc.status, exc.kind, exc.message)(scope, receive, send)
+            return
         await self.app(scope, receive, send)
 
     async def identify(self, token: str) -> Identity | None:
@@ -59,10 +67,15 @@ class TokenAuth:
         return identity
 
 
-def _bearer(scope: Scope) -> str | None:
+def _header(scope: Scope, name: bytes) -> str | None:
     for key, value in scope.get("headers", ()):
-        if key == b"authorization":
-            text = value.decode("latin-1")
-            if text.lower().startswith("bearer "):
-                return text[7:].strip()
+        if key == name:
+            return value.decode("latin-1")  # type: ignore[no-any-return]
+    return None
+
+
+def _bearer(scope: Scope) -> str | None:
+    text = _header(scope, b"authorization")
+    if text is not None and text.lower().startswith("bearer "):
+        return text[7:].strip()
     return None

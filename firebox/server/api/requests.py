@@ -229,6 +229,14 @@ class Rename(Body):
     name: Name
 
 
+class CreateEnvironment(Body):
+    name: Name
+
+
+class DeleteEnvironment(Query):
+    force: Literal["0", "1", ""] = ""
+
+
 VolumeEntry = tuple[Annotated[str, Field(pattern=r"^[0-9a-f]{64}$")], Count,
                     Annotated[int, Field(ge=0, le=0o7777)],
                     Annotated[float, Field(allow_inf_nan=False)]]
@@ -313,6 +321,10 @@ class ContainerExec(Body):
     pty: StrictBool = False
     pty_size: tuple[Annotated[int, Field(gt=0, lt=10_000)],
                     Annotated[int, Field(gt=0, lt=10_000)]] | None = None
+
+
+class ExecResize(Body):
+    size: tuple[Annotated[int, Field(gt=0, lt=10_000)], Annotated[int, Field(gt=0, lt=10_000)]]
 
 
 class SandboxStdin(Body):

@@ -14,6 +14,7 @@ from ...store import schema as s
 from ...wire import ids
 from ...wire.spec import DEFAULTS
 from .errors import ApiError, invalid, not_found
+from .objects import in_environment
 from .ownership import check_refs
 from .specs import check_options, check_spec
 from .web_endpoints import web_entries
@@ -23,17 +24,18 @@ if TYPE_CHECKING:
     from .plane import ControlPlane
 
 
-async def create(cp: ControlPlane, workspace_id: str, name: str | None, mode: str
+async def create(cp: ControlPlane, who: Identity, name: str | None, mode: str
                  ) -> tuple[str, bool]:
-    """A new app, or for a deploy the workspace's deployed app of that name: its id, and
-    whether it is new."""
+    """A new app in the caller's environment, or for a deploy the deployed app of that name
+    there: its id, and whether it is new."""
     if mode == "deploy" and not name:
         raise invalid("A deployed app needs a name: App('my-app') or `firebox deploy --name`.")
     now = time.time()
     if mode == "deploy":
         found = await cp.db.read(
             sa.select(s.apps.c.id).where(
-                s.apps.c.workspace_id == workspace_id,
+                s.apps.c.workspace_id == who.workspace_id,
+                s.apps.c.environment == who.environment,
                 s.apps.c.name == name,
                 s.apps.c.state == "deployed",
             )
@@ -46,7 +48,8 @@ async def create(cp: ControlPlane, workspace_id: str, name: str | None, mode: st
         lambda conn: conn.execute(
             s.apps.insert().values(
                 id=app_id,
-                workspace_id=workspace_id,
+                workspace_id=who.workspace_id,
+                environment=who.environment,
                 name=name,
                 state=state,
                 created_at=now,
@@ -59,18 +62,20 @@ async def create(cp: ControlPlane, workspace_id: str, name: str | None, mode: st
 
 
 async def app_row(cp: ControlPlane, who: Identity, ref: str) -> sa.Row[Any]:
-    """An app of the caller's workspace by id, or the newest one with that name."""
+    """An app of the caller's workspace by id, or the newest one with that name in the
+    caller's environment."""
     q = sa.select(s.apps).where(s.apps.c.workspace_id == who.workspace_id)
     if ref.startswith(ids.APP):
         rows = await cp.db.read(q.where(s.apps.c.id == ref))
     else:
         rows = await cp.db.read(
-            q.where(s.apps.c.name == ref).order_by(
+            q.where(s.apps.c.environment == who.environment, s.apps.c.name == ref).order_by(
                 (s.apps.c.state == "stopped").asc(), s.apps.c.created_at.desc()
             )
         )
     if not rows:
-        raise not_found(f"No app '{ref}' in this workspace; `firebox app list` shows the apps.")
+        raise not_found(f"No app '{ref}' in this workspace{in_environment(who)}; `firebox app "
+                        "list` shows the apps.")
     return rows[0]
 
 
@@ -224,13 +229,15 @@ async def heartbeat(cp: ControlPlane, app: sa.Row[Any]) -> None:
     )
 
 
-async def list_apps(cp: ControlPlane, workspace_id: str, limit: int) -> list[dict[str, Any]]:
-    """The workspace's newest apps, with how many functions and containers each has. A stopped
-    app that never registered a function (a run that failed to start) is left out."""
+async def list_apps(cp: ControlPlane, who: Identity, limit: int) -> list[dict[str, Any]]:
+    """The newest apps of the caller's environment, with how many functions and containers
+    each has. A stopped app that never registered a function (a run that failed to start) is
+    left out."""
     has_functions = sa.exists().where(s.functions.c.app_id == s.apps.c.id)
     rows = await cp.db.read(
         sa.select(s.apps)
-        .where(s.apps.c.workspace_id == workspace_id,
+        .where(s.apps.c.workspace_id == who.workspace_id,
+               s.apps.c.environment == who.environment,
                sa.or_(s.apps.c.state != "stopped", has_functions))
         .order_by(s.apps.c.created_at.desc())
         .limit(limit)
@@ -282,13 +289,15 @@ async def lookup_function(cp: ControlPlane, who: Identity, name: str, app_id: st
         rows = await cp.db.read(
             sa.select(s.apps).where(
                 s.apps.c.workspace_id == who.workspace_id,
+                s.apps.c.environment == who.environment,
                 s.apps.c.name == app_name,
                 s.apps.c.state == "deployed",
             )
         )
         if not rows:
             raise not_found(
-                f"No deployed app named '{app_name}'; deploy it with `firebox deploy`."
+                f"No deployed app named '{app_name}'{in_environment(who)}; deploy it with "
+                "`firebox deploy`."
             )
         app = rows[0]
     rows = await cp.db.read(

@@ -16,6 +16,7 @@ class FunctionRecord:
     workspace_id: str
     name: str
     spec: dict[str, Any]
+    environment: str = "main"  # its app's
 
     def get(self, key: str) -> Any:
         value = self.spec.get(key)

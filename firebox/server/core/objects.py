@@ -33,6 +33,17 @@ def already_exists(message: str) -> ApiError:
     return ApiError(409, "AlreadyExistsError", message)
 
 
+def named(table: sa.Table, who: Identity, name: str) -> list[sa.ColumnElement[bool]]:
+    """Where table's row of that name is: names are per workspace and environment."""
+    return [table.c.workspace_id == who.workspace_id, table.c.environment == who.environment,
+            table.c.name == name]
+
+
+def in_environment(who: Identity) -> str:
+    """ " in environment 'dev'" for an environment other than main, which goes unsaid."""
+    return "" if who.environment == "main" else f" in environment '{who.environment}'"
+
+
 # An object's size as listed, by id, for the ids given (a missing id has the sizes' defaults).
 Sizes = Callable[["ControlPlane", list[str]], Awaitable[dict[str, dict[str, Any]]]]
 
@@ -79,14 +90,16 @@ class Objects:
         async def op(conn: AsyncConnection) -> tuple[str, bool]:
             if name is not None:
                 found = (await conn.execute(
-                    sa.select(t.c.id).where(t.c.workspace_id == who.workspace_id, t.c.name == name)
+                    sa.select(t.c.id).where(*named(t, who, name))
                 )).first()
                 if found is not None:
                     if not exist_ok:
-                        raise already_exists(f"A {self.kind} named '{name}' exists already.")
+                        raise already_exists(f"A {self.kind} named '{name}' exists already"
+                                             f"{in_environment(who)}.")
                     return str(found[0]), False
             await conn.execute(t.insert().values(
-                id=new_id, workspace_id=who.workspace_id, name=name, created_at=now, **self.extra
+                id=new_id, workspace_id=who.workspace_id, environment=who.environment, name=name,
+                created_at=now, **self.extra
             ))
             return new_id, True
 
@@ -96,15 +109,14 @@ class Objects:
     async def find(self, cp: ControlPlane, who: Identity, ref: str) -> sa.Row[Any]:
         """The caller's object by id or by name; NotFoundError for anything else."""
         t = self.table
-        q = sa.select(t).where(t.c.workspace_id == who.workspace_id)
-        if ref.startswith(self.prefix):
-            q = q.where(t.c.id == ref)
+        if ref.startswith(self.prefix):  # an id names one object in any environment
+            q = sa.select(t).where(t.c.workspace_id == who.workspace_id, t.c.id == ref)
         else:
-            q = q.where(t.c.name == ref)
+            q = sa.select(t).where(*named(t, who, ref))
         rows = await cp.db.read(q)
         if not rows:
             raise not_found(
-                f"No {self.kind} '{ref}' in this workspace; create it with "
+                f"No {self.kind} '{ref}' in this workspace{in_environment(who)}; create it with "
                 f"{self.kind.capitalize()}.from_name('{ref}', create_if_missing=True) or "
                 f"`firebox {self.kind} create {ref}`."
             )
@@ -126,7 +138,8 @@ class Objects:
         """The workspace's named objects by name, each with its size."""
         t = self.table
         rows = await cp.db.read(
-            sa.select(t).where(t.c.workspace_id == who.workspace_id, t.c.name.is_not(None))
+            sa.select(t).where(t.c.workspace_id == who.workspace_id,
+                               t.c.environment == who.environment, t.c.name.is_not(None))
             .order_by(t.c.name)
         )
         sizes = await self.sizes(cp, [r.id for r in rows]) if rows else {}
@@ -156,10 +169,11 @@ class Objects:
 
         async def op(conn: AsyncConnection) -> None:
             taken = (await conn.execute(
-                sa.select(t.c.id).where(t.c.workspace_id == who.workspace_id, t.c.name == new_name)
+                sa.select(t.c.id).where(*named(t, who, new_name))
             )).first()
             if taken is not None:
-                raise already_exists(f"A {self.kind} named '{new_name}' exists already.")
+                raise already_exists(f"A {self.kind} named '{new_name}' exists already"
+                                     f"{in_environment(who)}.")
             await conn.execute(t.update().where(t.c.id == row.id).values(name=new_name))
 
         await cp.db.write(op)

@@ -209,7 +209,7 @@ class ControlPlane:
             variables.IS_REMOTE.name: "1",
             variables.MODAL_IS_REMOTE.name: "1",
             variables.MODAL_TASK_ID.name: c.id,
-            variables.MODAL_ENVIRONMENT.name: "main",
+            variables.MODAL_ENVIRONMENT.name: fn.environment,
             # Mount path -> volume id; an isolating backend binds each at its real path.
             variables.VOLUMES.name: json.dumps(fn.spec.get("volumes") or {}),
             # Last, so no env= or secret can point the backend at other directories.
@@ -240,14 +240,15 @@ class ControlPlane:
         c = self.scheduler.authenticate(cid, secret)
         if c is None:
             return None
-        return Identity(c.pool.function.workspace_id, "container", c.id)
+        fn = c.pool.function
+        return Identity(fn.workspace_id, "container", c.id, environment=fn.environment)
 
     async def load_function(self, function_id: str) -> FunctionRecord | None:
         cached = self.scheduler.functions.get(function_id)
         if cached is not None:
             return cached
         rows = await self.db.read(
-            sa.select(s.functions, s.apps.c.workspace_id)
+            sa.select(s.functions, s.apps.c.workspace_id, s.apps.c.environment)
             .join(s.apps, s.apps.c.id == s.functions.c.app_id)
             .where(s.functions.c.id == function_id)
         )
@@ -276,7 +277,8 @@ class ControlPlane:
             spec = merged_spec(json.dumps(parent.spec), stored.get("options"))
         else:
             spec = stored
-        fn = FunctionRecord(row.id, row.app_id, row.workspace_id, row.name, spec)
+        fn = FunctionRecord(row.id, row.app_id, row.workspace_id, row.name, spec,
+                            row.environment)
         await self.vault.load(list(spec.get("secrets") or ()))
         self.scheduler.functions[function_id] = fn
         return fn

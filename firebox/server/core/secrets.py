@@ -13,7 +13,8 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 from ...store import schema as s
 from ...wire import ids
 from .errors import invalid, not_found
-from .objects import already_exists, check_name
+from .objects import already_exists, check_name, in_environment
+from .objects import named as by_name
 from .workspaces import Identity
 
 if TYPE_CHECKING:
@@ -51,19 +52,20 @@ async def create(cp: ControlPlane, who: Identity, env: Any, name: str | None,
     async def op(conn: AsyncConnection) -> str:
         if name is not None:
             found = (await conn.execute(
-                sa.select(S.c.id).where(S.c.workspace_id == who.workspace_id, S.c.name == name)
+                sa.select(S.c.id).where(*by_name(S, who, name))
             )).first()
             if found is not None:
                 if not overwrite:
                     raise already_exists(
-                        f"A secret named '{name}' exists already; pass --force to replace it."
+                        f"A secret named '{name}' exists already{in_environment(who)}; pass "
+                        "--force to replace it."
                     )
                 await conn.execute(S.update().where(S.c.id == found[0])
                                    .values(data=data, updated_at=now))
                 return str(found[0])
         await conn.execute(S.insert().values(
-            id=new_id, workspace_id=who.workspace_id, name=name, data=data, created_at=now,
-            updated_at=now,
+            id=new_id, workspace_id=who.workspace_id, environment=who.environment, name=name,
+            data=data, created_at=now, updated_at=now,
         ))
         return new_id
 
@@ -76,11 +78,11 @@ async def lookup(cp: ControlPlane, who: Identity, name: str, required: list[str]
                  ) -> dict[str, Any]:
     """A named secret's id and key names; NotFoundError when it lacks a required key."""
     rows = await cp.db.read(
-        sa.select(S).where(S.c.workspace_id == who.workspace_id, S.c.name == name)
+        sa.select(S).where(*by_name(S, who, name))
     )
     if not rows:
         raise not_found(
-            f"No secret named '{name}' in this workspace; create it with "
+            f"No secret named '{name}' in this workspace{in_environment(who)}; create it with "
             f"`firebox secret create {name} KEY=VALUE ...`."
         )
     keys = sorted(cp.vault.decrypt(rows[0].data))
@@ -96,7 +98,8 @@ async def lookup(cp: ControlPlane, who: Identity, name: str, required: list[str]
 async def named(cp: ControlPlane, who: Identity) -> list[dict[str, Any]]:
     """The workspace's named secrets by name, each with its key names."""
     rows = await cp.db.read(
-        sa.select(S).where(S.c.workspace_id == who.workspace_id, S.c.name.is_not(None))
+        sa.select(S).where(S.c.workspace_id == who.workspace_id,
+                           S.c.environment == who.environment, S.c.name.is_not(None))
         .order_by(S.c.name)
     )
     return [{"id": r.id, "name": r.name, "created_at": r.created_at, "updated_at": r.updated_at,
@@ -107,10 +110,10 @@ async def named(cp: ControlPlane, who: Identity) -> list[dict[str, Any]]:
 async def delete(cp: ControlPlane, who: Identity, name: str) -> str:
     """Delete a named secret; its id."""
     rows = await cp.db.read(
-        sa.select(S.c.id).where(S.c.workspace_id == who.workspace_id, S.c.name == name)
+        sa.select(S.c.id).where(*by_name(S, who, name))
     )
     if not rows:
-        raise not_found(f"No secret named '{name}' in this workspace.")
+        raise not_found(f"No secret named '{name}' in this workspace{in_environment(who)}.")
     secret_id = str(rows[0][0])
     await cp.db.write(lambda conn: conn.execute(sa.delete(S).where(S.c.id == secret_id)))
     cp.vault.forget(secret_id)

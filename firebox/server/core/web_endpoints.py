@@ -4,7 +4,9 @@ call one that requires proxy auth.
 A web function of workspace W is served under `/web/W/SLUG`, where SLUG is its label, or
 `APP-FUNCTION` when it has none (`APP-CLASS-METHOD` for a web method of a class); functions of
 ephemeral apps (`firebox run`, `firebox serve`, `app.run()`) get `-dev` appended, so a dev run
-never takes over a deployed URL. The newest registration of a URL wins. The ingress
+never takes over a deployed URL, and those of an environment other than main get `ENV--` before
+it, so the same app deployed in two environments has two URLs. The newest registration of a URL
+wins. The ingress
 (api/ingress.py) serves them.
 """
 
@@ -72,6 +74,8 @@ class WebEndpoints:
         web = web_entries(fn.spec)[method]
         name = fn.name if method is None else f"{fn.name}-{method}"
         base = web.get("label") or slug(f"{app_name or fn.app_id}-{name}")
+        if fn.environment != "main":
+            base = f"{slug(fn.environment)}--{base}"
         path_slug = base if deployed else f"{base}-dev"
         ws = await self.workspace_name(fn.workspace_id)
         return (ws, path_slug), f"{self.url}{PREFIX}{ws}/{path_slug}"

@@ -28,6 +28,9 @@ class Identity:
     workspace_id: str
     kind: str  # "user", "admin" or "container"
     container_id: str | None = None
+    # The environment of the workspace the request names (X-Firebox-Environment), or a
+    # container's app's: the namespace its apps and named objects are found and made in.
+    environment: str = "main"
 
     @property
     def operator(self) -> bool:

@@ -1,0 +1,120 @@
+"""Environments, as a user meets them: the same app and the same Dict name in two environments of
+one workspace, chosen with `-e`, FIREBOX_ENVIRONMENT or environment_name=, and the environment
+commands themselves."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import httpx
+from conftest import REPO
+
+APP = """if True:
+    import os
+    import firebox
+
+    app = firebox.App("env-app")
+
+    # Deployed with -e, the secret named here is the one of that environment.
+    @app.function(secrets=[firebox.Secret.from_name("env-secret")])
+    def where():
+        # No environment named: a container finds its own app's objects.
+        return (os.environ["MODAL_ENVIRONMENT"], firebox.Dict.from_name("env-dict").get("k"),
+                os.environ["WHICH"])
+
+    @app.function()
+    @firebox.fastapi_endpoint()
+    def hello():
+        return {"environment": os.environ["MODAL_ENVIRONMENT"]}
+"""
+
+CALLS = """if True:
+    import json
+    import firebox
+    print(json.dumps({
+        env: firebox.Function.from_name("env-app", "where", environment_name=env).remote()
+        for env in ("main", "dev")
+    } | {"dev app": firebox.App.lookup("env-app", environment_name="dev").app_id}))
+"""
+
+
+def _python(server, code: str, **env: str) -> str:
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                            timeout=120, cwd=REPO, env=server.env() | {
+                                "FIREBOX_SERVER_URL": server.url, "FIREBOX_TOKEN": server.token,
+                                **env})
+    assert result.returncode == 0, result.stderr
+    return result.stdout
+
+
+def _ok(result: subprocess.CompletedProcess[str]) -> str:
+    assert result.returncode == 0, result.stderr
+    return result.stdout
+
+
+def test_two_environments_hold_their_own_app_and_dict(server, tmp_path: Path):
+    app_file = tmp_path / "env_app.py"
+    app_file.write_text(APP)
+    assert "Created environment 'dev'" in _ok(server.cli("environment", "create", "dev"))
+    try:
+        _python(server, "import firebox; firebox.Dict.from_name('env-dict', "
+                        "create_if_missing=True)['k'] = 'main value'")
+        # FIREBOX_ENVIRONMENT chooses it for a process, as -e does for a command.
+        _python(server, "import firebox; firebox.Dict.from_name('env-dict', "
+                        "create_if_missing=True)['k'] = 'dev value'", FIREBOX_ENVIRONMENT="dev")
+        assert "'main value'" in _ok(server.cli("dict", "get", "env-dict", "k"))
+        assert "'dev value'" in _ok(server.cli("dict", "get", "env-dict", "k", "-e", "dev"))
+        _ok(server.cli("secret", "create", "env-secret", "WHICH=main secret"))
+        _ok(server.cli("secret", "create", "env-secret", "WHICH=dev secret", "-e", "dev"))
+
+        main_out = _ok(server.cli("deploy", str(app_file)))
+        dev_out = _ok(server.cli("deploy", "-e", "dev", str(app_file)))
+        main_url, dev_url = (next(line.split("=> ")[1] for line in out.splitlines()
+                                  if "hello =>" in line) for out in (main_out, dev_out))
+        assert main_url != dev_url and "/dev--" in dev_url
+
+        # Each deployment runs in its own environment and finds its own Dict there.
+        called = json.loads(_python(server, CALLS))
+        assert called.pop("main") == ["main", "main value", "main secret"]
+        assert called.pop("dev") == ["dev", "dev value", "dev secret"]
+        assert httpx.get(dev_url, timeout=120).json() == {"environment": "dev"}
+
+        main_apps = json.loads(_ok(server.cli("app", "list", "--json")))
+        dev_apps = json.loads(_ok(server.cli("app", "list", "-e", "dev", "--json")))
+        assert [a["name"] for a in dev_apps] == ["env-app"]
+        assert dev_apps[0]["app_id"] == called["dev app"]
+        assert dev_apps[0]["app_id"] not in {a["app_id"] for a in main_apps}
+
+        listed = _ok(server.cli("environment", "list"))
+        assert "main" in listed and "dev" in listed
+
+        refused = server.cli("environment", "delete", "dev")
+        assert refused.returncode == 1
+        assert refused.stderr.strip() == (
+            "Error: The environment 'dev' holds 1 app(s) and 2 object(s); stop and delete them "
+            "first, or pass --yes to delete it with them.")
+        deleted = _ok(server.cli("environment", "delete", "dev", "--yes"))
+        assert "Deleted environment 'dev', stopping 1 app(s) and deleting 2 object(s)." in deleted
+        assert [e["name"] for e in json.loads(_ok(server.cli("environment", "list", "--json")))
+                ] == ["main"]
+        # main's app and Dict are untouched.
+        assert "'main value'" in _ok(server.cli("dict", "get", "env-dict", "k"))
+        assert any(a["name"] == "env-app" and a["state"] == "deployed"
+                   for a in json.loads(_ok(server.cli("app", "list", "--json"))))
+    finally:
+        server.cli("environment", "delete", "dev", "--yes")
+        server.cli("app", "stop", "env-app")
+        server.cli("dict", "delete", "env-dict")
+        server.cli("secret", "delete", "env-secret")
+
+
+def test_an_unknown_environment_says_how_to_make_it(server):
+    line = "Error: No environment 'nope' in this workspace; create it with `firebox environment " \
+           "create nope`."
+    unknown = server.cli("app", "list", "-e", "nope")
+    assert unknown.returncode == 1 and unknown.stderr.strip() == line
+    main = server.cli("environment", "delete", "main")
+    assert main.returncode == 1 and "'main' is the workspace's default" in main.stderr
