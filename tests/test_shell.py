@@ -135,6 +135,20 @@ def test_shell_is_interactive_under_tmux(server, shell_app: Path, tmp_path: Path
                         "Enter"], check=True)
         assert eventually(lambda: "seeded-by-the-test.txt" in pane(), timeout=20), pane()
         assert "\nfrom-the-secret" in pane()
+        # The shell's terminal has this one's size, and follows it when it changes.
+        subprocess.run([*tmux, "resize-window", "-t", "shell", "-x", "100", "-y", "20"],
+                       check=True)
+        size = subprocess.run([*tmux, "display", "-p", "-t", "shell",
+                               "#{pane_height} #{pane_width}"], capture_output=True, text=True,
+                              check=True).stdout.strip()
+        assert size.endswith(" 100"), size
+
+        def sized() -> bool:  # the new size reaches the shell a moment later: ask until it has
+            subprocess.run([*tmux, "send-keys", "-t", "shell", "clear; stty size", "Enter"],
+                           check=True)
+            return f"\n{size}\n" in "\n" + pane()
+
+        assert eventually(sized, timeout=10, interval=0.5), pane()
         subprocess.run([*tmux, "send-keys", "-t", "shell", "exit", "Enter"], check=True)
         assert eventually(lambda: "SHELL-EXITED=0" in pane(), timeout=20), pane()
     finally:

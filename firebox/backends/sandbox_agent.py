@@ -18,10 +18,11 @@ import signal
 import struct
 
 HEAD = struct.Struct(">II")
-# The kinds of message, under the header's "t". The control plane sends EXEC, STDIN, SIGNAL and
-# FS (a file operation); the agent sends READY, OUT (a chunk of a command's output), EXIT and
-# FS (the operation's answer).
+# The kinds of message, under the header's "t". The control plane sends EXEC, STDIN, SIGNAL,
+# RESIZE (a terminal's new size) and FS (a file operation); the agent sends READY, OUT (a chunk
+# of a command's output), EXIT and FS (the operation's answer).
 EXEC, STDIN, SIGNAL, FS, READY, OUT, EXIT = "exec", "stdin", "signal", "fs", "ready", "out", "exit"
+RESIZE = "resize"
 CHUNK = 65536
 READ, WRITE = selectors.EVENT_READ, selectors.EVENT_WRITE
 
@@ -101,6 +102,8 @@ class Agent:
                 self.stdin(m, payload)
             elif t == SIGNAL:
                 self.signal(m)
+            elif t == RESIZE:
+                self.resize(m)
             elif t == FS:
                 self.fs(m, payload)
 
@@ -192,6 +195,20 @@ class Agent:
                 os.killpg(cmd.pid, int(m.get("sig", signal.SIGKILL)))
             except ProcessLookupError:
                 pass
+
+    def resize(self, m: dict) -> None:
+        """Give a command's terminal its new (rows, columns); the kernel tells the command."""
+        cmd = self.commands.get(m["id"])
+        if cmd is None or not cmd.terminal or cmd.stdin is None:
+            return
+        import fcntl
+        import termios
+
+        rows, cols = m["size"]
+        try:
+            fcntl.ioctl(cmd.stdin, termios.TIOCSWINSZ, struct.pack("HHHH", rows, cols, 0, 0))
+        except OSError:
+            pass
 
     def fs(self, m: dict, data: bytes) -> None:
         try:

@@ -5,6 +5,7 @@ raw and the command's window has its size."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import sys
 import termios
@@ -15,7 +16,10 @@ from typing import Any
 import click
 
 from .. import client as client_mod
+from ..exception import Error
 from ..sdk.sandbox import ContainerProcess
+
+RESIZE_POLL = 0.25  # seconds between looks at this terminal's size
 
 
 def check_pty(use_pty: bool | None) -> bool:
@@ -41,8 +45,9 @@ def exit_with(code: int) -> None:
     sys.exit(128 - code if code < 0 else code & 0xFF)
 
 
-async def attach(process: ContainerProcess, use_pty: bool) -> int:
-    """On firebox's loop: pump stdin to the command and its output here; its exit code."""
+async def attach(process: ContainerProcess, use_pty: bool, resizable: bool = False) -> int:
+    """On firebox's loop: pump stdin to the command and its output here; its exit code. With
+    resizable, the command's terminal follows this one's size."""
     loop = asyncio.get_running_loop()
     typed: asyncio.Queue[bytes] = asyncio.Queue()  # b"" for the end of input
 
@@ -79,6 +84,19 @@ async def attach(process: ContainerProcess, use_pty: bool) -> int:
             out.write(chunk)
             out.flush()
 
+    async def follow_size() -> None:
+        # Polled, not SIGWINCH: this runs on firebox's loop, and only the main thread gets
+        # signals.
+        size = window()
+        while True:
+            await asyncio.sleep(RESIZE_POLL)
+            now = window()
+            if now and now != size:
+                size = now
+                with contextlib.suppress(Error):  # it ended meanwhile: nothing to resize
+                    await client_mod.current().request("POST", f"{process._path}/resize",
+                                                       packed={"size": size})
+
     saved = None
     if use_pty:
         saved = termios.tcgetattr(0)
@@ -90,12 +108,15 @@ async def attach(process: ContainerProcess, use_pty: bool) -> int:
         # A daemon thread: a command that ends before its input does must not wait for it.
         threading.Thread(target=read_all, daemon=True).start()
     feeding = asyncio.ensure_future(feed())
+    resizing = asyncio.ensure_future(follow_size()) if use_pty and resizable else None
     try:
         await asyncio.gather(show(process.stdout, sys.stdout.buffer),
                              show(process.stderr, sys.stderr.buffer))
         return await process.wait.aio()
     finally:
         feeding.cancel()
+        if resizing is not None:
+            resizing.cancel()
         if saved is not None:
             loop.remove_reader(0)
             termios.tcsetattr(0, termios.TCSADRAIN, saved)
@@ -107,4 +128,4 @@ async def exec_in_container(container_id: str, command: list[str], use_pty: bool
         "POST", f"/v1/containers/{container_id}/exec",
         packed={"args": command, "pty": use_pty, "pty_size": window() if use_pty else None})
     process = ContainerProcess(f"/v1/containers/{container_id}/exec/{resp['exec_id']}", False)
-    return await attach(process, use_pty)
+    return await attach(process, use_pty, resizable=True)

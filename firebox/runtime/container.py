@@ -186,7 +186,8 @@ class Runtime:
                 elif kind == messages.CANCEL:
                     for input_id in message["ids"]:
                         self._cancel(input_id)
-                elif kind in (messages.EXEC, messages.EXEC_STDIN, messages.EXEC_SIGNAL):
+                elif kind in (messages.EXEC, messages.EXEC_STDIN, messages.EXEC_SIGNAL,
+                              messages.EXEC_RESIZE):
                     self.execs.handle(message)
                 elif kind == messages.STOP:
                     break

@@ -57,6 +57,9 @@ class Execs:
                                   bytes(m["data"]))
             elif eid in self.running and kind == messages.EXEC_SIGNAL:
                 await self._write({"t": "signal", "id": eid, "sig": int(m["sig"])})
+            elif eid in self.running and kind == messages.EXEC_RESIZE:
+                await self._write({"t": "resize", "id": eid,
+                                   "size": [int(n) for n in m["size"]][:2]})
 
     async def _start(self, eid: str, m: dict[str, Any]) -> None:
         if self.agent is None or self.agent.returncode is not None:

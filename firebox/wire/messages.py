@@ -22,6 +22,7 @@ BLOB = "blob"  # a chunk of a code blob the container asked for
 EXEC = "exec"
 EXEC_STDIN = "exec_stdin"
 EXEC_SIGNAL = "exec_signal"
+EXEC_RESIZE = "exec_resize"  # an exec'd command's terminal has a new size: id, size
 
 # Container -> control plane.
 READY = "ready"  # the code is loaded and enter hooks ran: send inputs
@@ -131,6 +132,10 @@ def exec_stdin(exec_id: str, data: bytes, eof: bool) -> dict[str, Any]:
 
 def exec_signal(exec_id: str, sig: int) -> dict[str, Any]:
     return {TAG: EXEC_SIGNAL, "id": exec_id, "sig": sig}
+
+
+def exec_resize(exec_id: str, size: list[int]) -> dict[str, Any]:
+    return {TAG: EXEC_RESIZE, "id": exec_id, "size": size}
 
 
 def exec_output(exec_id: str, fd: int, data: bytes) -> dict[str, Any]:

@@ -103,6 +103,13 @@ async def exec_stdin(request: Request) -> Response:
     return packed({})
 
 
+async def exec_resize(request: Request) -> Response:
+    body = await msgpack_body(request, rq.ExecResize)
+    container_execs.resize(plane(request), identity(request), request.path_params["container_id"],
+                           request.path_params["exec_id"], list(body.size))
+    return packed({})
+
+
 routes = [
     Route("/v1/containers", list_containers, methods=["GET"]),
     Route("/v1/containers/{container_id}/stop", stop_container, methods=["POST"]),
@@ -110,4 +117,5 @@ routes = [
     Route("/v1/containers/{container_id}/exec", exec_command, methods=["POST"]),
     Route("/v1/containers/{container_id}/exec/{exec_id}/output", exec_output, methods=["GET"]),
     Route("/v1/containers/{container_id}/exec/{exec_id}/stdin", exec_stdin, methods=["POST"]),
+    Route("/v1/containers/{container_id}/exec/{exec_id}/resize", exec_resize, methods=["POST"]),
 ]

@@ -61,6 +61,15 @@ def stdin(cp: ControlPlane, who: Identity, container_id: str, exec_id: str, data
         c.channel.send(messages.exec_stdin(exec_id, data, eof))
 
 
+def resize(cp: ControlPlane, who: Identity, container_id: str, exec_id: str,
+           size: list[int]) -> None:
+    """The command's terminal has a new (rows, columns)."""
+    c = own(cp, who, container_id)
+    e = command(cp, who, container_id, exec_id)
+    if e.code is None and c.channel is not None:
+        c.channel.send(messages.exec_resize(exec_id, size))
+
+
 def used(c: Container) -> None:
     """A command's input or output counts as use: the container's scaledown window starts
     again, so an idle container is not stopped under a shell that is being used."""
