@@ -73,14 +73,14 @@ def unknown_profile(name: str, known: dict[str, Any]) -> InvalidError:
     return InvalidError(f"No profile '{name}' in {config_file()} (the profiles: {names}).")
 
 
-def active_name(known: dict[str, dict[str, Any]]) -> str | None:
-    """The profile in use: FIREBOX_PROFILE's, else the one marked active, else "default" or the
-    only one; None where there are none."""
-    chosen = settings.PROFILE.get()
-    if chosen:
-        if chosen not in known:
-            raise unknown_profile(chosen, known)
-        return chosen
+def active_name(known: dict[str, dict[str, Any]], *, chosen: bool = True) -> str | None:
+    """The profile in use: FIREBOX_PROFILE's (unless not chosen), else the one marked active,
+    else "default" or the first; None where there are none."""
+    name = settings.PROFILE.get() if chosen else None
+    if name:
+        if name not in known:
+            raise unknown_profile(name, known)
+        return name
     marked = [name for name, values in known.items() if values.get("active") is True]
     if marked:
         return marked[0]
@@ -120,7 +120,7 @@ def write_profile(name: str, server_url: str, token: str, activate: bool | None 
     """Save a server and its token as profile name (keeping its environment), active if asked;
     activate=None activates it only where no profile is in use yet."""
     tables = profiles()
-    in_use = active_name(tables)
+    in_use = active_name(tables, chosen=False)  # the file's own, which FIREBOX_PROFILE leaves be
     entry = tables.setdefault(name, {})
     entry.update(server_url=server_url, token=token)
     if activate or (activate is None and in_use in (None, name)):

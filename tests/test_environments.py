@@ -11,6 +11,7 @@ from pathlib import Path
 
 import httpx
 from conftest import REPO
+from other_workspace import run_cli
 
 APP = """if True:
     import os
@@ -87,6 +88,13 @@ def test_two_environments_hold_their_own_app_and_dict(server, tmp_path: Path):
         assert [a["name"] for a in dev_apps] == ["env-app"]
         assert dev_apps[0]["app_id"] == called["dev app"]
         assert dev_apps[0]["app_id"] not in {a["app_id"] for a in main_apps}
+        # A profile's `environment` chooses it for the commands that use the profile.
+        (tmp_path / "config.toml").write_text(
+            f'[work]\nserver_url = "{server.url}"\ntoken = "{server.token}"\n'
+            'environment = "dev"\nactive = true\n')
+        profile = server.env() | {"FIREBOX_CONFIG_DIR": str(tmp_path)}
+        assert [a["app_id"] for a in json.loads(_ok(run_cli(profile, "app", "list", "--json")))
+                ] == [dev_apps[0]["app_id"]]
 
         listed = _ok(server.cli("environment", "list"))
         assert "main" in listed and "dev" in listed

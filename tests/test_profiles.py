@@ -57,6 +57,12 @@ def test_two_profiles_activate_and_override(server, tmp_path: Path):
                                       "(the profiles: home, work).")
     missing = run_cli(env, "profile", "activate", "nope")
     assert missing.returncode == 1 and "(the profiles: home, work)" in missing.stderr
+    # Saving the profile FIREBOX_PROFILE names, before it exists, is how it comes to exist.
+    first = run_cli(env | {"FIREBOX_PROFILE": "ci"}, "token", "set", "--server", server.url,
+                    "--token", server.token, "--profile", "ci", "--no-activate")
+    assert first.returncode == 0, first.stderr
+    assert "FIREBOX_PROFILE set in this shell overrides the file; unset it" in first.stderr
+    assert run_cli(env, "profile", "current").stdout.strip() == "home"
 
 
 def test_an_old_flat_config_is_the_default_profile(server, tmp_path: Path):

@@ -6,11 +6,9 @@ from __future__ import annotations
 import json
 
 import click
-from rich.console import Console
-from rich.table import Table
 
 from .. import config
-from .common import request, when
+from .common import fixed, print_table, request, when
 
 
 @click.group("environment")
@@ -34,10 +32,10 @@ def environment_list(as_json: bool) -> None:
     if as_json:
         click.echo(json.dumps(found, indent=2))
         return
-    table = Table("Name", "Apps", "Objects", "Created", box=None)
-    for env in found:
-        table.add_row(env["name"], str(env["apps"]), str(env["objects"]), when(env["created_at"]))
-    Console(soft_wrap=True).print(table)
+    print_table(["NAME", fixed("APPS", number=True), fixed("OBJECTS", number=True),
+                 fixed("CREATED")],
+                [(env["name"], env["apps"], env["objects"], when(env["created_at"]))
+                 for env in found])
 
 
 @environment_group.command("delete")

@@ -6,11 +6,10 @@ from __future__ import annotations
 import json
 
 import click
-from rich.console import Console
-from rich.table import Table
 
 from .. import config
 from ..wire import settings
+from .common import fixed, print_table
 
 
 @click.group("profile")
@@ -34,11 +33,9 @@ def profile_list(as_json: bool) -> None:
         click.echo(f"No profiles in {config.config_file()}; save one with `firebox token set "
                    "--server URL --token TOKEN`.")
         return
-    table = Table(" ", "Profile", "Server", "Environment", box=None)
-    for row in rows:
-        table.add_row("•" if row["active"] else "", row["name"], row["server_url"] or "-",
-                      row["environment"])
-    Console(soft_wrap=True).print(table)
+    print_table([fixed(""), "PROFILE", "SERVER", "ENVIRONMENT"],
+                [("•" if row["active"] else "", row["name"], row["server_url"] or "-",
+                  row["environment"]) for row in rows])
     if settings.PROFILE.get():
         click.echo(f"({settings.PROFILE.name} chooses '{active}' in this shell.)")
 

@@ -74,8 +74,10 @@ def token_set(server_url: str, token: str, profile: str | None, activate: bool,
     overriding = [s.name for s in (settings.SERVER_URL, settings.TOKEN, settings.PROFILE)
                   if s.get()]
     if overriding:
-        click.echo(f"Note: {' and '.join(overriding)} set in this shell override the file; "
-                   "unset them to use it.", err=True)
+        many = len(overriding) > 1
+        click.echo(f"Note: {' and '.join(overriding)} set in this shell "
+                   f"{'override' if many else 'overrides'} the file; unset "
+                   f"{'them' if many else 'it'} to use it.", err=True)
 
 
 @click.command("new")
