@@ -1,14 +1,20 @@
 """What the CLI prints, as a user sees it: tables drawn with rich that keep their columns whole
-when a name is longer than its column, and --json as it was."""
+when a name is longer than its column, --json as it was and a live progress bar for a long
+map."""
 
 from __future__ import annotations
 
 import json
+import re
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
 from click.testing import CliRunner
+from conftest import REPO
 from helpers import eventually
+from test_cli import client_env
 
 from firebox.cli.main import main
 
@@ -23,6 +29,11 @@ WIDE_APP = f"""if True:
     @app.function(min_containers=1)
     def {LONG_FUNCTION}(x):
         return x
+
+    @app.function(image=firebox.Image.debian_slim().env({{"OUTPUT_TEST": "1"}}))
+    @firebox.fastapi_endpoint()
+    def web():
+        return "hi"
 """
 
 
@@ -106,3 +117,52 @@ def test_a_pipe_gets_no_colour_and_no_trailing_spaces(deployed, tmp_path: Path):
     table = cli("app", "list", columns=80)
     assert "\x1b[" not in table
     assert all(line == line.rstrip() for line in table.splitlines())
+
+
+MAPPER = """if True:
+    import firebox
+    app = firebox.App("test-output-mapper")
+
+    @app.function(serialized=True)
+    @firebox.concurrent(max_inputs=100)
+    def square(x):
+        if x < 0:
+            raise ValueError("no negatives")
+        return x * x
+
+    @app.local_entrypoint()
+    def main(n: int = 2000):
+        print(sum(square.map(range(n))))
+        results = list(square.map([1, 2, -1], return_exceptions=True))
+        print(sum(r for r in results if isinstance(r, int)))
+"""
+
+ANSI = re.compile(r"\x1b\[[0-9;?]*[A-Za-z]")
+
+
+def test_a_long_map_shows_its_progress_on_a_terminal(server, tmp_path: Path):
+    path = tmp_path / "mapper.py"
+    path.write_text(MAPPER)
+    # rich draws its live bar when stderr is a terminal; TTY_COMPATIBLE=1 says it is one.
+    env = client_env(server) | {"TTY_COMPATIBLE": "1", "COLUMNS": "120"}
+    result = subprocess.run([sys.executable, "-m", "firebox.cli.main", "run", str(path)],
+                            env=env, capture_output=True, text=True, timeout=120, cwd=REPO)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.splitlines() == [str(sum(x * x for x in range(2000))), "5"]
+    err = ANSI.sub("", result.stderr)
+    # Redrawn while it runs: done, failed, in flight and the rate.
+    assert re.search(r"square\.map .* \d+ done · 0 failed · \d+ in progress · \d+/s", err)
+    summaries = [line for line in err.splitlines() if line.startswith("✓ square.map: ")]
+    assert len(summaries) == 2, err
+    assert summaries[0].startswith("✓ square.map: 2000 done, 0 failed in ")
+    assert summaries[1].startswith("✓ square.map: 2 done, 1 failed in ")
+    assert err.splitlines()[-1] == "✓ App completed."
+
+    # Into a pipe (a log file, CI) the same run draws no bar.
+    env.pop("TTY_COMPATIBLE")
+    piped = subprocess.run([sys.executable, "-m", "firebox.cli.main", "run", str(path),
+                            "--n", "5"], env=env, capture_output=True, text=True, timeout=120,
+                           cwd=REPO)
+    assert piped.returncode == 0, piped.stderr
+    assert "square.map" not in piped.stderr and "\x1b[" not in piped.stderr
+

@@ -54,6 +54,8 @@ LAZY = {
     ("firebox.cli.main", "firebox.server.main"),
     ("firebox.cli.main", "firebox.server.core.plane"),
     ("firebox.cli.main", "firebox.server.core.workspaces"),
+    # rich's progress bars take 80 ms to import; only enable_output() needs them.
+    ("firebox.output", "firebox.sdk.live"),
 }
 
 

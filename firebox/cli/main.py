@@ -12,6 +12,8 @@ import click
 
 from .. import config
 from ..exception import Error
+from ..sdk import reporting
+from ..sdk.live import LiveReporter
 from ..wire import settings as variables
 from .common import fixed, print_logs, print_table, request, when
 from .container import container_group
@@ -99,9 +101,9 @@ def run(ctx: click.Context, app_ref: str, detach: bool, quiet: bool, interactive
             click.echo(command.get_help(sub))
         return
     sub_ctx = command.make_context(f"firebox run {app_ref}", args)
-    # Progress goes to stderr: stdout is the user's own output.
+    # Progress goes to stderr (a bar per map): stdout is the user's own output.
     try:
-        with app.run(detach=detach, show_logs=not quiet), sub_ctx:
+        with reporting.use(LiveReporter()), app.run(detach=detach, show_logs=not quiet), sub_ctx:
             click.echo(f"✓ Initialized app {app.app_id}.", err=True)
             command.invoke(sub_ctx)
     except KeyboardInterrupt:

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import itertools
 from collections.abc import AsyncIterator, Callable, Iterable
 from typing import TYPE_CHECKING, Any
 
@@ -22,7 +21,9 @@ from .function_call import (
     result_of,
     value_or_exception,
 )
+from .map_inputs import aiter_chunks, map_items, zip_args
 from .options import variant_options
+from .reporting import MapProgress, current_reporter
 
 if TYPE_CHECKING:
     from .app import App
@@ -245,7 +246,8 @@ class Function:
     # ---- fan-out ---------------------------------------------------------------------------
 
     async def _send_inputs(self, fid: str, call_id: str, kind: wire_calls.Kind, items: Any,
-                           created: asyncio.Event | None = None) -> int:
+                           created: asyncio.Event | None = None,
+                           progress: MapProgress | None = None) -> int:
         """Serialize and post all inputs in batches; returns how many were sent."""
         c = client_mod.current()
         idx = 0
@@ -256,11 +258,13 @@ class Function:
         async def flush() -> None:
             nonlocal batch, size, posted
             await c.request("POST", "/v1/calls", packed=self._request(fid, call_id, kind, batch))
+            if progress is not None:
+                progress.sent(len(batch))
             batch, size, posted = [], 0, True
             if created is not None:
                 created.set()
 
-        async for args, kwargs in _aiter_chunks(items):
+        async for args, kwargs in aiter_chunks(items):
             payload = wire.serialize((args, kwargs), f"arguments of input {idx}")
             batch.append((idx, payload))
             size += len(payload)
@@ -282,7 +286,9 @@ class Function:
         call_id = new_call_id(fid)
         total: int | None = None
         created = asyncio.Event()
-        sender = asyncio.create_task(self._send_inputs(fid, call_id, "map", items, created))
+        progress = current_reporter().map_started(self._name)
+        sender = asyncio.create_task(self._send_inputs(fid, call_id, "map", items, created,
+                                                       progress))
 
         def on_sent(t: asyncio.Task[int]) -> None:
             nonlocal total
@@ -313,6 +319,8 @@ class Function:
                     if status not in wire.TERMINAL or idx in done:
                         continue
                     done.add(idx)
+                    if progress is not None:
+                        progress.finished(int(status == wire.SUCCESS), int(status != wire.SUCCESS))
                     if not return_exceptions and status != wire.SUCCESS:
                         if ready:
                             yield ready
@@ -332,6 +340,9 @@ class Function:
             if total is None or len(done) < (total or 0):
                 asyncio.ensure_future(cancel_quietly(call_id))
             raise
+        finally:
+            if progress is not None:
+                progress.close()
 
     @live_method_chunks
     async def map(
@@ -342,7 +353,7 @@ class Function:
         return_exceptions: bool = False,
     ) -> AsyncIterator[Any]:
         """Run the function on every element of the zipped iterables, in parallel."""
-        items = _zip_args(input_iterators, kwargs or {})
+        items = zip_args(input_iterators, kwargs or {})
         async for chunk in self._fan_out(items, order_outputs, return_exceptions):
             yield chunk
 
@@ -357,7 +368,7 @@ class Function:
     ) -> AsyncIterator[Any]:
         """Like map, with each element unpacked as the positional arguments."""
         extra = kwargs or {}
-        items = _map_items(input_iterator, lambda args: (tuple(args), extra))
+        items = map_items(input_iterator, lambda args: (tuple(args), extra))
         async for chunk in self._fan_out(items, order_outputs, return_exceptions):
             yield chunk
 
@@ -369,7 +380,7 @@ class Function:
         ignore_exceptions: bool = False,
     ) -> None:
         """Run the function on every element and wait for all of them, keeping no results."""
-        items = _zip_args(input_iterators, kwargs or {})
+        items = zip_args(input_iterators, kwargs or {})
         async for _ in self._fan_out(items, False, ignore_exceptions):
             pass
 
@@ -379,7 +390,7 @@ class Function:
     ) -> None:
         """Queue the function on every element and return once all inputs are accepted."""
         fid = await self._check_callable("spawn_map")
-        items = _zip_args(input_iterators, kwargs or {})
+        items = zip_args(input_iterators, kwargs or {})
         await self._send_inputs(fid, new_call_id(fid), "spawn_map", items)
 
     # ---- variants --------------------------------------------------------------------------
@@ -449,41 +460,6 @@ class Function:
                 f"'{name.split('.')[0]}') and call the method on an instance."
             )
         return cls(name=name, lookup=(app_name, name), environment_name=environment_name)
-
-
-def _zip_args(iterators: tuple[Iterable[Any], ...], kwargs: dict[str, Any]) -> Any:
-    if not iterators:
-        raise InvalidError("map needs at least one iterable of inputs.")
-    if all(hasattr(it, "__aiter__") for it in iterators) and len(iterators) == 1:
-        return _amap(iterators[0], lambda x: ((x,), kwargs))
-    return _map_items(zip(*iterators), lambda args: (tuple(args), kwargs))
-
-
-def _map_items(items: Any, fn: Callable[[Any], Any]) -> Any:
-    if hasattr(items, "__aiter__"):
-        return _amap(items, fn)
-    return (fn(x) for x in items)
-
-
-async def _amap(items: Any, fn: Callable[[Any], Any]) -> AsyncIterator[Any]:
-    async for x in items:
-        yield fn(x)
-
-
-async def _aiter_chunks(items: Any) -> AsyncIterator[Any]:
-    """Iterate sync or async inputs; sync ones are pulled in a thread, a chunk at a time, so a
-    slow user iterator never stalls firebox's event loop."""
-    if hasattr(items, "__aiter__"):
-        async for x in items:
-            yield x
-        return
-    it = iter(items)
-    while True:
-        chunk = await asyncio.to_thread(lambda: list(itertools.islice(it, 512)))
-        if not chunk:
-            return
-        for x in chunk:
-            yield x
 
 
 __all__ = ["Function"]
