@@ -110,6 +110,18 @@ def test_shell_cmd_exits_with_the_commands_status(server, shell_app: Path):
     assert not _containers(server, "test-shell")
 
 
+def test_shell_without_ref_takes_volumes_secrets_and_resources(server, shell_app: Path):
+    made = server.cli("secret", "create", "--force", "test-shell-named", "GREETING=hi-there")
+    assert made.returncode == 0, made.stderr
+    ran = server.cli("shell", "--secret", "test-shell-named", "--volume", "test-shell-data",
+                     "--cpu", "0.5", "--memory", "256", "--cmd",
+                     "echo $GREETING; ls /mnt/test-shell-data")
+    assert (ran.returncode, ran.stdout) == (0, "hi-there\nseeded-by-the-test.txt\n"), ran.stderr
+    # A function's own options apply with REF: one given too is refused, with why.
+    mixed = server.cli("shell", f"{shell_app}::fn", "--cpu", "2")
+    assert mixed.returncode == 2 and "--cpu is for a shell without REF" in mixed.stderr
+
+
 @pytest.mark.skipif(shutil.which("tmux") is None, reason="tmux is not installed")
 def test_shell_is_interactive_under_tmux(server, shell_app: Path, tmp_path: Path):
     env = server.env() | {"FIREBOX_SERVER_URL": server.url, "FIREBOX_TOKEN": server.token}
