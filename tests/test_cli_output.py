@@ -1,6 +1,6 @@
 """What the CLI prints, as a user sees it: tables drawn with rich that keep their columns whole
-when a name is longer than its column, --json as it was and a live progress bar for a long
-map."""
+when a name is longer than its column, --json as it was, a live progress bar for a long map, and
+the steps of a deploy."""
 
 from __future__ import annotations
 
@@ -166,3 +166,16 @@ def test_a_long_map_shows_its_progress_on_a_terminal(server, tmp_path: Path):
     assert piped.returncode == 0, piped.stderr
     assert "square.map" not in piped.stderr and "\x1b[" not in piped.stderr
 
+
+def test_deploy_prints_its_steps_in_order(deployed):
+    steps = deployed.stderr.splitlines()
+    image = next(i for i, s in enumerate(steps) if s.startswith("✓ Image im-"))
+    created = steps.index("✓ Created objects.")
+    assert image < created
+    assert steps[created + 1].startswith("├── Created mount of the code: 1 file, ")
+    assert steps[created + 2] == f"├── Created function {LONG_FUNCTION}."
+    assert steps[created + 3].startswith("└── Created web function web => http://")
+    assert re.fullmatch(r"✓ App deployed in \d+\.\ds!", steps[created + 4])
+    # The summary stays on stdout, as before.
+    assert deployed.stdout.startswith(f"Deployed app '{LONG_APP}' (ap-")
+    assert "  web => http://" in deployed.stdout

@@ -235,7 +235,7 @@ with app.run(show_logs=False):
 def test_a_deployed_image_outlives_a_restart_and_a_prune(own_server):
     deployed = own_server.cli("deploy", "tests/apps/images.py::app", timeout=120)
     assert deployed.returncode == 0, deployed.stderr
-    assert "[image] step 1/" in deployed.stderr
+    assert "=> Image step " in deployed.stderr and "✓ Built image im-" in deployed.stderr
     own_server.kill()
     own_server.start()
     assert own_server.cli("image", "prune").returncode == 0

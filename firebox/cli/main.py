@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import json
 import sys
+import time
 from pathlib import Path
 from typing import Any
 
@@ -101,10 +102,9 @@ def run(ctx: click.Context, app_ref: str, detach: bool, quiet: bool, interactive
             click.echo(command.get_help(sub))
         return
     sub_ctx = command.make_context(f"firebox run {app_ref}", args)
-    # Progress goes to stderr (a bar per map): stdout is the user's own output.
+    # Progress goes to stderr (the app's steps, a bar per map): stdout is the user's own output.
     try:
         with reporting.use(LiveReporter()), app.run(detach=detach, show_logs=not quiet), sub_ctx:
-            click.echo(f"✓ Initialized app {app.app_id}.", err=True)
             command.invoke(sub_ctx)
     except KeyboardInterrupt:
         click.echo(_interrupted(app.app_id, detach), err=True)
@@ -136,7 +136,10 @@ def deploy(app_ref: str, name: str | None, tag: str, module_mode: bool) -> None:
     path, app_var = _split_ref(app_ref)
     module = import_ref(path, module_mode)
     app = find_app(module, app_var, typed=path)
-    app.deploy(name=name or app.name, tag=tag)
+    started = time.monotonic()
+    with reporting.use(LiveReporter()) as reporter:  # each step on stderr as it happens
+        app.deploy(name=name or app.name, tag=tag)
+        reporter.step(f"App deployed in {time.monotonic() - started:.1f}s!")
     click.echo(f"Deployed app '{app.name}' ({app.app_id}) with:")
     for fname, fn in app.registered_functions.items():
         click.echo(f"  {fname}" + (f" => {fn._web_url}" if fn._web_url else ""))

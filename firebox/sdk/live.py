@@ -1,17 +1,19 @@
-"""The reporting of `firebox run` and enable_output(), drawn with rich on stderr: a live
-progress bar per map (done, failed, in flight, rate) where stderr is a terminal, and its summary
-when it ends."""
+"""The reporting of `firebox run`, `firebox deploy` and enable_output(), drawn with rich on
+stderr: each step of bringing an app up as it happens, image builds, and a live progress bar per
+map (done, failed, in flight, rate) where stderr is a terminal."""
 
 from __future__ import annotations
 
 import sys
 import threading
 import time
+from typing import Any
 
 from rich.console import Console
 from rich.progress import BarColumn, Progress, SpinnerColumn, TaskID, TextColumn, TimeElapsedColumn
 from rich.text import Text
 
+from ..wire import build_events
 from .reporting import MapProgress, Reporter
 
 
@@ -22,12 +24,34 @@ class LiveReporter(Reporter):
         self._lock = threading.Lock()
         self._progress: Progress | None = None
         self._maps = 0  # maps in progress: the bars share one live display
+        self._total_steps = 0
 
     def _print(self, text: str, style: str = "") -> None:
         self.console.print(Text(text, style=style), soft_wrap=True)
 
-    def step(self, text: str) -> None:
+    def step(self, text: str, items: list[str] | None = None) -> None:
         self._print(f"✓ {text}", "green")
+        for i, item in enumerate(items or []):
+            self._print(("└── " if i == len(items or []) - 1 else "├── ") + item)
+
+    def image_event(self, event: dict[str, Any]) -> None:
+        kind = event.get(build_events.TAG)
+        if kind == build_events.STEP:
+            self._total_steps = event["total"]
+            if not event.get("cached"):
+                self._print(f"=> Image step {event['index']}/{event['total']}: "
+                            f"{event['label']}", "bold")
+        elif kind == build_events.LOG:
+            self._print(f"   {event['text']}", "dim")
+        elif kind == build_events.BUILT:
+            self._print(f"   step {event['index']}/{self._total_steps} built in "
+                        f"{event['seconds']:.1f}s ({event['size_bytes'] / 1e6:.1f} MB)", "dim")
+
+    def image_done(self, image_id: str, built: int, seconds: float) -> None:
+        if built:
+            self.step(f"Built image {image_id} in {seconds:.1f}s.")
+        else:
+            self.step(f"Image {image_id} is ready; no step of it needed building.")
 
     def map_started(self, label: str) -> MapProgress | None:
         if not (self.show_progress and self.console.is_terminal):

@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import sys
+import time
 from typing import TYPE_CHECKING, Any
 
 from .. import _sync, config
@@ -20,6 +21,7 @@ from ..wire import build_events
 from ..wire.digests import sha256
 from .attach import resolve_spec
 from .blobs import upload_blobs
+from .reporting import current_reporter
 
 if TYPE_CHECKING:
     from ..local import EmbeddedServer
@@ -54,6 +56,8 @@ async def publish(app: App, mode: str, name: str | None, app_id: str | None = No
     if app_id is None:
         resp = await c.request("POST", "/v1/apps", body={"name": name, "mode": mode})
         app_id = resp["app_id"]
+        if mode == "ephemeral":
+            current_reporter().step(f"Initialized app {app_id}.")
     try:
         await upload_blobs(blobs)
         resp = await c.request("POST", f"/v1/apps/{app_id}/functions",
@@ -74,7 +78,25 @@ async def publish(app: App, mode: str, name: str | None, app_id: str | None = No
         fn._method_urls = {key.partition(".")[2]: url for key, url in web_urls.items()
                            if key.startswith(f"{fname}.")}
     app.app_id = app_id
+    current_reporter().step("Created objects.", _made(app, bundle.files if bundle else {}))
     return app_id
+
+
+def _made(app: App, code: dict[str, bytes]) -> list[str]:
+    """What publishing made, a line each, as `Created objects.` lists it."""
+    made = []
+    if code:
+        made.append(f"Created mount of the code: {len(code)} file{'s' * (len(code) != 1)}, "
+                    f"{sum(map(len, code.values())) / 1e3:.1f} KB")
+    for fname, fn in app._functions.items():
+        kind = "class" if fn._spec.get("kind") == "class" else "function"
+        if fn._web_url:
+            made.append(f"Created web {kind} {fname} => {fn._web_url}")
+        else:
+            made.append(f"Created {kind} {fname}.")
+        made += [f"Created web endpoint {fname}.{method} => {url}"
+                 for method, url in fn._method_urls.items()]
+    return made
 
 
 async def build_images(specs: list[dict[str, Any]]) -> None:
@@ -93,20 +115,14 @@ async def build_images(specs: list[dict[str, Any]]) -> None:
 async def build_image(image: Image) -> dict[str, Any]:
     await upload_blobs(image._blobs)
     c = client_mod.current()
+    reporter = current_reporter()
+    started = time.monotonic()
     result: dict[str, Any] | None = None
     async for event in c.stream_lines("/v1/images/build", method="POST",
                                       body=image._build_request()):
         kind = event.get(build_events.TAG)
-        if kind == build_events.STEP:
-            state = ("cached" if event.get("layer") else "set") if event.get("cached") \
-                else "building"
-            print(f"[image] step {event['index']}/{event['total']} {event['label']}: {state}",
-                  file=sys.stderr, flush=True)
-        elif kind == build_events.LOG:
-            print(f"[image]   {event['text']}", file=sys.stderr, flush=True)
-        elif kind == build_events.BUILT:
-            print(f"[image] step {event['index']} built in {event['seconds']} s "
-                  f"({event['size_bytes'] / 1e6:.1f} MB)", file=sys.stderr, flush=True)
+        if kind in (build_events.STEP, build_events.LOG, build_events.BUILT):
+            reporter.image_event(event)
         elif kind == build_events.ERROR:
             raise ImageBuildError(
                 f"Image build failed at step {event['index']} ({event['label']}); its log "
@@ -117,6 +133,7 @@ async def build_image(image: Image) -> dict[str, Any]:
             result = event
     if result is None:
         raise ImageBuildError("The image build ended without a result; run again.")
+    reporter.image_done(result["image_id"], result.get("built", 0), time.monotonic() - started)
     return {k: result[k] for k in ("image_id", "layers", "env", "workdir")}
 
 
