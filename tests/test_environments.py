@@ -96,27 +96,53 @@ def test_two_environments_hold_their_own_app_and_dict(server, tmp_path: Path):
         assert [a["app_id"] for a in json.loads(_ok(run_cli(profile, "app", "list", "--json")))
                 ] == [dev_apps[0]["app_id"]]
 
-        listed = _ok(server.cli("environment", "list"))
-        assert "main" in listed and "dev" in listed
+        containers = json.loads(_ok(server.cli("container", "list", "-e", "dev", "--json")))
+        assert {c["app_id"] for c in containers} == {dev_apps[0]["app_id"]}
 
-        refused = server.cli("environment", "delete", "dev")
-        assert refused.returncode == 1
-        assert refused.stderr.strip() == (
-            "Error: The environment 'dev' holds 1 app(s) and 2 object(s); stop and delete them "
-            "first, or pass --yes to delete it with them.")
-        deleted = _ok(server.cli("environment", "delete", "dev", "--yes"))
-        assert "Deleted environment 'dev', stopping 1 app(s) and deleting 2 object(s)." in deleted
-        assert [e["name"] for e in json.loads(_ok(server.cli("environment", "list", "--json")))
-                ] == ["main"]
+        _rename_then_delete(server, dev_apps[0]["app_id"])
         # main's app and Dict are untouched.
         assert "'main value'" in _ok(server.cli("dict", "get", "env-dict", "k"))
         assert any(a["name"] == "env-app" and a["state"] == "deployed"
                    for a in json.loads(_ok(server.cli("app", "list", "--json"))))
     finally:
-        server.cli("environment", "delete", "dev", "--yes")
+        for env in ("dev", "staging"):
+            server.cli("environment", "delete", env, "--yes")
         server.cli("app", "stop", "env-app")
         server.cli("dict", "delete", "env-dict")
         server.cli("secret", "delete", "env-secret")
+
+
+RENAMED = """if True:
+    import json
+    import firebox
+    f = firebox.Function.from_name("env-app", "where", environment_name="staging")
+    hello = firebox.Function.from_name("env-app", "hello", environment_name="staging")
+    print(json.dumps([f.remote(), hello.get_web_url()]))
+"""
+
+
+def _rename_then_delete(server, app_id: str) -> None:
+    """Renamed, dev's app runs on as staging's, at staging's URL; deleting it takes --yes."""
+    renamed = _ok(server.cli("environment", "update", "dev", "--set-name", "staging"))
+    assert "Renamed environment 'dev' to 'staging'" in renamed
+    assert server.cli("app", "list", "-e", "dev").returncode == 1
+    assert [a["app_id"] for a in json.loads(_ok(server.cli("app", "list", "-e", "staging",
+                                                           "--json")))] == [app_id]
+    result, url = json.loads(_python(server, RENAMED))
+    assert result == ["staging", "dev value", "dev secret"] and "/staging--" in url
+    assert httpx.get(url, timeout=120).json() == {"environment": "staging"}
+
+    listed = _ok(server.cli("environment", "list"))
+    assert "main" in listed and "staging" in listed
+    refused = server.cli("environment", "delete", "staging")
+    assert refused.returncode == 1
+    assert refused.stderr.strip() == (
+        "Error: The environment 'staging' holds 1 app(s) and 2 object(s); stop and delete them "
+        "first, or pass --yes to delete it with them.")
+    deleted = _ok(server.cli("environment", "delete", "staging", "--yes"))
+    assert "Deleted environment 'staging', stopping 1 app(s) and deleting 2 object(s)." in deleted
+    assert [e["name"] for e in json.loads(_ok(server.cli("environment", "list", "--json")))
+            ] == ["main"]
 
 
 def test_an_unknown_environment_says_how_to_make_it(server):

@@ -1,4 +1,4 @@
-"""`firebox environment create / list / delete`: named namespaces of apps and objects
+"""`firebox environment create / list / update / delete`: named namespaces of apps and objects
 within a workspace; and the `-e/--env` option every command that talks to a server takes."""
 
 from __future__ import annotations
@@ -49,6 +49,15 @@ def environment_delete(name: str, yes: bool) -> None:
     held = (f", stopping {resp['apps']} app(s) and deleting {resp['objects']} object(s)"
             if resp["apps"] or resp["objects"] else "")
     click.echo(f"Deleted environment '{name}'{held}.")
+
+
+@environment_group.command("update")
+@click.argument("name")
+@click.option("--set-name", "new_name", required=True, help="The environment's new name.")
+def environment_update(name: str, new_name: str) -> None:
+    """Rename environment NAME; its apps keep running, their web URLs follow the new name."""
+    request("PATCH", f"/v1/environments/{name}", body={"name": new_name})
+    click.echo(f"Renamed environment '{name}' to '{new_name}'; use it with `-e {new_name}`.")
 
 
 def _choose(ctx: click.Context, param: click.Parameter, value: str | None) -> None:

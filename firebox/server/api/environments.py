@@ -1,4 +1,4 @@
-"""The environments of the caller's workspace: create, list, delete."""
+"""The environments of the caller's workspace: create, list, rename, delete."""
 
 from __future__ import annotations
 
@@ -22,6 +22,13 @@ async def listing(request: Request) -> JSONResponse:
     return JSONResponse({"environments": found})
 
 
+async def rename(request: Request) -> JSONResponse:
+    body = await json_body(request, rq.Rename)
+    await environments.rename(plane(request), identity(request), request.path_params["name"],
+                              body.name)
+    return JSONResponse({"name": body.name})
+
+
 async def delete(request: Request) -> JSONResponse:
     force = query(request, rq.DeleteEnvironment).force == "1"
     gone = await environments.delete(plane(request), identity(request),
@@ -32,5 +39,6 @@ async def delete(request: Request) -> JSONResponse:
 routes = [
     Route("/v1/environments", create, methods=["POST"]),
     Route("/v1/environments", listing, methods=["GET"]),
+    Route("/v1/environments/{name}", rename, methods=["PATCH"]),
     Route("/v1/environments/{name}", delete, methods=["DELETE"]),
 ]

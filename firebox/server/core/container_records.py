@@ -17,9 +17,11 @@ if TYPE_CHECKING:
 
 
 async def running(cp: ControlPlane, who: Identity) -> list[dict[str, Any]]:
-    """The workspace's running containers, oldest first: id, app, function, state, started."""
+    """The running containers of the caller's environment, oldest first: id, app, function,
+    state, started."""
     mine = [c for c in cp.scheduler.containers.values()
-            if c.pool.function.workspace_id == who.workspace_id]
+            if c.pool.function.workspace_id == who.workspace_id
+            and c.pool.function.environment == who.environment]
     app_ids = {c.pool.function.app_id for c in mine}
     names: dict[str, str | None] = {}
     if app_ids:

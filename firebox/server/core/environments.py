@@ -1,6 +1,6 @@
 """A workspace's environments: named namespaces of its apps and named objects. Every workspace has
-"main" without a row; the others are made, listed and deleted here, and a request's environment
-is checked to be one of the workspace's before anything is looked up in it."""
+"main" without a row; the others are made, listed, renamed and deleted here, and a request's
+environment is checked to be one of the workspace's before anything is looked up in it."""
 
 from __future__ import annotations
 
@@ -131,3 +131,45 @@ async def delete(cp: ControlPlane, who: Identity, name: str, force: bool) -> dic
 
     await cp.db.write(op)
     return {"apps": apps, "objects": objects}
+
+
+async def rename(cp: ControlPlane, who: Identity, name: str, new_name: str) -> None:
+    """Rename an environment with everything in it: its apps keep running (in new containers),
+    and their web functions move to the URLs of the new name."""
+    _by_user(who)
+    if MAIN in (name, new_name):
+        raise invalid("The environment 'main' is the workspace's default; it cannot be renamed, "
+                      "nor another take its name.")
+    check_name("environment", new_name)
+    if not await exists(cp.db, who.workspace_id, name):
+        raise unknown(name)
+    if await exists(cp.db, who.workspace_id, new_name):
+        raise already_exists(f"The environment '{new_name}' exists already.")
+    ws = who.workspace_id
+
+    async def op(conn: AsyncConnection) -> None:
+        await conn.execute(s.environments.update().where(
+            s.environments.c.workspace_id == ws, s.environments.c.name == name
+        ).values(name=new_name))
+        for t in (s.apps, *NAMED_TABLES):
+            await conn.execute(t.update().where(t.c.workspace_id == ws, t.c.environment == name)
+                               .values(environment=new_name))
+
+    await cp.db.write(op)
+    moved = [fn for fn in cp.scheduler.functions.values()
+             if fn.workspace_id == ws and fn.environment == name]
+    for fn in moved:  # what the scheduler holds (and its containers' identities) follows
+        fn.environment = new_name
+    routed = cp.web_endpoints.unpublish({fn.id for fn in moved})
+    live = await cp.db.read(
+        sa.select(s.functions.c.id, s.apps.c.name, s.apps.c.state)
+        .join(s.apps, s.apps.c.id == s.functions.c.app_id)
+        .where(s.functions.c.id.in_({fn.id for fn in moved}), s.functions.c.parent_id.is_(None),
+               s.apps.c.state != "stopped"))
+    for row in live:
+        # As a deploy does: new containers, which see the new name; the old ones finish what
+        # they hold.
+        await cp.replace_function(row.id)
+        fn = await cp.load_function(row.id)
+        if fn is not None and row.id in routed:
+            await cp.web_endpoints.publish(fn, row.name, row.state == "deployed")

@@ -90,6 +90,12 @@ class WebEndpoints:
             self.routes[key] = (fn.id, method)
         return urls
 
+    def unpublish(self, function_ids: set[str]) -> set[str]:
+        """Stop routing the URLs of these functions (their environment was renamed); the ones
+        that had any."""
+        keys = [k for k, (fid, _method) in self.routes.items() if fid in function_ids]
+        return {self.routes.pop(k)[0] for k in keys}
+
     async def load(self) -> None:
         """Route the web functions of deployed apps after a start."""
         rows = await self.db.read(
