@@ -179,3 +179,35 @@ def test_deploy_prints_its_steps_in_order(deployed):
     # The summary stays on stdout, as before.
     assert deployed.stdout.startswith(f"Deployed app '{LONG_APP}' (ap-")
     assert "  web => http://" in deployed.stdout
+
+
+SCRIPT = """if True:
+    import sys
+    import firebox
+    app = firebox.App("test-output-script")
+
+    @app.function(serialized=True)
+    def double(x):
+        return 2 * x
+
+    with app.run(show_logs=False):
+        double.map(range(20))
+    print("-- enable_output --", file=sys.stderr, flush=True)
+    with firebox.enable_output(), app.run(show_logs=False):
+        print(sum(double.map(range(20))))
+"""
+
+
+def test_a_plain_script_stays_quiet_unless_it_enables_output(server, tmp_path: Path):
+    path = tmp_path / "script.py"
+    path.write_text(SCRIPT)
+    env = client_env(server) | {"TTY_COMPATIBLE": "1"}
+    result = subprocess.run([sys.executable, str(path)], env=env, capture_output=True,
+                            text=True, timeout=120, cwd=REPO)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout == "380\n"
+    quiet, _, enabled = ANSI.sub("", result.stderr).partition("-- enable_output --\n")
+    assert quiet == ""
+    lines = enabled.splitlines()
+    assert lines[0].startswith("✓ Initialized app ap-") and "✓ Created objects." in lines
+    assert any(line.startswith("✓ double.map: 20 done, 0 failed in ") for line in lines)
