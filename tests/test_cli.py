@@ -75,7 +75,7 @@ def test_a_deploy_tag_is_kept_in_the_history(server):
         result = server.cli("deploy", "tests/apps/deployed.py", "--name", "test-tagged",
                             *(["--tag", tag] if tag else []))
         assert result.returncode == 0, result.stderr
-    history = server.cli("app", "history", "test-tagged")
+    history = server.cli("app", "history", "test-tagged", "--events")
     assert history.returncode == 0, history.stderr
     deploys = [row for row in history_rows(history.stdout) if " deployed " in row]
     assert len(deploys) == 2 and "tag=v1" in deploys[0] and "tag=" not in deploys[1]
@@ -120,7 +120,7 @@ def test_app_list_logs_history_and_stop(server):
     listed = server.cli("app", "list")
     row = next(line for line in listed.stdout.splitlines() if "test-app-commands" in line)
     assert "stopped" in row
-    history = server.cli("app", "history", "test-app-commands")
+    history = server.cli("app", "history", "test-app-commands", "--events")
     assert history.returncode == 0, history.stderr
     kinds = [row.split()[2] for row in history_rows(history.stdout)]
     assert kinds[0] == "created" and "deployed" in kinds and kinds[-1] == "stopped"

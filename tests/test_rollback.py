@@ -4,6 +4,8 @@ again, code and options included, as a new version in the history."""
 from __future__ import annotations
 
 import json
+import subprocess
+from importlib import metadata
 from pathlib import Path
 
 import httpx
@@ -46,7 +48,7 @@ def test_rollback_deploys_an_earlier_version_again(server, tmp_path: Path):
     assert "to v1; it is now at v5" in again.stdout
     assert _current() == "one"
 
-    history = server.cli("app", "history", "test-rollback", "--json")
+    history = server.cli("app", "history", "test-rollback", "--events", "--json")
     assert history.returncode == 0, history.stderr
     events = [e for e in json.loads(history.stdout)["events"]
               if e["kind"] in ("deployed", "rolled back")]
@@ -57,6 +59,14 @@ def test_rollback_deploys_an_earlier_version_again(server, tmp_path: Path):
     versions = firebox_versions(server)
     assert [v["version"] for v in versions] == [1, 2, 3, 4, 5]
     assert versions[4]["rollback_of"] == 1
+
+    # `app history --json` in Modal's shape: newest first, and a tag only because some have one.
+    shown = json.loads(server.cli("app", "history", "test-rollback", "--json").stdout)
+    assert [r["version"] for r in shown] == ["v5", "v4", "v3", "v2", "v1"]
+    assert set(shown[0]) == {"version", "time_deployed", "client", "deployed_by", "commit", "tag"}
+    assert shown[0]["client"] == metadata.version("firebox") and shown[0]["deployed_by"] == "main"
+    assert [r["tag"] for r in shown] == ["rollback to v1", "rollback to v2", None, None, None]
+    assert shown[4]["commit"] is None  # tmp_path is no git repository
 
 
 def firebox_versions(server) -> list[dict]:
@@ -70,7 +80,19 @@ def test_rollback_errors_say_what_to_do(server, tmp_path: Path):
     path = tmp_path / "once.py"
     path.write_text(SOURCE.replace("VERSION", "'only'").replace("TIMEOUT", "30")
                     .replace("test-rollback", "test-rollback-once"))
+    git = ["git", "-C", str(tmp_path), "-c", "user.name=t", "-c", "user.email=t@t"]
+    for args in (["init", "-q"], ["add", "once.py"], ["commit", "-qm", "once"]):
+        subprocess.run([*git, *args], check=True)
+    head = subprocess.run([*git, "rev-parse", "HEAD"], capture_output=True, text=True).stdout
+    path.write_text(path.read_text() + "\n")  # deployed with a change not committed
     assert server.cli("deploy", str(path)).returncode == 0
+    table = server.cli("app", "history", "test-rollback-once")
+    assert table.returncode == 0, table.stderr
+    header, row = [line for line in table.stdout.splitlines() if line.strip(" ─")][:2]
+    assert header.split()[:3] == ["VERSION", "TIME", "DEPLOYED"] and "TAG" not in header
+    assert row.split()[0] == "v1" and f"{head[:7]}*" in row.split()
+    shown = json.loads(server.cli("app", "history", "test-rollback-once", "--json").stdout)
+    assert shown[0]["commit"] == head.strip() + "*" and "tag" not in shown[0]
 
     only = server.cli("app", "rollback", "test-rollback-once")
     assert only.returncode == 1

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import datetime
 import json
 import sys
 import time
@@ -14,6 +15,7 @@ import click
 from .. import config
 from ..exception import Error
 from ..sdk import reporting
+from ..sdk.deployer import client_version
 from ..sdk.live import LiveReporter
 from ..wire import settings as variables
 from .common import fixed, print_logs, print_table, request, when
@@ -246,17 +248,54 @@ def app_logs(app: str, follow: bool) -> None:
 
 @app_group.command("history")
 @click.argument("app")
-@click.option("--json", "as_json", is_flag=True, help="Print it as JSON.")
-def app_history(app: str, as_json: bool) -> None:
-    """Show APP's deployments and stops."""
-    history = request("GET", f"/v1/apps/{app}/history")
-    if as_json:
-        click.echo(json.dumps(history, indent=2))
+@click.option("--json", "as_json", is_flag=True, help="Print it as JSON (Modal's keys).")
+@click.option("--events", is_flag=True,
+              help="Every event of the app (created, deployed, rolled back, stopped, failed) "
+                   "instead of its deployed versions.")
+def app_history(app: str, as_json: bool, events: bool) -> None:
+    """Show APP's deployed versions, newest first (or with --events, all it went through)."""
+    if events:
+        history = request("GET", f"/v1/apps/{app}/history")
+        if as_json:
+            click.echo(json.dumps(history, indent=2))
+            return
+        click.echo(f"{history['name'] or history['app_id']}:")
+        print_table([fixed("WHEN"), fixed("EVENT"), "DETAIL"],
+                    [(when(e["ts"]), e["kind"],
+                      ", ".join(f"{k}={v}" for k, v in e["detail"].items()))
+                     for e in history["events"]])
         return
-    click.echo(f"{history['name'] or history['app_id']}:")
-    print_table([fixed("WHEN"), fixed("EVENT"), "DETAIL"],
-                [(when(e["ts"]), e["kind"], ", ".join(f"{k}={v}" for k, v in e["detail"].items()))
-                 for e in history["events"]])
+    rows = modal_history(request("GET", f"/v1/apps/{app}/versions")["versions"])
+    if as_json:
+        click.echo(json.dumps(rows, indent=2))
+        return
+    if not rows:
+        click.echo(f"'{app}' has no deployed versions (`firebox app history {app} --events` "
+                   "shows what it went through).")
+        return
+    tagged = "tag" in rows[0]
+    print_table([fixed("VERSION"), fixed("TIME DEPLOYED"), fixed("CLIENT"), "DEPLOYED BY",
+                 fixed("COMMIT"), *(["TAG"] if tagged else [])],
+                [(r["version"], r["time_deployed"], r["client"], r["deployed_by"],
+                  (r["commit"] or "-")[:7] + ("*" if (r["commit"] or "").endswith("*") else ""),
+                  *([r["tag"] or "-"] if tagged else [])) for r in rows])
+
+
+def modal_history(versions: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """The versions as `modal app history --json` prints them: newest first, "v3" versions, a
+    local ISO time, and a tag only when some version has one. A rollback's tag says so."""
+    rows = []
+    for v in reversed(versions):
+        deployed = datetime.datetime.fromtimestamp(v["created_at"]).astimezone()
+        tag = v["tag"] or (f"rollback to v{v['rollback_of']}" if v["rollback_of"] else None)
+        rows.append({"version": f"v{v['version']}",
+                     "time_deployed": deployed.isoformat(sep=" ", timespec="seconds"),
+                     "client": v["client_version"], "deployed_by": v["deployed_by"],
+                     "commit": v["commit"], "tag": tag})
+    if not any(r["tag"] for r in rows):
+        for r in rows:
+            del r["tag"]
+    return rows
 
 
 @app_group.command("rollback")
@@ -275,6 +314,7 @@ def app_rollback(app: str, version: str | None) -> None:
                                      f"(`firebox app history {app}` lists them).",
                                      param_hint="VERSION")
         body["version"] = int(number)
+    body["client"] = {"version": client_version()}
     resp = request("POST", f"/v1/apps/{app}/rollback", body=body)
     click.echo(f"Rolled back app '{resp['name']}' ({resp['app_id']}) to v{resp['rollback_of']}; "
                f"it is now at v{resp['version']}.")

@@ -21,6 +21,7 @@ from ..wire import build_events
 from ..wire.digests import sha256
 from .attach import resolve_spec
 from .blobs import upload_blobs
+from .deployer import deployer
 from .reporting import current_reporter
 
 if TYPE_CHECKING:
@@ -60,8 +61,11 @@ async def publish(app: App, mode: str, name: str | None, app_id: str | None = No
             current_reporter().step(f"Initialized app {app_id}.")
     try:
         await upload_blobs(blobs)
-        resp = await c.request("POST", f"/v1/apps/{app_id}/functions",
-                               body={"functions": specs, **({"tag": tag} if tag else {})})
+        body: dict[str, Any] = {"functions": specs, **({"tag": tag} if tag else {})}
+        if mode == "deploy":
+            files = [m.__file__ for m in app._modules if getattr(m, "__file__", None)]
+            body["client"] = deployer(files[0] if files else None)
+        resp = await c.request("POST", f"/v1/apps/{app_id}/functions", body=body)
     except BaseException:
         if created and mode == "ephemeral":  # a run that failed to start leaves no app behind
             with contextlib.suppress(Exception):

@@ -86,6 +86,9 @@ app_versions = sa.Table(
     sa.Column("created_at", sa.Float, nullable=False),
     sa.Column("tag", sa.String(128), nullable=False),
     sa.Column("rollback_of", sa.Integer),  # the version this one deployed again, if a rollback
+    sa.Column("client_version", sa.String(32), nullable=False),  # the firebox that deployed it
+    sa.Column("deployed_by", sa.String(128), nullable=False),  # the workspace's name
+    sa.Column("commit", sa.String(48)),  # the app's git commit, "*" after it if it had changes
     sa.Column("functions", sa.Text, nullable=False),  # JSON: [[name, checked spec], ...]
 )
 

@@ -31,7 +31,9 @@ async def register_functions(request: Request) -> JSONResponse:
     cp, who = plane(request), identity(request)
     app = await apps.app_row(cp, who, request.path_params["app_id"])
     entries = [(f.name, f.spec) for f in body.functions]
-    return JSONResponse(await apps.register_functions(cp, who, app, entries, body.tag))
+    return JSONResponse(await apps.register_functions(
+        cp, who, app, entries, body.tag, deployer=apps.Deployer(body.client.version,
+                                                                 body.client.commit)))
 
 
 async def heartbeat(request: Request) -> JSONResponse:
@@ -74,7 +76,8 @@ async def rollback(request: Request) -> JSONResponse:
     body = await json_body(request, rq.Rollback)
     cp, who = plane(request), identity(request)
     app = await apps.app_row(cp, who, request.path_params["app_id"])
-    result = await apps.rollback(cp, who, app, body.version)
+    result = await apps.rollback(cp, who, app, body.version,
+                                 apps.Deployer(body.client.version, body.client.commit))
     return JSONResponse({"app_id": app.id, "name": app.name, "version": result["version"],
                          "rollback_of": result["rollback_of"], "web_urls": result["web_urls"]})
 

@@ -88,13 +88,22 @@ class FunctionEntry(Body):
     spec: dict[str, Any]  # checked on its own (specs.FunctionSpec), to name the function
 
 
+class Deployer(Body):
+    """Who deployed, for the history: the client's firebox version and the app's git commit."""
+
+    version: Annotated[str, Field(max_length=32)] = ""
+    commit: Annotated[str, Field(max_length=48, pattern=r"^[0-9a-f]*\*?$")] = ""
+
+
 class RegisterFunctions(Body):
     functions: Annotated[list[FunctionEntry], Field(min_length=1, max_length=1000)]
     tag: Name = ""  # a deploy's label (`firebox deploy --tag`), kept with it in the history
+    client: Deployer = Deployer()
 
 
 class Rollback(Body):
     version: Annotated[int, Field(ge=1)] | None = None  # None: the one before the current
+    client: Deployer = Deployer()
 
 
 class CreateVariant(Body):

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import json
 import time
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncConnection
@@ -22,6 +22,14 @@ from .workspaces import Identity
 
 if TYPE_CHECKING:
     from .plane import ControlPlane
+
+
+class Deployer(NamedTuple):
+    """What the history shows of who deployed a version: the client's firebox version and the
+    app's git commit (a "*" after it: with uncommitted changes)."""
+
+    client_version: str = ""
+    commit: str = ""
 
 
 async def create(cp: ControlPlane, who: Identity, name: str | None, mode: str
@@ -81,7 +89,8 @@ async def app_row(cp: ControlPlane, who: Identity, ref: str) -> sa.Row[Any]:
 
 async def register_functions(cp: ControlPlane, who: Identity, app: sa.Row[Any],
                              entries: list[tuple[str, dict[str, Any]]], tag: str,
-                             rollback_of: int | None = None) -> dict[str, Any]:
+                             rollback_of: int | None = None,
+                             deployer: Deployer = Deployer()) -> dict[str, Any]:
     """Register (or replace) an app's functions by name and spec: each is checked, stored,
     warmed, scheduled and its web endpoints routed; a deployed app keeps what each deploy
     registered as a new version. Returns their ids, web URLs and call keys (and the version)."""
@@ -117,10 +126,13 @@ async def register_functions(cp: ControlPlane, who: Identity, app: sa.Row[Any],
     replaced: list[str] = []
     now = time.time()
     version: list[int] = []
+    by = (await cp.db.read(sa.select(s.workspaces.c.name)
+                           .where(s.workspaces.c.id == who.workspace_id)))[0][0]
 
     async def op(conn: AsyncConnection) -> None:
         if app.state == "deployed":
-            version.append(await _record_version(conn, app.id, functions, tag, rollback_of, now))
+            version.append(await _record_version(conn, app.id, functions, tag, rollback_of, now,
+                                                 deployer, by))
         for name, fields in functions:
             spec = json.dumps(fields)
             if name in existing:
@@ -165,7 +177,8 @@ async def register_functions(cp: ControlPlane, who: Identity, app: sa.Row[Any],
 
 async def _record_version(conn: AsyncConnection, app_id: str,
                           functions: list[tuple[str, dict[str, Any]]], tag: str,
-                          rollback_of: int | None, now: float) -> int:
+                          rollback_of: int | None, now: float, deployer: Deployer,
+                          deployed_by: str) -> int:
     """Store what a deploy registered as the app's next version, in the deploy's transaction."""
     last = (await conn.execute(
         sa.select(sa.func.max(s.app_versions.c.version)).where(s.app_versions.c.app_id == app_id)
@@ -173,6 +186,8 @@ async def _record_version(conn: AsyncConnection, app_id: str,
     version = (last or 0) + 1
     await conn.execute(s.app_versions.insert().values(
         app_id=app_id, version=version, created_at=now, tag=tag, rollback_of=rollback_of,
+        client_version=deployer.client_version, deployed_by=deployed_by,
+        commit=deployer.commit or None,
         functions=json.dumps([[name, spec] for name, spec in functions]),
     ))
     return version
@@ -185,12 +200,13 @@ async def versions(cp: ControlPlane, app: sa.Row[Any]) -> list[dict[str, Any]]:
         .order_by(s.app_versions.c.version)
     )
     return [{"version": r.version, "created_at": r.created_at, "tag": r.tag,
-             "rollback_of": r.rollback_of,
+             "rollback_of": r.rollback_of, "client_version": r.client_version,
+             "deployed_by": r.deployed_by, "commit": r.commit,
              "functions": sorted(name for name, _ in json.loads(r.functions))} for r in rows]
 
 
-async def rollback(cp: ControlPlane, who: Identity, app: sa.Row[Any], to: int | None
-                   ) -> dict[str, Any]:
+async def rollback(cp: ControlPlane, who: Identity, app: sa.Row[Any], to: int | None,
+                   deployer: Deployer = Deployer()) -> dict[str, Any]:
     """Deploy one of the app's earlier versions again (by default the one before the current),
     as a new version: its functions get back the specs, code and images they had then."""
     if app.state != "deployed":
@@ -215,7 +231,8 @@ async def rollback(cp: ControlPlane, who: Identity, app: sa.Row[Any], to: int | 
                 else f"'{app.name}' has no version v{target} (it has: {known})")
         raise not_found(f"Cannot roll back: {what}.")
     entries = [(name, spec) for name, spec in json.loads(by_version[target])]
-    result = await register_functions(cp, who, app, entries, "", rollback_of=target)
+    result = await register_functions(cp, who, app, entries, "", rollback_of=target,
+                                      deployer=deployer)
     return {**result, "rollback_of": target}
 
 

@@ -20,6 +20,9 @@ def upgrade() -> None:
     sa.Column('created_at', sa.Float(), nullable=False),
     sa.Column('tag', sa.String(length=128), nullable=False),
     sa.Column('rollback_of', sa.Integer(), nullable=True),
+    sa.Column('client_version', sa.String(length=32), nullable=False),
+    sa.Column('deployed_by', sa.String(length=128), nullable=False),
+    sa.Column('commit', sa.String(length=48), nullable=True),
     sa.Column('functions', sa.Text(), nullable=False),
     sa.PrimaryKeyConstraint('app_id', 'version')
     )
