@@ -1,13 +1,16 @@
 """Sandboxes: exec streams, stdin, files, lifetimes, lookups, tags, snapshots, CLI."""
 
 import asyncio
+import fcntl
 import io
 import os
 import pty
 import select
 import shutil
+import struct
 import subprocess
 import sys
+import termios
 import time
 
 import pytest
@@ -324,10 +327,17 @@ def test_cli_exec_pty_connects_a_terminal(server, sb):
         read_until(b"# ")  # the remote shell's prompt
         os.write(fd, b"echo sum-$((40+2)); tty\r")
         read_until(b"/dev/pts/")
+        # The remote terminal follows this one's size (the CLI looks a few times a second).
+        fcntl.ioctl(fd, termios.TIOCSWINSZ, struct.pack("HHHH", 17, 91, 0, 0))
+        deadline = time.monotonic() + 10
+        while b"\r\n17 91\r\n" not in seen and time.monotonic() < deadline:
+            os.write(fd, b"stty size\r")
+            read_until(b"\r\n17 91\r\n", timeout=0.5)
         os.write(fd, b"exit 3\r")
         read_until(b"\x00", timeout=10)  # until the CLI closes the terminal
         _, status = os.waitpid(pid, 0)
     finally:
         os.close(fd)
     assert b"sum-42\r\n" in seen and b"/dev/pts/" in seen, bytes(seen)
+    assert b"\r\n17 91\r\n" in seen, bytes(seen)
     assert os.waitstatus_to_exitcode(status) == 3

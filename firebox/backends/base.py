@@ -162,6 +162,10 @@ class SandboxProcess(Protocol):
     def signal(self, exec_id: str, sig: int) -> None:
         """Signal a command's process group; SandboxGone if the sandbox has ended."""
 
+    def resize(self, exec_id: str, size: list[int]) -> None:
+        """Give a command's terminal a new size (rows, columns); SandboxGone if the sandbox
+        has ended."""
+
     def file_op(self, op: str, path: str, data: bytes, options: dict[str, Any]
                 ) -> Awaitable[tuple[Any, bytes]]:
         """Ask for a file operation now (SandboxGone if it has ended); the awaitable gives its

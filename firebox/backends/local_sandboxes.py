@@ -162,6 +162,9 @@ class LocalSandboxProcess:
     def signal(self, exec_id: str, sig: int) -> None:
         self._send({"t": agent.SIGNAL, "id": exec_id, "sig": int(sig)})
 
+    def resize(self, exec_id: str, size: list[int]) -> None:
+        self._send({"t": agent.RESIZE, "id": exec_id, "size": size})
+
     def file_op(self, op: str, path: str, data: bytes, options: dict[str, Any]
                 ) -> Awaitable[FileReply]:
         self.serial += 1

@@ -45,9 +45,9 @@ def exit_with(code: int) -> None:
     sys.exit(128 - code if code < 0 else code & 0xFF)
 
 
-async def attach(process: ContainerProcess, use_pty: bool, resizable: bool = False) -> int:
-    """On firebox's loop: pump stdin to the command and its output here; its exit code. With
-    resizable, the command's terminal follows this one's size."""
+async def attach(process: ContainerProcess, use_pty: bool) -> int:
+    """On firebox's loop: pump stdin to the command and its output here; its exit code. On a
+    pty, the command's terminal follows this one's size."""
     loop = asyncio.get_running_loop()
     typed: asyncio.Queue[bytes] = asyncio.Queue()  # b"" for the end of input
 
@@ -108,7 +108,7 @@ async def attach(process: ContainerProcess, use_pty: bool, resizable: bool = Fal
         # A daemon thread: a command that ends before its input does must not wait for it.
         threading.Thread(target=read_all, daemon=True).start()
     feeding = asyncio.ensure_future(feed())
-    resizing = asyncio.ensure_future(follow_size()) if use_pty and resizable else None
+    resizing = asyncio.ensure_future(follow_size()) if use_pty else None
     try:
         await asyncio.gather(show(process.stdout, sys.stdout.buffer),
                              show(process.stderr, sys.stderr.buffer))
@@ -128,4 +128,4 @@ async def exec_in_container(container_id: str, command: list[str], use_pty: bool
         "POST", f"/v1/containers/{container_id}/exec",
         packed={"args": command, "pty": use_pty, "pty_size": window() if use_pty else None})
     process = ContainerProcess(f"/v1/containers/{container_id}/exec/{resp['exec_id']}", False)
-    return await attach(process, use_pty, resizable=True)
+    return await attach(process, use_pty)

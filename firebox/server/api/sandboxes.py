@@ -98,6 +98,13 @@ async def stdin(request: Request) -> Response:
     return packed({})
 
 
+async def resize(request: Request) -> Response:
+    body = await msgpack_body(request, rq.ExecResize)
+    records.resize(plane(request), identity(request), request.path_params["sandbox_id"],
+                   request.path_params["exec_id"], list(body.size))
+    return packed({})
+
+
 async def poll_exec(request: Request) -> Response:
     _, e = records.command(plane(request), identity(request), request.path_params["sandbox_id"],
                            request.path_params["exec_id"])
@@ -134,6 +141,7 @@ routes = [
     Route("/v1/sandboxes/{sandbox_id}/exec", exec_command, methods=["POST"]),
     Route("/v1/sandboxes/{sandbox_id}/exec/{exec_id}/output", output, methods=["GET"]),
     Route("/v1/sandboxes/{sandbox_id}/exec/{exec_id}/stdin", stdin, methods=["POST"]),
+    Route("/v1/sandboxes/{sandbox_id}/exec/{exec_id}/resize", resize, methods=["POST"]),
     Route("/v1/sandboxes/{sandbox_id}/exec/{exec_id}", poll_exec, methods=["GET"]),
     Route("/v1/sandboxes/{sandbox_id}/fs", file_op, methods=["POST"]),
     Route("/v1/sandboxes/{sandbox_id}/snapshot", snapshot, methods=["POST"]),

@@ -67,6 +67,14 @@ def send_stdin(cp: ControlPlane, who: Identity, sandbox_id: str, exec_id: str, d
         cp.sandboxes.stdin(sb, e.id, data, eof)
 
 
+def resize(cp: ControlPlane, who: Identity, sandbox_id: str, exec_id: str,
+           size: list[int]) -> None:
+    """A running command's terminal has a new (rows, columns)."""
+    sb, e = command(cp, who, sandbox_id, exec_id)
+    if e.code is None:
+        cp.sandboxes.resize(sb, e.id, size)
+
+
 async def wait(cp: ControlPlane, who: Identity, sandbox_id: str, limit: float
                ) -> dict[str, Any]:
     """The sandbox once it has ended, or as it is after `limit` seconds."""

@@ -374,6 +374,10 @@ class SandboxManager:
         with contextlib.suppress(ApiError), self._reach(sb) as process:
             process.signal(exec_id, sig)
 
+    def resize(self, sb: Sandbox, exec_id: str, size: list[int]) -> None:
+        with contextlib.suppress(ApiError), self._reach(sb) as process:
+            process.resize(exec_id, size)
+
     def stdin(self, sb: Sandbox, exec_id: str, data: bytes, eof: bool) -> None:
         if exec_id not in sb.execs:
             raise ApiError(404, "NotFoundError", f"No command {exec_id} in sandbox {sb.id}.")
