@@ -152,3 +152,29 @@ def test_an_unknown_environment_says_how_to_make_it(server):
     assert unknown.returncode == 1 and unknown.stderr.strip() == line
     main = server.cli("environment", "delete", "main")
     assert main.returncode == 1 and "'main' is the workspace's default" in main.stderr
+    # What concerns the whole workspace takes no -e, rather than ignoring it.
+    workspace = server.cli("workspace", "show", "-e", "dev")
+    assert workspace.returncode == 2 and "No such option '-e'" in workspace.stderr
+
+
+SANDBOXES = """if True:
+    import json
+    import firebox
+    app = firebox.App.lookup("env-sandboxes", create_if_missing=True, environment_name="sbx")
+    sb = firebox.Sandbox.create("sleep", "60", app=app)
+    try:
+        print(json.dumps([sb.object_id,
+                          [s.object_id for s in firebox.Sandbox.list(environment_name="sbx")],
+                          [s.object_id for s in firebox.Sandbox.list()]]))
+    finally:
+        sb.terminate()
+"""
+
+
+def test_sandboxes_are_listed_in_their_apps_environment(server):
+    _ok(server.cli("environment", "create", "sbx"))
+    try:
+        sandbox, in_sbx, in_main = json.loads(_python(server, SANDBOXES))
+        assert in_sbx == [sandbox] and sandbox not in in_main
+    finally:
+        server.cli("environment", "delete", "sbx", "--yes")

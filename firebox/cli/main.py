@@ -332,9 +332,9 @@ main.add_command(shell)
 for _group in (dict_group, environment_group, image_group, profile_group, queue_group,
                sandbox_group, secret_group, volume_group, workspace_group):
     main.add_command(_group)
-# Every command that talks to a server takes -e/--env, but those that talk to none or manage
-# the environments themselves.
-add_environment_option(main, {"server", "token create", "token set", "profile", "environment"})
+# Every command that talks to a server takes -e/--env, but those that talk to none, manage the
+# environments themselves, or concern the whole workspace (its tokens, settings and images).
+add_environment_option(main, {"server", "token", "profile", "environment", "workspace", "image"})
 
 if __name__ == "__main__":
     main()

@@ -91,9 +91,12 @@ async def wait(cp: ControlPlane, who: Identity, sandbox_id: str, limit: float
 
 async def running_in(cp: ControlPlane, who: Identity, app_id: str | None,
                      tags: dict[str, str]) -> list[dict[str, Any]]:
-    """The workspace's running sandboxes, oldest first: of one app if app_id, and only those
-    with all of the tags given."""
+    """The running sandboxes of the caller's environment (its apps'), oldest first: of one app
+    if app_id, and only those with all of the tags given."""
+    apps_here = sa.select(s.apps.c.id).where(s.apps.c.workspace_id == who.workspace_id,
+                                             s.apps.c.environment == who.environment)
     q = sa.select(s.sandboxes).where(s.sandboxes.c.workspace_id == who.workspace_id,
+                                     s.sandboxes.c.app_id.in_(apps_here),
                                      s.sandboxes.c.status == "running")
     if app_id:
         q = q.where(s.sandboxes.c.app_id == app_id)
