@@ -9,6 +9,7 @@ from .. import _sync
 from .. import client as client_mod
 from .._sync import live_classmethod
 from ..exception import NotFoundError
+from .managers import ObjectManager
 
 T = TypeVar("T", bound="NamedObject")
 
@@ -16,6 +17,7 @@ T = TypeVar("T", bound="NamedObject")
 class NamedObject:
     _path = ""  # API collection, e.g. "/v1/dicts"
     _kind = ""  # "dict", "queue", "volume"
+    objects = ObjectManager()  # Modal's `Volume.objects.create / list / delete`
 
     def __init__(self, name: str | None = None, *, create_if_missing: bool = False,
                  object_id: str | None = None, environment_name: str | None = None) -> None:

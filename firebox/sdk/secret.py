@@ -9,10 +9,13 @@ from typing import Any
 
 from .. import client as client_mod
 from ..exception import InvalidError
+from .managers import SecretManager
 
 
 class Secret:
     """`Secret.from_name("db")`, `Secret.from_dict({...})`; pass them as secrets=[...]."""
+
+    objects = SecretManager()  # Modal's `Secret.objects.create / list / delete`
 
     def __init__(self, *, name: str | None = None, env: dict[str, str] | None = None,
                  required_keys: Iterable[str] = (), environment_name: str | None = None) -> None:
