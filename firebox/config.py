@@ -150,7 +150,7 @@ def load() -> ClientConfig | None:
             f"No token for the server at {url} (set in {source}): save one with `firebox token "
             f"set --server {url} --token TOKEN`, or set {settings.TOKEN.name}."
         )
-    environment = chosen_environment or settings.ENVIRONMENT.get() or stored.get("environment")
+    environment = requested_environment() or stored.get("environment")
     return ClientConfig(server_url=url.rstrip("/"), token=token, source=source,
                         environment=environment or None,
                         profile=profile or "")
@@ -158,6 +158,11 @@ def load() -> ClientConfig | None:
 
 # The environment `-e/--env` chose for this command (over FIREBOX_ENVIRONMENT and the profile's).
 chosen_environment: str | None = None
+
+
+def requested_environment() -> str | None:
+    """The environment -e or FIREBOX_ENVIRONMENT asks for (a profile's aside)."""
+    return chosen_environment or settings.ENVIRONMENT.get()
 
 
 def choose_environment(name: str | None) -> str | None:

@@ -5,6 +5,7 @@ commands themselves."""
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -178,3 +179,29 @@ def test_sandboxes_are_listed_in_their_apps_environment(server):
         assert in_sbx == [sandbox] and sandbox not in in_main
     finally:
         server.cli("environment", "delete", "sbx", "--yes")
+
+
+ENTRYPOINT = """if True:
+    import os
+    import firebox
+
+    app = firebox.App("env-run")
+
+    @app.function()
+    def where():
+        return os.environ["MODAL_ENVIRONMENT"]
+
+    @app.local_entrypoint()
+    def main():
+        print("ran in", where.remote())
+"""
+
+
+def test_run_with_the_embedded_server_makes_the_environment_asked_for(tmp_path: Path):
+    (tmp_path / "home").mkdir()
+    (tmp_path / "env_run.py").write_text(ENTRYPOINT)
+    env = {k: v for k, v in os.environ.items() if not k.startswith("FIREBOX_")}
+    env |= {"HOME": str(tmp_path / "home"), "FIREBOX_CONFIG_DIR": str(tmp_path / "home")}
+    ran = run_cli(env, "run", "-e", "dev", str(tmp_path / "env_run.py"))
+    assert ran.returncode == 0, ran.stderr
+    assert "ran in dev" in ran.stdout

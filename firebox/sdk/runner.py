@@ -197,8 +197,17 @@ class RunContext:
             ) from None
 
         self.embedded = EmbeddedServer().start()
-        client_mod.use(client_mod.Client(self.embedded.url, self.embedded.token,
-                                         environment=self.environment))
+        environment = self.environment or config.requested_environment()
+        embedded = client_mod.Client(self.embedded.url, self.embedded.token,
+                                     environment=environment)
+        client_mod.use(embedded)
+        if environment and environment != "main":  # a new server: the one asked for is made
+            try:
+                _sync.run(embedded.request("POST", "/v1/environments",
+                                           body={"name": environment}, environment="main"))
+            except BaseException:
+                self._disconnect()
+                raise
 
     def _disconnect(self) -> None:
         if self.environment:
