@@ -49,6 +49,24 @@ def test_gvisor_containers_run_in_the_image_too(server):
 
 
 @needs_bwrap
+def test_image_build_builds_ahead_of_the_app(server, capfd):
+    image = firebox.Image.debian_slim().run_commands("echo ahead > /opt/ahead.txt")
+    assert image.build() is image
+    assert ": building" in capfd.readouterr().err
+    app = firebox.App("test-image-build-ahead", image=image)
+    assert app.image is image
+
+    @app.function(serialized=True)
+    def read():
+        return open("/opt/ahead.txt").read()
+
+    with app.run():
+        assert read.remote() == "ahead\n"
+    err = capfd.readouterr().err
+    assert ": cached" in err and ": building" not in err  # the build above did the work
+
+
+@needs_bwrap
 def test_unchanged_image_does_no_work(server, capfd):
     with im.app.run():
         im.probe.remote()

@@ -345,6 +345,11 @@ class App:
 
         return wrap
 
+    @property
+    def image(self) -> Image | None:
+        """The image of the app's functions that name none (App(image=...))."""
+        return self._image
+
     def local_entrypoint(self, _warn_parentheses_missing: Any = None, *,
                          name: str | None = None) -> Callable[[Any], Any]:
         if _warn_parentheses_missing is not None:

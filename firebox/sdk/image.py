@@ -13,9 +13,11 @@ from collections.abc import Iterator, Sequence
 from pathlib import Path, PurePosixPath
 from typing import Any
 
+from .. import _sync
 from ..exception import InvalidError, NotSupportedYet
 from ..wire.digests import sha256
 from .context import is_local
+from .runner import build_image
 
 MAX_LOCAL_FILES = 5000
 
@@ -289,6 +291,14 @@ class Image:
         except ImportError:
             if not is_local():
                 raise
+
+    @_sync.live_method
+    async def build(self, app: Any = None) -> Image:
+        """Build the image now, on the server this client uses (inside `with app.run():`, the
+        app's), rather than when a function that uses it first runs or deploys: its steps are
+        cached there, so that later build finds them all done. Returns the image."""
+        await build_image(self)
+        return self
 
     # ---- what the control plane builds -----------------------------------------------------
 
