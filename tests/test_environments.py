@@ -74,6 +74,7 @@ def test_two_environments_hold_their_own_app_and_dict(server, tmp_path: Path):
 
         main_out = _ok(server.cli("deploy", str(app_file)))
         dev_out = _ok(server.cli("deploy", "-e", "dev", str(app_file)))
+        assert "in environment 'dev' with:" in dev_out and "in environment" not in main_out
         main_url, dev_url = (next(line.split("=> ")[1] for line in out.splitlines()
                                   if "hello =>" in line) for out in (main_out, dev_out))
         assert main_url != dev_url and "/dev--" in dev_url

@@ -142,7 +142,10 @@ def deploy(app_ref: str, name: str | None, tag: str, module_mode: bool) -> None:
     with reporting.use(LiveReporter()) as reporter:  # each step on stderr as it happens
         app.deploy(name=name or app.name, tag=tag)
         reporter.step(f"App deployed in {time.monotonic() - started:.1f}s!")
-    click.echo(f"Deployed app '{app.name}' ({app.app_id}) with:")
+    cfg = config.load()
+    where = f" in environment '{cfg.environment}'" if cfg and cfg.environment not in (
+        None, "main") else ""
+    click.echo(f"Deployed app '{app.name}' ({app.app_id}){where} with:")
     for fname, fn in app.registered_functions.items():
         click.echo(f"  {fname}" + (f" => {fn._web_url}" if fn._web_url else ""))
         for method, url in fn._method_urls.items():
