@@ -66,7 +66,7 @@ class Client:
         self.source = source  # where the URL was set, named in the errors about reaching it
         # The workspace's environment every request names (None: the server's default, "main",
         # or inside a container its app's); a request may name another.
-        self.environment = environment
+        self.environment = environment and _environment(environment)
         self._http: httpx.AsyncClient | None = None
         self._by_socket = False  # a container's own server, reached by its unix socket
         self._retrying = False  # a retry was announced and no answer has come since
@@ -122,7 +122,7 @@ class Client:
         timeout; `attempt` > 0 tells the server the request may have reached it before. A
         Path's content is read from the file as it is sent (again for a retry). environment
         names the workspace's environment for this request, over the client's."""
-        headers: dict[str, str] = {ENVIRONMENT_HEADER: environment} if environment else {}
+        headers = {ENVIRONMENT_HEADER: _environment(environment)} if environment else {}
         data: bytes | Path | None = content
         if body is not None:
             data = json.dumps(body).encode()
@@ -236,6 +236,16 @@ class Client:
                         yield json.loads(line)
         except _transport_errors() as exc:
             raise self._unreachable(exc) from None
+
+
+def _environment(name: str) -> str:
+    """name, where it can be sent as a header; an environment no server could have is refused
+    here, in a line, rather than by httpx's encoder."""
+    if not (name.isascii() and name.isprintable()):
+        raise exceptions.InvalidError(
+            f"'{name}' is not an environment name (they are letters, digits, '.', '-' and "
+            "'_'); `firebox environment list` shows the workspace's.")
+    return name
 
 
 async def _file_chunks(path: Path) -> AsyncIterator[bytes]:

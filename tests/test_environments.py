@@ -154,6 +154,9 @@ def test_an_unknown_environment_says_how_to_make_it(server):
     assert unknown.returncode == 1 and unknown.stderr.strip() == line
     main = server.cli("environment", "delete", "main")
     assert main.returncode == 1 and "'main' is the workspace's default" in main.stderr
+    odd = server.cli("app", "list", "-e", "dév")
+    assert odd.returncode == 1 and odd.stderr.startswith(
+        "Error: 'dév' is not an environment name")
     # What concerns the whole workspace takes no -e, rather than ignoring it.
     workspace = server.cli("workspace", "show", "-e", "dev")
     assert workspace.returncode == 2 and "No such option '-e'" in workspace.stderr
