@@ -162,6 +162,9 @@ def test_gvisor_function_runs_on_the_gvisor_kernel(server):
         result = esc.kernel.remote()
     assert result["isolation"] == "gvisor"
     assert result["version"] != Path("/proc/version").read_text()
+    code, listed, errors = result["ls"]
+    assert code == 0 and "usr" in listed.split(), errors  # `ls DIR` works: the statx shim
+    assert result["stat"] == (0, "directory\n")
     assert healthy(server)
 
 

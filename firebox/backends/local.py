@@ -316,6 +316,9 @@ class LocalBackend:
                 sandbox.block_network = True
         if view is not None:
             sandbox.mount_lines, sandbox.image_binds = view.mount_lines, view.binds
+        if mode == isolation.GVISOR:
+            sandbox.preload = await asyncio.to_thread(isolation.statx_shim,
+                                                      self.sandboxes.base_layers)
         if mode != isolation.PROCESS:
             # Inside, the runtime's parent is the sandbox's init, which dies with us
             # (--die-with-parent), not this process: the runtime must not check for it.

@@ -84,7 +84,12 @@ def memory_bomb():
 @app.function(isolation="gvisor")
 def kernel():
     with open("/proc/version") as f:
-        return {"version": f.read(), "isolation": os.environ.get("FIREBOX_ISOLATION")}
+        version = f.read()
+    # coreutils' ls and stat, which runsc 20221219 refuses without the statx shim (EINVAL).
+    ls = subprocess.run(["ls", "/", "/tmp"], capture_output=True, text=True)
+    st = subprocess.run(["stat", "-c", "%F", "/"], capture_output=True, text=True)
+    return {"version": version, "isolation": os.environ.get("FIREBOX_ISOLATION"),
+            "ls": (ls.returncode, ls.stdout, ls.stderr), "stat": (st.returncode, st.stdout)}
 
 
 @app.function(cpu=(0.25, 0.5), memory=(100, 300))

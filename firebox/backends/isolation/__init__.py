@@ -18,7 +18,13 @@ from .modes import (
     default_mode,
     sandbox_default_mode,
 )
-from .sandbox_root import SANDBOX_FROM_HOST, SandboxRoot, sandbox_base, visible_hidden
+from .sandbox_root import (
+    SANDBOX_FROM_HOST,
+    SandboxRoot,
+    sandbox_base,
+    statx_shim,
+    visible_hidden,
+)
 from .view import (
     CONTAINER_GID,
     CONTAINER_UID,
@@ -35,5 +41,5 @@ __all__ = [
     "SANDBOX_FROM_HOST", "SANDBOX_MODES", "SOCKET", "SYSTEM_DIRS", "IsolationUnavailable",
     "Walls", "SandboxRoot", "check_mode", "default_mode", "host_secrets", "in_cgroup",
     "launcher", "python_paths", "sandbox_argv", "sandbox_base", "sandbox_default_mode",
-    "visible_hidden", "volumes_at_path",
+    "statx_shim", "visible_hidden", "volumes_at_path",
 ]

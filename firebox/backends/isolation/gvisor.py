@@ -12,6 +12,7 @@ from .view import Walls, file_view
 # runsc 20221219 takes a network namespace with /proc/sys/net/core/rmem_default for the host's
 # own and refuses it; since Linux 6.x every namespace has that file. Hidden from runsc only, in
 # the private mount namespace it starts in.
+PRELOAD_AT = "/.firebox/statx.so"  # where a gVisor function container sees the statx shim
 HIDE_RMEM = "mount -t tmpfs -o size=4k,ro firebox-netns /proc/sys/net/core"
 
 # Capabilities of root inside a gVisor sandbox: they act on gVisor's kernel, never the host's.
@@ -97,6 +98,11 @@ def gvisor_argv(argv: Sequence[str], walls: Walls, env: dict[str, str]) -> list[
             mounts.append(_bind(m.dest, m.src, "ro" if m.kind in ("ro", "file") else "rw"))
     for d in ("proc", "dev", "sys", "tmp"):
         (skeleton / d).mkdir(exist_ok=True)
+    if walls.preload is not None:  # the statx shim: `ls DIR` and `stat` work (sandbox_root.py)
+        (skeleton / PRELOAD_AT.lstrip("/")).parent.mkdir(mode=0o755, exist_ok=True)
+        (skeleton / PRELOAD_AT.lstrip("/")).touch()
+        mounts.append(_bind(PRELOAD_AT, str(walls.preload), "ro"))
+        env = {**env, "LD_PRELOAD": " ".join(filter(None, [PRELOAD_AT, env.get("LD_PRELOAD")]))}
     process = {
         "user": {"uid": 0 if walls.uid is None else walls.uid,
                  "gid": 0 if walls.gid is None else walls.gid},

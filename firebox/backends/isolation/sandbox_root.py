@@ -135,9 +135,24 @@ def sandbox_base(directory: Path, gvisor: bool) -> list[Path]:
             _make_mask(mask)
         if not alias.exists():
             _make_python_alias(alias)
-        if gvisor and not shim.exists() and directory not in _no_shim and not _make_shim(shim):
-            _no_shim.add(directory)  # said once in the log; not tried for every sandbox
+        if gvisor:
+            _shim_layer(directory)
         return [shim, alias, mask] if gvisor and shim.exists() else [alias, mask]
+
+
+def statx_shim(directory: Path) -> Path | None:
+    """The statx shim's library for gVisor function containers (their LD_PRELOAD), built once
+    per server under directory as sandboxes' is; None where it cannot be built."""
+    with _base_lock:
+        layer = _shim_layer(directory)
+    return layer / SHIM_PATH.lstrip("/") if layer is not None else None
+
+
+def _shim_layer(directory: Path) -> Path | None:
+    shim = directory / "gvisor"
+    if not shim.exists() and directory not in _no_shim and not _make_shim(shim):
+        _no_shim.add(directory)  # said once in the log; not tried for every sandbox
+    return shim if shim.exists() else None
 
 
 def _make_python_alias(dest: Path) -> None:

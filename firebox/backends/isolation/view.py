@@ -36,6 +36,7 @@ class Walls:
     image_binds: list[tuple[str, str, bool]] = field(default_factory=list)  # src, dest, ro
     netns: str | None = None  # a network namespace of its own with egress (backends/netns.py)
     uid: int | None = None  # the user it runs as; None: root (sandboxes: root of gVisor's kernel)
+    preload: Path | None = None  # a library every process loads (gVisor's statx shim)
     gid: int | None = None
 
 
