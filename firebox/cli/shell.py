@@ -36,7 +36,9 @@ SHELL = ["sh", "-c", "if command -v bash >/dev/null 2>&1; then exec bash; fi; ex
 @click.option("--cpu", type=float, default=None, help="Without REF: cores to reserve.")
 @click.option("--memory", type=int, default=None, help="Without REF: MiB of memory to reserve.")
 @click.option("--gpu", default=None, help="Without REF: a GPU, as gpu= takes it ('A100', 'T4:2').")
-@click.option("--image", default=None, hidden=True)
+@click.option("--image", default=None, hidden=True,
+              help="A registry image to open the shell in (not supported yet: firebox cannot "
+                   "pull registry images).")
 def shell(ref: str | None, cmd: str | None, use_pty: bool | None, volumes: tuple[str, ...],
           secrets: tuple[str, ...], cpu: float | None, memory: int | None, gpu: str | None,
           image: str | None) -> None:
