@@ -196,8 +196,8 @@ ENTRYPOINT = """if True:
         return os.environ["MODAL_ENVIRONMENT"]
 
     @app.local_entrypoint()
-    def main():
-        print("ran in", where.remote())
+    def main(env: str = "none"):
+        print("ran in", where.remote(), "with --env", env)
 """
 
 
@@ -206,6 +206,7 @@ def test_run_with_the_embedded_server_makes_the_environment_asked_for(tmp_path: 
     (tmp_path / "env_run.py").write_text(ENTRYPOINT)
     env = {k: v for k, v in os.environ.items() if not k.startswith("FIREBOX_")}
     env |= {"HOME": str(tmp_path / "home"), "FIREBOX_CONFIG_DIR": str(tmp_path / "home")}
-    ran = run_cli(env, "run", "-e", "dev", str(tmp_path / "env_run.py"))
+    # -e before the file is firebox's; an --env after it is the entrypoint's own.
+    ran = run_cli(env, "run", "-e", "dev", str(tmp_path / "env_run.py"), "--env", "prod")
     assert ran.returncode == 0, ran.stderr
-    assert "ran in dev" in ran.stdout
+    assert "ran in dev with --env prod" in ran.stdout

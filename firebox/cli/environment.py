@@ -76,4 +76,4 @@ def add_environment_option(command: click.Command, skip: set[str], path: str = "
         return
     command.params.append(click.Option(
         ["-e", "--env"], expose_value=False, callback=_choose, metavar="NAME",
-        help="The environment to use (default: the profile's, FIREBOX_ENVIRONMENT, or main)."))
+        help="The environment to use (else FIREBOX_ENVIRONMENT, the profile's, or main)."))

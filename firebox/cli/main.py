@@ -73,8 +73,10 @@ def _split_ref(ref: str) -> tuple[str, str | None]:
     return path, name or None
 
 
+# Options after APP_REF are the entrypoint's, as in Modal's `modal run`: its own -d, -e, ... go
+# before APP_REF, so an entrypoint may have an --env or a --detach of its own.
 @main.command(context_settings={"ignore_unknown_options": True, "allow_extra_args": True,
-                                "help_option_names": []})
+                                "allow_interspersed_args": False, "help_option_names": []})
 @click.argument("app_ref")
 @click.option("-d", "--detach", is_flag=True, help="Keep the app running after the command.")
 @click.option("-q", "--quiet", is_flag=True, help="Don't show container output.")
