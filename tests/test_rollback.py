@@ -9,8 +9,10 @@ from importlib import metadata
 from pathlib import Path
 
 import httpx
+import pytest
 
 import firebox
+from firebox.exception import NotFoundError
 
 SOURCE = """if True:
     import firebox
@@ -74,6 +76,39 @@ def firebox_versions(server) -> list[dict]:
                      headers={"Authorization": f"Bearer {server.token}"})
     assert resp.status_code == 200, resp.text
     return resp.json()["versions"]
+
+
+TWO = """if True:
+    import firebox
+    app = firebox.App("test-rollback-set")
+
+    @app.function()
+    def kept():
+        return "kept"
+    EXTRA
+"""
+
+
+def test_a_deploy_is_the_whole_app_and_a_rollback_brings_back_its_functions(server, tmp_path):
+    path = tmp_path / "set.py"
+    extra = '@app.function()\n    def extra():\n        return "extra"'
+    path.write_text(TWO.replace("EXTRA", extra))
+    assert server.cli("deploy", str(path)).returncode == 0
+    old_handle = firebox.Function.from_name("test-rollback-set", "extra")
+    assert old_handle.remote() == "extra"
+
+    path.write_text(TWO.replace("EXTRA", ""))  # v2 leaves extra out
+    assert server.cli("deploy", str(path)).returncode == 0
+    with pytest.raises(NotFoundError, match=r"has no function or class 'extra' \(it has: kept\)"):
+        firebox.Function.from_name("test-rollback-set", "extra").remote()
+    with pytest.raises(NotFoundError, match="look it up again by name"):
+        old_handle.remote()  # a handle from before: refused, not run on the old code
+    listed = json.loads(server.cli("app", "list", "--json").stdout)
+    assert next(a for a in listed if a["name"] == "test-rollback-set")["functions"] == 1
+
+    assert server.cli("app", "rollback", "test-rollback-set").returncode == 0  # back to v1
+    assert firebox.Function.from_name("test-rollback-set", "extra").remote() == "extra"
+    assert firebox.Function.from_name("test-rollback-set", "kept").remote() == "kept"
 
 
 def test_rollback_errors_say_what_to_do(server, tmp_path: Path):

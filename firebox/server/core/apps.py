@@ -124,6 +124,9 @@ async def register_functions(cp: ControlPlane, who: Identity, app: sa.Row[Any],
     }
     fids: dict[str, str] = {}
     replaced: list[str] = []
+    # What the app had and this registration leaves out is gone from it, as in Modal: a deploy
+    # (or rollback, or serve's reload) is the whole app.
+    left_out = {fid for name, fid in existing.items() if name not in dict(functions)}
     now = time.time()
     version: list[int] = []
     by = (await cp.db.read(sa.select(s.workspaces.c.name)
@@ -133,6 +136,9 @@ async def register_functions(cp: ControlPlane, who: Identity, app: sa.Row[Any],
         if app.state == "deployed":
             version.append(await _record_version(conn, app.id, functions, tag, rollback_of, now,
                                                  deployer, by))
+        if left_out:
+            await conn.execute(s.functions.update().where(s.functions.c.id.in_(left_out))
+                               .values(active=False))
         for name, fields in functions:
             spec = json.dumps(fields)
             if name in existing:
@@ -152,6 +158,8 @@ async def register_functions(cp: ControlPlane, who: Identity, app: sa.Row[Any],
                 )
 
     await cp.db.write(op)
+    if left_out:
+        await cp.retire_functions(left_out)
     for fid in replaced:
         await cp.replace_function(fid)
     web_urls: dict[str, str] = {}
@@ -264,7 +272,7 @@ async def list_apps(cp: ControlPlane, who: Identity, limit: int) -> list[dict[st
         counts[c.pool.function.app_id] = counts.get(c.pool.function.app_id, 0) + 1
     fn_rows = await cp.db.read(
         sa.select(s.functions.c.app_id, sa.func.count())
-        .where(s.functions.c.parent_id.is_(None),
+        .where(s.functions.c.parent_id.is_(None), s.functions.c.active,
                s.functions.c.app_id.in_([r.id for r in rows]))
         .group_by(s.functions.c.app_id)
     )
@@ -319,7 +327,8 @@ async def lookup_function(cp: ControlPlane, who: Identity, name: str, app_id: st
         app = rows[0]
     rows = await cp.db.read(
         sa.select(s.functions).where(
-            s.functions.c.app_id == app.id, s.functions.c.parent_id.is_(None)
+            s.functions.c.app_id == app.id, s.functions.c.parent_id.is_(None),
+            s.functions.c.active,
         )
     )
     by_name = {r.name: r for r in rows}

@@ -252,7 +252,7 @@ class ControlPlane:
             .join(s.apps, s.apps.c.id == s.functions.c.app_id)
             .where(s.functions.c.id == function_id)
         )
-        if not rows:
+        if not rows or not rows[0].active:  # none, or left out of its app's latest deploy
             return None
         row = rows[0]
         try:
@@ -282,6 +282,21 @@ class ControlPlane:
         await self.vault.load(list(spec.get("secrets") or ()))
         self.scheduler.functions[function_id] = fn
         return fn
+
+    async def retire_functions(self, function_ids: set[str]) -> None:
+        """A deploy (or rollback) left these functions out of their app: new calls, schedules
+        and URLs of them (and of their variants) stop; inputs already accepted still finish."""
+        ids = function_ids | {
+            r[0] for r in await self.db.read(
+                sa.select(s.functions.c.id).where(s.functions.c.parent_id.in_(function_ids)))
+        }
+        for fid in ids:
+            self.scheduler.functions.pop(fid, None)
+            self.schedules.entries.pop(fid, None)
+        for pool in self.scheduler.pools.values():
+            if pool.function.id in ids:
+                pool.retire()
+        self.web_endpoints.unpublish(ids)
 
     async def replace_function(self, function_id: str) -> None:
         """Reload a function (and its variants) after a deploy changed its spec."""

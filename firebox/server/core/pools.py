@@ -6,7 +6,7 @@ from __future__ import annotations
 import asyncio
 import time
 from collections import deque
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING, Any, Protocol
 
 from .capacity import Reservation
@@ -97,3 +97,10 @@ class Pool:
 
     def live_containers(self) -> list[Container]:
         return [c for c in self.containers.values() if c.state != "stopping"]
+
+    def retire(self) -> None:
+        """A deploy left its function out: the inputs it holds still run, and then it scales
+        to zero, keeping no container warm."""
+        spec = {**self.function.spec, "min_containers": 0, "buffer_containers": 0}
+        self.function = replace(self.function, spec=spec)
+        self.event("its function was left out of a deploy: finishing what it holds")
