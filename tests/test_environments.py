@@ -77,7 +77,7 @@ def test_two_environments_hold_their_own_app_and_dict(server, tmp_path: Path):
         assert "in environment 'dev' with:" in dev_out and "in environment" not in main_out
         main_url, dev_url = (next(line.split("=> ")[1] for line in out.splitlines()
                                   if "hello =>" in line) for out in (main_out, dev_out))
-        assert main_url != dev_url and "/dev--" in dev_url
+        assert main_url != dev_url and "dev--" in dev_url
 
         # Each deployment runs in its own environment and finds its own Dict there.
         called = json.loads(_python(server, CALLS))
@@ -131,7 +131,7 @@ def _rename_then_delete(server, app_id: str) -> None:
     assert [a["app_id"] for a in json.loads(_ok(server.cli("app", "list", "-e", "staging",
                                                            "--json")))] == [app_id]
     result, url = json.loads(_python(server, RENAMED))
-    assert result == ["staging", "dev value", "dev secret"] and "/staging--" in url
+    assert result == ["staging", "dev value", "dev secret"] and "staging--" in url
     assert httpx.get(url, timeout=120).json() == {"environment": "staging"}
 
     listed = _ok(server.cli("environment", "list"))
