@@ -4,6 +4,7 @@ commands themselves."""
 
 from __future__ import annotations
 
+import asyncio
 import json
 import os
 import subprocess
@@ -11,8 +12,15 @@ import sys
 from pathlib import Path
 
 import httpx
+import pytest
+import sqlalchemy as sa
+from alembic import command
+from alembic.config import Config
 from conftest import REPO
 from other_workspace import run_cli
+from sqlalchemy.ext.asyncio import create_async_engine
+
+from firebox.store.db import MIGRATIONS, async_url
 
 APP = """if True:
     import os
@@ -210,3 +218,39 @@ def test_run_with_the_embedded_server_makes_the_environment_asked_for(tmp_path: 
     ran = run_cli(env, "run", "-e", "dev", str(tmp_path / "env_run.py"), "--env", "prod")
     assert ran.returncode == 0, ran.stderr
     assert "ran in dev with --env prod" in ran.stdout
+
+
+def upgrade_keeps_rows_in_main(url: str) -> None:
+    """Migration 0010 on a database at 0009 that holds an app and a Dict: both are main's after
+    it, and the Dict's name is free in another environment, once."""
+    def steps(conn: sa.Connection) -> None:
+        cfg = Config()
+        cfg.set_main_option("script_location", str(MIGRATIONS))
+        cfg.attributes["connection"] = conn
+        command.upgrade(cfg, "0009")
+        conn.execute(sa.text("INSERT INTO apps (id, workspace_id, name, state, created_at) "
+                             "VALUES ('ap-1', 'ws', 'a', 'deployed', 0)"))
+        conn.execute(sa.text("INSERT INTO dicts (id, workspace_id, name, created_at) "
+                             "VALUES ('di-1', 'ws', 'd', 0)"))
+        command.upgrade(cfg, "head")
+        for table in ("apps", "dicts"):
+            assert conn.execute(sa.text(f"SELECT environment FROM {table}")).all() == [("main",)]
+        insert = sa.text("INSERT INTO dicts (id, workspace_id, environment, name, created_at) "
+                         "VALUES (:id, 'ws', 'dev', 'd', 0)")
+        conn.execute(insert, {"id": "di-2"})
+        with pytest.raises(sa.exc.IntegrityError), conn.begin_nested():
+            conn.execute(insert, {"id": "di-3"})
+
+    async def upgrade() -> None:
+        engine = create_async_engine(async_url(url))
+        try:
+            async with engine.begin() as conn:
+                await conn.run_sync(steps)
+        finally:
+            await engine.dispose()
+
+    asyncio.run(upgrade())
+
+
+def test_an_upgraded_database_keeps_its_apps_and_objects_in_main(tmp_path: Path):
+    upgrade_keeps_rows_in_main(f"sqlite:///{tmp_path / 'db.sqlite'}")

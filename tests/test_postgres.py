@@ -14,6 +14,7 @@ import httpx
 import pytest
 import test_cli as cli_tests
 import test_durability as durability_tests
+import test_environments as environments_tests
 from apps import basic, faults
 from conftest import ServerProcess, free_port
 from helpers import eventually, use_server
@@ -94,6 +95,10 @@ def test_remote_map_and_class_on_postgres(pg_server, monkeypatch):
 def test_deploy_and_app_commands_on_postgres(pg_server):
     cli_tests.test_deploy_then_call_by_name_from_another_process(pg_server)
     cli_tests.test_app_list_logs_history_and_stop(pg_server)
+
+
+def test_environments_migration_keeps_rows_on_postgres(postgres):
+    environments_tests.upgrade_keeps_rows_in_main(postgres.create_database())
 
 
 def test_map_survives_server_sigkill_on_postgres(pg_server, monkeypatch):
