@@ -81,12 +81,12 @@ def active_name(known: dict[str, dict[str, Any]], *, chosen: bool = True) -> str
         if name not in known:
             raise unknown_profile(name, known)
         return name
-    marked = [name for name, values in known.items() if values.get("active") is True]
+    marked = [profile for profile, values in known.items() if values.get("active") is True]
     if marked:
         return marked[0]
-    if DEFAULT_PROFILE in known or not known:
-        return DEFAULT_PROFILE if known else None
-    return next(iter(known))
+    if not known:
+        return None
+    return DEFAULT_PROFILE if DEFAULT_PROFILE in known else next(iter(known))
 
 
 def active_profile() -> tuple[str | None, dict[str, str]]:
