@@ -25,7 +25,7 @@ if TYPE_CHECKING:
     from .plane import ControlPlane
 
 MAIN = "main"
-OBJECTS = {"dict": DICTS, "queue": QUEUES, "volume": VOLUMES}
+OBJECTS = (DICTS, QUEUES, VOLUMES)  # the kinds of named objects with a table of their own
 NAMED_TABLES = (s.dicts, s.queues, s.secrets, s.volumes)
 
 
@@ -119,7 +119,7 @@ async def delete(cp: ControlPlane, who: Identity, name: str, force: bool) -> dic
         s.apps.c.state != "stopped"))
     for (app_id,) in live:
         await cp.stop_app(app_id, f"its environment '{name}' was deleted")
-    for kind in OBJECTS.values():
+    for kind in OBJECTS:
         for entry in await kind.listing(cp, there):
             await kind.delete(cp, there, entry["id"])
     for entry in await secrets.named(cp, there):
