@@ -105,6 +105,8 @@ def test_two_environments_hold_their_own_app_and_dict(server, tmp_path: Path):
         profile = server.env() | {"FIREBOX_CONFIG_DIR": str(tmp_path)}
         assert [a["app_id"] for a in json.loads(_ok(run_cli(profile, "app", "list", "--json")))
                 ] == [dev_apps[0]["app_id"]]
+        assert "workspace: main (" in (info := _ok(run_cli(profile, "token", "info")))
+        assert "), environment dev" in info
 
         containers = json.loads(_ok(server.cli("container", "list", "-e", "dev", "--json")))
         assert {c["app_id"] for c in containers} == {dev_apps[0]["app_id"]}

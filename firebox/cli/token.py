@@ -21,15 +21,17 @@ def _where_token_comes_from() -> str:
 @click.command("info")
 @click.option("--json", "as_json", is_flag=True, help="Print the answer as JSON.")
 def token_info(as_json: bool) -> None:
-    """Show this machine's server, workspace and kind of token."""
+    """Show this machine's server, workspace, environment and kind of token."""
     info = request("GET", "/v1/token")
-    info = {"server_url": client_mod.current().server_url, **info,
+    c = client_mod.current()
+    info = {"server_url": c.server_url, **info, "environment": c.environment or "main",
             "token_from": _where_token_comes_from(), "profile": config.active_profile()[0]}
     if as_json:
         click.echo(json.dumps(info, indent=2))
         return
     click.echo(f"server:    {info['server_url']} (firebox {info['server_version']})")
-    click.echo(f"workspace: {info['workspace']} ({info['workspace_id']})")
+    click.echo(f"workspace: {info['workspace']} ({info['workspace_id']}), environment "
+               f"{info['environment']}")
     click.echo(f"token:     a {info['kind']} token, from {info['token_from']}")
     if info["profile"]:
         click.echo(f"profile:   {info['profile']}")
