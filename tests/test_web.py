@@ -16,6 +16,7 @@ import pytest
 from apps import web
 from conftest import REPO
 from helpers import eventually
+from other_workspace import other_workspace_env, run_cli
 
 import firebox
 from firebox.exception import InvalidError
@@ -55,7 +56,7 @@ def test_fastapi_json_body_pydantic_and_docs(running):
     assert httpx.get(running.hello.get_web_url() + "/docs", timeout=60).status_code == 404
 
 
-def test_web_functions_are_not_called_with_remote(running):
+def test_web_functions_are_not_called_with_remote(server, running):
     with pytest.raises(InvalidError, match="web function"):
         running.hello.remote()
     with pytest.raises(InvalidError, match="web function"):
@@ -63,15 +64,53 @@ def test_web_functions_are_not_called_with_remote(running):
     with pytest.raises(InvalidError, match="web function"):
         list(running.hello.map([1]))
     assert running.not_web.get_web_url() is None
-    assert running.hello.get_web_url().endswith("/web/main/test-web-hello-dev")
+    assert running.hello.get_web_url() == f"http://main--test-web-hello-dev.localhost:{server.port}"
 
 
 def test_asgi_app_sees_its_path_and_root(running):
     base = running.api.get_web_url()
     reply = httpx.post(base + "/echo", content=b"x" * 100_000, timeout=120)
-    assert reply.json() == {"size": 100_000, "path": f"{urllib.parse.urlsplit(base).path}/echo",
-                            "root": urllib.parse.urlsplit(base).path}
+    assert reply.json() == {"size": 100_000, "path": "/echo", "root": ""}
     assert httpx.get(base + "/nowhere", timeout=60).status_code == 404
+
+
+def _on_host(server, url: str, path: str = "/", **kwargs) -> httpx.Response:
+    """GET path on a web URL's host through 127.0.0.1, naming the host only in the Host header
+    (no resolver asked: Python's may not know *.localhost where browsers and curl do)."""
+    host = urllib.parse.urlsplit(url).netloc
+    return httpx.get(f"{server.url}{path}", headers={"host": host}, timeout=120, **kwargs)
+
+
+def test_an_app_at_the_root_of_its_own_host(server, running):
+    url = running.site.get_web_url()
+    assert url == f"http://main--test-web-site-dev.localhost:{server.port}"
+    start = _on_host(server, url)
+    assert start.status_code == 307 and start.headers["location"] == "/result"
+    result = _on_host(server, url, start.headers["location"])
+    assert result.json() == {"path": "/result", "root": "", "url": f"{url}/result",
+                             "asset": f"{url}/static/x.js"}
+    asset = _on_host(server, url, "/static/x.js")
+    assert asset.text == "// x.js" and asset.headers["content-type"].startswith("text/javascript")
+    # Two endpoints, two hosts, one port.
+    hello = _on_host(server, running.hello.get_web_url(), "/?name=host")
+    assert hello.json()["greeting"] == "hello host"
+
+
+def test_the_path_form_gives_the_app_its_prefix_as_root_path(server, running):
+    prefix = "/web/main/test-web-site-dev"
+    result = httpx.get(f"{server.url}{prefix}/result", timeout=120).json()
+    assert result == {"path": f"{prefix}/result", "root": prefix,
+                      "url": f"{server.url}{prefix}/result",
+                      "asset": f"{server.url}{prefix}/static/x.js"}
+
+
+def test_an_unknown_host_under_the_domain_is_404(server):
+    unknown = f"main--no-such-endpoint.localhost:{server.port}"
+    for path in ("/", "/v1/apps"):  # an endpoint's host never reaches the API
+        reply = _on_host(server, f"http://{unknown}", path)
+        assert reply.status_code == 404
+        assert reply.text == (f"No web function is served at {unknown}{path}; "
+                              "`firebox deploy` or `firebox serve` prints the URLs.\n")
 
 
 def test_streaming_chunks_arrive_before_the_response_ends(running):
@@ -121,7 +160,7 @@ def test_body_over_the_limit_gets_413(running):
 
 def test_proxy_auth(server, running):
     url = running.secret.get_web_url()
-    assert url.endswith("/web/main/test-web-secret-dev")
+    assert url.startswith("http://main--test-web-secret-dev.localhost:")
     refused = httpx.post(url, json={"a": 1}, timeout=60)
     assert refused.status_code == 401 and "Modal-Key" in refused.text
     created = server.cli("token", "proxy", "create")
@@ -161,7 +200,7 @@ def test_unknown_url_is_404(server):
 def test_deploy_prints_stable_urls(server):
     first = server.cli("deploy", "tests/apps/web_deployed.py", timeout=120)
     assert first.returncode == 0, first.stderr
-    url = f"{server.url}/web/main/test-web-deployed-greet"
+    url = f"http://main--test-web-deployed-greet.localhost:{server.port}"
     assert f"greet => {url}" in first.stdout
     assert httpx.get(url, timeout=120).json() == "deployed hi"
     again = server.cli("deploy", "tests/apps/web_deployed.py", timeout=120)
@@ -178,7 +217,7 @@ def test_serve_reloads_when_the_file_changes(server, tmp_path):
     app_file.write_text(source.replace("test-web-deployed", "test-web-served"))
     proc = _serve(server, app_file)
     try:
-        url = f"{server.url}/web/main/test-web-served-greet-dev"
+        url = f"http://main--test-web-served-greet-dev.localhost:{server.port}"
         assert f"greet => {url}" in _read_until(proc, url)
         assert httpx.get(url, timeout=120).json() == "deployed hi"
         app_file.write_text(source.replace("test-web-deployed", "test-web-served")
@@ -203,7 +242,7 @@ def test_serve_reloads_when_a_module_the_app_imports_changes(server, tmp_path):
     unrelated.write_text("NOTE = 1\n")
     proc = _serve(server, app_file)
     try:
-        url = f"{server.url}/web/main/test-web-served-import-greet-dev"
+        url = f"http://main--test-web-served-import-greet-dev.localhost:{server.port}"
         seen = _read_until(proc, url)
         assert httpx.get(url, timeout=120).json() == "deployed hi"
         unrelated.write_text("NOTE = 2\n")
@@ -237,3 +276,41 @@ def _read_until(proc: subprocess.Popen, text: str) -> str:
             raise AssertionError(f"`firebox serve` ended before printing {text!r}:\n{seen}")
         seen += line
     return seen
+
+
+TAKEN = '''
+import firebox
+
+app = firebox.App("test-web-taken")
+
+
+@app.function(scaledown_window=2)
+@firebox.fastapi_endpoint()
+def who():
+    return "WHO"
+'''
+
+
+def test_a_host_another_workspace_holds_stays_its_own(server, tmp_path):
+    """Workspace other's environment taken and workspace other-taken ask for one host: the
+    first keeps it, the second is given its path form."""
+    first = other_workspace_env(server)
+    made = subprocess.run(
+        [sys.executable, "-m", "firebox.cli.main", "token", "create", "--workspace",
+         "other-taken", "--state-dir", str(server.state_dir)],
+        capture_output=True, text=True, env=server.env(), check=True)
+    second = first | {"FIREBOX_TOKEN": made.stdout.strip().splitlines()[-1]}
+    assert run_cli(first, "environment", "create", "taken").returncode == 0
+    for env, who, extra in ((first, "first", ["-e", "taken"]), (second, "second", [])):
+        app_file = tmp_path / f"{who}.py"
+        app_file.write_text(TAKEN.replace("WHO", who))
+        deployed = run_cli(env, "deploy", str(app_file), *extra)
+        assert deployed.returncode == 0, deployed.stderr
+        who_url = next(line.split("=> ")[1] for line in deployed.stdout.splitlines()
+                       if "who =>" in line)
+        if who == "first":
+            host_url = who_url
+    assert host_url == f"http://other-taken--test-web-taken-who.localhost:{server.port}"
+    assert who_url == f"{server.url}/web/other-taken/test-web-taken-who"
+    assert _on_host(server, host_url).json() == "first"
+    assert httpx.get(who_url, timeout=120).json() == "second"

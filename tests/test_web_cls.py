@@ -30,11 +30,11 @@ def test_web_methods_are_served_by_the_class_containers(server, running):
     assert _containers(server, running.app.app_id) == 0
     model = running.Model()
     url = model.predict.get_web_url()
-    assert url.endswith("/web/main/test-web-cls-model-predict-dev")
+    assert url == f"http://main--test-web-cls-model-predict-dev.localhost:{server.port}"
     replies = [httpx.post(url, json={"x": i}, timeout=120) for i in range(3)]
     assert [r.json()["y"] for r in replies] == [0, 30, 60]  # weights set up by @enter
     about = httpx.get(model.about.get_web_url(), params={"who": "me"}, timeout=120).json()
-    assert model.about.get_web_url().endswith("/web/main/test-web-cls-about-dev")
+    assert model.about.get_web_url().startswith("http://main--test-web-cls-about-dev.localhost:")
     assert about["hello"] == "me" and about["scale"] == 3
     # The web methods and the remote method share the class's containers, and each container
     # ran its enter hook once.
@@ -128,7 +128,7 @@ def test_container_dying_mid_request_says_to_send_it_again(running):
 def test_deployed_class_web_method_by_name(server):
     deployed = server.cli("deploy", "tests/apps/web_cls_deployed.py", timeout=120)
     assert deployed.returncode == 0, deployed.stderr
-    url = f"{server.url}/web/main/test-web-cls-deployed-greeter-greet"
+    url = f"http://main--test-web-cls-deployed-greeter-greet.localhost:{server.port}"
     assert f"Greeter.greet => {url}" in deployed.stdout
     greeter = firebox.Cls.from_name("test-web-cls-deployed", "Greeter")()
     assert greeter.greet.get_web_url() == url
@@ -140,7 +140,7 @@ def test_deployed_class_web_method_by_name(server):
 def test_deployed_web_methods_are_served_after_a_restart(own_server):
     deployed = own_server.cli("deploy", "tests/apps/web_cls_deployed.py", timeout=120)
     assert deployed.returncode == 0, deployed.stderr
-    url = f"{own_server.url}/web/main/test-web-cls-deployed-greeter-greet"
+    url = f"http://main--test-web-cls-deployed-greeter-greet.localhost:{own_server.port}"
     own_server.kill()
     own_server.start()
     assert httpx.get(url, params={"who": "again"}, timeout=120).json() == "deployed again"

@@ -138,6 +138,10 @@ WEB_MAX_BODY: Setting[int] = Setting(
     "FIREBOX_WEB_MAX_BODY_MB", 32 * MB, _megabytes, "the largest web request body")
 WEB_MAX_MESSAGE: Setting[int] = Setting(
     "FIREBOX_WEB_MAX_MESSAGE_MB", 16 * MB, _megabytes, "the largest WebSocket message passed on")
+WEB_DOMAIN: Setting[str] = Setting(
+    "FIREBOX_WEB_DOMAIN", "localhost", _text,
+    "the wildcard domain web endpoints get their hosts under, at the server's scheme and port; "
+    "or a URL (https://apps.example.com) where they are served at another")
 IMAGE_BUILD_MEMORY_MB: Setting[int] = Setting(
     "FIREBOX_IMAGE_BUILD_MEMORY_MB", 4096, int, "MiB an image build step may use")
 IMAGE_STEP_TIMEOUT: Setting[float] = Setting(

@@ -105,6 +105,32 @@ def api():
 
 
 @app.function(scaledown_window=2)
+@firebox.asgi_app()
+def site():
+    """An app written for the root of its origin: absolute redirects and asset paths."""
+    from fastapi import FastAPI, Request
+    from fastapi.responses import PlainTextResponse, RedirectResponse
+
+    web = FastAPI()
+
+    @web.get("/")
+    async def start():
+        return RedirectResponse("/result")
+
+    @web.get("/result")
+    async def result(request: Request):
+        return {"path": request.url.path, "root": request.scope.get("root_path"),
+                "url": str(request.url),
+                "asset": str(request.url_for("asset", name="x.js"))}
+
+    @web.get("/static/{name}", name="asset")
+    async def asset(name: str):
+        return PlainTextResponse(f"// {name}", media_type="text/javascript")
+
+    return web
+
+
+@app.function(scaledown_window=2)
 @firebox.wsgi_app()
 def flask_like():
     def wsgi(environ, start_response):

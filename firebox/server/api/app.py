@@ -97,10 +97,18 @@ def create_app(settings: Settings) -> ASGIApp:
     web = BodyBudget(ingress.Ingress(cp), Budget(max_bodies_bytes()), web_body_share)
 
     async def root(scope: Scope, receive: Receive, send: Send) -> None:
-        # Web functions answer the public at /web/...; everything else needs a token.
-        if scope["type"] != "lifespan" and scope["path"].startswith(ingress.PREFIX):
+        # Web functions answer the public on their hosts and at /web/...; everything else
+        # needs a token.
+        if scope["type"] != "lifespan" and cp.web_endpoints.serves(_host(scope), scope["path"]):
             await web(scope, receive, send)
         else:
             await api_app(scope, receive, send)
 
     return root
+
+
+def _host(scope: Scope) -> str:
+    for key, value in scope["headers"]:
+        if key == b"host":
+            return str(value.decode("latin-1"))
+    return ""

@@ -1,6 +1,7 @@
 """The ingress: serves web functions at their URLs (core/web_endpoints.py) on the control
-plane's own port. The rest of the path after the slug is the path the app sees, with the prefix
-as its ASGI root_path (and, as ASGI says, in its path).
+plane's own port. A request to an endpoint's host goes to its function whatever its path (the
+app is at the root of its origin); one to `/web/WORKSPACE/SLUG/...` on any other host goes to
+that function with the prefix as its ASGI root_path (and, as ASGI says, in its path).
 
 Each HTTP request becomes an input of the function's pool, so requests count as demand: a
 request that arrives while no container runs is held until one is ready, and pools scale with
@@ -27,7 +28,7 @@ from ... import wire
 from ...wire import settings as variables
 from ..core.functions import FunctionRecord
 from ..core.pools import Input
-from ..core.web_endpoints import PREFIX, web_entries
+from ..core.web_endpoints import web_entries
 
 if TYPE_CHECKING:
     from ..core.plane import ControlPlane
@@ -65,7 +66,8 @@ class Exchange:
 
 
 class Ingress:
-    """The ASGI app of `/web/...`: each request to a web endpoint, a call of its function."""
+    """The ASGI app of endpoints' hosts and `/web/...`: each request to a web endpoint, a call
+    of its function."""
 
     def __init__(self, cp: ControlPlane) -> None:
         self.cp = cp
@@ -75,16 +77,16 @@ class Ingress:
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] not in ("http", "websocket"):
             return
-        parts = scope["path"].split("/", 4)  # "", "web", workspace, slug, rest
-        route = self.cp.web_endpoints.routes.get((parts[2], parts[3])) if len(parts) >= 4 else None
+        headers = dict(scope["headers"])
+        host = headers.get(b"host", b"").decode("latin-1")
+        route, root, path = self.cp.web_endpoints.route(host, scope["path"])
         fid, method = route or ("", None)
         fn = await self.cp.load_function(fid) if fid else None
         web = web_entries(fn.spec).get(method) if fn is not None else None
         if fn is None or web is None or not self.cp.calls.accepts(fn):
-            await _deny(scope, send, 404, f"No web function is served at {scope['path']}; "
+            await _deny(scope, send, 404, f"No web function is served at {host}{scope['path']}; "
                         "`firebox deploy` or `firebox serve` prints the URLs.")
             return
-        headers = dict(scope["headers"])
         if web.get("requires_proxy_auth") and not await self.cp.web_endpoints.proxy_authorized(
             fn.workspace_id, headers.get(b"modal-key", b"").decode("latin-1"),
             headers.get(b"modal-secret", b"").decode("latin-1"),
@@ -92,10 +94,9 @@ class Ingress:
             await _deny(scope, send, 401, "This endpoint requires proxy auth: send the Modal-Key "
                         "and Modal-Secret headers of a proxy token (`firebox token proxy create`).")
             return
-        root = f"{PREFIX}{parts[2]}/{parts[3]}"
         request = {
             "method": scope.get("method", "GET"),
-            "path": f"{root}/{parts[4] if len(parts) > 4 else ''}",  # ASGI: with root_path
+            "path": path,
             "root_path": root,
             "query": scope.get("query_string", b""),
             "headers": scope["headers"],

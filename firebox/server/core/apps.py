@@ -346,7 +346,7 @@ async def lookup_function(cp: ControlPlane, who: Identity, name: str, app_id: st
     if web_entries(spec):
         for method in web_entries(spec):
             urls[method] = (await cp.web_endpoints.url_for(fn, app.name, app.state == "deployed",
-                                                           method))[1]
+                                                           method)).url
     return {
         "function_id": row.id,
         "app_id": app.id,

@@ -121,7 +121,8 @@ class ControlPlane:
         self.tunnels = Tunnels(settings.state_dir, settings.bind_host,
                                urlparse(settings.url).hostname or "127.0.0.1")
         self.sandboxes = SandboxManager(self)
-        self.web_endpoints = WebEndpoints(self.db, settings.url, self.load_function)
+        self.web_endpoints = WebEndpoints(self.db, settings.url, self.load_function,
+                                          self.calls.accepts)
         self.images = Builder(settings.state_dir / "images", self.blobs, self.backend.hidden,
                               self.backend.netpool)
         self.image_builds: set[asyncio.Task[None]] = set()
