@@ -19,6 +19,7 @@ from firebox.server.core.errors import ApiError
 from firebox.server.core.functions import FunctionRecord
 from firebox.server.core.vault import Vault
 from firebox.store import schema as s
+from firebox.wire import calls as wire_calls
 from firebox.wire import ids
 
 
@@ -175,5 +176,41 @@ def test_a_web_request_is_a_call_that_is_never_stored(tmp_path):
             calls.cancel_web(inp.call_id)  # a request answered or gone already: nothing to do
             await until(lambda: exchange.finished == [wire.CANCELLED])
             assert await w.db.read(sa.select(s.calls.c.id)) == []
+
+    run(main, tmp_path)
+
+
+def test_a_call_graph_keeps_to_its_workspace_ends_and_is_bounded(tmp_path, monkeypatch):
+    async def main(tmp_path: Path) -> None:
+        async with world(tmp_path) as w:
+            calls, fn = service(w, tmp_path), w.function()
+            theirs = FunctionRecord("fu-theirs", "ap-2", "ws-2", "theirs", {})
+            w.scheduler.functions[theirs.id] = theirs
+
+            def make(call_id: str, n: int, parent: str, workspace_id: str = fn.workspace_id,
+                     function_id: str = fn.id) -> Any:
+                return calls.create(workspace_id, function_id, call_id,
+                                    [(i, b"x") for i in range(n)], kind="map", method=None,
+                                    params=None, wait=0.0, retried=False, parent_input_id=parent)
+
+            # fc-root's parent is an input of fc-loop, made below it: a loop, walked once.
+            await make("fc-root", 1, ids.input_id("fc-loop", 0))
+            await make("fc-child", 2, ids.input_id("fc-root", 0))
+            await make("fc-loop", 1, ids.input_id("fc-child", 1))
+            # Another workspace naming one of ours as its call's parent is not in our graph.
+            await make("fc-theirs", 1, ids.input_id("fc-root", 0), "ws-2", theirs.id)
+            graph = await calls.graph(fn.workspace_id, "fc-root")
+            assert [(i["function_call_id"], i["parent_input_id"], i["status"])
+                    for i in graph["inputs"]] == [
+                ("fc-root", None, "pending"),
+                ("fc-child", ids.input_id("fc-root", 0), "pending"),
+                ("fc-child", ids.input_id("fc-root", 0), "pending"),
+                ("fc-loop", ids.input_id("fc-child", 1), "pending"),
+            ]
+            with pytest.raises(ApiError, match="No function call 'fc-root' in this workspace"):
+                await calls.graph("ws-2", "fc-root")
+            monkeypatch.setattr(wire_calls, "MAX_GRAPH_INPUTS", 3)
+            with pytest.raises(ApiError, match="'fc-root' has more than 3 inputs"):
+                await calls.graph(fn.workspace_id, "fc-root")
 
     run(main, tmp_path)

@@ -50,6 +50,7 @@ MODAL: dict[str, tuple[list[str], list[str]]] = {
     "retries": (["Retries"], ["RetryManager"]),
     "schedule": (["Cron", "Period", "Schedule"], []),
     "output": (["enable_output"], []),
+    "call_graph": (["InputInfo", "InputStatus"], []),
 }
 
 

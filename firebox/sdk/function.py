@@ -13,6 +13,7 @@ from ..exception import InvalidError
 from ..wire import calls as wire_calls
 from ..wire import ids, settings
 from ..wire import spec as wire_spec
+from ..wire.user_code import current_input
 from .attach import resolve_spec
 from .function_call import (
     FunctionCall,
@@ -159,7 +160,7 @@ class Function:
 
     def _request(self, fid: str, call_id: str, kind: wire_calls.Kind,
                  inputs: list[tuple[int, bytes]], wait: float = 0.0) -> wire_calls.CallRequest:
-        return {
+        request: wire_calls.CallRequest = {
             "call_id": call_id,
             "function_id": fid,
             "kind": kind,
@@ -168,6 +169,10 @@ class Function:
             "inputs": inputs,
             "wait": wait,
         }
+        parent = current_input.get()  # inside a container: the input whose code calls
+        if parent is not None:
+            request["parent_input_id"] = parent
+        return request
 
     # ---- single calls ----------------------------------------------------------------------
 

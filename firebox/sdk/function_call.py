@@ -9,8 +9,9 @@ from typing import Any
 from .. import client as client_mod
 from .. import wire
 from .._sync import live_classmethod, live_method
-from ..exception import NotSupportedYet, RemoteError
+from ..exception import RemoteError
 from ..wire import calls as wire_calls
+from .call_graph import InputInfo, reconstruct
 
 
 def result_of(status: str, data: bytes | None) -> Any:
@@ -69,8 +70,11 @@ class FunctionCall:
     async def cancel(self, terminate_containers: bool = False) -> None:
         await client_mod.current().request("POST", f"/v1/calls/{self.object_id}/cancel")
 
-    def get_call_graph(self) -> Any:
-        raise NotSupportedYet("FunctionCall.get_call_graph is not supported yet.")
+    @live_method
+    async def get_call_graph(self) -> list[InputInfo]:
+        """The call's inputs, each with the inputs of the calls its code made, and so on down."""
+        reply = await client_mod.current().request("GET", f"/v1/calls/{self.object_id}/graph")
+        return reconstruct(reply)
 
     @classmethod
     def from_id(cls, function_call_id: str) -> FunctionCall:

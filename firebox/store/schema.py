@@ -117,6 +117,8 @@ calls = sa.Table(
     sa.Column("closed", sa.Boolean, nullable=False),
     sa.Column("cancelled", sa.Boolean, nullable=False),
     sa.Column("created_at", sa.Float, nullable=False),
+    # The input whose code made this call (inside a container), for FunctionCall.get_call_graph.
+    sa.Column("parent_input_id", sa.String(32), index=True),
 )
 
 inputs = sa.Table(

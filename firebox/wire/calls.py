@@ -32,6 +32,9 @@ class CallRequest(TypedDict):
     params: bytes | None  # a class instance's parameters, serialized
     inputs: list[tuple[int, bytes]]  # (index, serialized (args, kwargs)); a list on the wire
     wait: float  # seconds to wait for a first output, answered with the request
+    # The input whose code makes the call, inside a container: the call is its child in
+    # FunctionCall.get_call_graph.
+    parent_input_id: NotRequired[str]
 
 
 class CallReply(TypedDict):
@@ -49,6 +52,29 @@ class OutputsRequest(TypedDict):
 
 class OutputsReply(TypedDict):
     outputs: list[Output]
+
+
+# ---- a call's graph (GET /v1/calls/{call_id}/graph) ----------------------------------------
+
+PENDING = "pending"  # a graph input's status while it has no outcome; else its output's status
+MAX_GRAPH_INPUTS = 10_000  # a graph with more inputs is refused, not built
+
+
+class GraphInput(TypedDict):
+    """One input of a call's graph: the call's own inputs, then those of the calls they made
+    (parent_input_id: the input that made the call), parents before their children."""
+
+    input_id: str
+    function_call_id: str
+    parent_input_id: str | None  # None for the inputs of the call asked about
+    task_id: str  # the container that ran it (or runs it); "" while none has
+    status: str  # a terminal status (wire.SUCCESS, ...) or PENDING
+    function_name: str
+    module_name: str
+
+
+class GraphReply(TypedDict):
+    inputs: list[GraphInput]
 
 
 # ---- the call channel -------------------------------------------------------------------

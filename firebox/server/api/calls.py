@@ -48,7 +48,8 @@ def create_call(cp: ControlPlane, who: Identity, raw: dict[str, Any], retried: b
     body = validate(rq.PutInputs, raw)
     return cp.calls.create(who.workspace_id, body.function_id, body.call_id, body.inputs,
                            kind=body.kind, method=body.method, params=body.params,
-                           wait=min(body.wait, MAX_WAIT), retried=retried)
+                           wait=min(body.wait, MAX_WAIT), retried=retried,
+                           parent_input_id=body.parent_input_id)
 
 
 async def get_outputs(request: Request) -> Response:
@@ -62,6 +63,11 @@ def read_outputs(cp: ControlPlane, who: Identity, call_id: str, raw: dict[str, A
     """Check an outputs request and hand it to the calls service (its coroutine)."""
     body = validate(rq.GetOutputs, raw)
     return cp.calls.read(who.workspace_id, call_id, body.after, min(body.wait, MAX_WAIT))
+
+
+async def call_graph(request: Request) -> Response:
+    return packed(await plane(request).calls.graph(identity(request).workspace_id,
+                                                   request.path_params["call_id"]))
 
 
 async def cancel_call(request: Request) -> JSONResponse:
@@ -134,4 +140,5 @@ routes = [
     WebSocketRoute("/v1/calls/ws", call_channel),
     Route("/v1/calls/{call_id}/outputs", get_outputs, methods=["POST"]),
     Route("/v1/calls/{call_id}/cancel", cancel_call, methods=["POST"]),
+    Route("/v1/calls/{call_id}/graph", call_graph, methods=["GET"]),
 ]

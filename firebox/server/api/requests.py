@@ -153,6 +153,7 @@ class PutInputs(Body):
     inputs: Annotated[list[tuple[Annotated[int, Field(ge=0, le=1 << 30)], StrictBytes]],
                       Field(max_length=100_000)] = []
     wait: Wait = 0.0
+    parent_input_id: Annotated[str, Field(max_length=32)] | None = None
 
 
 class GetOutputs(Body):

@@ -20,6 +20,7 @@ from ...store import schema as s
 from ...store.db import Database
 from ...wire import calls as wire_calls
 from ...wire import ids
+from .call_graph import CallGraph
 from .errors import ApiError, invalid, not_found
 from .functions import FunctionRecord
 from .outputs import OutputLog
@@ -56,9 +57,10 @@ class Calls:
 
     async def create(self, workspace_id: str, function_id: str, call_id: str,
                      inputs: list[tuple[int, bytes]], *, kind: str, method: str | None,
-                     params: bytes | None, wait: float, retried: bool) -> wire_calls.CallReply:
+                     params: bytes | None, wait: float, retried: bool,
+                     parent_input_id: str | None = None) -> wire_calls.CallReply:
         """Create a call (idempotently) and accept a batch of its inputs; wait up to `wait`
-        seconds for a first output.
+        seconds for a first output. parent_input_id names the input whose code made the call.
 
         The client names the call and numbers the inputs, so a request retried after a lost
         response or a server restart adds nothing twice. A call id is only ever used by the
@@ -78,7 +80,7 @@ class Calls:
                 raise other_function(call_id)
         pool_key = hashlib.sha256(params).hexdigest()[:16] if params else ""
         now = time.time()
-        call_row = _call_row(call_id, fn, kind, method, params, pool_key, now)
+        call_row = _call_row(call_id, fn, kind, method, params, pool_key, now, parent_input_id)
         if (not retried and kind == "remote" and len(inputs) == 1 and known_log is None
                 and ids.call_id_is_tagged(call_id, self.vault.call_key(fn.id))):
             # A new remote call runs at once; its rows are written with its output, in one
@@ -157,6 +159,12 @@ class Calls:
         await self.check_owner(workspace_id, call_id)
         return {"outputs": await self.outputs.read(call_id, after, wait)}
 
+    async def graph(self, workspace_id: str, call_id: str) -> wire_calls.GraphReply:
+        """The call's inputs, the calls their code made, and theirs, in the workspace."""
+        await self.check_owner(workspace_id, call_id)
+        return await CallGraph(self.db, self.outputs, self.scheduler, self.load_function,
+                               workspace_id).build(call_id)
+
     async def cancel(self, workspace_id: str, call_id: str) -> int:
         """Cancel a call's inputs that have no output yet; returns how many there were."""
         await self.check_owner(workspace_id, call_id)
@@ -176,11 +184,13 @@ class Calls:
 
 
 def _call_row(call_id: str, fn: FunctionRecord, kind: str, method: str | None,
-              params: bytes | None, pool_key: str, now: float) -> dict[str, Any]:
+              params: bytes | None, pool_key: str, now: float,
+              parent_input_id: str | None = None) -> dict[str, Any]:
     return {
         "id": call_id, "function_id": fn.id, "workspace_id": fn.workspace_id,
         "kind": kind, "method": method, "params": params,
         "pool_key": pool_key, "closed": False, "cancelled": False, "created_at": now,
+        "parent_input_id": parent_input_id,
     }
 
 
