@@ -70,15 +70,92 @@ def echo_tls(address: tuple[str, int], line: bytes, ca: str) -> bytes:
         return out
 
 
-def test_encrypted_and_unencrypted_ports(app, server):
+@pytest.fixture(scope="module")
+def served(app):
+    """A sandbox serving HTTP on its encrypted port 8000 and an echo on its unencrypted 9000;
+    test_encrypted_and_unencrypted_ports, last, ends it."""
     sb = modal.Sandbox.create(app=app, encrypted_ports=[8000], unencrypted_ports=[9000])
+    sb.filesystem.make_directory("/srv/www", parents=True)
+    sb.filesystem.write_text("/srv/www/index.html", "served from inside the sandbox")
+    sb.exec("python3", "-m", "http.server", "8000", "--bind", "0.0.0.0", "--directory", "/srv/www")
+    sb.exec("python3", "-c", ECHO)
+    yield sb
+    sb.terminate()
+
+
+# A TLS client in the sandbox that speaks over its stdin and stdout, a line of hex each way: the
+# test relays the bytes to the tunnel, so the sandbox (which has no network of its own with
+# tunnels) checks the tunnel's certificate with Python's default trust, as urlopen does.
+TLS_OVER_STDIO = """
+import ssl, sys
+incoming, outgoing = ssl.MemoryBIO(), ssl.MemoryBIO()
+tls = ssl.create_default_context().wrap_bio(incoming, outgoing, server_hostname=sys.argv[1])
+def pump():
+    print('>' + outgoing.read().hex(), flush=True)
+    line = sys.stdin.readline().strip()
+    incoming.write(bytes.fromhex(line)) if line else incoming.write_eof()
+def step(op):
+    while True:
+        try:
+            return op()
+        except ssl.SSLWantReadError:
+            pump()
+try:
+    step(tls.do_handshake)
+except ssl.SSLError as exc:
+    print('refused', exc.reason, flush=True)
+    sys.exit()
+step(lambda: tls.write(b'GET /index.html HTTP/1.0\\r\\n\\r\\n'))
+body = b''
+try:
+    while chunk := step(lambda: tls.read(65536)):
+        body += chunk
+except (ssl.SSLZeroReturnError, ssl.SSLEOFError):
+    pass
+print('got', body.split(b'\\r\\n\\r\\n', 1)[1].decode(), flush=True)
+"""
+
+
+def test_containers_and_sandboxes_trust_the_tunnels_certificate(served, server):
+    from apps import forwarding
+
+    web = served.tunnels()[8000]
+    with forwarding.app.run(show_logs=False):
+        walled = forwarding.trust.spawn()
+        assert eventually(lambda: fetch(web.url, str(server.state_dir / "tls" / "ca.pem")),
+                          timeout=30)
+        # From a function container: a plain urlopen of the tunnel's https URL.
+        fetched = forwarding.fetch.spawn(web.url + "/index.html")
+
+        # From a sandbox: Python's default context verifies the tunnel, no cafile= given.
+        client = served.exec("python3", "-c", TLS_OVER_STDIO, web.host)
+        with socket.create_connection((web.host, web.port), timeout=10) as conn:
+            for line in client.stdout:
+                if not line.startswith(">"):
+                    break
+                conn.sendall(bytes.fromhex(line[1:].strip()))
+                client.stdin.write((conn.recv(65536).hex() + "\n").encode())
+                client.stdin.drain()
+        assert line.strip() == "got served from inside the sandbox", line
+        env = served.exec("sh", "-c", "echo $SSL_CERT_FILE $REQUESTS_CA_BUNDLE $CURL_CA_BUNDLE "
+                          "$NODE_EXTRA_CA_CERTS; grep -c 'BEGIN CERT' $SSL_CERT_FILE")
+        seen = env.stdout.read().split()
+        assert seen[:4] == ["/.firebox/ca-bundle.pem"] * 4 and int(seen[4]) > 1
+
+        assert fetched.get(timeout=60) == "served from inside the sandbox"
+        # A walled container trusts the system's certificates and firebox's; where the user
+        # sets one of the variables, theirs wins.
+        ours = "/.firebox/ca-bundle.pem"
+        assert walled.get(timeout=60) == {
+            "env": {"SSL_CERT_FILE": ours, "REQUESTS_CA_BUNDLE": "/theirs.pem",
+                    "CURL_CA_BUNDLE": ours, "NODE_EXTRA_CA_CERTS": ours},
+            "firebox": True, "system": True}
+
+
+def test_encrypted_and_unencrypted_ports(served, server):
+    sb = served
     ca = str(server.state_dir / "tls" / "ca.pem")
     try:
-        sb.filesystem.make_directory("/srv/www", parents=True)
-        sb.filesystem.write_text("/srv/www/index.html", "served from inside the sandbox")
-        sb.exec("python3", "-m", "http.server", "8000", "--bind", "0.0.0.0",
-                "--directory", "/srv/www")
-        sb.exec("python3", "-c", ECHO)
         tunnels = sb.tunnels()
         assert set(tunnels) == {8000, 9000}
         web, raw = tunnels[8000], tunnels[9000]
@@ -215,3 +292,4 @@ def test_operator_certificate_is_served_and_a_broken_one_is_named(tmp_path, monk
             modal.Sandbox.create(app=app, encrypted_ports=[8000])
     finally:
         broken.stop()
+

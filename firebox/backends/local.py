@@ -55,8 +55,9 @@ class LocalBackend:
     def __init__(self, workdir: Path, on_output: OnOutput, on_exit: OnExit, *,
                  isolation_mode: str | None = None, hidden: Sequence[Path] = (),
                  standby_env: dict[str, str] | None = None,
-                 server_socket: Path | None = None) -> None:
+                 server_socket: Path | None = None, ca_bundle: Path | None = None) -> None:
         self.workdir = workdir
+        self.ca_bundle = ca_bundle  # the certificates containers trust (isolation.trust_env)
         self.server_socket = server_socket
         self.on_output = on_output
         self.on_exit = on_exit
@@ -72,7 +73,7 @@ class LocalBackend:
                         "containers run without cpu, memory and process limits")
         # Sandboxes hide the whole state directory, not only the containers' part of it.
         self.sandboxes = LocalSandboxes(workdir.parent, [workdir.parent, *self.hidden],
-                                        self.cgroups)
+                                        self.cgroups, ca_bundle)
         # Containers are walled in a network namespace of their own: with egress through the
         # host where this server can make one (root, iproute2, nftables) and the operator has
         # not turned it off, else loopback only. Sandboxes' allowlists need the same tables.
@@ -264,6 +265,9 @@ class LocalBackend:
             "CUDA_DEVICE_ORDER": "PCI_BUS_ID",  # the order nvidia-smi and NVML number them
             settings.PARENT_PID.name: str(os.getpid()),
         })
+        if self.ca_bundle is not None:  # under the image's and the user's own settings
+            inside = str(self.ca_bundle) if mode == isolation.PROCESS else isolation.CA_BUNDLE
+            env.update(isolation.trust_env(inside))
         if self.server_socket is not None:
             inside = str(self.server_socket) if mode == isolation.PROCESS else isolation.SOCKET
             env[settings.SERVER_SOCKET.name] = inside
@@ -303,6 +307,7 @@ class LocalBackend:
             runsc_root=self.workdir.parent / "runsc",
             volumes=at_path,
             block_network=block_network,
+            ca_bundle=self.ca_bundle,
         )
         link = None
         if mode != isolation.PROCESS:

@@ -46,7 +46,8 @@ class LocalSandboxProcess:
                                           from_host=isolation.SANDBOX_FROM_HOST)
         self.walls = isolation.Walls(container_id=self.id, root=self.base, hidden=owner.hidden,
                                        scratch=self.base / "bundle", runsc_root=owner.runsc_root,
-                                       volumes=dict(launch.volumes))
+                                       volumes=dict(launch.volumes),
+                                       ca_bundle=owner.ca_bundle)
         self.proc: asyncio.subprocess.Process | None = None
         self.group: cgroups.Cgroup | None = None
         self.network: sandbox_net.Link | None = None
@@ -183,7 +184,8 @@ class LocalSandboxProcess:
         (tmp / "root").mkdir(parents=True)
         subprocess.run(["cp", "-a", str(self.root.base / "upper"), str(tmp / "upper")],
                        check=True)
-        mounted = set(self.root.mounted_dirs()) | {"proc", "sys", "dev", "lost+found"}
+        mounted = set(self.root.mounted_dirs()) | {"proc", "sys", "dev", "lost+found",
+                                                   Path(isolation.CA_BUNDLE).parts[1]}
         for entry in self.root.rootfs.iterdir():
             if entry.name in mounted:
                 continue
@@ -237,8 +239,10 @@ async def _reply(sent: asyncio.Future[tuple[dict[str, Any], bytes]]) -> FileRepl
 class LocalSandboxes:
     """The sandboxes of this machine, and the default ones booted ahead of create."""
 
-    def __init__(self, state_dir: Path, hidden: Sequence[Path], use_cgroups: bool) -> None:
+    def __init__(self, state_dir: Path, hidden: Sequence[Path], use_cgroups: bool,
+                 ca_bundle: Path | None = None) -> None:
         self.dir = state_dir / "sandboxes"
+        self.ca_bundle = ca_bundle  # what its sandboxes trust (isolation.trust_env)
         self.layers = state_dir / "sandbox-layers"
         self.runsc_root = state_dir / "runsc-sandboxes"
         self.base_layers = state_dir / "sandbox-base"  # isolation.sandbox_base

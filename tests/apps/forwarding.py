@@ -1,4 +1,5 @@
-"""A function that serves HTTP in its container and forward()s the port while it waits."""
+"""A function that serves HTTP in its container and forward()s the port while it waits; two that
+fetch tunnels and tell what a container trusts."""
 
 import http.server
 import threading
@@ -39,3 +40,26 @@ def serve(rendezvous: str) -> dict:
         except modal.exception.AlreadyExistsError:
             again = "refused"
     return {"again": again, "url": tunnel.url}
+
+
+@app.function(isolation="process")  # on the host's network: the server's tunnels are reachable
+def fetch(url: str) -> str:
+    """What a plain urlopen of an HTTPS tunnel gets from a container, with no verify setting."""
+    import urllib.request
+
+    with urllib.request.urlopen(url, timeout=10) as answer:
+        return answer.read().decode()
+
+
+@app.function(secrets=[modal.Secret.from_dict({"REQUESTS_CA_BUNDLE": "/theirs.pem"})])
+def trust() -> dict:
+    """What a walled container's clients trust by default, with the user's own
+    REQUESTS_CA_BUNDLE."""
+    import os
+    import ssl
+
+    names = [v for cert in ssl.create_default_context().get_ca_certs()
+             for rdn in cert["subject"] for k, v in rdn if k == "commonName"]
+    return {"env": {k: os.environ.get(k) for k in ("SSL_CERT_FILE", "REQUESTS_CA_BUNDLE",
+                                                   "CURL_CA_BUNDLE", "NODE_EXTRA_CA_CERTS")},
+            "firebox": "firebox tunnels CA" in names, "system": len(names) > 1}

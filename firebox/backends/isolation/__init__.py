@@ -26,6 +26,7 @@ from .sandbox_root import (
     visible_hidden,
 )
 from .view import (
+    CA_BUNDLE,
     CONTAINER_GID,
     CONTAINER_UID,
     SOCKET,
@@ -33,13 +34,14 @@ from .view import (
     Walls,
     host_secrets,
     python_paths,
+    trust_env,
     volumes_at_path,
 )
 
 __all__ = [
-    "CONTAINER_GID", "CONTAINER_UID", "GVISOR", "MODES", "NAMESPACES", "PROCESS",
+    "CA_BUNDLE", "CONTAINER_GID", "CONTAINER_UID", "GVISOR", "MODES", "NAMESPACES", "PROCESS",
     "SANDBOX_FROM_HOST", "SANDBOX_MODES", "SOCKET", "SYSTEM_DIRS", "IsolationUnavailable",
     "Walls", "SandboxRoot", "check_mode", "default_mode", "host_secrets", "in_cgroup",
     "launcher", "python_paths", "sandbox_argv", "sandbox_base", "sandbox_default_mode",
-    "statx_shim", "visible_hidden", "volumes_at_path",
+    "statx_shim", "trust_env", "visible_hidden", "volumes_at_path",
 ]

@@ -6,7 +6,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from pathlib import Path
 
-from .view import Walls, file_view, under
+from .view import CA_BUNDLE, Walls, file_view, under
 
 
 def bwrap_argv(argv: Sequence[str], walls: Walls) -> list[str]:
@@ -70,4 +70,6 @@ def sandbox_bwrap_argv(agent: Sequence[str], walls: Walls, rootfs: Path, env: di
         inner += ["--ro-bind", str(p), str(p)]
     for mount_path, host_dir in walls.volumes.items():
         inner += ["--bind", str(host_dir), mount_path]
+    if walls.ca_bundle is not None:
+        inner += ["--ro-bind", str(walls.ca_bundle), CA_BUNDLE]
     return [*inner, "--chdir", "/", "--", *agent]

@@ -7,7 +7,7 @@ import json
 from collections.abc import Sequence
 from pathlib import Path
 
-from .view import Walls, file_view
+from .view import CA_BUNDLE, Walls, file_view
 
 # runsc 20221219 takes a network namespace with /proc/sys/net/core/rmem_default for the host's
 # own and refuses it; since Linux 6.x every namespace has that file. Hidden from runsc only, in
@@ -127,6 +127,8 @@ def sandbox_gvisor_argv(agent: Sequence[str], walls: Walls, rootfs: Path, env: d
     mounts += [_tmpfs(str(p)) for p in hidden]
     mounts += [_bind(str(p), str(p), "ro") for p in runtime]
     mounts += [_bind(path, str(local), "rw") for path, local in walls.volumes.items()]
+    if walls.ca_bundle is not None:
+        mounts.append(_bind(CA_BUNDLE, str(walls.ca_bundle), "ro"))
     process = {
         "user": {"uid": 0, "gid": 0}, "args": list(agent),
         "env": [f"{k}={v}" for k, v in env.items()], "cwd": "/",

@@ -13,7 +13,7 @@ from .bubblewrap import bwrap_argv, sandbox_bwrap_argv
 from .gvisor import HIDE_RMEM, gvisor_argv, sandbox_gvisor_argv
 from .modes import GVISOR, NAMESPACES, PROCESS, SANDBOX_MODES, IsolationUnavailable
 from .sandbox_root import SANDBOX_FROM_HOST, SandboxRoot, visible_hidden
-from .view import Walls
+from .view import CA_BUNDLE, Walls, trust_env
 
 AGENT = Path(sandbox_agent.__file__)
 SANDBOX_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
@@ -65,7 +65,13 @@ def sandbox_argv(mode: str, walls: Walls, fs: SandboxRoot, env: dict[str, str],
     # (a Python installed under /root or /opt).
     prefix = Path(sys.base_prefix).resolve()
     runtime = [] if prefix.parts[1:2] and prefix.parts[1] in SANDBOX_FROM_HOST else [prefix]
-    env = {"PATH": SANDBOX_PATH, "HOME": "/root", **env}
+    trust: dict[str, str] = {}
+    if walls.ca_bundle is not None:  # its mount point, in the root's own top directory
+        point = fs.rootfs / CA_BUNDLE.lstrip("/")
+        point.parent.mkdir(mode=0o755, exist_ok=True)
+        point.touch()
+        trust = trust_env(CA_BUNDLE)
+    env = {"PATH": SANDBOX_PATH, "HOME": "/root", **trust, **env}
     if mode == GVISOR:
         inner = sandbox_gvisor_argv(agent, walls, fs.rootfs, env, hidden, runtime, cgroup, netns)
         if netns:

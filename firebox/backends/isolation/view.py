@@ -38,6 +38,7 @@ class Walls:
     uid: int | None = None  # the user it runs as; None: root (sandboxes: root of gVisor's kernel)
     preload: Path | None = None  # a library every process loads (gVisor's statx shim)
     gid: int | None = None
+    ca_bundle: Path | None = None  # the certificates it trusts, bound at CA_BUNDLE (trust_env)
 
 
 def python_paths() -> list[Path]:
@@ -85,6 +86,20 @@ def volumes_at_path(mode: str, volumes: dict[str, str]) -> list[str]:
 # Where a namespaces container finds the control plane's unix socket. Its channel goes over it,
 # so a container with no network of its own (block_network) still reaches the control plane.
 SOCKET = "/run/firebox/server.sock"
+
+
+# Where a namespaces or gVisor container and a sandbox find the certificates they trust: the
+# host's system ones and the authority firebox serves tunnels under (server/core/tunnels.py).
+CA_BUNDLE = "/.firebox/ca-bundle.pem"
+# Each client's own name for its trusted certificates: Python's ssl (urllib, httpx, aiohttp),
+# requests, curl, and Node's extra ones.
+CA_VARIABLES = ("SSL_CERT_FILE", "REQUESTS_CA_BUNDLE", "CURL_CA_BUNDLE", "NODE_EXTRA_CA_CERTS")
+
+
+def trust_env(bundle: str) -> dict[str, str]:
+    """The variables that point every usual client at bundle; an image's or a user's own
+    settings of them are applied over these."""
+    return dict.fromkeys(CA_VARIABLES, bundle)
 
 
 # Containers run as this user (nobody), never as root: the host's files that are not readable by
@@ -170,4 +185,6 @@ def file_view(walls: Walls) -> list[Mount]:
                    else Mount("file", str(secret), _empty_file()))
     if walls.server_socket is not None:
         out.append(Mount("rw", SOCKET, str(walls.server_socket)))
+    if walls.ca_bundle is not None:
+        out.append(Mount("ro", CA_BUNDLE, str(walls.ca_bundle)))
     return out

@@ -36,7 +36,7 @@ from .sandboxes import SandboxManager
 from .scheduler import Scheduler
 from .schedules import Schedules
 from .specs import options_problem, spec_problem
-from .tunnels import Tunnels
+from .tunnels import Tunnels, trust_bundle
 from .vault import Vault
 from .waiters import Waiters
 from .web_endpoints import WebEndpoints
@@ -78,6 +78,7 @@ def _local_backend(cp: ControlPlane) -> Backend:
             variables.MODAL_IS_REMOTE.name: "1",
         },
         server_socket=settings.socket,
+        ca_bundle=trust_bundle(settings.state_dir),
     )
 
 

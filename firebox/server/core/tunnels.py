@@ -11,6 +11,8 @@ TLS uses the operator's certificate (FIREBOX_TLS_CERT and FIREBOX_TLS_KEY, PEM f
 certificate signed by an authority the server makes once in <state>/tls/; clients trust that
 authority's ca.pem (`httpx.get(tunnel.url, verify="<state>/tls/ca.pem")`). FIREBOX_TUNNEL_HOST
 sets the host name tunnels are advertised under (default: the host of the server's URL).
+Containers and sandboxes trust it without being told: trust_bundle() is the host's system
+certificates and that authority (or the operator's chain), which the backend binds into each.
 """
 
 from __future__ import annotations
@@ -203,6 +205,82 @@ async def _pipe(src: asyncio.StreamReader, dst: asyncio.StreamWriter) -> None:
         dst.close()
 
 
+def served_ca(state_dir: Path) -> bytes:
+    """The certificates a client must trust for tunnels, PEM: those of the operator's chain
+    (FIREBOX_TLS_CERT), else the authority of the server's own (made here once)."""
+    cert = settings.TLS_CERT.get()
+    if cert and settings.TLS_KEY.get():
+        try:
+            return Path(cert).read_bytes()
+        except OSError:
+            return b""  # Tunnels.tls() says what is wrong when a tunnel is asked for
+    return own_ca(state_dir / "tls").read_bytes()
+
+
+def trust_bundle(state_dir: Path) -> Path:
+    """<state>/ca-bundle.pem: this host's system certificates and served_ca(), written on each
+    start, for containers' and sandboxes' SSL_CERT_FILE."""
+    paths = ssl.get_default_verify_paths()
+    system = b""
+    for candidate in (paths.cafile, paths.openssl_cafile):
+        if candidate and Path(candidate).is_file():
+            system = Path(candidate).read_bytes()
+            break
+    bundle = state_dir / "ca-bundle.pem"
+    tmp = bundle.with_suffix(".tmp")
+    tmp.write_bytes(system.rstrip(b"\n") + b"\n" + served_ca(state_dir))
+    tmp.chmod(0o644)
+    tmp.rename(bundle)
+    return bundle
+
+
+def own_ca(directory: Path) -> Path:
+    """The server's own certificate authority (ca.pem, its key beside it), made once."""
+    ca_path, ca_key_path = directory / "ca.pem", directory / "ca-key.pem"
+    if ca_path.exists() and ca_key_path.exists():
+        return ca_path
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+    from cryptography.x509.oid import NameOID
+
+    directory.mkdir(parents=True, exist_ok=True, mode=0o700)
+    key = ec.generate_private_key(ec.SECP256R1())
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "firebox tunnels CA")])
+    ca = (_builder(name, name, key.public_key())
+          .add_extension(x509.BasicConstraints(ca=True, path_length=0), critical=True)
+          .add_extension(x509.KeyUsage(
+              digital_signature=True, key_cert_sign=True, crl_sign=True,
+              content_commitment=False, key_encipherment=False, data_encipherment=False,
+              key_agreement=False, encipher_only=False, decipher_only=False), critical=True)
+          .sign(key, hashes.SHA256()))
+    _key_file(ca_key_path, key)
+    ca_path.write_bytes(ca.public_bytes(serialization.Encoding.PEM))
+    return ca_path
+
+
+def _key_file(path: Path, key: Any) -> None:
+    from cryptography.hazmat.primitives import serialization
+
+    tmp = path.with_suffix(".tmp")
+    tmp.write_bytes(key.private_bytes(serialization.Encoding.PEM,
+                                      serialization.PrivateFormat.PKCS8,
+                                      serialization.NoEncryption()))
+    tmp.chmod(0o600)
+    tmp.rename(path)
+
+
+def _builder(subject: Any, issuer: Any, public: Any) -> Any:
+    from cryptography import x509
+
+    now = datetime.datetime.now(datetime.UTC)
+    return (x509.CertificateBuilder().subject_name(subject).issuer_name(issuer)
+            .public_key(public).serial_number(x509.random_serial_number())
+            .not_valid_before(now - datetime.timedelta(minutes=5))
+            .not_valid_after(now + datetime.timedelta(days=3650))
+            .add_extension(x509.SubjectKeyIdentifier.from_public_key(public), critical=False))
+
+
 def self_signed(directory: Path, host: str) -> tuple[Path, Path]:
     """A certificate for host (and localhost) signed by a certificate authority of this server,
     both made once and kept (ca.pem is what clients trust); a new leaf when the advertised host
@@ -212,8 +290,6 @@ def self_signed(directory: Path, host: str) -> tuple[Path, Path]:
     from cryptography.hazmat.primitives.asymmetric import ec
     from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
-    pem = serialization.Encoding.PEM
-    ca_path, ca_key_path = directory / "ca.pem", directory / "ca-key.pem"
     chain_path, key_path = directory / "cert.pem", directory / "key.pem"
     names: list[x509.GeneralName] = [x509.DNSName("localhost"),
                                      x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]
@@ -226,44 +302,13 @@ def self_signed(directory: Path, host: str) -> tuple[Path, Path]:
         have = leaf.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
         if all(n in have for n in names):
             return chain_path, key_path
-    directory.mkdir(parents=True, exist_ok=True, mode=0o700)
-    now = datetime.datetime.now(datetime.UTC)
-
-    def key_file(path: Path, key: ec.EllipticCurvePrivateKey) -> None:
-        tmp = path.with_suffix(".tmp")
-        tmp.write_bytes(key.private_bytes(pem, serialization.PrivateFormat.PKCS8,
-                                          serialization.NoEncryption()))
-        tmp.chmod(0o600)
-        tmp.rename(path)
-
-    def builder(subject: str, issuer: x509.Name, public: Any) -> x509.CertificateBuilder:
-        return (x509.CertificateBuilder()
-                .subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, subject)]))
-                .issuer_name(issuer).public_key(public)
-                .serial_number(x509.random_serial_number())
-                .not_valid_before(now - datetime.timedelta(minutes=5))
-                .not_valid_after(now + datetime.timedelta(days=3650))
-                .add_extension(x509.SubjectKeyIdentifier.from_public_key(public), critical=False))
-
-    if ca_path.exists() and ca_key_path.exists():
-        ca = x509.load_pem_x509_certificate(ca_path.read_bytes())
-        ca_key = serialization.load_pem_private_key(ca_key_path.read_bytes(), None)
-        assert isinstance(ca_key, ec.EllipticCurvePrivateKey)
-    else:
-        ca_key = ec.generate_private_key(ec.SECP256R1())
-        ca_name = "firebox tunnels CA"
-        ca = (builder(ca_name, x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, ca_name)]),
-                      ca_key.public_key())
-              .add_extension(x509.BasicConstraints(ca=True, path_length=0), critical=True)
-              .add_extension(x509.KeyUsage(
-                  digital_signature=True, key_cert_sign=True, crl_sign=True,
-                  content_commitment=False, key_encipherment=False, data_encipherment=False,
-                  key_agreement=False, encipher_only=False, decipher_only=False), critical=True)
-              .sign(ca_key, hashes.SHA256()))
-        key_file(ca_key_path, ca_key)
-        ca_path.write_bytes(ca.public_bytes(pem))
+    ca_path = own_ca(directory)
+    ca = x509.load_pem_x509_certificate(ca_path.read_bytes())
+    ca_key = serialization.load_pem_private_key((directory / "ca-key.pem").read_bytes(), None)
+    assert isinstance(ca_key, ec.EllipticCurvePrivateKey)
     key = ec.generate_private_key(ec.SECP256R1())
-    leaf = (builder(host, ca.subject, key.public_key())
+    subject = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, host)])
+    leaf = (_builder(subject, ca.subject, key.public_key())
             .add_extension(x509.SubjectAlternativeName(names), critical=False)
             .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
             .add_extension(x509.ExtendedKeyUsage([ExtendedKeyUsageOID.SERVER_AUTH]),
@@ -271,6 +316,7 @@ def self_signed(directory: Path, host: str) -> tuple[Path, Path]:
             .add_extension(x509.AuthorityKeyIdentifier.from_issuer_public_key(
                 ca_key.public_key()), critical=False)
             .sign(ca_key, hashes.SHA256()))
-    key_file(key_path, key)
+    _key_file(key_path, key)
+    pem = serialization.Encoding.PEM
     chain_path.write_bytes(leaf.public_bytes(pem) + ca.public_bytes(pem))
     return chain_path, key_path
