@@ -19,6 +19,9 @@ command -v ip >/dev/null 2>&1 || need+=(iproute2)
 command -v cc >/dev/null 2>&1 || need+=(gcc)
 ls /usr/include/*/sys/stat.h >/dev/null 2>&1 || need+=(libc6-dev)
 ls /usr/lib/postgresql/*/bin/pg_ctl >/dev/null 2>&1 || need+=(postgresql)
+# Web endpoints live at http://<workspace>--<app>-<fn>.localhost:PORT; glibc resolves names under
+# .localhost to loopback only with nss-myhostname (browsers and curl do it themselves).
+getent hosts firebox-check.localhost >/dev/null 2>&1 || need+=(libnss-myhostname)
 if [ ${#need[@]} -gt 0 ]; then
     if [ "$(id -u)" = 0 ]; then
         echo "install: apt-get install ${need[*]}"

@@ -24,28 +24,6 @@ def free_port() -> int:
         return int(s.getsockname()[1])
 
 
-_getaddrinfo = socket.getaddrinfo
-
-
-def _loopback_for_localhost(host: object, *args: object, **kwargs: object) -> object:
-    if isinstance(host, bytes):
-        host = host.decode()
-    if isinstance(host, str) and host.lower().rstrip(".").endswith(".localhost"):
-        host = "127.0.0.1"
-    return _getaddrinfo(host, *args, **kwargs)  # type: ignore[arg-type]
-
-
-@pytest.fixture(scope="session", autouse=True)
-def localhost_names_resolve() -> Iterator[None]:
-    """In the test process, names under .localhost (web endpoints' hosts) resolve to loopback,
-    as browsers, curl and systemd's resolver make them (RFC 6761); Debian's glibc without
-    libnss-myhostname does not. Tests of the hosts themselves send the Host header to
-    127.0.0.1 and need none of this."""
-    socket.getaddrinfo = _loopback_for_localhost  # type: ignore[assignment]
-    yield
-    socket.getaddrinfo = _getaddrinfo
-
-
 class ServerProcess:
     """A `firebox server` subprocess that tests can kill and start again on the same state."""
 
