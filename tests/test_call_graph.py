@@ -33,7 +33,7 @@ def test_a_spawned_call_graph_holds_the_calls_its_code_made(server):
     by_name: dict[str, list[InputInfo]] = {}
     for child in root.children:
         by_name.setdefault(child.function_name, []).append(child)
-    assert sorted(by_name) == ["Counter.incr", "double", "fragile"]
+    assert sorted(by_name) == ["Broken.go", "Counter.incr", "double", "fragile"]
     doubles, fragiles = by_name["double"], by_name["fragile"]
     assert len(doubles) == 2 and len({d.function_call_id for d in doubles}) == 2
     assert [[leaf.function_name for leaf in d.children] for d in doubles] == [["leaf"], ["leaf"]]
@@ -44,6 +44,9 @@ def test_a_spawned_call_graph_holds_the_calls_its_code_made(server):
     assert [f.status for f in fragiles] == [InputStatus.SUCCESS, InputStatus.FAILURE,
                                             InputStatus.SUCCESS]
     assert by_name["Counter.incr"][0].status == InputStatus.SUCCESS
+    # Its container never got ready (@enter raised): the input failed in no container.
+    [broken] = by_name["Broken.go"]
+    assert (broken.status, broken.task_id) == (InputStatus.INIT_FAILURE, "")
 
     # Another workspace is not told the call exists.
     theirs = run_python(other_workspace_env(server), f"""

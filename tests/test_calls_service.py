@@ -14,6 +14,7 @@ import sqlalchemy as sa
 from test_scheduler import World, run, until, world
 
 from firebox import wire
+from firebox.server.core import failures
 from firebox.server.core.calls import Calls
 from firebox.server.core.errors import ApiError
 from firebox.server.core.functions import FunctionRecord
@@ -199,12 +200,16 @@ def test_a_call_graph_keeps_to_its_workspace_ends_and_is_bounded(tmp_path, monke
             await make("fc-loop", 1, ids.input_id("fc-child", 1))
             # Another workspace naming one of ours as its call's parent is not in our graph.
             await make("fc-theirs", 1, ids.input_id("fc-root", 0), "ws-2", theirs.id)
+            # Inputs that failed in no container: the app stopped; none could start.
+            first, second = sorted(w.scheduler.by_call["fc-child"], key=lambda i: i.idx)
+            w.scheduler.finish(first, wire.FAILURE, failures.app_stopped())
+            w.scheduler.finish(second, wire.FAILURE, failures.not_started(OSError("no room")))
             graph = await calls.graph(fn.workspace_id, "fc-root")
             assert [(i["function_call_id"], i["parent_input_id"], i["status"])
                     for i in graph["inputs"]] == [
                 ("fc-root", None, "pending"),
-                ("fc-child", ids.input_id("fc-root", 0), "pending"),
-                ("fc-child", ids.input_id("fc-root", 0), "pending"),
+                ("fc-child", ids.input_id("fc-root", 0), "cancelled"),
+                ("fc-child", ids.input_id("fc-root", 0), "init_failure"),
                 ("fc-loop", ids.input_id("fc-child", 1), "pending"),
             ]
             with pytest.raises(ApiError, match="No function call 'fc-root' in this workspace"):

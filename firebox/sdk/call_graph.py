@@ -28,6 +28,7 @@ class InputStatus(IntEnum):
 
 _STATUSES = {wire.SUCCESS: InputStatus.SUCCESS, wire.FAILURE: InputStatus.FAILURE,
              wire.TIMEOUT: InputStatus.TIMEOUT, wire.CANCELLED: InputStatus.TERMINATED,
+             wire_calls.INIT_FAILURE: InputStatus.INIT_FAILURE,
              wire_calls.PENDING: InputStatus.PENDING}
 
 

@@ -57,6 +57,7 @@ class OutputsReply(TypedDict):
 # ---- a call's graph (GET /v1/calls/{call_id}/graph) ----------------------------------------
 
 PENDING = "pending"  # a graph input's status while it has no outcome; else its output's status
+INIT_FAILURE = "init_failure"  # it failed without reaching a container: none could start
 MAX_GRAPH_INPUTS = 10_000  # a graph with more inputs is refused, not built
 
 
@@ -68,7 +69,7 @@ class GraphInput(TypedDict):
     function_call_id: str
     parent_input_id: str | None  # None for the inputs of the call asked about
     task_id: str  # the container that ran it (or runs it); "" while none has
-    status: str  # a terminal status (wire.SUCCESS, ...) or PENDING
+    status: str  # a terminal status (wire.SUCCESS, ...), INIT_FAILURE or PENDING
     function_name: str
     module_name: str
 

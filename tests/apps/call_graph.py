@@ -1,5 +1,6 @@
 """An app whose calls make calls, for FunctionCall.get_call_graph: `root` calls `double` twice
-(each spawns `leaf`), maps `fragile` over three inputs (the second raises) and calls a method;
+(each spawns `leaf`), maps `fragile` over three inputs (the second raises), calls a method of
+`Broken`, whose @enter raises, and one of `Counter`;
 `waiting_root` calls `wait_for_file`, which runs until the test makes the file."""
 
 import os
@@ -34,10 +35,25 @@ class Counter:
         return x + 1
 
 
+@app.cls()
+class Broken:
+    @firebox.enter()
+    def start(self):
+        raise RuntimeError("this container never gets ready")
+
+    @firebox.method()
+    def go(self):
+        return "never"
+
+
 @app.function()
 def root():
     doubled = [double.remote(1), double.remote(2)]
     mapped = list(fragile.map([1, 2, 3], return_exceptions=True))
+    try:
+        Broken().go.remote()
+    except Exception:
+        pass
     return doubled, [str(m) for m in mapped], Counter().incr.remote(0), firebox.current_input_id()
 
 

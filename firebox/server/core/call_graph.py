@@ -13,6 +13,7 @@ from ... import wire
 from ...store import schema as s
 from ...store.db import Database
 from ...wire import calls as wire_calls
+from . import failures
 from .errors import ApiError, invalid
 from .functions import FunctionRecord
 from .outputs import OutputLog
@@ -131,12 +132,18 @@ class CallGraph:
     async def _outcomes(self, call_ids: list[str]) -> dict[tuple[str, int], tuple[str, str]]:
         """(call id, index) -> (terminal status, container) of the calls' finished inputs."""
         found: dict[tuple[str, int], tuple[str, str]] = {}
+        # A failure that reached no container: what it says tells why (read only for those).
+        never_ran = sa.and_(s.outputs.c.container_id.is_(None),
+                            s.outputs.c.status == wire.FAILURE)
         for chunk in _chunks(call_ids):
             rows = await self.db.read(
                 sa.select(s.outputs.c.call_id, s.outputs.c.idx, s.outputs.c.status,
-                          s.outputs.c.container_id)
+                          s.outputs.c.container_id,
+                          sa.case((never_ran, s.outputs.c.data), else_=sa.null()))
                 .where(s.outputs.c.call_id.in_(chunk), s.outputs.c.status.in_(wire.TERMINAL)))
-            for call_id, idx, status, container_id in rows:
+            for call_id, idx, status, container_id, data in rows:
+                if data is not None:
+                    status = _NOT_RUN.get(bytes(data), wire_calls.INIT_FAILURE)
                 found[(call_id, idx)] = (status, container_id or "")
         return found
 
@@ -159,6 +166,9 @@ class CallGraph:
         return self.names[key]
 
 
+# Failures of inputs that reached no container but for a reason other than a container that
+# could not start (an import error, an @enter that raised, a startup timeout): their status.
+_NOT_RUN = {failures.app_stopped(): wire.CANCELLED, failures.arguments_gone(): wire.FAILURE}
 _CALL_COLUMNS = (s.calls.c.id, s.calls.c.function_id, s.calls.c.method, s.calls.c.cancelled)
 
 
