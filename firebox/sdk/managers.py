@@ -49,6 +49,17 @@ class _Manager:
     def _path(self) -> str:
         return str(getattr(self._owner, "_path", ""))
 
+    @live_method
+    async def delete(self, name: str, *, allow_missing: bool = False,
+                     environment_name: str | None = None) -> None:
+        """Delete the named object and what it holds, irreversibly."""
+        try:
+            await client_mod.current().request("DELETE", f"{self._path}/{name}",
+                                               environment=environment_name)
+        except NotFoundError:
+            if not allow_missing:
+                raise
+
 
 class ObjectManager(_Manager):
     """Dict, Queue and Volume: named objects kept at /v1/<plural>."""
@@ -82,20 +93,13 @@ class ObjectManager(_Manager):
             found.append(obj)
         return found
 
-    @live_method
-    async def delete(self, name: str, *, allow_missing: bool = False,
-                     environment_name: str | None = None) -> None:
-        """Delete the named object and what it holds, irreversibly."""
-        try:
-            await client_mod.current().request("DELETE", f"{self._path}/{name}",
-                                               environment=environment_name)
-        except NotFoundError:
-            if not allow_missing:
-                raise
-
 
 class SecretManager(_Manager):
     """Secrets: named sets of environment variables at /v1/secrets."""
+
+    @property
+    def _path(self) -> str:
+        return "/v1/secrets"
 
     @live_method
     async def create(self, name: str, env_dict: dict[str, str], *,
@@ -108,7 +112,7 @@ class SecretManager(_Manager):
             raise InvalidError("Secret.objects.create takes a dict of str keys and str values.")
         try:
             await client_mod.current().request(
-                "POST", "/v1/secrets", body={"name": name, "env": env_dict},
+                "POST", self._path, body={"name": name, "env": env_dict},
                 environment=environment_name)
         except AlreadyExistsError:
             if not allow_existing:
@@ -120,7 +124,7 @@ class SecretManager(_Manager):
                    environment_name: str | None = None) -> list[Any]:
         """The named secrets, newest first, as handles (their values stay on the server)."""
         c = client_mod.current()
-        resp = await c.request("GET", "/v1/secrets", environment=environment_name)
+        resp = await c.request("GET", self._path, environment=environment_name)
         found = []
         for row in _newest(resp["secrets"], max_objects, created_before):
             secret = self._owner(name=row["name"],  # type: ignore[misc]
@@ -128,14 +132,3 @@ class SecretManager(_Manager):
             secret._ids[c.server_url] = row["id"]
             found.append(secret)
         return found
-
-    @live_method
-    async def delete(self, name: str, *, allow_missing: bool = False,
-                     environment_name: str | None = None) -> None:
-        """Delete the named secret, irreversibly."""
-        try:
-            await client_mod.current().request("DELETE", f"/v1/secrets/{name}",
-                                               environment=environment_name)
-        except NotFoundError:
-            if not allow_missing:
-                raise
