@@ -256,13 +256,18 @@ def test_operator_certificate_is_served_and_a_broken_one_is_named(tmp_path, monk
     from firebox.server.core.tunnels import self_signed
 
     chain, key = self_signed(tmp_path / "operator", "127.0.0.1")  # stands for the operator's
+    combined = tmp_path / "operator" / "combined.pem"  # the key in the chain's file too
+    combined.write_bytes(chain.read_bytes() + key.read_bytes())
     (tmp_path / "srv").mkdir()
     (tmp_path / "broken").mkdir()
     srv = ServerProcess(tmp_path / "srv", extra_env={
-        "FIREBOX_TLS_CERT": str(chain), "FIREBOX_TLS_KEY": str(key),
+        "FIREBOX_TLS_CERT": str(combined), "FIREBOX_TLS_KEY": str(key),
         "FIREBOX_SANDBOX_POOL": "0"})
     srv.start()
     try:
+        # Containers trust the operator's chain, and get none of its key.
+        bundle = (srv.state_dir / "ca-bundle.pem").read_bytes()
+        assert bundle.endswith(chain.read_bytes()) and b"PRIVATE KEY" not in bundle
         monkeypatch.setenv("FIREBOX_SERVER_URL", srv.url)
         monkeypatch.setenv("FIREBOX_TOKEN", srv.token)
         app = modal.App.lookup("operator-cert", create_if_missing=True)

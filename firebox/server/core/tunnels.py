@@ -22,6 +22,7 @@ import contextlib
 import datetime
 import ipaddress
 import logging
+import re
 import ssl
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
@@ -36,6 +37,7 @@ log = logging.getLogger("firebox.tunnels")
 CHUNK = 65536
 CONNECT_TIMEOUT = 10.0
 MAX_PORTS = 16  # tunnels one sandbox may ask for
+PEM_CERTIFICATE = re.compile(rb"-----BEGIN CERTIFICATE-----.+?-----END CERTIFICATE-----", re.S)
 
 # How a relay reaches the port it serves: an address, or a function that connects to a port.
 Streams = tuple[asyncio.StreamReader, asyncio.StreamWriter]
@@ -207,13 +209,15 @@ async def _pipe(src: asyncio.StreamReader, dst: asyncio.StreamWriter) -> None:
 
 def served_ca(state_dir: Path) -> bytes:
     """The certificates a client must trust for tunnels, PEM: those of the operator's chain
-    (FIREBOX_TLS_CERT), else the authority of the server's own (made here once)."""
+    (FIREBOX_TLS_CERT; only its certificates, should its key be in the same file), else the
+    authority of the server's own (made here once)."""
     cert = settings.TLS_CERT.get()
     if cert and settings.TLS_KEY.get():
         try:
-            return Path(cert).read_bytes()
+            chain = Path(cert).read_bytes()
         except OSError:
             return b""  # Tunnels.tls() says what is wrong when a tunnel is asked for
+        return b"".join(m.group(0) + b"\n" for m in PEM_CERTIFICATE.finditer(chain))
     return own_ca(state_dir / "tls").read_bytes()
 
 
