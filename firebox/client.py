@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import ipaddress
 import json
+import ssl
 import sys
 import time
 from collections.abc import AsyncIterator, Mapping
@@ -60,9 +61,10 @@ ENVIRONMENT_HEADER = "x-firebox-environment"
 
 class Client:
     def __init__(self, server_url: str, token: str, source: str = "",
-                 environment: str | None = None) -> None:
+                 environment: str | None = None, ca_file: str | None = None) -> None:
         self.server_url = server_url.rstrip("/")
         self.token = token
+        self.ca_file = ca_file  # trusted besides the system's over HTTPS (config.ca_file)
         self.source = source  # where the URL was set, named in the errors about reaching it
         # The workspace's environment every request names (None: the server's default, "main",
         # or inside a container its app's); a request may name another.
@@ -91,12 +93,17 @@ class Client:
             headers = {"Authorization": f"Bearer {self.token}"}
             if self.environment:
                 headers[ENVIRONMENT_HEADER] = self.environment
+            verify: ssl.SSLContext | bool = True
+            if self.ca_file and self.server_url.startswith("https:"):
+                verify = ssl.create_default_context()
+                verify.load_verify_locations(self.ca_file)
             self._http = httpx.AsyncClient(
                 base_url=self.server_url,
                 headers=headers,
                 timeout=httpx.Timeout(LONG_POLL + 30, connect=10),
                 limits=limits,
                 transport=transport,
+                verify=verify,
             )
         return self._http
 
@@ -146,6 +153,8 @@ class Client:
                     method, path, content=body, headers=headers, params=params
                 )
             except _transport_errors() as exc:
+                if untrusted := _certificate_refused(exc):  # no retry makes it trusted
+                    raise self._untrusted(untrusted) from None
                 nobody_listens = self.server_url not in _reached and self._refused_here(exc)
                 give_up_at = min(deadline, start + NEVER_REACHED_GRACE) if nobody_listens \
                     else deadline
@@ -197,6 +206,13 @@ class Client:
             f"Could not reach the firebox server at {self.server_url}{where}{during} "
             f"({_reason(exc)}); check that it runs and that the URL is right."
         )
+
+    def _untrusted(self, exc: ssl.SSLCertVerificationError) -> exceptions.ConnectionError:
+        where = f" (set in {self.source})" if self.source else ""
+        return exceptions.ConnectionError(
+            f"The server at {self.server_url}{where} has a certificate this machine does not "
+            f"trust ({exc.verify_message}); `firebox token set --server {self.server_url} "
+            "--token TOKEN` saves the server's, or set SSL_CERT_FILE to a file that holds it.")
 
     async def call(self, op: str, path: str, body: Mapping[str, Any], call_id: str | None = None
                    ) -> Any:
@@ -261,6 +277,13 @@ def _refused(exc: BaseException) -> bool:
     return cause is not None
 
 
+def _certificate_refused(exc: BaseException) -> ssl.SSLCertVerificationError | None:
+    cause: BaseException | None = exc
+    while cause is not None and not isinstance(cause, ssl.SSLCertVerificationError):
+        cause = cause.__cause__ or cause.__context__
+    return cause
+
+
 def _reason(exc: Exception) -> str:
     """What went wrong reaching a server, in words: httpx's message or its exception's name."""
     return "connection refused" if _refused(exc) else str(exc) or type(exc).__name__
@@ -321,5 +344,5 @@ def current() -> Client:
         )
     if _client is None or (_client.server_url, _client.token, _client.environment) != (
             cfg.server_url, cfg.token, cfg.environment):
-        _client = Client(cfg.server_url, cfg.token, cfg.source, cfg.environment)
+        _client = Client(cfg.server_url, cfg.token, cfg.source, cfg.environment, cfg.ca_file)
     return _client

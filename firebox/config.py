@@ -33,6 +33,28 @@ def state_dir() -> Path:
 DEFAULT_PROFILE = "default"  # an old flat config.toml's one profile, and the first one written
 
 
+def ca_file(profile: str) -> Path:
+    """Where the certificate a profile's server serves tunnels (and HTTPS) under is kept:
+    ~/.firebox/tls/<profile>.pem, saved by `firebox token set` and by the server for its
+    own profile. Clients trust it with verify= or SSL_CERT_FILE (docs/sandboxes.md)."""
+    return config_dir() / "tls" / f"{profile}.pem"
+
+
+def embedded_tls_dir() -> Path:
+    """Where embedded servers keep their certificate authority (ca.pem), the same for every
+    `firebox run`."""
+    return config_dir() / "tls" / "embedded"
+
+
+def save_ca(profile: str, pem: bytes) -> Path:
+    path = ca_file(profile)
+    path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+    tmp = path.with_suffix(".tmp")
+    tmp.write_bytes(pem)
+    os.replace(tmp, path)
+    return path
+
+
 @dataclass(frozen=True)
 class ClientConfig:
     server_url: str
@@ -40,6 +62,7 @@ class ClientConfig:
     source: str = ""  # where server_url was set: a variable's name or the file's path
     environment: str | None = None  # None: the workspace's "main"
     profile: str = ""
+    ca_file: str | None = None  # the profile's server's certificate, trusted over HTTPS
 
 
 def _read_toml() -> dict[str, Any]:
@@ -151,9 +174,10 @@ def load() -> ClientConfig | None:
             f"set --server {url} --token TOKEN`, or set {settings.TOKEN.name}."
         )
     environment = requested_environment() or stored.get("environment")
+    ca = ca_file(profile) if profile else None
     return ClientConfig(server_url=url.rstrip("/"), token=token, source=source,
                         environment=environment or None,
-                        profile=profile or "")
+                        profile=profile or "", ca_file=str(ca) if ca and ca.exists() else None)
 
 
 # The environment `-e/--env` chose for this command (over FIREBOX_ENVIRONMENT and the profile's).

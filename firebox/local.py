@@ -16,6 +16,7 @@ from . import server  # noqa: F401
 # isort: split
 import uvicorn
 
+from . import config
 from .server.api.app import create_app
 from .server.api.limits import max_message_bytes
 from .server.core.plane import Settings
@@ -42,6 +43,11 @@ class EmbeddedServer:
     def start(self) -> EmbeddedServer:
         settings = Settings.for_state_dir(self.state_dir, self.url)
         settings.socket = self.state_dir / "server.sock"
+        try:  # one authority for every run, so that its ca.pem is trusted once
+            config.embedded_tls_dir().mkdir(parents=True, exist_ok=True, mode=0o700)
+            settings.tls_dir = config.embedded_tls_dir()
+        except OSError:
+            pass  # a read-only home: this run's own, in its state directory
         started = threading.Event()
 
         def run() -> None:

@@ -1,16 +1,23 @@
 """Tunnels: a sandbox's ports (and a function container's, with forward()) reached from outside
 through the server, TLS and plain TCP, with the clients a user would use (httpx trusting the
-server's CA, raw sockets)."""
+server's CA, raw sockets); the certificate trusted in containers and sandboxes, and on a user's
+machine by the path `firebox token set` saves it at."""
 
+import asyncio
+import contextlib
 import os
 import shutil
 import socket
 import ssl
+import threading
 import time
+import urllib.error
+import urllib.request
 
 import httpx
 import pytest
 from helpers import eventually
+from other_workspace import run_cli
 
 import firebox as modal
 from firebox.exception import InvalidError
@@ -150,6 +157,64 @@ def test_containers_and_sandboxes_trust_the_tunnels_certificate(served, server):
             "env": {"SSL_CERT_FILE": ours, "REQUESTS_CA_BUNDLE": "/theirs.pem",
                     "CURL_CA_BUNDLE": ours, "NODE_EXTRA_CA_CERTS": ours},
             "firebox": True, "system": True}
+
+
+@contextlib.contextmanager
+def tls_front(server):
+    """The server's API over HTTPS, as an operator's proxy would serve it, with the certificate
+    its tunnels are served under."""
+    from firebox.server.core.tunnels import relay
+
+    tls = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    tls.load_cert_chain(server.state_dir / "tls" / "cert.pem", server.state_dir / "tls" / "key.pem")
+    loop = asyncio.new_event_loop()
+    front = loop.run_until_complete(asyncio.start_server(
+        lambda r, w: relay(r, w, lambda: asyncio.open_connection("127.0.0.1", server.port)),
+        "127.0.0.1", 0, ssl=tls))
+    thread = threading.Thread(target=loop.run_forever, daemon=True)
+    thread.start()
+    try:
+        yield f"https://127.0.0.1:{front.sockets[0].getsockname()[1]}"
+    finally:
+        loop.call_soon_threadsafe(loop.stop)
+        thread.join(5)
+        front.close()
+
+
+def test_a_users_machine_trusts_the_certificate_token_set_saves(served, server, tmp_path,
+                                                                 monkeypatch):
+    laptop = {k: v for k, v in os.environ.items() if not k.startswith("FIREBOX_")}
+    laptop["FIREBOX_CONFIG_DIR"] = str(tmp_path / "laptop")
+    saved = run_cli(laptop, "token", "set", "--server", server.url, "--token", server.token)
+    assert saved.returncode == 0, saved.stderr
+    ca = tmp_path / "laptop" / "tls" / "main.pem"  # the profile is the workspace's name
+    assert f"SSL_CERT_FILE={ca}" in saved.stdout
+    assert ca.read_bytes() == (server.config_dir / "tls" / "default.pem").read_bytes()
+
+    url = served.tunnels()[8000].url + "/index.html"
+    assert eventually(lambda: fetch(url, str(ca)), timeout=30)
+    monkeypatch.setenv("SSL_CERT_FILE", str(ca))
+    with urllib.request.urlopen(url, timeout=10) as answer:
+        assert answer.read() == b"served from inside the sandbox"
+    monkeypatch.delenv("SSL_CERT_FILE")
+    with pytest.raises(urllib.error.URLError, match="CERTIFICATE_VERIFY_FAILED"):
+        urllib.request.urlopen(url, timeout=10)
+
+    # The firebox client trusts it too, for a server it reaches over HTTPS.
+    with tls_front(server) as https_url:
+        laptop["FIREBOX_SERVER_URL"] = https_url
+        info = run_cli(laptop, "token", "info")
+        assert info.returncode == 0, info.stderr
+        assert f"tls:       its tunnels' certificate is in {ca}" in info.stdout
+        ca.unlink()
+        refused = run_cli(laptop, "token", "info")
+        assert refused.returncode == 1, refused.stderr
+        # At once, not after retrying for minutes: no retry makes a certificate trusted.
+        assert refused.stderr == (
+            f"Error: The server at {https_url} (set in FIREBOX_SERVER_URL) has a certificate "
+            "this machine does not trust (self-signed certificate in certificate chain); "
+            f"`firebox token set --server {https_url} --token TOKEN` saves the server's, or set "
+            "SSL_CERT_FILE to a file that holds it.\n")
 
 
 def test_encrypted_and_unencrypted_ports(served, server):

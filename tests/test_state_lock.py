@@ -47,14 +47,20 @@ def test_the_state_dir_is_free_again_once_its_server_is_gone(tmp_path):
         second.stop()
 
 
-def test_embedded_servers_hold_state_dirs_of_their_own():
+def test_embedded_servers_hold_state_dirs_of_their_own(tmp_path, monkeypatch):
     from firebox.local import EmbeddedServer
 
+    monkeypatch.setenv("FIREBOX_CONFIG_DIR", str(tmp_path))
     one, two = EmbeddedServer().start(), EmbeddedServer().start()
     try:
         assert one.state_dir != two.state_dir
         for embedded in (one, two):
             assert httpx.get(embedded.url + "/health", timeout=10).status_code == 200
+        # ... but one certificate authority for tunnels, where the client config lives, so a
+        # user trusts every `firebox run`'s tunnels with one file; their containers trust it.
+        ca = (tmp_path / "tls" / "embedded" / "ca.pem").read_bytes()
+        for embedded in (one, two):
+            assert (embedded.state_dir / "ca-bundle.pem").read_bytes().endswith(ca)
     finally:
         one.stop()
         two.stop()

@@ -9,7 +9,7 @@ import click
 
 from .. import _sync, config
 from .. import client as client_mod
-from ..exception import AuthError
+from ..exception import AuthError, NotFoundError
 from ..wire import settings
 from .common import request
 
@@ -35,12 +35,22 @@ def token_info(as_json: bool) -> None:
     click.echo(f"token:     a {info['kind']} token, from {info['token_from']}")
     if info["profile"]:
         click.echo(f"profile:   {info['profile']}")
+    ca = config.ca_file(info["profile"]) if info["profile"] else None
+    if ca is not None and ca.exists():
+        click.echo(f"tls:       its tunnels' certificate is in {ca}")
 
 
-async def _check(server_url: str, token: str) -> dict[str, str]:
+async def _check(server_url: str, token: str) -> tuple[dict[str, str], str | None]:
+    """The token's workspace and kind, and the certificate the server's tunnels are served
+    under (None from a server too old to say)."""
     c = client_mod.Client(server_url, token)
     try:
-        return await c.request("GET", "/v1/token")  # type: ignore[no-any-return]
+        info = await c.request("GET", "/v1/token")
+        try:
+            ca = (await c.request("GET", "/v1/tls/ca"))["pem"]
+        except NotFoundError:
+            ca = None
+        return info, ca
     finally:
         await c.close()
 
@@ -59,10 +69,10 @@ def token_set(server_url: str, token: str, profile: str | None, activate: bool,
               no_verify: bool) -> None:
     """Save a server and its token as a profile of this machine's client config."""
     server_url = server_url.rstrip("/")
-    workspace = None
+    workspace = ca = None
     if not no_verify:
         try:
-            info = _sync.run(_check(server_url, token))
+            info, ca = _sync.run(_check(server_url, token))
         except AuthError:
             raise AuthError(f"The server at {server_url} refused this token; check it, or make "
                             "one with `firebox token new` on a machine that has one.") from None
@@ -73,6 +83,10 @@ def token_set(server_url: str, token: str, profile: str | None, activate: bool,
     click.echo(f"Saved the server {server_url} and its token as profile '{profile}' in {path}"
                + (", and activated it." if activate else
                   f"; `firebox profile activate {profile}` uses it."))
+    if ca:
+        saved = config.save_ca(profile, ca.encode())
+        click.echo(f"Saved the certificate its tunnels are served under in {saved}; trust it "
+                   f"with SSL_CERT_FILE={saved} (or verify=, curl --cacert).")
     overriding = [s.name for s in (settings.SERVER_URL, settings.TOKEN, settings.PROFILE)
                   if s.get()]
     if overriding:

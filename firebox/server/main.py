@@ -19,6 +19,7 @@ from ..wire import settings as variables
 from .api.app import create_app
 from .api.limits import max_message_bytes
 from .core.plane import BACKENDS, Settings
+from .core.tunnels import served_ca
 from .core.workspaces import ADMIN, Identity, create_token, ensure_workspace, token_identity
 
 log = logging.getLogger("firebox.server")
@@ -145,6 +146,8 @@ def serve_forever(host: str, port: int, state_dir: Path, database_url: str | Non
         path = config.write_profile(config.DEFAULT_PROFILE, url, token, activate=None)
         print(f"firebox: wrote the client config for {url} to {path} (profile "
               f"'{config.DEFAULT_PROFILE}')", flush=True)
+    if ca := served_ca(settings.tunnels_tls):  # what the profile's clients trust for tunnels
+        config.save_ca(config.DEFAULT_PROFILE, ca)
     print(f"firebox: server listening on {url} (state in {state_dir})", flush=True)
     server = uvicorn.Server(
         uvicorn.Config(create_app(settings), log_level="warning", lifespan="on",

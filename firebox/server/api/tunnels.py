@@ -1,5 +1,5 @@
 """forward() from inside a function's or class's container: the routes that open and close a
-tunnel to one of its ports (core/forwards.py)."""
+tunnel to one of its ports (core/forwards.py); the certificate tunnels are served under."""
 
 from __future__ import annotations
 
@@ -24,7 +24,14 @@ async def close_tunnel(request: Request) -> Response:
     return packed({})
 
 
+async def tls_ca(request: Request) -> Response:
+    """The certificates a client trusts for this server's tunnels (`firebox token set` saves
+    them)."""
+    return packed({"pem": plane(request).tunnels.ca().decode()})
+
+
 routes = [
+    Route("/v1/tls/ca", tls_ca, methods=["GET"]),
     Route("/v1/tunnels", open_tunnel, methods=["POST"]),
     Route("/v1/tunnels/{port:int}", close_tunnel, methods=["DELETE"]),
 ]

@@ -56,6 +56,12 @@ class Settings:
     socket: Path | None = None  # a unix socket it also listens on, for its containers
     bind_host: str = "127.0.0.1"  # the interface its API listens on; sandbox tunnels too
     backend: str = "local"  # what launches containers: a name in BACKENDS
+    # Where its own certificate authority for tunnels lives; None: <state>/tls.
+    tls_dir: Path | None = None
+
+    @property
+    def tunnels_tls(self) -> Path:
+        return self.tls_dir or self.state_dir / "tls"
 
     @classmethod
     def for_state_dir(cls, state_dir: Path, url: str, database_url: str | None = None) -> Settings:
@@ -78,7 +84,7 @@ def _local_backend(cp: ControlPlane) -> Backend:
             variables.MODAL_IS_REMOTE.name: "1",
         },
         server_socket=settings.socket,
-        ca_bundle=trust_bundle(settings.state_dir),
+        ca_bundle=trust_bundle(settings.state_dir, settings.tunnels_tls),
     )
 
 
@@ -119,7 +125,7 @@ class ControlPlane:
         self.calls = Calls(self.db, self.outputs, self.scheduler, self.vault, self.load_function)
         self.waiters = Waiters()  # blocked Queue gets and puts, woken by changes
         # Ports of sandboxes and containers reached from outside (forward(), encrypted_ports=).
-        self.tunnels = Tunnels(settings.state_dir, settings.bind_host,
+        self.tunnels = Tunnels(settings.tunnels_tls, settings.bind_host,
                                urlparse(settings.url).hostname or "127.0.0.1")
         self.sandboxes = SandboxManager(self)
         self.web_endpoints = WebEndpoints(self.db, settings.url, self.load_function,

@@ -8,8 +8,9 @@ network, which the backend reports (SandboxProcess.address): the sandbox's serve
 `encrypted_ports` get a TLS listener; `unencrypted_ports` get a plain TCP listener too.
 
 TLS uses the operator's certificate (FIREBOX_TLS_CERT and FIREBOX_TLS_KEY, PEM files) or else a
-certificate signed by an authority the server makes once in <state>/tls/; clients trust that
-authority's ca.pem (`httpx.get(tunnel.url, verify="<state>/tls/ca.pem")`). FIREBOX_TUNNEL_HOST
+certificate signed by an authority the server makes once in <state>/tls/ (an embedded server in
+the client config's tls/embedded/, so that it stays the same from run to run); clients trust
+that authority's ca.pem, which `firebox token set` saves (config.ca_file). FIREBOX_TUNNEL_HOST
 sets the host name tunnels are advertised under (default: the host of the server's URL).
 Containers and sandboxes trust it without being told: trust_bundle() is the host's system
 certificates and that authority (or the operator's chain), which the backend binds into each.
@@ -20,11 +21,12 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import datetime
+import fcntl
 import ipaddress
 import logging
 import re
 import ssl
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -87,8 +89,8 @@ def check_ports(encrypted: Any, unencrypted: Any) -> dict[int, bool]:
 
 
 class Tunnels:
-    def __init__(self, state_dir: Path, bind_host: str, advertised_host: str) -> None:
-        self.state_dir = state_dir
+    def __init__(self, tls_dir: Path, bind_host: str, advertised_host: str) -> None:
+        self.tls_dir = tls_dir  # the server's own authority and certificate (self_signed)
         self.bind_host = bind_host
         self.host = settings.TUNNEL_HOST.get() or advertised_host
         self.open_: dict[str, Open] = {}
@@ -100,7 +102,7 @@ class Tunnels:
             if cert_env and key:
                 cert, keyfile = Path(cert_env), Path(key)
             else:
-                cert, keyfile = self_signed(self.state_dir / "tls", self.host)
+                cert, keyfile = self_signed(self.tls_dir, self.host)
             ctx = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
             try:
                 ctx.load_cert_chain(cert, keyfile)
@@ -129,6 +131,10 @@ class Tunnels:
             await self.close(owner)
             raise
         return state.endpoints
+
+    def ca(self) -> bytes:
+        """What clients trust for tunnels (served_ca), PEM."""
+        return served_ca(self.tls_dir)
 
     def endpoints(self, owner: str) -> dict[int, Endpoint]:
         state = self.open_.get(owner)
@@ -207,7 +213,7 @@ async def _pipe(src: asyncio.StreamReader, dst: asyncio.StreamWriter) -> None:
         dst.close()
 
 
-def served_ca(state_dir: Path) -> bytes:
+def served_ca(tls_dir: Path) -> bytes:
     """The certificates a client must trust for tunnels, PEM: those of the operator's chain
     (FIREBOX_TLS_CERT; only its certificates, should its key be in the same file), else the
     authority of the server's own (made here once)."""
@@ -218,10 +224,10 @@ def served_ca(state_dir: Path) -> bytes:
         except OSError:
             return b""  # Tunnels.tls() says what is wrong when a tunnel is asked for
         return b"".join(m.group(0) + b"\n" for m in PEM_CERTIFICATE.finditer(chain))
-    return own_ca(state_dir / "tls").read_bytes()
+    return own_ca(tls_dir).read_bytes()
 
 
-def trust_bundle(state_dir: Path) -> Path:
+def trust_bundle(state_dir: Path, tls_dir: Path) -> Path:
     """<state>/ca-bundle.pem: this host's system certificates and served_ca(), written on each
     start, for containers' and sandboxes' SSL_CERT_FILE."""
     paths = ssl.get_default_verify_paths()
@@ -232,7 +238,7 @@ def trust_bundle(state_dir: Path) -> Path:
             break
     bundle = state_dir / "ca-bundle.pem"
     tmp = bundle.with_suffix(".tmp")
-    tmp.write_bytes(system.rstrip(b"\n") + b"\n" + served_ca(state_dir))
+    tmp.write_bytes(system.rstrip(b"\n") + b"\n" + served_ca(tls_dir))
     tmp.chmod(0o644)
     tmp.rename(bundle)
     return bundle
@@ -243,12 +249,27 @@ def own_ca(directory: Path) -> Path:
     ca_path, ca_key_path = directory / "ca.pem", directory / "ca-key.pem"
     if ca_path.exists() and ca_key_path.exists():
         return ca_path
+    with _locked(directory):
+        if not (ca_path.exists() and ca_key_path.exists()):
+            _make_ca(ca_path, ca_key_path)
+    return ca_path
+
+
+@contextlib.contextmanager
+def _locked(directory: Path) -> Iterator[None]:
+    """Embedded servers side by side share their directory: one at a time makes its files."""
+    directory.mkdir(parents=True, exist_ok=True, mode=0o700)
+    with open(directory / ".lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        yield
+
+
+def _make_ca(ca_path: Path, ca_key_path: Path) -> None:
     from cryptography import x509
     from cryptography.hazmat.primitives import hashes, serialization
     from cryptography.hazmat.primitives.asymmetric import ec
     from cryptography.x509.oid import NameOID
 
-    directory.mkdir(parents=True, exist_ok=True, mode=0o700)
     key = ec.generate_private_key(ec.SECP256R1())
     name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "firebox tunnels CA")])
     ca = (_builder(name, name, key.public_key())
@@ -259,8 +280,9 @@ def own_ca(directory: Path) -> Path:
               key_agreement=False, encipher_only=False, decipher_only=False), critical=True)
           .sign(key, hashes.SHA256()))
     _key_file(ca_key_path, key)
-    ca_path.write_bytes(ca.public_bytes(serialization.Encoding.PEM))
-    return ca_path
+    tmp = ca_path.with_suffix(".tmp")
+    tmp.write_bytes(ca.public_bytes(serialization.Encoding.PEM))
+    tmp.rename(ca_path)
 
 
 def _key_file(path: Path, key: Any) -> None:
@@ -289,6 +311,12 @@ def self_signed(directory: Path, host: str) -> tuple[Path, Path]:
     """A certificate for host (and localhost) signed by a certificate authority of this server,
     both made once and kept (ca.pem is what clients trust); a new leaf when the advertised host
     changed. Returns the certificate chain and the key."""
+    ca_path = own_ca(directory)
+    with _locked(directory):
+        return _leaf(directory, ca_path, host)
+
+
+def _leaf(directory: Path, ca_path: Path, host: str) -> tuple[Path, Path]:
     from cryptography import x509
     from cryptography.hazmat.primitives import hashes, serialization
     from cryptography.hazmat.primitives.asymmetric import ec
@@ -306,7 +334,6 @@ def self_signed(directory: Path, host: str) -> tuple[Path, Path]:
         have = leaf.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
         if all(n in have for n in names):
             return chain_path, key_path
-    ca_path = own_ca(directory)
     ca = x509.load_pem_x509_certificate(ca_path.read_bytes())
     ca_key = serialization.load_pem_private_key((directory / "ca-key.pem").read_bytes(), None)
     assert isinstance(ca_key, ec.EllipticCurvePrivateKey)
@@ -322,5 +349,7 @@ def self_signed(directory: Path, host: str) -> tuple[Path, Path]:
             .sign(ca_key, hashes.SHA256()))
     _key_file(key_path, key)
     pem = serialization.Encoding.PEM
-    chain_path.write_bytes(leaf.public_bytes(pem) + ca.public_bytes(pem))
+    tmp = chain_path.with_suffix(".tmp")
+    tmp.write_bytes(leaf.public_bytes(pem) + ca.public_bytes(pem))
+    tmp.rename(chain_path)
     return chain_path, key_path
