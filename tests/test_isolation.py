@@ -165,6 +165,7 @@ def test_gvisor_function_runs_on_the_gvisor_kernel(server):
     code, listed, errors = result["ls"]
     assert code == 0 and "usr" in listed.split(), errors  # `ls DIR` works: the statx shim
     assert result["stat"] == (0, "directory\n")
+    assert result["trusts_firebox"]  # /.firebox/ca-bundle.pem is bound in under gVisor too
     assert healthy(server)
 
 
