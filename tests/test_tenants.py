@@ -390,7 +390,7 @@ def test_a_bad_stored_row_stops_only_its_app(own_server):
     assert listed.returncode == 0
     line = next(x for x in listed.stdout.splitlines() if "tenant-broken" in x)
     assert "stopped" in line
-    history = own_server.cli("app", "history", "tenant-broken")
+    history = own_server.cli("app", "history", "tenant-broken", "--events")
     assert "failed" in history.stdout and "schedule" in history.stdout
     assert "Application startup failed" not in own_server.log.read_text()
 
