@@ -131,8 +131,11 @@ def test_server_state_and_client_config_are_hidden(app, server):
             out = sb.exec("cat", str(path)).stderr.read()
             assert "No such file" in out
         home = Path.home() / ".firebox"
-        if home.exists():
-            assert sb.filesystem.list_files(str(home)) == []
+        if home.exists():  # the client config dir of whoever runs the tests: not there, or empty
+            try:
+                assert sb.filesystem.list_files(str(home)) == []
+            except FileNotFoundError:
+                pass
     finally:
         sb.terminate()
 
