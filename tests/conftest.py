@@ -17,6 +17,12 @@ import pytest
 
 REPO = Path(__file__).resolve().parent.parent
 
+# pytest-xdist's workers run with COLUMNS=80 and LINES=24, which the CLI's tables take as a
+# terminal's width and fold long names to; the CLI the tests run prints to pipes, as a user's
+# script would see it.
+for _size in ("COLUMNS", "LINES"):
+    os.environ.pop(_size, None)
+
 
 def free_port() -> int:
     with socket.socket() as s:

@@ -304,8 +304,9 @@ def test_call_channel_frames_share_the_budget(tmp_path):
     assert [r["status"] for r in replies] == [404] * 30
     # 30 frames of 20 MiB: 555 MB read ahead without the budget. With it: the 64 MiB budget, the
     # two frames uvicorn reads ahead, and the copies of the frame being read (the socket's buffer,
-    # the assembled message, its unpacked bytes): under 200 MB alone, 261 MB in one CI run.
-    assert growth < 330, f"the server grew by {growth:.0f} MB under 30 frames"
+    # the assembled message, its unpacked bytes): under 200 MB alone, 261 MB in one CI run,
+    # 340 MB beside another worker's tests (the slower it reads, the more frames are in flight).
+    assert growth < 420, f"the server grew by {growth:.0f} MB under 30 frames"
 
 
 def test_a_body_that_finds_no_room_in_time_is_answered_503_unread(monkeypatch):
