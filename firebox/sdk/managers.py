@@ -49,6 +49,21 @@ class _Manager:
     def _path(self) -> str:
         return str(getattr(self._owner, "_path", ""))
 
+    def _handle(self, row: dict[str, Any], environment_name: str | None, server: str) -> Any:
+        """A handle on the listed object row names."""
+        raise NotImplementedError
+
+    @live_method
+    async def list(self, *, max_objects: int | None = None,
+                   created_before: datetime.datetime | str | None = None,
+                   environment_name: str | None = None) -> list[Any]:
+        """The named objects, newest first, as handles."""
+        c = client_mod.current()
+        resp = await c.request("GET", self._path, environment=environment_name)
+        rows = resp[self._path.rsplit("/", 1)[-1]]  # {"dicts": [...]}, {"secrets": [...]}
+        return [self._handle(row, environment_name, c.server_url)
+                for row in _newest(rows, max_objects, created_before)]
+
     @live_method
     async def delete(self, name: str, *, allow_missing: bool = False,
                      environment_name: str | None = None) -> None:
@@ -77,21 +92,11 @@ class ObjectManager(_Manager):
             raise AlreadyExistsError(f"A {kind} named '{name}' exists already; pass "
                                      "allow_existing=True to accept it.")
 
-    @live_method
-    async def list(self, *, max_objects: int | None = None,
-                   created_before: datetime.datetime | str | None = None,
-                   environment_name: str | None = None) -> list[Any]:
-        """The named objects, newest first, as handles."""
-        c = client_mod.current()
-        resp = await c.request("GET", self._path, environment=environment_name)
-        plural = self._path.rsplit("/", 1)[-1]
-        found = []
-        for row in _newest(resp[plural], max_objects, created_before):
-            obj = self._owner(row["name"], object_id=row["id"],  # type: ignore[misc]
-                              environment_name=environment_name)
-            obj._server = c.server_url
-            found.append(obj)
-        return found
+    def _handle(self, row: dict[str, Any], environment_name: str | None, server: str) -> Any:
+        obj = self._owner(row["name"], object_id=row["id"],  # type: ignore[misc]
+                          environment_name=environment_name)
+        obj._server = server
+        return obj
 
 
 class SecretManager(_Manager):
@@ -118,17 +123,8 @@ class SecretManager(_Manager):
             if not allow_existing:
                 raise
 
-    @live_method
-    async def list(self, *, max_objects: int | None = None,
-                   created_before: datetime.datetime | str | None = None,
-                   environment_name: str | None = None) -> list[Any]:
-        """The named secrets, newest first, as handles (their values stay on the server)."""
-        c = client_mod.current()
-        resp = await c.request("GET", self._path, environment=environment_name)
-        found = []
-        for row in _newest(resp["secrets"], max_objects, created_before):
-            secret = self._owner(name=row["name"],  # type: ignore[misc]
-                                 environment_name=environment_name)
-            secret._ids[c.server_url] = row["id"]
-            found.append(secret)
-        return found
+    def _handle(self, row: dict[str, Any], environment_name: str | None, server: str) -> Any:
+        secret = self._owner(name=row["name"],  # type: ignore[misc]
+                             environment_name=environment_name)  # its values stay on the server
+        secret._ids[server] = row["id"]
+        return secret
