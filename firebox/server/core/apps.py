@@ -129,13 +129,10 @@ async def register_functions(cp: ControlPlane, who: Identity, app: sa.Row[Any],
     left_out = {fid for name, fid in existing.items() if name not in dict(functions)}
     now = time.time()
     version: list[int] = []
-    by = (await cp.db.read(sa.select(s.workspaces.c.name)
-                           .where(s.workspaces.c.id == who.workspace_id)))[0][0]
-
     async def op(conn: AsyncConnection) -> None:
         if app.state == "deployed":
             version.append(await _record_version(conn, app.id, functions, tag, rollback_of, now,
-                                                 deployer, by))
+                                                 deployer, who.workspace_id))
         if left_out:
             await conn.execute(s.functions.update().where(s.functions.c.id.in_(left_out))
                                .values(active=False))
@@ -186,8 +183,11 @@ async def register_functions(cp: ControlPlane, who: Identity, app: sa.Row[Any],
 async def _record_version(conn: AsyncConnection, app_id: str,
                           functions: list[tuple[str, dict[str, Any]]], tag: str,
                           rollback_of: int | None, now: float, deployer: Deployer,
-                          deployed_by: str) -> int:
-    """Store what a deploy registered as the app's next version, in the deploy's transaction."""
+                          workspace_id: str) -> int:
+    """Store what a deploy registered as the app's next version, in the deploy's transaction;
+    deployed by the workspace's name."""
+    deployed_by = (await conn.execute(
+        sa.select(s.workspaces.c.name).where(s.workspaces.c.id == workspace_id))).scalar_one()
     last = (await conn.execute(
         sa.select(sa.func.max(s.app_versions.c.version)).where(s.app_versions.c.app_id == app_id)
     )).scalar()
@@ -220,25 +220,26 @@ async def rollback(cp: ControlPlane, who: Identity, app: sa.Row[Any], to: int | 
     if app.state != "deployed":
         raise invalid(f"Only a deployed app can be rolled back; '{app.name or app.id}' is "
                       f"{app.state}. Deploy it with `firebox deploy`.")
-    rows = await cp.db.read(
-        sa.select(s.app_versions.c.version, s.app_versions.c.functions)
+    kept = [r[0] for r in await cp.db.read(
+        sa.select(s.app_versions.c.version)
         .where(s.app_versions.c.app_id == app.id).order_by(s.app_versions.c.version)
-    )
-    if not rows:
+    )]
+    if not kept:
         raise invalid(f"App '{app.name}' has no recorded versions to roll back to (it was "
                       "deployed before firebox kept them); deploy it again first.")
-    current = rows[-1].version
+    current = kept[-1]
     target = to if to is not None else current - 1
-    by_version = {r.version: r.functions for r in rows}
     if target == current:
         raise invalid(f"v{current} is the current version of '{app.name}'; name an earlier one "
                       f"(`firebox app history {app.name}` lists them).")
-    if target not in by_version:
-        known = ", ".join(f"v{v}" for v in sorted(by_version)) or "none"
+    if target not in kept:
+        known = ", ".join(f"v{v}" for v in kept)
         what = (f"'{app.name}' has only one version (v{current})" if target < 1 and to is None
                 else f"'{app.name}' has no version v{target} (it has: {known})")
         raise not_found(f"Cannot roll back: {what}.")
-    entries = [(name, spec) for name, spec in json.loads(by_version[target])]
+    stored = (await cp.db.read(sa.select(s.app_versions.c.functions).where(
+        s.app_versions.c.app_id == app.id, s.app_versions.c.version == target)))[0][0]
+    entries = [(name, spec) for name, spec in json.loads(stored)]
     result = await register_functions(cp, who, app, entries, "", rollback_of=target,
                                       deployer=deployer)
     return {**result, "rollback_of": target}
