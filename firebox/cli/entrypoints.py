@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import datetime
 import importlib.util
 import inspect
@@ -10,7 +11,7 @@ import re
 import sys
 import traceback
 import typing
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from types import ModuleType
 from typing import Any
@@ -47,22 +48,15 @@ def import_module_path(name: str) -> ModuleType:
     for loaded in [k for k in sys.modules if k == name or k.startswith(f"{name}.")]:
         del sys.modules[loaded]  # `firebox serve` imports it again after a change
     importlib.invalidate_caches()
-    try:
-        return importlib.import_module(name)
-    except ModuleNotFoundError as exc:
-        if exc.name and (name == exc.name or name.startswith(f"{exc.name}.")):
-            raise click.UsageError(
-                f"No module named '{name}' from {cwd}: run this in the directory that holds its "
-                "package, or give the file's path (app.py).") from None
-        click.echo(_user_traceback(exc, None), err=True, nl=False)
-        raise click.ClickException(f"{name} failed to load ({type(exc).__name__}, above); fix it "
-                                   "and run again.") from None
-    except Error as exc:
-        raise type(exc)(f"{_where_user_code_was(exc)}{exc}") from None
-    except Exception as exc:
-        click.echo(_user_traceback(exc, None), err=True, nl=False)
-        raise click.ClickException(f"{name} failed to load ({type(exc).__name__}, above); fix it "
-                                   "and run again.") from None
+    with _loading(name, None):
+        try:
+            return importlib.import_module(name)
+        except ModuleNotFoundError as exc:
+            if exc.name and (name == exc.name or name.startswith(f"{exc.name}.")):
+                raise click.UsageError(
+                    f"No module named '{name}' from {cwd}: run this in the directory that holds "
+                    "its package, or give the file's path (app.py).") from None
+            raise  # a module the user's code imports: their traceback, as for any error
 
 
 def import_file(path_text: str) -> ModuleType:
@@ -77,16 +71,26 @@ def import_file(path_text: str) -> ModuleType:
     assert spec is not None and spec.loader is not None
     module = importlib.util.module_from_spec(spec)
     sys.modules[name] = module
-    try:
+    with _loading(path_text, path):
         spec.loader.exec_module(module)
-    except Error as exc:  # firebox refused something the file asks for: the message says what
+    return module
+
+
+@contextlib.contextmanager
+def _loading(shown: str, path: Path | None) -> Iterator[None]:
+    """Running the user's module (the file at path, or a module path): a firebox refusal is one
+    line with where in the user's code; any other error, the user's traceback, then one line."""
+    try:
+        yield
+    except click.ClickException:
+        raise
+    except Error as exc:  # firebox refused something the code asks for: the message says what
         raise type(exc)(f"{_where_user_code_was(exc)}{exc}") from None
     except Exception as exc:
         click.echo(_user_traceback(exc, path), err=True, nl=False)
         raise click.ClickException(
-            f"{path_text} failed to load ({type(exc).__name__}, above); fix it and run again."
+            f"{shown} failed to load ({type(exc).__name__}, above); fix it and run again."
         ) from None
-    return module
 
 
 FIREBOX_DIR = str(Path(__file__).resolve().parents[1])
