@@ -17,10 +17,8 @@ from . import server  # noqa: F401
 import uvicorn
 
 from . import config
-from .server.api.app import create_app
-from .server.api.limits import max_message_bytes
 from .server.core.plane import Settings
-from .server.main import WS_QUEUE, bind, bind_unix, bootstrap, lock_state_dir, name_holder
+from .server.main import bind, bind_unix, bootstrap, lock_state_dir, name_holder, uvicorn_config
 
 
 class EmbeddedServer:
@@ -55,11 +53,7 @@ class EmbeddedServer:
             asyncio.set_event_loop(loop)
             try:
                 self.token = loop.run_until_complete(bootstrap(settings))
-                self._server = uvicorn.Server(
-                    uvicorn.Config(create_app(settings), log_level="warning", lifespan="on",
-                                   timeout_graceful_shutdown=5, ws_max_size=max_message_bytes(),
-                                   ws_max_queue=WS_QUEUE)
-                )
+                self._server = uvicorn.Server(uvicorn_config(settings))
                 sockets = [self.sock, self.unix]
                 task = loop.create_task(self._server.serve(sockets=sockets))
 

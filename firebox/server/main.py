@@ -27,6 +27,15 @@ log = logging.getLogger("firebox.server")
 # payload, and the app holds a sender back by not reading, which only works with few queued.
 WS_QUEUE = 2
 
+
+def uvicorn_config(settings: Settings) -> uvicorn.Config:
+    """How uvicorn serves the API and the endpoints' hosts, here and in the embedded server."""
+    return uvicorn.Config(create_app(settings), log_level="warning", lifespan="on",
+                          timeout_graceful_shutdown=5, ws_max_size=max_message_bytes(),
+                          ws_max_queue=WS_QUEUE,
+                          # X-Forwarded-Proto/-For are believed only from these addresses
+                          forwarded_allow_ips=variables.TRUSTED_PROXIES.get())
+
 DEFAULT_WORKSPACE = "main"
 LOCK_FILE = "server.lock"  # in the state directory: held by its server, names it
 
@@ -149,11 +158,7 @@ def serve_forever(host: str, port: int, state_dir: Path, database_url: str | Non
     if ca := served_ca(settings.tunnels_tls):  # what the profile's clients trust for tunnels
         config.save_ca(config.DEFAULT_PROFILE, ca)
     print(f"firebox: server listening on {url} (state in {state_dir})", flush=True)
-    server = uvicorn.Server(
-        uvicorn.Config(create_app(settings), log_level="warning", lifespan="on",
-                       timeout_graceful_shutdown=5, ws_max_size=max_message_bytes(),
-                       ws_max_queue=WS_QUEUE)
-    )
+    server = uvicorn.Server(uvicorn_config(settings))
     try:
         server.run(sockets=[sock, unix])
     finally:

@@ -142,6 +142,10 @@ WEB_DOMAIN: Setting[str] = Setting(
     "FIREBOX_WEB_DOMAIN", "localhost", _text,
     "the wildcard domain web endpoints get their hosts under, at the server's scheme and port; "
     "or a URL (https://apps.example.com) where they are served at another")
+TRUSTED_PROXIES: Setting[str] = Setting(
+    "FIREBOX_TRUSTED_PROXIES", "127.0.0.1", _text,
+    "addresses (comma-separated, CIDR ranges too, or *) of the TLS-terminating proxies whose "
+    "X-Forwarded-Proto and X-Forwarded-For web endpoints are given")
 IMAGE_BUILD_MEMORY_MB: Setting[int] = Setting(
     "FIREBOX_IMAGE_BUILD_MEMORY_MB", 4096, int, "MiB an image build step may use")
 IMAGE_STEP_TIMEOUT: Setting[float] = Setting(
