@@ -46,14 +46,15 @@ class StreamReader:
         self._text = text
         self._buf = bytearray()
         self._eof = False
+        self._error: BaseException | None = None  # why the stream ended short of its end
         self._changed = asyncio.Event()
 
     def _feed(self, data: bytes) -> None:
         self._buf += data
         self._changed.set()
 
-    def _close(self) -> None:
-        self._eof = True
+    def _close(self, error: BaseException | None = None) -> None:
+        self._eof, self._error = True, error
         self._changed.set()
 
     def _out(self, data: bytes) -> Any:
@@ -68,6 +69,8 @@ class StreamReader:
         """Everything up to the end of the stream."""
         while not self._eof:
             await self._wait()
+        if self._error is not None:
+            raise self._error
         data = bytes(self._buf)
         self._buf.clear()
         return self._out(data)
@@ -140,6 +143,7 @@ class ContainerProcess:
         self.stderr = StreamReader(text)
         self.stdin = StreamWriter(self)
         self.returncode: int | None = None
+        self._error: BaseException | None = None  # the server refused the output's stream
         self._ended = asyncio.Event()
         self._pump = asyncio.get_running_loop().create_task(self._run())
 
@@ -160,17 +164,21 @@ class ContainerProcess:
                             (self.stdout if m["fd"] == 1 else self.stderr)._feed(m["data"])
         except client_mod._transport_errors():
             pass  # the server went away mid-stream: the command counts as killed
+        except Exception as error:  # read() and wait() raise it, rather than return nothing
+            self._error = error
         finally:
             if self.returncode is None:  # the stream broke off: the sandbox is gone
                 self.returncode = -9
-            self.stdout._close()
-            self.stderr._close()
+            self.stdout._close(self._error)
+            self.stderr._close(self._error)
             self._ended.set()
 
     @live_method
     async def wait(self) -> int:
         """Wait for the command to end; its exit code."""
         await self._ended.wait()
+        if self._error is not None:
+            raise self._error
         assert self.returncode is not None
         return self.returncode
 
