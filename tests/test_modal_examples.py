@@ -31,7 +31,7 @@ def test_cases_name_each_example_once():
     assert len(paths) == len(set(paths))
     assert all(re.fullmatch(r"[0-9a-f]{40}", case.commit) for case in CASES)
     assert all(re.fullmatch(r"[0-9a-f]{64}", case.sha256) for case in CASES)
-    assert all(case.command in ("run", "deploy") for case in CASES)
+    assert all(case.command in ("run", "deploy", "python") for case in CASES)
 
 
 def test_imports_are_rewritten_and_nothing_else():
@@ -65,7 +65,10 @@ def test_example_runs_unchanged(case: Example, server, tmp_path: Path):
     runner = Runner(server, app_file.parent, env)
     args = list(case.args)
     ref = app_file.name + (args.pop(0) if args and args[0].startswith("::") else "")
-    result = runner.firebox(case.command, ref, *args, timeout=case.timeout)
+    if case.command == "python":
+        result = runner.python(ref, *args, timeout=case.timeout)
+    else:
+        result = runner.firebox(case.command, ref, *args, timeout=case.timeout)
     assert result.returncode == 0, f"{result.stdout}\n{result.stderr}"
     for line in case.expect:
         assert re.search(line, result.stdout, re.MULTILINE), (

@@ -38,7 +38,8 @@ def rewrite_imports(source: str) -> str:
 @dataclass(frozen=True)
 class Example:
     """path/commit/sha256 name the upstream source; `command` is how a user starts it
-    (`run`, `deploy`), `args` what follows the file ref (`::main`, `--n`, `3`); `expect` are
+    (`run`, `deploy`, or `python` for a script that looks up its app and starts sandboxes
+    itself), `args` what follows the file ref (`::main`, `--n`, `3`); `expect` are
     lines (regular expressions) stdout must hold; `check`, when given, is called with the
     Runner after the command succeeded, for what a user checks by hand (a web page, a
     deployed function)."""
@@ -85,11 +86,14 @@ class Runner:
     last: subprocess.CompletedProcess[str] | None = None
 
     def firebox(self, *args: str, timeout: float = 300) -> subprocess.CompletedProcess[str]:
+        return self.python("-m", "firebox.cli.main", *args, timeout=timeout)
+
+    def python(self, *args: str, timeout: float = 300) -> subprocess.CompletedProcess[str]:
+        """`python ARGS` as a user runs a script that talks to the server itself."""
         import sys
 
-        self.last = subprocess.run([sys.executable, "-m", "firebox.cli.main", *args],
-                                   env=self.env, cwd=self.workdir, capture_output=True,
-                                   text=True, timeout=timeout)
+        self.last = subprocess.run([sys.executable, *args], env=self.env, cwd=self.workdir,
+                                   capture_output=True, text=True, timeout=timeout)
         return self.last
 
     def web_url(self, app: str, function: str) -> str:
