@@ -1,6 +1,25 @@
 """firebox: self-hosted serverless compute. `import firebox as modal` runs Modal apps."""
 
-from . import exception
+# Modal's package loads its modules, so an app may name `modal.container_process.X` after a plain
+# `import modal`: firebox's faces of those modules are loaded with it for the same reason.
+from . import (  # noqa: F401
+    app,
+    call_graph,
+    cls,
+    container_process,
+    dict,
+    exception,
+    functions,
+    image,
+    io_streams,
+    partial_function,
+    queue,
+    retries,
+    sandbox,
+    schedule,
+    secret,
+    volume,
+)
 from .exception import Error
 from .output import enable_output
 from .sdk import user_code as _user_code

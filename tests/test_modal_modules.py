@@ -6,6 +6,8 @@ or listed as not provided yet, so a name Modal has is never silently missing."""
 from __future__ import annotations
 
 import importlib
+import subprocess
+import sys
 
 import pytest
 
@@ -76,3 +78,11 @@ def test_the_modal_import_forms_apps_use():
     assert Cls is firebox.Cls and FileEntryType.DIRECTORY
     sandbox = importlib.import_module("firebox.sandbox")  # `import modal.sandbox`
     assert sandbox.Sandbox is firebox.Sandbox
+
+
+def test_a_plain_import_reaches_modal_modules_as_attributes():
+    # `def run(p: modal.container_process.ContainerProcess)` with only `import modal` above it.
+    code = ("import firebox as modal\n"
+            + "".join(f"modal.{module}\n" for module in sorted(MODAL)))
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert result.returncode == 0, result.stderr
