@@ -66,9 +66,9 @@ def test_example_runs_unchanged(case: Example, server, tmp_path: Path):
     args = list(case.args)
     ref = app_file.name + (args.pop(0) if args and args[0].startswith("::") else "")
     if case.command == "python":
-        result = runner.python(ref, *args, timeout=case.timeout)
+        result = runner.python(*case.flags, ref, *args, timeout=case.timeout)
     else:
-        result = runner.firebox(case.command, ref, *args, timeout=case.timeout)
+        result = runner.firebox(case.command, *case.flags, ref, *args, timeout=case.timeout)
     assert result.returncode == 0, f"{result.stdout}\n{result.stderr}"
     for line in case.expect:
         assert re.search(line, result.stdout, re.MULTILINE), (

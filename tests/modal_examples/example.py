@@ -49,6 +49,7 @@ class Example:
     sha256: str
     command: str = "run"
     args: tuple[str, ...] = ()
+    flags: tuple[str, ...] = ()  # the command's own options, before the file ref (`--detach`)
     expect: tuple[str, ...] = ()
     check: Callable[[Runner], None] | None = None
     extra: tuple[str, ...] = ()  # other upstream files the app imports or reads, same dir tree
