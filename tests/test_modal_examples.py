@@ -8,11 +8,17 @@ import pkgutil
 import re
 from pathlib import Path
 
-import pytest
-
 import modal_examples
-from modal_examples.example import (SOURCE_ENV, Example, Runner, read_source, rewrite_imports,
-                                    sha256, source_root)
+import pytest
+from modal_examples.example import (
+    SOURCE_ENV,
+    Example,
+    Runner,
+    read_source,
+    rewrite_imports,
+    sha256,
+    source_root,
+)
 
 
 def _cases() -> list[Example]:
