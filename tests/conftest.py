@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import socket
@@ -104,16 +105,24 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServerProcess]:
     """One server for the session; the test process talks to it through FIREBOX_* variables."""
     srv = ServerProcess(tmp_path_factory.mktemp("server"))
     srv.start()
-    old = {k: os.environ.get(k) for k in ("FIREBOX_SERVER_URL", "FIREBOX_TOKEN")}
-    os.environ["FIREBOX_SERVER_URL"] = srv.url
-    os.environ["FIREBOX_TOKEN"] = srv.token
-    yield srv
-    for k, v in old.items():
-        if v is None:
-            os.environ.pop(k, None)
-        else:
-            os.environ[k] = v
+    with current(srv):
+        yield srv
     srv.stop()
+
+
+@contextlib.contextmanager
+def current(srv: ServerProcess) -> Iterator[ServerProcess]:
+    """The test process talks to srv (FIREBOX_SERVER_URL, FIREBOX_TOKEN) until the block ends."""
+    old = {k: os.environ.get(k) for k in ("FIREBOX_SERVER_URL", "FIREBOX_TOKEN")}
+    os.environ["FIREBOX_SERVER_URL"], os.environ["FIREBOX_TOKEN"] = srv.url, srv.token
+    try:
+        yield srv
+    finally:
+        for k, v in old.items():
+            if v is None:
+                os.environ.pop(k, None)
+            else:
+                os.environ[k] = v
 
 
 @pytest.fixture

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import httpx
 import pytest
-from conftest import ServerProcess
+from conftest import ServerProcess, current
 from helpers import eventually
 
 import firebox as modal
@@ -23,14 +23,8 @@ def ns_server(tmp_path_factory):
                         extra_env={"FIREBOX_SANDBOX_ISOLATION": "namespaces",
                                    "FIREBOX_SANDBOX_POOL": "1"})
     srv.start()
-    old = {k: os.environ.get(k) for k in ("FIREBOX_SERVER_URL", "FIREBOX_TOKEN")}
-    os.environ["FIREBOX_SERVER_URL"], os.environ["FIREBOX_TOKEN"] = srv.url, srv.token
-    yield srv
-    for k, v in old.items():
-        if v is None:
-            os.environ.pop(k, None)
-        else:
-            os.environ[k] = v
+    with current(srv):
+        yield srv
     srv.stop()
 
 

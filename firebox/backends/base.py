@@ -123,6 +123,7 @@ class SandboxLaunch:
     cpu: float | None = None  # cores at most; None: a share of a core reserved, no limit
     memory_mb: int = SANDBOX_MEMORY_MB  # killed above this
     layers: tuple[str, ...] = ()  # snapshot layer ids, newest first
+    image_layers: tuple[Path, ...] = ()  # a built image's layer directories, newest first
     volumes: dict[str, Path] = field(default_factory=dict)  # mount path -> its working copy
     network: tuple[str, ...] | None = None  # allowlisted IPv4 CIDRs; None: no network at all
 

@@ -18,6 +18,7 @@ from collections.abc import Awaitable, Sequence
 from pathlib import Path
 from typing import Any
 
+from ..images import layers as images
 from ..wire import ids, settings
 from . import cgroups, isolation, sandbox_net
 from . import sandbox_agent as agent
@@ -41,9 +42,11 @@ class LocalSandboxProcess:
         self.launch = launch
         self.events: SandboxEvents | None = None
         self.base = owner.dir / self.id
-        layers = [owner.layers / layer for layer in launch.layers]
-        self.root = isolation.SandboxRoot(self.base / "fs", layers,
-                                          from_host=isolation.SANDBOX_FROM_HOST)
+        # A snapshot's layers over those of the image it was made from.
+        layers = [*(owner.layers / layer for layer in launch.layers), *launch.image_layers]
+        self.root = isolation.SandboxRoot(
+            self.base / "fs", layers, from_host=isolation.SANDBOX_FROM_HOST,
+            python=images.python_dirs(list(reversed(launch.image_layers))))
         self.walls = isolation.Walls(container_id=self.id, root=self.base, hidden=owner.hidden,
                                        scratch=self.base / "bundle", runsc_root=owner.runsc_root,
                                        volumes=dict(launch.volumes),
@@ -185,7 +188,8 @@ class LocalSandboxProcess:
         subprocess.run(["cp", "-a", str(self.root.base / "upper"), str(tmp / "upper")],
                        check=True)
         mounted = set(self.root.mounted_dirs()) | {"proc", "sys", "dev", "lost+found",
-                                                   Path(isolation.CA_BUNDLE).parts[1]}
+                                                   Path(isolation.CA_BUNDLE).parts[1],
+                                                   Path(images.PY_MOUNT).parts[1]}
         for entry in self.root.rootfs.iterdir():
             if entry.name in mounted:
                 continue

@@ -50,7 +50,9 @@ def top_dirs(layers: list[Path]) -> dict[str, list[Path]]:
     return out
 
 
-def _with_python(env: dict[str, str], paths: list[str], bins: list[str]) -> None:
+def with_python(env: dict[str, str], paths: list[str], bins: list[str]) -> None:
+    """Put the layers' python/ dirs (as the container sees them) first on PYTHONPATH, and
+    their bin/ dirs first on PATH."""
     if paths:
         old = env.get("PYTHONPATH")
         env["PYTHONPATH"] = os.pathsep.join(paths + ([old] if old else []))
@@ -63,7 +65,7 @@ def process_view(layers: list[Path], env: dict[str, str]) -> View:
     at absolute paths (apt packages, run_commands output, copies) are not visible."""
     view = View(env=dict(env), has_files=bool(top_dirs(layers)))
     py = python_dirs(layers)
-    _with_python(view.env, [str(p) for p in py],
+    with_python(view.env, [str(p) for p in py],
                  [str(p / "bin") for p in py if (p / "bin").is_dir()])
     return view
 
@@ -78,7 +80,7 @@ def isolated_view(layers: list[Path], env: dict[str, str], scratch: Path,
               else [f"{PY_MOUNT}/{i}" for i in range(len(py))])
     for host, dest in zip(py, inside, strict=True):
         view.binds.append((str(host), dest, True))
-    _with_python(view.env, inside,
+    with_python(view.env, inside,
                  [f"{d}/bin" for p, d in zip(py, inside, strict=True) if (p / "bin").is_dir()])
     for name, dirs in top_dirs(layers).items():
         view.has_files = True

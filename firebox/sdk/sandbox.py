@@ -243,6 +243,23 @@ class FileSystem:
         await asyncio.to_thread(Path(local_path).write_bytes, data)
 
 
+async def _image_id(image: Any) -> str | None:
+    """The server's id of a sandbox's image: a snapshot's, or an Image's, built first (its
+    steps cached as for a function's) as Modal builds it at create."""
+    from .image import Image
+    from .runner import build_image
+
+    if image is None:
+        return None
+    if isinstance(image, SandboxImage):
+        return image.object_id
+    if isinstance(image, Image):
+        built = await build_image(image)
+        return str(built["image_id"])
+    raise InvalidError(f"Sandbox.create(image=) takes a firebox.Image or a snapshot's image "
+                       f"(sb.snapshot_filesystem()), not {type(image).__name__}.")
+
+
 async def _secret_ids(secrets: Sequence[Secret] | None) -> list[str]:
     ids = []
     for secret in secrets or ():
@@ -296,14 +313,12 @@ class Sandbox:
             raise InvalidError("Tunnels need the sandbox on a network of its own: drop "
                                "block_network=True (egress stays closed unless cidr_allowlist= "
                                "opens it).")
-        if image is not None and not isinstance(image, SandboxImage):
-            raise NotSupportedYet("Sandbox.create(image=) takes only an image from "
-                                  "sb.snapshot_filesystem() for now.")
+        image_id = await _image_id(image)
         body = {
             "app_id": app_id, "name": name, "args": [str(a) for a in args], "env": env or {},
             "secrets": await _secret_ids(secrets), "timeout": timeout,
             "idle_timeout": idle_timeout, "workdir": workdir, "cpu": cpu, "memory": memory,
-            "image": image.object_id if image is not None else None, "tags": tags or {},
+            "image": image_id, "tags": tags or {},
             "volumes": await resolve_mounts(mounts), "block_network": block_network,
             "cidr_allowlist": list(cidr_allowlist) if cidr_allowlist is not None else None,
             "encrypted_ports": list(encrypted_ports), "unencrypted_ports": list(unencrypted_ports),

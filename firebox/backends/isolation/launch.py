@@ -71,7 +71,7 @@ def sandbox_argv(mode: str, walls: Walls, fs: SandboxRoot, env: dict[str, str],
         point.parent.mkdir(mode=0o755, exist_ok=True)
         point.touch()
         trust = trust_env(CA_BUNDLE)
-    env = {"PATH": SANDBOX_PATH, "HOME": "/root", **trust, **env}
+    env = fs.python_env({"PATH": SANDBOX_PATH, "HOME": "/root", **trust, **env})
     if mode == GVISOR:
         inner = sandbox_gvisor_argv(agent, walls, fs.rootfs, env, hidden, runtime, cgroup, netns)
         if netns:

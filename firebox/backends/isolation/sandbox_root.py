@@ -15,6 +15,7 @@ from collections.abc import Collection, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
+from ...images.layers import PY_MOUNT, with_python
 from .modes import IsolationUnavailable
 from .view import SYSTEM_DIRS, under
 
@@ -65,6 +66,9 @@ class SandboxRoot:
     # The host's top-level directories it gets empty, its own to write in: image build
     # containers take every one not from the host, so what a step writes there is the layer's.
     empty: Collection[str] = frozenset(SANDBOX_EMPTY)
+    # A built image's python/ dirs (its pip_install packages), newest first: bound read-only
+    # at PY_MOUNT/0, /1, ... and first on its commands' PYTHONPATH, as in function containers.
+    python: Sequence[Path] = ()
 
     @property
     def rootfs(self) -> Path:
@@ -114,10 +118,27 @@ class SandboxRoot:
             options = f"lowerdir={':'.join(lowers)},upperdir={upper},workdir={work}"
             entries.append(f"overlay {_fstab_field(str(dest))} overlay "
                            f"{_fstab_field(options)} 0 0\n")
+        for host, inside in zip(self.python, self.python_paths(), strict=True):
+            (self.rootfs / inside.lstrip("/")).mkdir(parents=True, exist_ok=True)
+            entries.append(f"{_fstab_field(str(host))} "
+                           f"{_fstab_field(str(self.rootfs / inside.lstrip('/')))} "
+                           "none bind,ro 0 0\n")
         # One mount process for them all: a `mount` apiece cost about 4 ms each.
         fstab = self.base / "fstab"
         fstab.write_text("".join(entries))
         return [f"mount --all --fstab {shlex.quote(str(fstab))}"]
+
+    def python_paths(self) -> list[str]:
+        return [f"{PY_MOUNT}/{i}" for i in range(len(self.python))]
+
+    def python_env(self, env: dict[str, str]) -> dict[str, str]:
+        """env with the image's Python packages and their commands found first."""
+        out = dict(env)
+        inside = self.python_paths()
+        with_python(out, inside, [f"{d}/bin" for host, d in zip(self.python, inside,
+                                                                   strict=True)
+                                  if (host / "bin").is_dir()])
+        return out
 
     def mounted_dirs(self) -> list[str]:
         """Top-level directories that are overlays: a snapshot takes their upper directories."""

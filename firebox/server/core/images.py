@@ -91,7 +91,8 @@ async def _upsert_image(conn: Any, image_id: str, workspace_id: str,
 
 
 async def _in_use(cp: ControlPlane) -> set[str]:
-    """Images named by a function of an app that is not stopped, in any workspace."""
+    """Images named by a function of an app that is not stopped, in any workspace, or by a
+    running sandbox."""
     rows = await cp.db.read(
         sa.select(s.functions.c.spec)
         .join(s.apps, s.apps.c.id == s.functions.c.app_id)
@@ -102,6 +103,8 @@ async def _in_use(cp: ControlPlane) -> set[str]:
         image = json.loads(r.spec).get("image") or {}
         if image.get("image_id"):
             used.add(image["image_id"])
+    # and by a running sandbox made from it: pruning it would take its layers from under it
+    used.update(sb.spec.image_id for sb in cp.sandboxes.running.values() if sb.spec.image_id)
     return used
 
 
@@ -135,8 +138,9 @@ async def prune(cp: ControlPlane, workspace_id: str) -> dict[str, Any]:
     if gone:
         await cp.db.write(lambda conn: conn.execute(s.images.delete().where(
             s.images.c.workspace_id == workspace_id, s.images.c.id.in_(gone))))
-    kept = {lid for r in await cp.db.read(sa.select(s.images.c.layers))
-            for lid in json.loads(r.layers)}
+    # A sandbox snapshot made from a built image names that image's layers under its own.
+    kept = {lid for table in (s.images, s.sandbox_images)
+            for r in await cp.db.read(sa.select(table.c.layers)) for lid in json.loads(r.layers)}
     all_layers = [r.id for r in await cp.db.read(sa.select(s.image_layers.c.id))]
     dead = [lid for lid in all_layers if lid not in kept]
     freed = 0

@@ -1,10 +1,11 @@
 """What a client asks of a sandbox, checked and made into what the sandbox manager runs: a new
-sandbox's Spec (its image's layers, its secrets' environment, volumes, ports and network) and a
-command's environment and time limit."""
+sandbox's Spec (its image's layers and environment, its secrets' environment, volumes, ports
+and network) and a command's environment and time limit."""
 
 from __future__ import annotations
 
 import json
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 import sqlalchemy as sa
@@ -44,16 +45,32 @@ async def _secret_env(cp: ControlPlane, who: Identity, secret_ids: list[str]) ->
     return cp.vault.env_for({"secrets": secret_ids}, who.workspace_id)
 
 
-async def _layers(cp: ControlPlane, who: Identity, image: str | None) -> list[str]:
-    """The layers of a sandbox image (a snapshot) of the workspace, newest first."""
+@dataclass
+class _Image:
+    layers: list[str] = field(default_factory=list)  # newest first
+    env: dict[str, str] = field(default_factory=dict)
+    workdir: str | None = None
+    built: str | None = None  # the id of a built image (not a snapshot's)
+
+
+async def _image(cp: ControlPlane, who: Identity, image: str | None) -> _Image:
+    """A sandbox's image: a snapshot of the workspace's (its layers), or an image the
+    workspace built as functions' are (its layers, environment and workdir too)."""
     if not image:
-        return []
+        return _Image()
     rows = await cp.db.read(sa.select(s.sandbox_images).where(
         s.sandbox_images.c.id == image, s.sandbox_images.c.workspace_id == who.workspace_id))
+    if rows:
+        return _Image(json.loads(rows[0].layers))
+    rows = await cp.db.read(sa.select(s.images).where(
+        s.images.c.id == image, s.images.c.workspace_id == who.workspace_id))
     if not rows:
-        raise not_found(f"No sandbox image {image} in this workspace.")
-    layers: list[str] = json.loads(rows[0].layers)
-    return layers
+        raise not_found(f"No image {image} in this workspace.")
+    layers: list[str] = json.loads(rows[0].layers)  # oldest first, as builds list them
+    if not all(cp.images.exists(lid) for lid in layers):
+        raise invalid(f"Image {image}'s layers were pruned since it was built; pass the Image "
+                      "itself to Sandbox.create(image=) to build it again.")
+    return _Image(layers[::-1], json.loads(rows[0].env), rows[0].workdir, image)
 
 
 async def create(cp: ControlPlane, who: Identity, app: Any, *, name: str | None,
@@ -68,8 +85,8 @@ async def create(cp: ControlPlane, who: Identity, app: Any, *, name: str | None,
         raise invalid(f"App {app.id} has stopped; sandboxes need a running app.")
     if name is not None:
         check_name("sandbox", name)
-    layers = await _layers(cp, who, image)
-    env = dict(env) | await _secret_env(cp, who, secrets)
+    base = await _image(cp, who, image)
+    env = base.env | dict(env) | await _secret_env(cp, who, secrets)
     _check_workdir(workdir)
     mounts = {check_mount_path(path): await VOLUMES.resolve(cp, who, ref)
               for path, ref in volumes.items()}
@@ -89,11 +106,11 @@ async def create(cp: ControlPlane, who: Identity, app: Any, *, name: str | None,
         if not cp.sandboxes.networks:
             raise invalid("cidr_allowlist= and tunnels need nftables and iproute2 on the server "
                           "(scripts/install.sh installs them); leave them out for no network.")
-    spec = Spec(args=args, env=env, workdir=workdir,
+    spec = Spec(args=args, env=env, workdir=workdir or base.workdir,
                 timeout=_seconds(timeout, "timeout", DEFAULT_TIMEOUT) or DEFAULT_TIMEOUT,
                 idle_timeout=_seconds(idle_timeout, "idle_timeout", None),
-                cpu=cpu, memory_mb=memory, layers=layers,
-                volumes=mounts, network=network, ports=ports, pty=pty)
+                cpu=cpu, memory_mb=memory, layers=base.layers,
+                volumes=mounts, network=network, ports=ports, pty=pty, image_id=base.built)
     return await cp.sandboxes.create(who.workspace_id, app.id, name, dict(tags), spec)
 
 

@@ -113,11 +113,14 @@ class Spec:
     idle_timeout: float | None
     cpu: float | None
     memory_mb: int | None
-    layers: list[str]  # snapshot layer ids, newest first
+    # Its image's layers, newest first: a snapshot's (ly-...) over those of an image the
+    # workspace built (64 hex digits), which hold Python packages too.
+    layers: list[str]
     volumes: dict[str, str] = field(default_factory=dict)  # mount path -> volume id
     network: list[str] | None = None  # allowlisted CIDRs; None: no network at all
     ports: dict[int, bool] = field(default_factory=dict)  # tunnelled port -> TLS only
     pty: bool = False  # the command it was created with runs on a terminal
+    image_id: str | None = None  # the built image it was made from, kept while it runs
 
     def pooled(self) -> bool:
         """Whether a warm sandbox fits: the backend boots those with no image and the default
@@ -274,7 +277,10 @@ class SandboxManager:
                 self.cp, sb.workspace_id, volume_id, path, self.volumes / sb.id / str(i)))
         launch = SandboxLaunch(
             sb.id, sb.isolation, env=spec.env, cpu=spec.cpu,
-            memory_mb=spec.memory_mb or SANDBOX_MEMORY_MB, layers=tuple(spec.layers),
+            memory_mb=spec.memory_mb or SANDBOX_MEMORY_MB,
+            layers=tuple(lid for lid in spec.layers if lid.startswith(ids.SNAPSHOT_LAYER)),
+            image_layers=tuple(self.cp.images.path(lid) for lid in spec.layers
+                               if not lid.startswith(ids.SNAPSHOT_LAYER)),
             volumes={copy.mount_path: copy.local for copy in sb.copies},
             network=tuple(spec.network) if spec.network is not None else None)
         process = await self.launcher.start_sandbox(launch, _Reports(self, sb))
