@@ -8,7 +8,7 @@ from typing import Any
 from .. import _sync
 from ..exception import InvalidError
 from ..wire.user_code import pack_params
-from .function import Function
+from .function import Function, checked_version
 from .partial import PartialFunction, parameter_defaults
 
 _TYPES = {"int": int, "str": str, "bytes": bytes, "bool": bool}
@@ -94,10 +94,12 @@ class Cls:
                    lookup=self._lookup)
 
     @classmethod
-    def from_name(cls, app_name: str, name: str, *, environment_name: str | None = None) -> Cls:
+    def from_name(cls, app_name: str, name: str, *, version: int | None = None,
+                  environment_name: str | None = None, client: Any = None) -> Cls:
         """A deployed class (of the app in environment_name, by default the client's), looked
-        up when first used."""
+        up when first used; with version, as that deployed version of the app had it."""
         function = Function(name=name, lookup=(app_name, name), environment_name=environment_name)
+        function._version = checked_version(version)
         return cls(name=name, function=function, lookup=(app_name, name))
 
 

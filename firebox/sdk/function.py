@@ -57,6 +57,7 @@ class Function:
         self._app = app
         self._lookup = lookup
         self._environment = environment_name or None  # lookup's environment; None: the client's
+        self._version: int | None = None  # the deployed version a lookup is pinned to
         self._function_id: str | None = None
         self._parent: Function | None = None
         self._options: dict[str, Any] | None = None
@@ -79,7 +80,7 @@ class Function:
     def _clone(self) -> Function:
         f = Function(name=self._name, spec=self._spec, raw_f=self._raw_f, app=self._app,
                      lookup=self._lookup, environment_name=self._environment)
-        f._function_id = self._function_id
+        f._function_id, f._version = self._function_id, self._version
         f._parent, f._options = self._parent, self._options
         f._method, f._params, f._local_obj = self._method, self._params, self._local_obj
         f._info = self._info
@@ -125,6 +126,8 @@ class Function:
         base = self._name.split(".")[0] if self._method else self._name
         if self._lookup is not None:
             params = {"app": self._lookup[0], "name": self._lookup[1].split(".")[0]}
+            if self._version is not None:
+                params["version"] = str(self._version)
         elif settings.APP_ID.get():
             params = {"app_id": settings.APP_ID.get(), "name": base}
         else:
@@ -456,15 +459,26 @@ class Function:
         return self._web_url
 
     @classmethod
-    def from_name(cls, app_name: str, name: str, *, environment_name: str | None = None) -> Any:
+    def from_name(cls, app_name: str, name: str, *, version: int | None = None,
+                  environment_name: str | None = None, client: Any = None) -> Any:
         """A deployed function (of the app in environment_name, by default the client's),
-        looked up when first used."""
+        looked up when first used; with version, as that deployed version of the app had it
+        (`firebox app history` lists them)."""
         if "." in name:
             raise InvalidError(
                 f"'{name}' names a class method; use Cls.from_name('{app_name}', "
                 f"'{name.split('.')[0]}') and call the method on an instance."
             )
-        return cls(name=name, lookup=(app_name, name), environment_name=environment_name)
+        f = cls(name=name, lookup=(app_name, name), environment_name=environment_name)
+        f._version = checked_version(version)
+        return f
+
+
+def checked_version(version: Any) -> int | None:
+    if version is not None and (type(version) is not int or version < 1):
+        raise InvalidError(f"version={version!r} is not a deployed version: give its number, "
+                           "like version=3 (`firebox app history APP` lists them).")
+    return version
 
 
 __all__ = ["Function"]

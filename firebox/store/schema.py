@@ -99,7 +99,8 @@ functions = sa.Table(
     sa.Column("app_id", sa.String(32), nullable=False, index=True),
     sa.Column("name", sa.String(256), nullable=False),
     sa.Column("spec", sa.Text, nullable=False),  # JSON
-    sa.Column("parent_id", sa.String(32)),  # set for with_options variants
+    # a with_options variant's function; its app's for a version pinned by from_name(version=)
+    sa.Column("parent_id", sa.String(32)),
     sa.Column("active", sa.Boolean, nullable=False),
     sa.Column("created_at", sa.Float, nullable=False),
 )

@@ -129,7 +129,8 @@ async def app_logs(request: Request) -> StreamingResponse:
 async def lookup_function(request: Request) -> JSONResponse:
     cp, who = plane(request), identity(request)
     q = query(request, rq.LookupFunction)
-    return JSONResponse(await apps.lookup_function(cp, who, q.name, q.app_id, q.app))
+    return JSONResponse(await apps.lookup_function(cp, who, q.name, q.app_id, q.app,
+                                                   q.version))
 
 
 async def create_variant(request: Request) -> JSONResponse:

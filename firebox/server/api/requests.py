@@ -81,6 +81,7 @@ class LookupFunction(Query):
     name: Name = ""
     app: Name = ""
     app_id: Id = ""
+    version: Annotated[int, Field(ge=1, le=1 << 31)] | None = None  # a deployed version's
 
 
 class FunctionEntry(Body):

@@ -14,6 +14,7 @@ from ...store import schema as s
 from ...wire import ids
 from ...wire.spec import DEFAULTS
 from .errors import ApiError, invalid, not_found
+from .functions import FunctionRecord
 from .objects import in_environment
 from .ownership import check_refs
 from .specs import check_options, check_spec
@@ -306,9 +307,9 @@ def is_live(cp: ControlPlane, app: sa.Row[Any]) -> bool:
 
 
 async def lookup_function(cp: ControlPlane, who: Identity, name: str, app_id: str,
-                          app_name: str) -> dict[str, Any]:
-    """A function or class of an app (by id, or the deployed app of that name): what a client
-    needs to call it."""
+                          app_name: str, version: int | None = None) -> dict[str, Any]:
+    """A function or class of an app (by id, or the deployed app of that name), as it is now or
+    as a deployed version of the app had it: what a client needs to call it."""
     if app_id:
         app = await app_row(cp, who, app_id)
     else:
@@ -326,30 +327,33 @@ async def lookup_function(cp: ControlPlane, who: Identity, name: str, app_id: st
                 "`firebox deploy`."
             )
         app = rows[0]
-    rows = await cp.db.read(
-        sa.select(s.functions).where(
-            s.functions.c.app_id == app.id, s.functions.c.parent_id.is_(None),
-            s.functions.c.active,
-        )
-    )
-    by_name = {r.name: r for r in rows}
-    if name not in by_name:
-        known = ", ".join(sorted(by_name)) or "none"
-        raise not_found(
-            f"App '{app.name or app.id}' has no function or class '{name}' (it has: {known})."
-        )
-    row = by_name[name]
-    fn = await cp.load_function(row.id)
+    pinned = await _pinned(cp, who, app, name, version) if version is not None else None
+    fn = pinned
     if fn is None:
-        raise unusable(cp, row.id, name)
+        rows = await cp.db.read(
+            sa.select(s.functions).where(
+                s.functions.c.app_id == app.id, s.functions.c.parent_id.is_(None),
+                s.functions.c.active,
+            )
+        )
+        by_name = {r.name: r for r in rows}
+        if name not in by_name:
+            known = ", ".join(sorted(by_name)) or "none"
+            raise not_found(
+                f"App '{app.name or app.id}' has no function or class '{name}' (it has: {known})."
+            )
+        fn = await cp.load_function(by_name[name].id)
+        if fn is None:
+            raise unusable(cp, by_name[name].id, name)
     spec = fn.spec
     urls: dict[str | None, str] = {}
-    if web_entries(spec):
+    # A past version's web endpoints are not served: its URLs are the current version's.
+    if web_entries(spec) and pinned is None:
         for method in web_entries(spec):
             urls[method] = (await cp.web_endpoints.url_for(fn, app.name, app.state == "deployed",
                                                            method)).url
     return {
-        "function_id": row.id,
+        "function_id": fn.id,
         "app_id": app.id,
         "kind": spec.get("kind", "function"),
         "is_generator": bool(spec.get("is_generator")),
@@ -359,8 +363,44 @@ async def lookup_function(cp: ControlPlane, who: Identity, name: str, app_id: st
         "web": spec.get("web"),
         "web_url": urls.pop(None, None),
         "method_urls": urls,
-        "call_key": cp.vault.call_key(row.id),
+        "call_key": cp.vault.call_key(fn.id),
     }
+
+
+async def _pinned(cp: ControlPlane, who: Identity, app: sa.Row[Any], name: str, version: int
+                  ) -> FunctionRecord | None:
+    """The function as the app's deployed version had it (Modal's from_name(version=)), with
+    that version's spec, code and image and containers of its own; None for the current
+    version, which is the function as it is."""
+    kept = [r[0] for r in await cp.db.read(
+        sa.select(s.app_versions.c.version)
+        .where(s.app_versions.c.app_id == app.id).order_by(s.app_versions.c.version))]
+    if version not in kept:
+        known = ", ".join(f"v{v}" for v in kept) or "none"
+        raise not_found(f"App '{app.name}' has no version v{version} (it has: {known}); "
+                        f"`firebox app history {app.name}` lists them.")
+    if version == kept[-1]:
+        return None
+    stored = (await cp.db.read(sa.select(s.app_versions.c.functions).where(
+        s.app_versions.c.app_id == app.id, s.app_versions.c.version == version)))[0][0]
+    specs = dict((n, spec) for n, spec in json.loads(stored))
+    if name not in specs:
+        raise not_found(f"App '{app.name}' had no function or class '{name}' in v{version} "
+                        f"(it had: {', '.join(sorted(specs)) or 'none'}).")
+    spec = check_spec(name, specs[name])
+    problem = await cp.resolve_image(who.workspace_id, spec)
+    if problem:
+        raise invalid(f"Function '{name}' of v{version} cannot run: {problem}.")
+    fid = ids.function_id(app.id, f"{name}@v{version}")
+    # Its parent is its app: not a variant of the current function, and left out of what
+    # lists, counts and replaces an app's functions.
+    await cp.db.write(lambda conn: conn.execute(cp.db.insert_ignore(s.functions).values(
+        id=fid, app_id=app.id, name=name, spec=json.dumps(spec), parent_id=app.id,
+        active=True, created_at=time.time())))
+    fn = await cp.load_function(fid)
+    if fn is None:
+        raise unusable(cp, fid, name)
+    return fn
 
 
 def unusable(cp: ControlPlane, function_id: str, name: str) -> ApiError:

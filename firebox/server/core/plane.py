@@ -269,16 +269,19 @@ class ControlPlane:
             stored = None
         # A row stored before specs were checked at the door (or edited by hand) must not take
         # the server down: the function is left out, and said so once.
+        # A variant's parent is the function it varies; a past version pinned by
+        # from_name(version=) has its app as parent and a whole spec of its own.
+        variant = bool(row.parent_id) and row.parent_id != row.app_id
         problem = ("its stored spec is not JSON" if not isinstance(stored, dict)
-                   else spec_problem(stored) if not row.parent_id
-                   else options_problem(stored.get("options")))
+                   else options_problem(stored.get("options")) if variant
+                   else spec_problem(stored))
         if problem is not None:
             if function_id not in self.bad_functions:
                 log.error("function %s (%s) of app %s is left out: %s; deploy the app again",
                           row.name, row.id, row.app_id, problem)
             self.bad_functions[function_id] = (row.app_id, row.name, problem)
             return None
-        if row.parent_id:
+        if variant:
             parent = await self.load_function(row.parent_id)
             if parent is None:
                 return None

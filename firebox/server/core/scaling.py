@@ -67,7 +67,7 @@ async def update_autoscaler(cp: ControlPlane, who: Identity, function_id: str,
         raise invalid("min_containers cannot be more than max_containers.")
     rows = await cp.db.read(sa.select(s.functions).where(s.functions.c.id == function_id))
     stored = json.loads(rows[0].spec)
-    if rows[0].parent_id:
+    if rows[0].parent_id and rows[0].parent_id != rows[0].app_id:  # a variant, not a version
         stored.setdefault("options", {}).update(changes)
     else:
         stored.update(changes)
