@@ -6,6 +6,7 @@ import errno
 import os
 import shutil
 import signal
+import socket
 import time
 from pathlib import Path
 
@@ -176,15 +177,21 @@ def test_unknown_isolation_is_rejected_at_definition():
 
 
 def test_block_network_leaves_only_the_channel_to_the_control_plane(server):
-    with esc.app.run():
-        result = esc.offline.remote(server.url)
-        assert result == {"reached_server_port": False, "nested": "namespaces"}
-        # A container with a network has a namespace of its own too: the server's port is on
-        # the host's loopback, out of its reach (its egress: tests/test_walls.py).
-        with pytest.raises(ConnectionRefusedError):
-            esc.reach.remote(server.url)
-        with pytest.raises(RemoteError, match="block_network=True needs isolation='namespaces'"):
-            esc.offline_without_isolation.remote()
+    with socket.create_server(("127.0.0.1", 0)) as host_only:  # on the host's loopback
+        elsewhere = f"http://127.0.0.1:{host_only.getsockname()[1]}"
+        with esc.app.run():
+            result = esc.offline.remote(elsewhere)
+            assert result == {"reached_server_port": False, "nested": "namespaces"}
+            # The server's own port answers inside, but only as the runtime's relay to the
+            # control plane's unix socket (so the URLs it hands out work there).
+            assert esc.offline.remote(server.url)["reached_server_port"] is True
+            # A container with a network has a namespace of its own too: the host's loopback
+            # is out of its reach (its egress: tests/test_walls.py).
+            with pytest.raises(ConnectionRefusedError):
+                esc.reach.remote(elsewhere)
+            with pytest.raises(RemoteError,
+                               match="block_network=True needs isolation='namespaces'"):
+                esc.offline_without_isolation.remote()
 
 
 def test_the_host_mask_skips_what_went_away_since_the_walk(tmp_path, monkeypatch):

@@ -13,7 +13,7 @@ import urllib.parse
 
 import httpx
 import pytest
-from apps import web
+from apps import web, web_urls
 from conftest import REPO
 from helpers import eventually
 from other_workspace import other_workspace_env, run_cli
@@ -314,3 +314,14 @@ def test_a_host_another_workspace_holds_stays_its_own(server, tmp_path):
     assert who_url == f"{server.url}/web/other-taken/test-web-taken-who"
     assert _on_host(server, host_url).json() == "first"
     assert httpx.get(who_url, timeout=120).json() == "second"
+
+
+def test_a_container_gets_and_fetches_a_sibling_endpoints_url(server):
+    """Inside a container (own network namespace), the URL is the one the client sees, and it
+    answers there: the runtime relays the server's loopback port to its unix socket."""
+    with web_urls.app.run(show_logs=False):
+        outside = web_urls.pong.get_web_url()
+        assert outside == f"http://main--test-web-urls-pong-dev.localhost:{server.port}"
+        assert web_urls.pong.web_url == outside
+        assert web_urls.own_urls.remote() == (outside, outside, '{"said":"ping"}')
+        assert web_urls.plain_url.remote() is None

@@ -26,7 +26,7 @@ from .. import _sync, wire
 from ..exception import InputCancellation, InvalidError
 from ..wire import messages, settings, user_code
 from ..wire.spec import FunctionSpec
-from . import web
+from . import loopback, web
 from .batching import Batcher
 from .execs import Execs
 
@@ -399,6 +399,7 @@ async def main() -> None:
     headers = {"Authorization": f"Bearer {token}"}
     socket_path = settings.SERVER_SOCKET.get()
     if socket_path:  # the control plane's unix socket: works with no network of our own
+        await loopback.relay(server_url, socket_path)  # the URLs it hands out, reachable here
         channel = unix_connect(socket_path, "ws://firebox/v1/containers/ws",
                                additional_headers=headers, max_size=None, ping_interval=None,
                                compression=None)

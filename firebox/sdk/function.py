@@ -454,9 +454,17 @@ class Function:
     @live_method
     async def get_web_url(self) -> str | None:
         """The URL a web function is served at; None for other functions."""
-        if self._web_url is None and self._lookup is not None and self._function_id is None:
+        # Looked up by name, or a sibling of the function whose container this is: the server
+        # knows its URL.
+        looked_up = self._lookup is not None or settings.APP_ID.get()
+        if self._web_url is None and looked_up and self._function_id is None:
             await self._resolve()
         return self._web_url
+
+    @property
+    def web_url(self) -> str | None:
+        """Modal's older name for get_web_url()."""
+        return self.get_web_url()  # type: ignore[no-any-return]
 
     @classmethod
     def from_name(cls, app_name: str, name: str, *, version: int | None = None,
