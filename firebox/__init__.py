@@ -9,6 +9,7 @@ from . import (  # noqa: F401
     container_process,
     dict,
     exception,
+    experimental,
     functions,
     image,
     io_streams,

@@ -12,6 +12,7 @@ import sys
 import pytest
 
 import firebox
+from firebox import experimental
 
 # module -> (names firebox provides, names Modal has that firebox does not provide yet)
 MODAL: dict[str, tuple[list[str], list[str]]] = {
@@ -53,6 +54,15 @@ MODAL: dict[str, tuple[list[str], list[str]]] = {
     "schedule": (["Cron", "Period", "Schedule"], []),
     "output": (["enable_output"], []),
     "call_graph": (["InputInfo", "InputStatus"], []),
+    "experimental": (["AppInfo", "InvalidError", "list_deployed_apps", "stop_app"],
+                     ["AppLifecycle", "AppendResult", "ClusterInfo", "ClusterReservation",
+                      "ClusterReservationTask", "DockerfileSpec", "Entry", "IdempotencyConflict",
+                      "ImageBuilderVersion", "OutboundPolicy", "ServerManager", "Stream",
+                      "StreamInfo", "StreamToken", "StreamWriter", "clustered", "flash_forward",
+                      "flash_get_containers", "get_app_lifecycle", "get_app_objects",
+                      "get_cluster_info", "get_fabric_peers", "get_local_input_concurrency",
+                      "http_server", "image_delete", "list_cluster_reservations",
+                      "server_forward", "set_local_input_concurrency", "stop_fetching_inputs"]),
 }
 
 
@@ -86,3 +96,17 @@ def test_a_plain_import_reaches_modal_modules_as_attributes():
             + "".join(f"modal.{module}\n" for module in sorted(MODAL)))
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
     assert result.returncode == 0, result.stderr
+
+
+def test_experimental_lists_and_stops_deployed_apps(server, tmp_path):
+    path = tmp_path / "stoppable.py"
+    path.write_text("import firebox\napp = firebox.App('test-experimental-stop')\n\n"
+                    "@app.function()\ndef f():\n    return 1\n")
+    assert server.cli("deploy", str(path)).returncode == 0
+    listed = {a.name: a for a in experimental.list_deployed_apps()}
+    assert listed["test-experimental-stop"].app_id.startswith("ap-")
+    assert listed["test-experimental-stop"].containers == 0
+    experimental.stop_app("test-experimental-stop")
+    assert "test-experimental-stop" not in {a.name for a in experimental.list_deployed_apps()}
+    with pytest.raises(firebox.exception.NotFoundError, match="No deployed app named 'gone-app'"):
+        experimental.stop_app("gone-app")
