@@ -118,6 +118,27 @@ def _tqdm_bar(runner: Runner) -> None:
         runner.last.stderr)
 
 
+def _basic_web(runner: Runner) -> None:
+    assert runner.last is not None
+    # deploy lists each endpoint's URL: "  greet => http://...", the Cls method's as WebApp.web.
+    urls = dict(re.findall(r"^ +([\w.]+) => (\S+)$", runner.last.stdout, re.MULTILINE))
+    try:
+        assert HTTP.get(urls["hello"]).json() == "Hello world!"
+        assert HTTP.get(f"{urls['hello']}/docs").status_code == 200  # docs=True
+        assert HTTP.get(urls["greet"], params={"user": "ada"}).json() == "Hello ada!"
+        assert HTTP.get(urls["greet"]).status_code == 422  # the missing query parameter
+        assert HTTP.post(urls["goodbye"], json={"name": "ada"}).json() == "Goodbye ada!"
+        assert HTTP.get(urls["goodbye"]).status_code == 405
+        # @enter ran once: the container's start time stays while each request's time moves.
+        first, second = HTTP.get(urls["WebApp.web"]).json(), HTTP.get(urls["WebApp.web"]).json()
+        assert first["start_time"] == second["start_time"] <= first["current_time"]
+        assert second["current_time"] > first["current_time"]
+        # requires_proxy_auth: refused without a proxy auth token, before any container runs.
+        assert HTTP.get(urls["expensive_secret"]).status_code == 401
+    finally:
+        _stop(runner, "example-basic-web")
+
+
 def _say_hello_cron(runner: Runner) -> None:
     # One invocation prints Message #0 to #9, 1.5 s apart; the Period starts one every 10 s.
     try:
@@ -130,6 +151,14 @@ def _say_hello_cron(runner: Runner) -> None:
 
 
 CASES = [
+    Example(
+        path="07_web_endpoints/basic_web.py",
+        commit="2ff876d56b7aaef0f22ca38c5126e40cea321ff0",
+        sha256="9c74a0532da3e59f9f99686014c6bc538cd3657e2dd4e3ffa6e585250d113828",
+        command="deploy",
+        why="served in its front matter: deployed, then each endpoint called as its comments say",
+        check=_basic_web,
+    ),
     Example(
         path="07_web_endpoints/fastapi_app.py",
         commit="2b8b248fe64bb2544e8ae8010df62a0bd9efad33",
@@ -191,15 +220,6 @@ CASES = [
         expect=(r"^Sandbox ID:  sb-\w+$", r"^Sandbox setup complete\.$",
                 r"^drwx------ +\d+ user1 +user1 .* \.$",
                 r"ls: cannot open directory '/data/user2': Permission denied$"),
-        timeout=600,
-    ),
-    Example(
-        path="08_advanced/code_interpreter.py",
-        commit="1122396255c10b76d3054c098885d59d64aa93da",
-        sha256="9b1d9fd86804d8af0908fc10ee65c15740457cd011215553ec5474d0499ff90f",
-        command="python",
-        # x = 1, then x += 10 in the sandbox's IPython; then the file a cell wrote, read by cat.
-        expect=(r"^11$", r"^hello!$"),
         timeout=600,
     ),
     Example(
