@@ -22,6 +22,8 @@ from .._sync import live_classmethod, live_method
 from ..exception import InvalidError, NotSupportedYet, SandboxTerminatedError, SandboxTimeoutError
 from ..wire import settings
 from ..wire.sandbox import take_frames
+from .image import Image
+from .runner import build_image
 from .secret import Secret
 from .tunnel import Tunnel
 from .volume import check_mounts, resolve_mounts
@@ -246,9 +248,6 @@ class FileSystem:
 async def _image_id(image: Any) -> str | None:
     """The server's id of a sandbox's image: a snapshot's, or an Image's, built first (its
     steps cached as for a function's) as Modal builds it at create."""
-    from .image import Image
-    from .runner import build_image
-
     if image is None:
         return None
     if isinstance(image, SandboxImage):
