@@ -89,6 +89,14 @@ def test_a_command_sandbox_runs_in_the_image(app):
     assert sb.stdout.read() == "/opt/tool\n"
 
 
+def test_an_image_of_python_packages_only(app):
+    # Its one layer has python/ and nothing at absolute paths (no root/ nor upper/).
+    sb = modal.Sandbox.create("python", "-c", "import six; print(six.__version__)", app=app,
+                              image=modal.Image.debian_slim().pip_install("six==1.17.0"))
+    sb.wait()
+    assert (sb.returncode, sb.stdout.read()) == (0, "1.17.0\n"), sb.stderr.read()
+
+
 def test_bad_images_are_refused_with_what_to_pass(app):
     with pytest.raises(InvalidError, match="takes a firebox.Image or a snapshot"):
         modal.Sandbox.create(app=app, image="debian:bookworm")

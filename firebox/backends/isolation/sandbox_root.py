@@ -79,6 +79,8 @@ class SandboxRoot:
         for part in ("rootfs", "upper", "work", "empty"):
             (self.base / part).mkdir(parents=True, exist_ok=True)
         for layer in reversed(self.layers):  # files and directories made at "/" in a snapshot
+            if not (layer / "root").is_dir():  # an image's layer of Python packages only
+                continue
             for entry in (layer / "root").iterdir():
                 dest = self.rootfs / entry.name
                 if entry.is_dir() and not entry.is_symlink():
