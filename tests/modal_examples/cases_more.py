@@ -228,6 +228,17 @@ CASES = [
         timeout=600,
     ),
     Example(
+        path="08_advanced/code_interpreter.py",
+        commit="1122396255c10b76d3054c098885d59d64aa93da",
+        sha256="9b1d9fd86804d8af0908fc10ee65c15740457cd011215553ec5474d0499ff90f",
+        command="python",
+        # x = 1, then x += 10 in the sandbox's IPython (its display hook prints "Out[1]: 11"
+        # after the driver's ">>> " prompt, the one line the client reads); then the file a
+        # cell wrote, read by cat.
+        expect=(r"^>>> Out\[1\]: 11$", r"^hello!$"),
+        timeout=600,
+    ),
+    Example(
         path="13_sandboxes/safe_code_execution.py",
         commit="a382429206246fab75f701d5de37150a2632409b",
         sha256="61cd097fb4a9e0ffd88415f555be7631b3313cf54ad10055eaa1009748e82e60",
