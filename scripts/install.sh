@@ -22,6 +22,8 @@ ls /usr/lib/postgresql/*/bin/pg_ctl >/dev/null 2>&1 || need+=(postgresql)
 # Web endpoints live at http://<workspace>--<app>-<fn>.localhost:PORT; glibc resolves names under
 # .localhost to loopback only with nss-myhostname (browsers and curl do it themselves).
 getent hosts firebox-check.localhost >/dev/null 2>&1 || need+=(libnss-myhostname)
+# Image.from_registry pulls with skopeo.
+command -v skopeo >/dev/null 2>&1 || need+=(skopeo)
 if [ ${#need[@]} -gt 0 ]; then
     if [ "$(id -u)" = 0 ]; then
         echo "install: apt-get install ${need[*]}"

@@ -8,7 +8,12 @@ bash scripts/install.sh
 vm=()
 command -v qemu-system-x86_64 >/dev/null 2>&1 || vm+=(qemu-system-x86)
 ls /boot/vmlinuz-* >/dev/null 2>&1 || vm+=(linux-image-amd64)
-[ -x /bin/busybox ] || vm+=(busybox-static)
+# A static busybox, asked for by name: the busybox package's /bin/busybox needs glibc.
+[ "$(dpkg-query -W -f='${db:Status-Status}' busybox-static 2>/dev/null)" = installed ] || vm+=(busybox-static)
+# Image.from_registry's tests (tests/oci_registry.py): a registry on loopback, and images of that
+# busybox built with umoci.
+command -v docker-registry >/dev/null 2>&1 || vm+=(docker-registry)
+command -v umoci >/dev/null 2>&1 || vm+=(umoci)
 # tests/test_shell.py types into `firebox shell` on a terminal that tmux draws.
 command -v tmux >/dev/null 2>&1 || vm+=(tmux)
 if [ ${#vm[@]} -gt 0 ] && [ "$(id -u)" = 0 ]; then
