@@ -124,6 +124,7 @@ class SandboxLaunch:
     memory_mb: int = SANDBOX_MEMORY_MB  # killed above this
     layers: tuple[str, ...] = ()  # snapshot layer ids, newest first
     image_layers: tuple[Path, ...] = ()  # a built image's layer directories, newest first
+    image_root: bool = False  # those are a registry image's: its whole root (image_root.py)
     volumes: dict[str, Path] = field(default_factory=dict)  # mount path -> its working copy
     network: tuple[str, ...] | None = None  # allowlisted IPv4 CIDRs; None: no network at all
 

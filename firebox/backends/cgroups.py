@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import errno
 import logging
@@ -338,3 +339,26 @@ def _field(text: str, key: str) -> int:
         if len(parts) == 2 and parts[0] == key:
             return int(parts[1])
     return 0
+
+
+def machine_memory_mb() -> int:
+    """The memory containers may reserve here: FIREBOX_MEMORY_MB, else all of this machine's."""
+    return settings.MEMORY_MB.get() or (
+        os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") // MIB)
+
+
+async def joined(group: Cgroup, proc: asyncio.subprocess.Process,
+                 timeout: float = 5.0) -> bool:
+    """Wait for a just-spawned process to have written itself into its cgroup."""
+    deadline = time.monotonic() + timeout
+    while not group.holds(proc.pid):
+        if proc.returncode is not None or time.monotonic() > deadline:
+            return False
+        await asyncio.sleep(0.002)
+    return True
+
+
+def retarget(group: Cgroup, limits: Limits, container_id: str) -> None:
+    """A standby's cgroup becomes the container's: its limits and its name."""
+    group.apply(limits)
+    group.rename(container_id)

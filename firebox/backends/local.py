@@ -22,12 +22,14 @@ import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from ..images import layers as images
 from ..wire import ids, settings
 from ..wire.spec import DEFAULTS
 from . import cgroups, gpus, isolation, netns
 from .base import CapacityReport, Launch, NodeCapacity, OnExit, OnOutput, describe_exit
+from .isolation import image_root
 from .local_sandboxes import LocalSandboxes
 
 log = logging.getLogger("firebox.backends.local")
@@ -108,7 +110,7 @@ class LocalBackend:
         """This machine: its cores and memory (FIREBOX_CPU and FIREBOX_MEMORY_MB override them)
         and its GPUs, or the fake inventory of FIREBOX_FAKE_GPUS."""
         cores = float(settings.CPU.get() or os.cpu_count() or 1)
-        node = NodeCapacity(socket.gethostname(), cores, _machine_memory_mb() * cgroups.MIB,
+        node = NodeCapacity(socket.gethostname(), cores, cgroups.machine_memory_mb() * cgroups.MIB,
                             tuple(gpus.inventory()))
         return CapacityReport((node,))
 
@@ -140,15 +142,24 @@ class LocalBackend:
                 f"block_network=True needs isolation='namespaces' (this container has {mode!r}); "
                 "choose namespaces isolation for it or drop block_network."
             )
+        config = json.loads(launch.env.get(settings.IMAGE_CONFIG.name) or "{}")
+        if config.get("rootfs") and mode == isolation.PROCESS:
+            raise isolation.IsolationUnavailable(
+                "A registry image is the container's whole root, which needs "
+                "isolation='namespaces' or 'gvisor' (this server runs containers as plain "
+                "processes); start it with FIREBOX_ISOLATION=namespaces.")
         if self._standby_fits(launch, mode, volumes, layers) and await self._assign(launch):
             return
         env = self._env(launch.container_id, mode, launch.gpus)
+        if config.get("rootfs"):  # none of the host's environment: the image's own
+            env = {k: v for k, v in env.items() if k not in os.environ}
+            env["PATH"] = image_root.DEFAULT_PATH
         env.update(launch.env)
         if volumes:
             env[settings.VOLUMES_AT_PATH.name] = "1"
         p = await self._spawn(launch.container_id, mode, env, _limits(launch), launch.gpus,
                               volumes=volumes, layers=layers,
-                              block_network=launch.block_network)
+                              block_network=launch.block_network, image=config)
         p.container_id = launch.container_id
         p.memory_limit_mb = _memory_limit(launch)
         self.procs[launch.container_id] = p
@@ -174,9 +185,9 @@ class LocalBackend:
                 if p.group is not None:
                     # Renamed (v1) or emptied (v2) before its process joined it, the cgroup
                     # would be gone when the process's shell writes itself into it.
-                    if not await _joined(p.group, p.proc):
+                    if not await cgroups.joined(p.group, p.proc):
                         raise OSError(f"standby {p.key} never joined its cgroup")
-                    await asyncio.to_thread(_retarget, p.group, _limits(launch),
+                    await asyncio.to_thread(cgroups.retarget, p.group, _limits(launch),
                                             launch.container_id)
                 if p.link is not None:
                     await asyncio.to_thread(netns.refresh, p.link)
@@ -276,14 +287,23 @@ class LocalBackend:
     async def _spawn(self, key: str, mode: str, env: dict[str, str], limits: cgroups.Limits,
                      gpu_indices: Sequence[int], standby: bool = False,
                      volumes: Sequence[str] = (), layers: Sequence[Path] = (),
-                     block_network: bool = False) -> Process:
+                     block_network: bool = False,
+                     image: dict[str, Any] | None = None) -> Process:
         root = self.workdir / key
         root.mkdir(parents=True)
+        rooted = bool(image and image.get("rootfs"))
         owner = self.run_as if mode != isolation.PROCESS else None
+        if rooted and image is not None:
+            image_root.check_python()
+            owner, home = image_root.image_user(images.root_layers(list(layers)),
+                                                image.get("user"), mode, owner)
+            env.setdefault("HOME", home)
         if owner is not None:
             os.chown(root, *owner)
         view = None
-        if layers and mode in (isolation.NAMESPACES, isolation.GVISOR):
+        if rooted:
+            view = images.rooted_view(list(layers), env, self._image_scratch(key))
+        elif layers and mode in (isolation.NAMESPACES, isolation.GVISOR):
             view = images.isolated_view(list(layers), env, self._image_scratch(key),
                                         python_at_host_path=mode == isolation.GVISOR)
         elif layers:
@@ -314,6 +334,8 @@ class LocalBackend:
             sandbox.server_socket = self.server_socket
             if owner is not None:
                 sandbox.uid, sandbox.gid = owner
+                if owner[1] != isolation.CONTAINER_GID and self.run_as is not None:
+                    sandbox.groups = [isolation.CONTAINER_GID]  # the server socket's group
             if not block_network and self.netpool is not None:
                 link = await asyncio.to_thread(self.netpool.take)
                 sandbox.netns = link.path
@@ -321,6 +343,8 @@ class LocalBackend:
                 sandbox.block_network = True
         if view is not None:
             sandbox.mount_lines, sandbox.image_binds = view.mount_lines, view.binds
+            sandbox.image_root, sandbox.image_upper = view.root, view.upper
+            sandbox.image_lowers = view.lowers
         if mode == isolation.GVISOR:
             sandbox.preload = await asyncio.to_thread(isolation.statx_shim,
                                                       self.sandboxes.base_layers)
@@ -332,7 +356,10 @@ class LocalBackend:
         if self.cgroups:
             group = await asyncio.to_thread(cgroups.Cgroup.create, key, limits)
             sandbox.cgroup = f"/{cgroups.PARENT}/{key}"
-        argv = isolation.launcher(mode, [sys.executable, "-m", "firebox.runtime"], sandbox, env)
+        runtime = [sys.executable, "-m", "firebox.runtime"]
+        if rooted and image is not None:  # through the image's entrypoint, as Modal runs it
+            runtime = [*(image.get("entrypoint") or []), *image_root.host_exec(runtime)]
+        argv = isolation.launcher(mode, runtime, sandbox, env)
         if group is not None:
             argv = isolation.in_cgroup(argv, group.procs_files)
         try:
@@ -478,13 +505,7 @@ def _memory_limit(launch: Launch) -> int:
     """Its own limit, else the default ceiling over the memory the scheduler may hand out."""
     if launch.memory_limit_mb:
         return launch.memory_limit_mb
-    return cgroups.default_memory_limit_mb(launch.memory_mb, _machine_memory_mb())
-
-
-def _machine_memory_mb() -> int:
-    """The memory containers may reserve here: FIREBOX_MEMORY_MB, else all of this machine's."""
-    return settings.MEMORY_MB.get() or (
-        os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") // cgroups.MIB)
+    return cgroups.default_memory_limit_mb(launch.memory_mb, cgroups.machine_memory_mb())
 
 
 def _compile_firebox() -> None:
@@ -496,20 +517,3 @@ def _compile_firebox() -> None:
         compileall.compile_dir(Path(__file__).resolve().parent.parent, quiet=2)
     except OSError:
         pass
-
-
-async def _joined(group: cgroups.Cgroup, proc: asyncio.subprocess.Process,
-                  timeout: float = 5.0) -> bool:
-    """Wait for a just-spawned process to have written itself into its cgroup."""
-    deadline = time.monotonic() + timeout
-    while not group.holds(proc.pid):
-        if proc.returncode is not None or time.monotonic() > deadline:
-            return False
-        await asyncio.sleep(0.002)
-    return True
-
-
-def _retarget(group: cgroups.Cgroup, limits: cgroups.Limits, container_id: str) -> None:
-    """A standby's cgroup becomes the container's: its limits and its name."""
-    group.apply(limits)
-    group.rename(container_id)

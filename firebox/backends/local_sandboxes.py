@@ -44,9 +44,15 @@ class LocalSandboxProcess:
         self.base = owner.dir / self.id
         # A snapshot's layers over those of the image it was made from.
         layers = [*(owner.layers / layer for layer in launch.layers), *launch.image_layers]
-        self.root = isolation.SandboxRoot(
-            self.base / "fs", layers, from_host=isolation.SANDBOX_FROM_HOST,
-            python=images.python_dirs(list(reversed(launch.image_layers))))
+        python = images.python_dirs(list(reversed(launch.image_layers)))
+        if launch.image_root:
+            self.root = isolation.SandboxRoot(
+                self.base / "fs", python=python,
+                image_root=images.root_layers(list(reversed(launch.image_layers))))
+        else:
+            self.root = isolation.SandboxRoot(self.base / "fs", layers,
+                                              from_host=isolation.SANDBOX_FROM_HOST,
+                                              python=python)
         self.walls = isolation.Walls(container_id=self.id, root=self.base, hidden=owner.hidden,
                                        scratch=self.base / "bundle", runsc_root=owner.runsc_root,
                                        volumes=dict(launch.volumes),

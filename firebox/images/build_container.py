@@ -38,6 +38,7 @@ BUILD_PIDS = 4096
 # Where each step's mask of the host's secrets is made: outside the state directory, which may
 # be under /var, and overlayfs refuses a lower dir (the mask's var/) under another (/var).
 MASKS = Path("/run/firebox-build-masks")
+RESOLV = "/etc/resolv.conf"
 NO_NETWORK = ("build containers on this server have no network (FIREBOX_CONTAINER_EGRESS=0, or "
               "no root, ip or nft), so a step that downloads fails: ask its operator for egress")
 
@@ -72,10 +73,12 @@ class BuildContainers:
 
     async def run(self, script: str, env: dict[str, str], workdir: str | None,
                   layers: Sequence[Path], part: Path, log: Log,
-                  binds: Sequence[tuple[str, str, bool]] = (), keep_files: bool = True) -> None:
+                  binds: Sequence[tuple[str, str, bool]] = (), keep_files: bool = True,
+                  rooted: bool = False) -> None:
         """Run script in a build container over layers (the image's so far, newest first).
         keep_files: its writes become the layer at part (else they are dropped, and only what
-        binds wrote stays).
+        binds wrote stays). rooted: the layers are a registry image's, its whole root: the
+        container sees that and nothing of the host but its DNS settings.
 
         Root inside keeps BUILD_CAPS, CAP_DAC_OVERRIDE among them, so the wall is what it
         sees: the host's system dirs and /var with what not everyone may read taken out (a
@@ -85,20 +88,25 @@ class BuildContainers:
         if not can_contain():
             raise RuntimeError("apt_install and run_commands need bubblewrap and unshare on the "
                                "server (Debian packages bubblewrap and util-linux).")
-        for layer in layers:  # SandboxRoot reads both parts of every layer
-            (layer / "upper").mkdir(exist_ok=True)
-            (layer / "root").mkdir(exist_ok=True)
-        fs = SandboxRoot(part / "build", layers,
-                         empty=[n for n in os.listdir("/") if n not in SANDBOX_FROM_HOST])
+        if rooted:
+            fs = SandboxRoot(part / "build", image_root=[
+                layer / "rootfs" for layer in layers if (layer / "rootfs").is_dir()])
+        else:
+            for layer in layers:  # SandboxRoot reads both parts of every layer
+                (layer / "upper").mkdir(exist_ok=True)
+                (layer / "root").mkdir(exist_ok=True)
+            fs = SandboxRoot(part / "build", layers,
+                             empty=[n for n in os.listdir("/") if n not in SANDBOX_FROM_HOST])
         MASKS.mkdir(mode=0o700, exist_ok=True)
         mask_dir = Path(tempfile.mkdtemp(dir=MASKS))
         link = None
         try:
-            fs.masks = await asyncio.to_thread(sandbox_base, mask_dir, False)
+            if not rooted:
+                fs.masks = await asyncio.to_thread(sandbox_base, mask_dir, False)
             mounts = await asyncio.to_thread(fs.prepare)
             argv = ["unshare", "--mount", "--propagation", "private", "/bin/sh", "-c",
                     " && ".join([*mounts, 'exec "$@"']), "firebox-build",
-                    *self._bwrap(script, env, workdir, layers, fs, binds)]
+                    *self._bwrap(script, env, workdir, layers, fs, binds, rooted)]
             await log(f"$ {script}")
             try:
                 if self.network is not None:
@@ -110,7 +118,9 @@ class BuildContainers:
                     raise StepExited(f"{exc}; {NO_NETWORK}") from None
                 raise
             finally:
-                if keep_files:
+                if keep_files and rooted:
+                    await asyncio.to_thread(_collect_root, fs, part)
+                elif keep_files:
                     await asyncio.to_thread(self._collect, fs, part)
                 else:
                     await asyncio.to_thread(shutil.rmtree, fs.base, True)
@@ -121,7 +131,7 @@ class BuildContainers:
 
     def _bwrap(self, script: str, env: dict[str, str], workdir: str | None,
                layers: Sequence[Path], fs: SandboxRoot,
-               binds: Sequence[tuple[str, str, bool]]) -> list[str]:
+               binds: Sequence[tuple[str, str, bool]], rooted: bool = False) -> list[str]:
         """The bubblewrap command that runs script as root over fs, once its overlays are
         mounted: the earlier layers' python/ dirs on PYTHONPATH, binds in place, the hidden
         directories it would otherwise see covered."""
@@ -144,8 +154,10 @@ class BuildContainers:
             inner += ["--ro-bind", str(layer_python), dest]
         for src, dest, ro in binds:
             inner += ["--ro-bind" if ro else "--bind", src, dest]
+        if rooted and self.network is not None and Path(RESOLV).is_file():
+            inner += ["--ro-bind", RESOLV, RESOLV]  # the host's name servers, as Docker's
         at_own_path = [Path(src) for src, dest, _ro in binds if src == dest]  # Python's dirs
-        for p in [*visible_hidden(self.hidden),
+        for p in [*([] if rooted else visible_hidden(self.hidden)),
                   *(h for h in {h.resolve() for h in self.hidden}
                     if any(h.is_relative_to(b) for b in at_own_path))]:
             inner += ["--tmpfs", str(p)]
@@ -177,6 +189,21 @@ class BuildContainers:
                 continue
             entry.rename(root / entry.name)
         shutil.rmtree(build, ignore_errors=True)
+
+
+def _collect_root(fs: SandboxRoot, part: Path) -> None:
+    """Once a build container over a registry image is gone: its upper directory is the
+    layer's rootfs/, less the mount points bubblewrap made for itself."""
+    upper = fs.base / "upper"
+    shutil.rmtree(upper / ".image", ignore_errors=True)
+    resolv = upper / RESOLV.lstrip("/")
+    if resolv.is_file() and not resolv.is_symlink() and resolv.stat().st_size == 0:
+        resolv.unlink()  # made as the mount point of the host's
+    for d in list(upper.iterdir()):
+        if d.name in NEVER and d.is_dir() and not d.is_symlink() and not any(d.iterdir()):
+            d.rmdir()
+    upper.rename(part / "rootfs")
+    shutil.rmtree(fs.base, ignore_errors=True)
 
 
 async def stream(argv: list[str], env: dict[str, str], log: Log) -> None:

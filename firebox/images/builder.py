@@ -30,12 +30,15 @@ from typing import Any
 from ..backends import netns
 from ..store.blobs import BlobStore
 from ..wire import build_events
+from . import oci
 from .build_container import BuildContainers, Log, StepExited, can_contain, stream
 
 Emit = Callable[[dict[str, Any]], Awaitable[None]]
 FORMAT = 1  # bump when the layout of a layer changes: every layer is then built afresh
 LOG_TAIL = 40  # lines of a failed step's log shown to the caller
-FS_KINDS = ("pip", "apt", "run", "copy", "mount")
+FS_KINDS = ("pip", "apt", "run", "copy", "mount", "registry")
+CONFIG_KINDS = ("env", "workdir", "user", "entrypoint")  # steps that only change the config
+Record = Callable[[str, dict[str, Any]], Awaitable[None]]
 LAYER_ID = re.compile(r"^[0-9a-f]{64}$")
 class BuildFailed(Exception):
     def __init__(self, label: str, index: int, log_tail: str) -> None:
@@ -50,6 +53,31 @@ class Built:
     workdir: str | None
     built: list[str] = field(default_factory=list)  # layers this build made (not cached)
     workspace_id: str = ""  # whose build it is: its layers and uv cache are that workspace's
+    # From a registry image: the image is the container's whole root (each layer's rootfs/),
+    # run as its user (None: the server's default), through its entrypoint.
+    rootfs: bool = False
+    user: str | None = None
+    entrypoint: list[str] | None = None
+    credentials: dict[int, tuple[str, str]] = field(default_factory=dict)  # step -> login
+
+    def config(self) -> dict[str, Any]:
+        """What a container of a registry image needs beyond layers, env and workdir."""
+        if not self.rootfs:
+            return {}
+        return {"rootfs": True, "user": self.user, "entrypoint": self.entrypoint}
+
+
+def _configure(out: Built, step: dict[str, Any]) -> None:
+    """A step that sets the image's config: env, workdir, user or entrypoint."""
+    kind = step["kind"]
+    if kind == "env":
+        out.env.update(step.get("env") or {})
+    elif kind == "workdir":
+        out.workdir = str(step["path"])
+    elif kind == "user":
+        out.user = str(step["user"]) or None
+    elif kind == "entrypoint":
+        out.entrypoint = [str(a) for a in step.get("args") or []] or None
 
 
 def layer_id(parent: str, step: dict[str, Any], python: str) -> str:
@@ -111,15 +139,21 @@ class Builder:
         """The layers built so far, newest first: what a build container runs over."""
         return [self.path(lid) for lid in reversed(out.layers)]
 
-    async def build(self, request: dict[str, Any], emit: Emit,
-                    record: Callable[[str, dict[str, Any]], Awaitable[None]],
-                    workspace_id: str) -> Built:
+    def _python_below(self, out: Built) -> list[Path]:
+        """The layers a pip step's uv runs over: of a registry image, none of its root."""
+        return [p for p in self._below(out) if not (p / "rootfs").is_dir()
+                and not (p / "oci.json").exists()]
+
+    async def build(self, request: dict[str, Any], emit: Emit, record: Record,
+                    workspace_id: str,
+                    credentials: dict[int, tuple[str, str]] | None = None) -> Built:
         """Build (or find) every layer of the request, reporting progress through emit;
         record(layer, info) stores a layer's outcome. Raises BuildFailed.
 
         Layers are the workspace's own: a step's result depends on more than its recipe (a
         package's build script can leave things in the uv cache for later steps), so a layer
-        one workspace built is never handed to another."""
+        one workspace built is never handed to another. credentials: step index -> the
+        registry login of a from_registry step (from its Secret, never part of a layer's key)."""
         python = host_python()
         if request.get("python") != python:
             raise BuildFailed("debian_slim", 0, f"The client runs Python {request.get('python')}"
@@ -128,24 +162,26 @@ class Builder:
         steps: list[dict[str, Any]] = list(request.get("steps") or [])
         mounts: list[dict[str, Any]] = list(request.get("mounts") or [])
         total = len(steps) + len(mounts)
-        out = Built([], {}, None, workspace_id=workspace_id)
+        out = Built([], {}, None, workspace_id=workspace_id, credentials=credentials or {})
         parent = f"workspace {workspace_id}"
         for i, step in enumerate(steps, 1):
             kind = step.get("kind")
             label = str(step.get("label") or kind)
             lid = layer_id(parent, step, python)
             parent = lid
-            if kind == "env":
-                out.env.update(step.get("env") or {})
-                await emit(build_events.step(i, total, label, cached=True))
-                continue
-            if kind == "workdir":
-                out.workdir = str(step["path"])
+            if kind in CONFIG_KINDS:
+                _configure(out, step)
                 await emit(build_events.step(i, total, label, cached=True))
                 continue
             if kind not in FS_KINDS:
                 raise BuildFailed(label, i, f"unknown step kind {kind!r}")
+            if kind == "registry" and i != 1:
+                raise BuildFailed(label, i, "an image from a registry must start with it: "
+                                  "Image.from_registry(...) first, then its other steps")
+            step = {**step, "index": i}
             await self._layer(lid, i, total, label, step, out, emit, record)
+            if kind == "registry":
+                self._take_pulled(lid, out)
             out.layers.append(lid)
         for j, mount in enumerate(mounts, len(steps) + 1):
             # Files added at container start are a layer too, but outside the chain: changing
@@ -157,8 +193,7 @@ class Builder:
         return out
 
     async def _layer(self, lid: str, index: int, total: int, label: str, step: dict[str, Any],
-                     out: Built, emit: Emit,
-                     record: Callable[[str, dict[str, Any]], Awaitable[None]]) -> None:
+                     out: Built, emit: Emit, record: Record) -> None:
         lock = self.locks.setdefault(lid, asyncio.Lock())
         async with lock:
             if self.exists(lid):
@@ -176,7 +211,7 @@ class Builder:
                 await emit(build_events.log(index, text))
 
             try:
-                await self._run_step(step, part, out, log)
+                await self._run_step(step, part, out, log, record)
             except BuildFailed:
                 raise
             except StepExited as exc:
@@ -204,10 +239,12 @@ class Builder:
                                           round(time.monotonic() - started, 2)))
 
     async def _run_step(self, step: dict[str, Any], part: Path, out: Built,
-                        log: Log) -> None:
+                        log: Log, record: Record) -> None:
         kind = step["kind"]
-        if kind in ("copy", "mount"):
-            await asyncio.to_thread(self._copy_files, step, part)
+        if kind == "registry":
+            await self._pull(step, part, out, log, record)
+        elif kind in ("copy", "mount"):
+            await asyncio.to_thread(self._copy_files, step, part, out.rootfs)
         elif kind == "pip":
             await self._pip(step, out, part, log)
         elif kind == "apt":
@@ -215,13 +252,70 @@ class Builder:
             install = f"apt-get install -y --no-install-recommends {pkgs}"
             script = f"{install} || {{ apt-get update && {install}; }}"
             env = {**out.env, "DEBIAN_FRONTEND": "noninteractive"}
-            await self.containers.run(script, env, None, self._below(out), part, log)
+            await self.containers.run(script, env, None, self._below(out), part, log,
+                                      rooted=out.rootfs)
         elif kind == "run":
             script = " && ".join(f"( {c} )" for c in step["commands"])
             env = {**out.env, **(step.get("env") or {})}
-            await self.containers.run(script, env, out.workdir, self._below(out), part, log)
+            await self.containers.run(script, env, out.workdir, self._below(out), part, log,
+                                      rooted=out.rootfs)
 
-    def _copy_files(self, step: dict[str, Any], part: Path) -> None:
+    async def _pull(self, step: dict[str, Any], part: Path, out: Built, log: Log,
+                    record: Record) -> None:
+        """Pull the image, unpack the layers this server lacks (each a layer of its own, named
+        by its digest and the workspace), and keep what the image is in part/oci.json."""
+        tag = str(step["tag"])
+        image = await oci.pull(tag, self.root / "oci" / "blobs",
+                               out.credentials.get(int(step["index"])), log)
+        children = []
+        for n, (digest, media) in enumerate(image.layers, 1):
+            lid = layer_id(f"workspace {out.workspace_id}",
+                           {"kind": "oci-layer", "digest": digest}, "")
+            await self._unpack(lid, digest, media, f"{tag} layer {n}/{len(image.layers)}",
+                               log, record)
+            children.append(lid)
+        (part / "oci.json").write_text(json.dumps({
+            "digest": image.digest, "layers": children, "env": image.env,
+            "workdir": image.workdir, "user": image.user, "entrypoint": image.entrypoint,
+            "cmd": image.cmd}))
+        await log(f"{tag}: {image.digest}, {len(children)} layers")
+
+    async def _unpack(self, lid: str, digest: str, media: str, label: str, log: Log,
+                      record: Record) -> None:
+        async with self.locks.setdefault(lid, asyncio.Lock()):
+            if self.exists(lid):
+                await log(f"{digest[:19]}: cached")
+                return
+            started = time.monotonic()
+            part = self.layers_dir / f"{lid}.part"
+            shutil.rmtree(part, ignore_errors=True)
+            (part / "rootfs").mkdir(parents=True)
+            try:
+                read = await asyncio.to_thread(oci.unpack, self.root / "oci" / "blobs", digest,
+                                               media, part / "rootfs")
+            except BaseException:
+                shutil.rmtree(part, ignore_errors=True)
+                raise
+            size = await asyncio.to_thread(dir_size, part)
+            part.rename(self.path(lid))
+            seconds = time.monotonic() - started
+            await record(lid, {"kind": "oci", "label": label, "state": "built",
+                               "size_bytes": size, "log_tail": digest,
+                               "build_seconds": seconds})
+            await log(f"{digest[:19]}: unpacked {read / 1e6:.1f} MB into {size / 1e6:.1f} MB "
+                      f"in {seconds:.2f} s")
+
+    def _take_pulled(self, lid: str, out: Built) -> None:
+        """A registry step's image becomes the root the later steps build on."""
+        pulled = json.loads((self.path(lid) / "oci.json").read_text())
+        out.layers += pulled["layers"]
+        out.rootfs = True
+        out.env.update(pulled.get("env") or {})
+        out.workdir = pulled.get("workdir") or out.workdir
+        out.user = pulled.get("user") or None
+        out.entrypoint = pulled.get("entrypoint") or None
+
+    def _copy_files(self, step: dict[str, Any], part: Path, rooted: bool) -> None:
         def write(dest: Path, digest: str, mode: int) -> None:
             if not dest.resolve().is_relative_to(part.resolve()):
                 raise ValueError(f"refusing to write outside the layer: {dest}")
@@ -234,7 +328,7 @@ class Builder:
             top = rel.parts[0]
             host = Path("/") / top
             base = "upper" if host.is_dir() and not host.is_symlink() else "root"
-            write(part / base / rel, digest, mode)
+            write(part / ("rootfs" if rooted else base) / rel, digest, mode)
         for rel, (digest, mode) in (step.get("python") or {}).items():
             write(part / "python" / rel, digest, mode)
 
@@ -283,8 +377,8 @@ class Builder:
                 await log("$ " + shlex.join(argv))
                 await stream(argv, env, log)
                 return
-            await self.containers.run(shlex.join(argv), env, None, self._below(out), part, log,
-                                      binds=binds, keep_files=False)
+            await self.containers.run(shlex.join(argv), env, None, self._python_below(out), part,
+                                      log, binds=binds, keep_files=False)
 
     def remove(self, layer: str) -> int:
         path = self.path(layer)

@@ -4,6 +4,9 @@ A layer is a directory named by its hash, holding any of:
   python/         a `--target` directory of Python packages or local modules (on PYTHONPATH)
   upper/<top>     files under a top-level directory of the host (/usr, /etc, /var, /root, ...)
   root/<top>      top-level entries the host does not have (/app, /data, ...)
+  rootfs/         a registry image's layer, or a later step's over one: a whole root's
+                  changes, overlayfs whiteouts and all (such an image is the container's root)
+  oci.json        what a from_registry step pulled (its layers are the image's first ones)
 Under namespaces or gvisor isolation the container gets one overlayfs per top-level directory (the
 layers, newest first, over the host's directory for the system dirs), each with an upper
 directory of its own that vanishes with the container; python/ dirs are bound read-only.
@@ -13,6 +16,7 @@ from __future__ import annotations
 
 import os
 import shlex
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -29,6 +33,44 @@ class View:
     mount_lines: list[str] = field(default_factory=list)  # run in a private mount namespace
     binds: list[tuple[str, str, bool]] = field(default_factory=list)  # source, dest, read-only
     has_files: bool = False  # layers with files at absolute paths (only namespaces shows them)
+    root: Path | None = None  # a registry image's merged root, its upper dir and lowers
+    upper: Path | None = None
+    lowers: list[Path] = field(default_factory=list)
+
+
+def root_layers(layers: list[Path]) -> list[Path]:
+    """A registry image's layers' rootfs/ dirs, newest first: the overlay that is its root."""
+    return [d / "rootfs" for d in reversed(layers) if (d / "rootfs").is_dir()]
+
+
+def overlay(layers: Sequence[Path], scratch: Path) -> tuple[str, Path, Path]:
+    """The mount line of the image's root over layers (rootfs/ dirs, newest first), its merged
+    directory and the upper one that takes the container's writes."""
+    upper, work, merged = scratch / "upper", scratch / "work", scratch / "merged"
+    for d in (upper, work, merged):
+        d.mkdir(parents=True, exist_ok=True)
+    lowers = [str(p) for p in layers] or [str(scratch / "empty")]
+    (scratch / "empty").mkdir(exist_ok=True)
+    if any(c in p for p in [*lowers, str(scratch)] for c in ":,\n"):
+        raise ValueError(f"an image path has a ':' or ',' that overlayfs cannot take: {lowers}")
+    options = f"lowerdir={':'.join(lowers)},upperdir={upper},workdir={work}"
+    return (f"mount -t overlay overlay -o {shlex.quote(options)} {shlex.quote(str(merged))}",
+            merged, upper)
+
+
+def rooted_view(layers: list[Path], env: dict[str, str], scratch: Path) -> View:
+    """For a registry image under bubblewrap or gVisor: its layers as the whole root, its
+    python/ dirs (pip_install over it) bound at PY_MOUNT/N and first on PYTHONPATH."""
+    lowers = root_layers(layers)
+    line, merged, upper = overlay(lowers, scratch)
+    view = View(env=dict(env), mount_lines=[line], has_files=True, root=merged, upper=upper,
+                lowers=lowers)
+    py = python_dirs(layers)
+    inside = [f"{PY_MOUNT}/{i}" for i in range(len(py))]
+    view.binds = [(str(host), dest, True) for host, dest in zip(py, inside, strict=True)]
+    with_python(view.env, inside,
+                 [f"{d}/bin" for p, d in zip(py, inside, strict=True) if (p / "bin").is_dir()])
+    return view
 
 
 def python_dirs(layers: list[Path]) -> list[Path]:

@@ -1,6 +1,8 @@
 """Image: the environment a function's containers run in, described as a list of build steps
 (Python packages, Debian packages, commands, files) that the control plane turns into cached,
-content-addressed layers. There is no Docker: the base is this machine's own system."""
+content-addressed layers. There is no Docker: the base is this machine's own system, or an
+image pulled from a registry (from_registry, from_dockerfile's FROM), which is then the
+container's whole root."""
 
 from __future__ import annotations
 
@@ -16,8 +18,10 @@ from typing import Any
 from .. import _sync
 from ..exception import InvalidError, NotSupportedYet
 from ..wire.digests import sha256
+from . import dockerfile
 from .context import is_local
 from .runner import build_image
+from .secret import Secret
 
 MAX_LOCAL_FILES = 5000
 
@@ -53,10 +57,11 @@ class Image:
 
     def __init__(self, steps: tuple[dict[str, Any], ...] = (),
                  mounts: tuple[dict[str, Any], ...] = (),
-                 blobs: dict[str, bytes] | None = None) -> None:
+                 blobs: dict[str, bytes] | None = None, registry_secret: Any = None) -> None:
         self._steps = steps
         self._mounts = mounts  # copy=False files: added at container start, after every layer
         self._blobs = dict(blobs or {})
+        self._registry_secret = registry_secret  # from_registry(secret=): resolved at build
 
     def __repr__(self) -> str:
         return f"<firebox.Image {len(self._steps)} steps, {len(self._mounts)} local adds>"
@@ -78,18 +83,51 @@ class Image:
         return Image()
 
     @staticmethod
-    def from_registry(tag: str, **kwargs: Any) -> Image:
+    def from_registry(tag: str, *, secret: Any = None,
+                      setup_dockerfile_commands: Sequence[str] = (), force_build: bool = False,
+                      add_python: str | None = None, **kwargs: Any) -> Image:
+        """An image pulled from a registry (Docker Hub, GHCR, a private one with a Secret of
+        REGISTRY_USERNAME and REGISTRY_PASSWORD), which becomes the container's whole root.
+        Functions run in it with the server's Python, bound in: the image needs none."""
+        return _registry(tag, secret, "basic", setup_dockerfile_commands, force_build,
+                         add_python, kwargs, "from_registry")
+
+    @staticmethod
+    def from_gcp_artifact_registry(tag: str, secret: Any = None, *,
+                                   setup_dockerfile_commands: Sequence[str] = (),
+                                   force_build: bool = False, add_python: str | None = None,
+                                   **kwargs: Any) -> Image:
+        """from_registry for Google Artifact Registry: the Secret holds SERVICE_ACCOUNT_JSON."""
+        return _registry(tag, secret, "gcp", setup_dockerfile_commands, force_build,
+                         add_python, kwargs, "from_gcp_artifact_registry")
+
+    @staticmethod
+    def from_aws_ecr(tag: str, secret: Any = None, **kwargs: Any) -> Image:
         raise NotSupportedYet(
-            "Image.from_registry is not supported yet: firebox builds images without Docker "
-            "and cannot pull registry images; start from Image.debian_slim()."
+            "Image.from_aws_ecr is not supported yet: firebox does not call AWS for a login "
+            "token. Use Image.from_registry(tag, secret=firebox.Secret.from_dict({"
+            "'REGISTRY_USERNAME': 'AWS', 'REGISTRY_PASSWORD': <`aws ecr get-login-password`>}))."
         )
 
     @staticmethod
-    def from_dockerfile(path: str, **kwargs: Any) -> Image:
-        raise NotSupportedYet(
-            "Image.from_dockerfile is not supported yet; express the Dockerfile's steps with "
-            "Image.debian_slim().apt_install(...).pip_install(...).run_commands(...)."
-        )
+    def from_dockerfile(path: str | os.PathLike[str], *, context_dir: Any = None,
+                        build_args: dict[str, str] | None = None, secrets: Sequence[Any] = (),
+                        force_build: bool = False, add_python: str | None = None,
+                        ignore: Sequence[str] = (), gpu: Any = None, **kwargs: Any) -> Image:
+        """An image built from a Dockerfile without Docker: FROM pulls, RUN runs in a build
+        container, COPY and ADD of local files make layers, ENV, WORKDIR, USER and
+        ENTRYPOINT set the config; each step cached as any other."""
+        if secrets:
+            raise NotSupportedYet("from_dockerfile(secrets=) is not supported yet.")
+        file = Path(path).expanduser()
+        if not is_local():
+            return Image()
+        if not file.is_file():
+            raise InvalidError(f"from_dockerfile: {path} is not a file.")
+        context = Path(context_dir).expanduser() if context_dir is not None else file.parent
+        _check_add_python(add_python, "from_dockerfile")
+        return dockerfile.build(Image(), file.read_text(), context, dict(build_args or {}),
+                                force_build, ignore, str(file))
 
     @staticmethod
     def micromamba(*args: Any, **kwargs: Any) -> Image:
@@ -105,7 +143,8 @@ class Image:
                 "container start; pass copy=True to it so its files are baked into a layer, "
                 "or move the build step before it."
             )
-        return Image(self._steps + (step,), self._mounts, {**self._blobs, **(blobs or {})})
+        return Image(self._steps + (step,), self._mounts, {**self._blobs, **(blobs or {})},
+                     self._registry_secret)
 
     def pip_install(self, *packages: Any, requirements: Sequence[str] | None = None,
                     find_links: str | None = None, index_url: str | None = None,
@@ -200,9 +239,35 @@ class Image:
         remote = _absolute(str(path), "workdir")
         return self._with_step({"kind": "workdir", "path": remote, "label": f"workdir {remote}"})
 
-    def entrypoint(self, *args: Any, **kwargs: Any) -> Image:
-        raise NotSupportedYet("Image.entrypoint is not supported yet: firebox containers always "
-                              "start the firebox runtime.")
+    def entrypoint(self, entrypoint_commands: Sequence[str]) -> Image:
+        """The program a registry image's containers start through (the runtime's command is
+        its arguments, so it must end by running them, as `exec "$@"`); [] runs none."""
+        args = _strings(entrypoint_commands, "entrypoint") if entrypoint_commands else []
+        if not self._steps or self._steps[0].get("kind") != "registry":
+            raise InvalidError("Image.entrypoint applies to images from a registry or a "
+                               "Dockerfile (from_registry, from_dockerfile): containers of the "
+                               "others start the firebox runtime directly.")
+        return self._with_step({"kind": "entrypoint", "args": args,
+                                "label": "entrypoint " + " ".join(args)})
+
+    def user(self, user: str) -> Image:
+        """The user a registry image's containers run as: a name from its /etc/passwd or
+        uid[:gid] (Dockerfile USER)."""
+        return self._with_step({"kind": "user", "user": str(user), "label": f"user {user}"})
+
+    def dockerfile_commands(self, *dockerfile_commands: Any, context_dir: Any = None,
+                            build_args: dict[str, str] | None = None, secrets: Sequence[Any] = (),
+                            force_build: bool = False, ignore: Sequence[str] = (),
+                            gpu: Any = None, **kwargs: Any) -> Image:
+        """Dockerfile instructions added to this image (FROM only as the first of a new one)."""
+        if secrets:
+            raise NotSupportedYet("dockerfile_commands(secrets=) is not supported yet.")
+        lines = _strings(dockerfile_commands, "dockerfile_commands")
+        if not lines or not is_local():
+            return self
+        context = Path(context_dir).expanduser() if context_dir is not None else Path.cwd()
+        return dockerfile.extend(self, "\n".join(lines), context, dict(build_args or {}),
+                                 force_build, ignore, "dockerfile_commands")
 
     def run_function(self, *args: Any, **kwargs: Any) -> Image:
         raise NotSupportedYet("Image.run_function is not supported yet; use run_commands.")
@@ -225,7 +290,8 @@ class Image:
             entry[key] = digests
         if copy:
             return self._with_step({"kind": "copy", **entry}, blobs)
-        return Image(self._steps, self._mounts + (entry,), {**self._blobs, **blobs})
+        return Image(self._steps, self._mounts + (entry,), {**self._blobs, **blobs},
+                     self._registry_secret)
 
     def add_local_file(self, local_path: str | os.PathLike[str], remote_path: str, *,
                        copy: bool = False) -> Image:
@@ -305,6 +371,37 @@ class Image:
     def _build_request(self) -> dict[str, Any]:
         return {"python": _host_python(), "steps": list(self._steps),
                 "mounts": list(self._mounts)}
+
+
+def _check_add_python(add_python: str | None, what: str) -> None:
+    if add_python is None:
+        return
+    wanted = ".".join(str(add_python).split(".")[:2])
+    if wanted != _host_python():
+        raise InvalidError(
+            f"{what}(add_python={add_python!r}): firebox runs functions in a registry image "
+            f"with the server's Python, {_host_python()}, bound in; pass add_python="
+            f"{_host_python()!r} or leave it out.")
+
+
+def _registry(tag: str, secret: Any, login: str, setup: Sequence[str], force_build: bool,
+              add_python: str | None, kwargs: dict[str, Any], what: str) -> Image:
+    if kwargs:
+        raise InvalidError(f"Image.{what}() got unexpected arguments: {', '.join(kwargs)}.")
+    if not isinstance(tag, str) or not tag.strip() or any(c.isspace() for c in tag):
+        raise InvalidError(f"Image.{what} takes an image name like 'python:3.11-slim' or "
+                           f"'ghcr.io/org/name:tag', not {tag!r}.")
+    if secret is not None and not isinstance(secret, Secret):
+        raise InvalidError(f"Image.{what}(secret=) takes a firebox.Secret, "
+                           f"not {type(secret).__name__}.")
+    _check_add_python(add_python, f"Image.{what}")
+    step: dict[str, Any] = {"kind": "registry", "tag": tag.strip(), "label": f"{what} {tag}"}
+    if secret is not None:
+        step["registry_login"] = login
+    if force_build:
+        step["force"] = os.urandom(8).hex()
+    image = Image((step,), registry_secret=secret)
+    return image.dockerfile_commands(*setup) if setup else image
 
 
 def _ignored(rel: Path, patterns: Sequence[str]) -> bool:

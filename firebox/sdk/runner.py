@@ -23,6 +23,7 @@ from .attach import resolve_spec
 from .blobs import upload_blobs
 from .deployer import deployer
 from .reporting import current_reporter
+from .secret import resolve_all
 
 if TYPE_CHECKING:
     from ..local import EmbeddedServer
@@ -122,8 +123,12 @@ async def build_image(image: Image) -> dict[str, Any]:
     reporter = current_reporter()
     started = time.monotonic()
     result: dict[str, Any] | None = None
-    async for event in c.stream_lines("/v1/images/build", method="POST",
-                                      body=image._build_request()):
+    body = image._build_request()
+    if image._registry_secret is not None:  # the registry login: a Secret, sent by its id
+        first = dict(body["steps"][0])
+        first["secret_id"] = (await resolve_all([image._registry_secret]))[0]
+        body["steps"] = [first, *body["steps"][1:]]
+    async for event in c.stream_lines("/v1/images/build", method="POST", body=body):
         kind = event.get(build_events.TAG)
         if kind in (build_events.STEP, build_events.LOG, build_events.BUILT):
             reporter.image_event(event)
@@ -138,7 +143,7 @@ async def build_image(image: Image) -> dict[str, Any]:
     if result is None:
         raise ImageBuildError("The image build ended without a result; run again.")
     reporter.image_done(result["image_id"], result.get("built", 0), time.monotonic() - started)
-    return {k: result[k] for k in ("image_id", "layers", "env", "workdir")}
+    return {k: result.get(k) for k in ("image_id", "layers", "env", "workdir", "config")}
 
 
 async def deploy(app: App, name: str | None, tag: str = "",

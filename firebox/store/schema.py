@@ -339,4 +339,6 @@ images = sa.Table(
     sa.Column("workdir", sa.Text),
     sa.Column("created_at", sa.Float, nullable=False),
     sa.Column("used_at", sa.Float, nullable=False),
+    # JSON: a registry image's {"rootfs": true, "user", "entrypoint"}; null for the others.
+    sa.Column("config", sa.Text),
 )

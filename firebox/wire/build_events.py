@@ -38,6 +38,7 @@ def error(index: int, label: str, log_tail: str) -> dict[str, Any]:
 
 
 def done(image_id: str, layers: list[str], env: dict[str, str], workdir: str | None,
-         built: int) -> dict[str, Any]:
+         built: int, config: dict[str, Any] | None = None) -> dict[str, Any]:
+    """config: a registry image's (rootfs, user, entrypoint); empty for the others."""
     return {TAG: DONE, "image_id": image_id, "layers": layers, "env": env, "workdir": workdir,
-            "built": built}
+            "built": built, "config": config or {}}

@@ -150,6 +150,10 @@ IMAGE_BUILD_MEMORY_MB: Setting[int] = Setting(
     "FIREBOX_IMAGE_BUILD_MEMORY_MB", 4096, int, "MiB an image build step may use")
 IMAGE_STEP_TIMEOUT: Setting[float] = Setting(
     "FIREBOX_IMAGE_STEP_TIMEOUT", 3600.0, float, "seconds an image build step may run")
+INSECURE_REGISTRIES: Setting[frozenset[str]] = Setting(
+    "FIREBOX_INSECURE_REGISTRIES", frozenset(),
+    lambda raw: frozenset(h.strip() for h in raw.split(",") if h.strip()),
+    "registries (host:port, comma-separated) pulled from over plain HTTP; loopback ones always")
 
 # ---- the server: tunnels ----------------------------------------------------------------------
 
@@ -192,6 +196,9 @@ IMAGE_LAYERS: Setting[str] = Setting(
     "FIREBOX_IMAGE_LAYERS", "", _text, "the image's layer directories, JSON, oldest first")
 IMAGE_WORKDIR: Setting[str | None] = Setting(
     "FIREBOX_IMAGE_WORKDIR", None, _text, "the image's working directory")
+IMAGE_CONFIG: Setting[str] = Setting(
+    "FIREBOX_IMAGE_CONFIG", "", _text,
+    "a registry image's root, user and entrypoint, JSON (images/builder.py Built.config)")
 
 # Modal's names for the same, which code written for Modal reads.
 MODAL_IS_REMOTE: Setting[bool] = Setting(

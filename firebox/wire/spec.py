@@ -102,6 +102,8 @@ class Image(TypedDict, total=False):
     layers: list[str]
     env: dict[str, str]
     workdir: str | None
+    # A registry image's: the server fills it from its own record (plane.resolve_image).
+    config: dict[str, Any]
 
 
 class Schedule(TypedDict, total=False):

@@ -73,6 +73,8 @@ def gvisor_argv(argv: Sequence[str], walls: Walls, env: dict[str, str]) -> list[
     (gVisor's own netstack on the veth) or none (loopback only). The control plane is reached
     over its unix socket (runsc --host-uds=open)."""
     assert walls.scratch is not None
+    if walls.image_root is not None:
+        return _image_root_argv(argv, walls, env)
     skeleton = walls.scratch / "rootfs"
     skeleton.mkdir(parents=True, exist_ok=True)
     mounts = [*_system_mounts(), _tmpfs("/tmp", "1777")]
@@ -103,21 +105,41 @@ def gvisor_argv(argv: Sequence[str], walls: Walls, env: dict[str, str]) -> list[
         (skeleton / PRELOAD_AT.lstrip("/")).touch()
         mounts.append(_bind(PRELOAD_AT, str(walls.preload), "ro"))
         env = {**env, "LD_PRELOAD": " ".join(filter(None, [PRELOAD_AT, env.get("LD_PRELOAD")]))}
-    process = {
+    return _runsc(walls, _process(argv, walls, env), {"path": str(skeleton), "readonly": True},
+                  mounts, walls.cgroup, walls.netns, host_uds=True)
+
+
+def _process(argv: Sequence[str], walls: Walls, env: dict[str, str]) -> dict[str, object]:
+    return {
         "user": {"uid": 0 if walls.uid is None else walls.uid,
-                 "gid": 0 if walls.gid is None else walls.gid},
+                 "gid": 0 if walls.gid is None else walls.gid,
+                 **({"additionalGids": list(walls.groups)} if walls.groups else {})},
         "args": list(argv),
         "env": [f"{k}={v}" for k, v in env.items() if k != "FIREBOX_PARENT_PID"],
         "cwd": str(walls.root.resolve()),
         "capabilities": {k: [] for k in ("bounding", "effective", "permitted", "inheritable")},
     }
-    return _runsc(walls, process, {"path": str(skeleton), "readonly": True}, mounts,
-                  walls.cgroup, walls.netns, host_uds=True)
+
+
+def _image_root_argv(argv: Sequence[str], walls: Walls, env: dict[str, str]) -> list[str]:
+    """A registry image's root (its overlay, writable, the writes the container's own) with the
+    file view's mounts over it; the mount points are made in its upper directory."""
+    assert walls.scratch is not None
+    walls.scratch.mkdir(parents=True, exist_ok=True)
+    mounts = [*_system_mounts(), _tmpfs("/tmp", "1777")]
+    for m in file_view(walls):
+        if m.kind == "tmpfs":
+            mounts.append(_tmpfs(m.dest, m.mode))
+        elif m.kind != "symlink":
+            mounts.append(_bind(m.dest, m.src, "ro" if m.kind in ("ro", "file") else "rw"))
+    return _runsc(walls, _process(argv, walls, env),
+                  {"path": str(walls.image_root), "readonly": False}, mounts, walls.cgroup,
+                  walls.netns, host_uds=True)
 
 
 def sandbox_gvisor_argv(agent: Sequence[str], walls: Walls, rootfs: Path, env: dict[str, str],
                         hidden: Sequence[Path], runtime: Sequence[Path], cgroup: str | None,
-                        netns: str | None) -> list[str]:
+                        netns: str | None, host: Sequence[tuple[str, str]] = ()) -> list[str]:
     """A sandbox's root is its own overlay (rootfs), writable, with its /tmp; hidden paths
     masked, the agent's interpreter (runtime) and its volumes bound in."""
     assert walls.scratch is not None
@@ -126,6 +148,7 @@ def sandbox_gvisor_argv(agent: Sequence[str], walls: Walls, rootfs: Path, env: d
     mounts = [*_system_mounts(), _bind("/tmp", str(rootfs / "tmp"), "rw")]
     mounts += [_tmpfs(str(p)) for p in hidden]
     mounts += [_bind(str(p), str(p), "ro") for p in runtime]
+    mounts += [_bind(dest, src, "ro") for src, dest in host]
     mounts += [_bind(path, str(local), "rw") for path, local in walls.volumes.items()]
     if walls.ca_bundle is not None:
         mounts.append(_bind(CA_BUNDLE, str(walls.ca_bundle), "ro"))

@@ -9,6 +9,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from .. import sandbox_agent
+from . import image_root
 from .bubblewrap import bwrap_argv, sandbox_bwrap_argv
 from .gvisor import HIDE_RMEM, gvisor_argv, sandbox_gvisor_argv
 from .modes import GVISOR, NAMESPACES, PROCESS, SANDBOX_MODES, IsolationUnavailable
@@ -65,19 +66,30 @@ def sandbox_argv(mode: str, walls: Walls, fs: SandboxRoot, env: dict[str, str],
     # (a Python installed under /root or /opt).
     prefix = Path(sys.base_prefix).resolve()
     runtime = [] if prefix.parts[1:2] and prefix.parts[1] in SANDBOX_FROM_HOST else [prefix]
+    host: list[tuple[str, str]] = []  # (host path, where the sandbox sees it)
+    points = fs.rootfs
+    if fs.image_root:  # a registry image's root: the agent runs on the host's loader
+        image_root.check_python()
+        agent, hidden, runtime = image_root.host_exec(agent, image_libs=False), [], [prefix]
+        host = [(top, image_root.HOST + top) for top in image_root.host_tops()]
+        points = fs.base / "upper"  # mount points are made where the overlay's writes go
+        image_root.mount_points(points, fs.image_root, [
+            *((dest, True) for _src, dest in host), (str(prefix), True), ("/tmp", True),
+            *((path, True) for path in walls.volumes)])
     trust: dict[str, str] = {}
     if walls.ca_bundle is not None:  # its mount point, in the root's own top directory
-        point = fs.rootfs / CA_BUNDLE.lstrip("/")
+        point = points / CA_BUNDLE.lstrip("/")
         point.parent.mkdir(mode=0o755, exist_ok=True)
         point.touch()
         trust = trust_env(CA_BUNDLE)
     env = fs.python_env({"PATH": SANDBOX_PATH, "HOME": "/root", **trust, **env})
     if mode == GVISOR:
-        inner = sandbox_gvisor_argv(agent, walls, fs.rootfs, env, hidden, runtime, cgroup, netns)
+        inner = sandbox_gvisor_argv(agent, walls, fs.rootfs, env, hidden, runtime, cgroup, netns,
+                                    host)
         if netns:
             mounts.append(HIDE_RMEM)
     else:
-        inner = sandbox_bwrap_argv(agent, walls, fs.rootfs, env, hidden, runtime, netns)
+        inner = sandbox_bwrap_argv(agent, walls, fs.rootfs, env, hidden, runtime, netns, host)
     script = " && ".join([*mounts, 'exec "$@"'])
     enter = ["nsenter", f"--net={netns}"] if netns else []
     return [*enter, "unshare", "--mount", "--propagation", "private", "/bin/sh", "-c", script,

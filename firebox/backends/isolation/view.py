@@ -12,6 +12,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from .image_root import HOST, host_tops, mount_points
 from .modes import NAMESPACES
 
 
@@ -38,7 +39,13 @@ class Walls:
     uid: int | None = None  # the user it runs as; None: root (sandboxes: root of gVisor's kernel)
     preload: Path | None = None  # a library every process loads (gVisor's statx shim)
     gid: int | None = None
+    groups: Sequence[int] = ()  # supplementary groups (an image's user: the server socket's)
     ca_bundle: Path | None = None  # the certificates it trusts, bound at CA_BUNDLE (trust_env)
+    # A registry image's root (image_root.py): the merged overlay that is its "/", the upper
+    # directory its mount points are made in, and the image's layers under it.
+    image_root: Path | None = None
+    image_upper: Path | None = None
+    image_lowers: Sequence[Path] = ()
 
 
 def python_paths() -> list[Path]:
@@ -152,6 +159,8 @@ def file_view(walls: Walls) -> list[Mount]:
     and /tmp: the system dirs, Python's own directories, its directory, its image, volumes and
     devices; the hidden directories and the host's secrets covered."""
     hidden = _hidden_dirs(walls)
+    if walls.image_root is not None:
+        return _image_root_view(walls, hidden)
     out: list[Mount] = []
     system = []
     for name in SYSTEM_DIRS:
@@ -187,4 +196,34 @@ def file_view(walls: Walls) -> list[Mount]:
         out.append(Mount("rw", SOCKET, str(walls.server_socket)))
     if walls.ca_bundle is not None:
         out.append(Mount("ro", CA_BUNDLE, str(walls.ca_bundle)))
+    return out
+
+
+def _image_root_view(walls: Walls, hidden: list[Path]) -> list[Mount]:
+    """Over a registry image's root: the host's loader and libraries under image_root.HOST,
+    Python's own directories at their paths, then what every container has."""
+    out = [Mount("ro", HOST + top, top) for top in host_tops()]
+    out += [Mount("tmpfs", HOST + str(p)) for p in hidden if under(p, [Path(t) for t in
+                                                                     host_tops()])]
+    wanted = [p for p in python_paths() if not under(p, hidden)]
+    for p in wanted:
+        if not under(p, [q for q in wanted if q != p]):
+            out.append(Mount("ro", str(p), str(p)))
+    for p in hidden:
+        if under(p, wanted):
+            out.append(Mount("tmpfs", str(p)))
+    out += [Mount("dev", node, node) for node in walls.devices]
+    root = str(walls.root.resolve())
+    out.append(Mount("rw", root, root))
+    out += [Mount("ro" if ro else "rw", dest, src) for src, dest, ro in walls.image_binds]
+    out += [Mount("rw", mount_path, str(host_dir))
+            for mount_path, host_dir in walls.volumes.items()]
+    if walls.server_socket is not None:
+        out.append(Mount("rw", SOCKET, str(walls.server_socket)))
+    if walls.ca_bundle is not None:
+        out.append(Mount("ro", CA_BUNDLE, str(walls.ca_bundle)))
+    if walls.image_upper is not None:
+        mount_points(walls.image_upper, walls.image_lowers,
+                     [(m.dest, m.kind != "file" and Path(m.src or "/").is_dir()
+                       or m.kind == "tmpfs") for m in out])
     return out

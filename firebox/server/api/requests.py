@@ -380,7 +380,8 @@ FileEntries = dict[Path, tuple[Digest, Annotated[int, Field(ge=0, le=0o7777)]]]
 
 
 class ImageStep(Body):
-    kind: Literal["pip", "apt", "run", "env", "workdir", "copy"]
+    kind: Literal["pip", "apt", "run", "env", "workdir", "copy", "registry", "user",
+                  "entrypoint"]
     label: Annotated[str, Field(max_length=1 << 16)] | None = None
     packages: list[Annotated[str, Field(max_length=4096)]] | None = None
     requirements: list[str] | None = None
@@ -394,6 +395,12 @@ class ImageStep(Body):
     path: Path | None = None
     files: FileEntries | None = None
     python: FileEntries | None = None
+    tag: Annotated[str, Field(min_length=1, max_length=1024, pattern=r"^[^\s]+$")] | None = None
+    secret_id: Annotated[str, Field(max_length=64)] | None = None
+    registry_login: Literal["basic", "gcp"] | None = None  # how secret_id's values log in
+    force: Annotated[str, Field(max_length=64)] | None = None  # force_build: a fresh pull
+    user: Annotated[str, Field(max_length=256)] | None = None
+    args: list[Annotated[str, Field(max_length=1 << 16)]] | None = None
 
 
 class ImageMount(Body):

@@ -56,21 +56,49 @@ async def _build(cp: ControlPlane, workspace_id: str, request: dict[str, Any],
         await cp.db.write(lambda conn: _upsert_layer(conn, layer, info))
 
     try:
-        built = await cp.images.build(request, emit, record, workspace_id)
+        credentials = await _registry_logins(cp, workspace_id, request)
+        built = await cp.images.build(request, emit, record, workspace_id, credentials)
     except BuildFailed as exc:
         await emit(build_events.error(exc.index, exc.label, exc.log_tail))
     except Exception as exc:
         await emit(build_events.error(0, "build", f"{type(exc).__name__}: {exc}"))
     else:
-        image_id = ids.image_id(hashlib.sha256(json.dumps(
-            [built.layers, built.env, built.workdir], sort_keys=True).encode()
-        ).hexdigest()[:24])
+        key: list[Any] = [built.layers, built.env, built.workdir]
+        if built.config():
+            key.append(built.config())
+        image_id = ids.image_id(hashlib.sha256(json.dumps(key, sort_keys=True).encode()
+                                               ).hexdigest()[:24])
         now = time.time()
         await cp.db.write(lambda conn: _upsert_image(conn, image_id, workspace_id, built, now))
         await emit(build_events.done(image_id, built.layers, built.env, built.workdir,
-                                     len(built.built)))
+                                     len(built.built), built.config()))
     finally:
         await emit(None)
+
+
+async def _registry_logins(cp: ControlPlane, workspace_id: str,
+                           request: dict[str, Any]) -> dict[int, tuple[str, str]]:
+    """The login of each from_registry step that names a Secret: REGISTRY_USERNAME and
+    REGISTRY_PASSWORD, or for Google's registries SERVICE_ACCOUNT_JSON (as Modal reads them).
+    Only the workspace's own secrets count."""
+    out = {}
+    for i, step in enumerate(request.get("steps") or [], 1):
+        if step.get("kind") != "registry" or not step.get("secret_id"):
+            continue
+        await cp.vault.load([step["secret_id"]])
+        values = cp.vault.env_for({"secrets": [step["secret_id"]]}, workspace_id)
+        if step.get("registry_login") == "gcp":
+            if "SERVICE_ACCOUNT_JSON" not in values:
+                raise BuildFailed(step.get("label") or "from_registry", i,
+                                  "the registry's Secret has no SERVICE_ACCOUNT_JSON")
+            out[i] = ("_json_key", values["SERVICE_ACCOUNT_JSON"])
+        elif "REGISTRY_USERNAME" in values and "REGISTRY_PASSWORD" in values:
+            out[i] = (values["REGISTRY_USERNAME"], values["REGISTRY_PASSWORD"])
+        else:
+            raise BuildFailed(step.get("label") or "from_registry", i,
+                              "the registry's Secret needs REGISTRY_USERNAME and "
+                              "REGISTRY_PASSWORD (or it is not a secret of this workspace)")
+    return out
 
 
 async def _upsert_layer(conn: Any, layer: str, info: dict[str, Any]) -> None:
@@ -87,7 +115,8 @@ async def _upsert_image(conn: Any, image_id: str, workspace_id: str,
     else:
         await conn.execute(s.images.insert().values(
             id=image_id, workspace_id=workspace_id, layers=json.dumps(built.layers),
-            env=json.dumps(built.env), workdir=built.workdir, created_at=now, used_at=now))
+            env=json.dumps(built.env), workdir=built.workdir, created_at=now, used_at=now,
+            config=json.dumps(built.config()) if built.config() else None))
 
 
 async def _in_use(cp: ControlPlane) -> set[str]:

@@ -224,6 +224,7 @@ class ControlPlane:
             variables.IMAGE_LAYERS.name: json.dumps(
                 [str(self.images.path(lid)) for lid in image.get("layers") or ()]),
             variables.IMAGE_WORKDIR.name: image.get("workdir") or "",
+            variables.IMAGE_CONFIG.name: json.dumps(image.get("config") or {}),
         }
 
     async def resolve_image(self, workspace_id: str, spec: dict[str, Any]) -> str | None:
@@ -240,7 +241,8 @@ class ControlPlane:
                     "or deploy the app again to build it")
         row = rows[0]
         spec["image"] = {"image_id": row.id, "layers": json.loads(row.layers),
-                         "env": json.loads(row.env), "workdir": row.workdir}
+                         "env": json.loads(row.env), "workdir": row.workdir,
+                         "config": json.loads(row.config) if row.config else {}}
         return None
 
     def container_identity(self, token: str) -> Identity | None:

@@ -51,6 +51,7 @@ class _Image:
     env: dict[str, str] = field(default_factory=dict)
     workdir: str | None = None
     built: str | None = None  # the id of a built image (not a snapshot's)
+    rooted: bool = False  # a registry image's: the sandbox's whole root
 
 
 async def _image(cp: ControlPlane, who: Identity, image: str | None) -> _Image:
@@ -70,7 +71,9 @@ async def _image(cp: ControlPlane, who: Identity, image: str | None) -> _Image:
     if not all(cp.images.exists(lid) for lid in layers):
         raise invalid(f"Image {image}'s layers were pruned since it was built; pass the Image "
                       "itself to Sandbox.create(image=) to build it again.")
-    return _Image(layers[::-1], json.loads(rows[0].env), rows[0].workdir, image)
+    config = json.loads(rows[0].config) if rows[0].config else {}
+    return _Image(layers[::-1], json.loads(rows[0].env), rows[0].workdir, image,
+                  bool(config.get("rootfs")))
 
 
 async def create(cp: ControlPlane, who: Identity, app: Any, *, name: str | None,
@@ -110,7 +113,8 @@ async def create(cp: ControlPlane, who: Identity, app: Any, *, name: str | None,
                 timeout=_seconds(timeout, "timeout", DEFAULT_TIMEOUT) or DEFAULT_TIMEOUT,
                 idle_timeout=_seconds(idle_timeout, "idle_timeout", None),
                 cpu=cpu, memory_mb=memory, layers=base.layers,
-                volumes=mounts, network=network, ports=ports, pty=pty, image_id=base.built)
+                volumes=mounts, network=network, ports=ports, pty=pty, image_id=base.built,
+                rooted=base.rooted)
     return await cp.sandboxes.create(who.workspace_id, app.id, name, dict(tags), spec)
 
 

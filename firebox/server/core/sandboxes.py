@@ -121,6 +121,7 @@ class Spec:
     ports: dict[int, bool] = field(default_factory=dict)  # tunnelled port -> TLS only
     pty: bool = False  # the command it was created with runs on a terminal
     image_id: str | None = None  # the built image it was made from, kept while it runs
+    rooted: bool = False  # that image is a registry image's: the sandbox's whole root
 
     def pooled(self) -> bool:
         """Whether a warm sandbox fits: the backend boots those with no image and the default
@@ -282,7 +283,8 @@ class SandboxManager:
             image_layers=tuple(self.cp.images.path(lid) for lid in spec.layers
                                if not lid.startswith(ids.SNAPSHOT_LAYER)),
             volumes={copy.mount_path: copy.local for copy in sb.copies},
-            network=tuple(spec.network) if spec.network is not None else None)
+            network=tuple(spec.network) if spec.network is not None else None,
+            image_root=spec.rooted)
         process = await self.launcher.start_sandbox(launch, _Reports(self, sb))
         sb.process = process
         if sb.status != "running":  # terminated while it booted
@@ -408,6 +410,9 @@ class SandboxManager:
     async def snapshot(self, sb: Sandbox) -> list[str]:
         """Copy the sandbox's writes into a new layer; returns the image's layers, newest
         first (the new one over the layers the sandbox started from)."""
+        if sb.spec.rooted:
+            raise invalid("snapshot_filesystem of a sandbox from a registry image is not "
+                          "supported yet; build its state into the image with run_commands.")
         await self.file_op(sb, "sync", "/")
         assert sb.process is not None  # the sync reached it
         layer = ids.new_snapshot_layer_id()

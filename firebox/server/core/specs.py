@@ -81,6 +81,7 @@ class Image(Part):
     layers: list[Id] = []
     env: dict[str, str] = {}
     workdir: Text | None = None
+    config: dict[str, Any] = {}  # replaced by the server's own record (plane.resolve_image)
 
 
 class Schedule(Part):
