@@ -238,3 +238,25 @@ def test_a_sandbox_runs_in_a_registry_image(registry, tmp_path, mode):
                 sb.terminate()
     finally:
         srv.stop()
+
+
+def test_image_list_and_prune_cover_pulled_layers(tmp_path):
+    srv = ServerProcess(tmp_path)
+    srv.start()
+    try:
+        with oci_registry.start_registry(tmp_path / "reg") as reg, current(srv):
+            oci_registry.push_image("layered:1", tmp_path / "layout", reg)
+            tag = f"{reg.address}/layered:1"
+            _run(modal.Image.from_registry(tag), "namespaces", sh_fn(), "true")
+            listed = srv.cli("image", "list")
+            assert listed.returncode == 0, listed.stderr
+            for n in range(1, 5):
+                assert f"{tag} layer {n}/4" in listed.stdout
+            assert f"from_registry {tag}" in listed.stdout
+            layers = _layers(srv)
+            assert len(layers) == 5  # four OCI layers and the pull's record
+            pruned = srv.cli("image", "prune")
+            assert pruned.returncode == 0, pruned.stderr
+            assert _layers(srv) == set()
+    finally:
+        srv.stop()
