@@ -139,7 +139,8 @@ def test_not_supported_yet_is_a_clear_error():
         pass
 
     still_missing = [
-        lambda: firebox.Image.from_registry("python:3.11-slim"),
+        lambda: firebox.Image.micromamba(),
+        lambda: firebox.Image.from_aws_ecr("1.dkr.ecr.us-east-1.amazonaws.com/x:1"),
         lambda: firebox.NetworkFileSystem.from_name("x"),
         lambda: firebox.CloudBucketMount("bucket"),
     ]

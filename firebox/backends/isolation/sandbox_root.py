@@ -116,24 +116,10 @@ class SandboxRoot:
             upper, work = self.base / "upper" / name, self.base / "work" / name
             upper.mkdir(exist_ok=True)
             work.mkdir(exist_ok=True)
-            paths = [*lowers, str(upper), str(work), str(dest)]
-            if any(c in p for p in paths for c in ":,\n"):
-                raise IsolationUnavailable(
-                    f"The path {paths} has a ':' or ',' overlayfs cannot take; move the state "
-                    "directory to a plainer path."
-                )
-            options = f"lowerdir={':'.join(lowers)},upperdir={upper},workdir={work}"
-            entries.append(f"overlay {_fstab_field(str(dest))} overlay "
-                           f"{_fstab_field(options)} 0 0\n")
-        for host, inside in zip(self.python, self.python_paths(), strict=True):
+            entries.append(_overlay_entry(lowers, upper, work, dest))
+        for inside in self.python_paths():
             (self.rootfs / inside.lstrip("/")).mkdir(parents=True, exist_ok=True)
-            entries.append(f"{_fstab_field(str(host))} "
-                           f"{_fstab_field(str(self.rootfs / inside.lstrip('/')))} "
-                           "none bind,ro 0 0\n")
-        # One mount process for them all: a `mount` apiece cost about 4 ms each.
-        fstab = self.base / "fstab"
-        fstab.write_text("".join(entries))
-        return [f"mount --all --fstab {shlex.quote(str(fstab))}"]
+        return self._mount_all(entries)
 
     def _prepare_image_root(self) -> list[str]:
         for part in ("rootfs", "upper", "work"):
@@ -141,14 +127,12 @@ class SandboxRoot:
         upper = self.base / "upper"
         for inside in self.python_paths():  # mount points, made where the writes go
             (upper / inside.lstrip("/")).mkdir(parents=True, exist_ok=True)
-        lowers = [str(p) for p in self.image_root]
-        paths = [*lowers, str(upper), str(self.base / "work"), str(self.rootfs)]
-        if any(c in p for p in paths for c in ":,\n"):
-            raise IsolationUnavailable(f"The path {paths} has a ':' or ',' overlayfs cannot "
-                                       "take; move the state directory to a plainer path.")
-        options = f"lowerdir={':'.join(lowers)},upperdir={upper},workdir={self.base / 'work'}"
-        root = _fstab_field(str(self.rootfs))
-        entries = [f"overlay {root} overlay {_fstab_field(options)} 0 0\n"]
+        return self._mount_all([_overlay_entry([str(p) for p in self.image_root], upper,
+                                               self.base / "work", self.rootfs)])
+
+    def _mount_all(self, entries: list[str]) -> list[str]:
+        """The overlays' fstab entries and then the python/ dirs' binds, in one fstab: one
+        mount process for them all (a `mount` apiece cost about 4 ms each)."""
         for host, inside in zip(self.python, self.python_paths(), strict=True):
             entries.append(f"{_fstab_field(str(host))} "
                            f"{_fstab_field(str(self.rootfs / inside.lstrip('/')))} "
@@ -314,6 +298,17 @@ def _make_shim(dest: Path) -> bool:
     (tmp / "etc" / "ld.so.preload").write_text(host + SHIM_PATH + "\n")
     tmp.rename(dest)
     return True
+
+
+def _overlay_entry(lowers: list[str], upper: Path, work: Path, dest: Path) -> str:
+    paths = [*lowers, str(upper), str(work), str(dest)]
+    if any(c in p for p in paths for c in ":,\n"):
+        raise IsolationUnavailable(
+            f"The path {paths} has a ':' or ',' overlayfs cannot take; move the state "
+            "directory to a plainer path."
+        )
+    options = f"lowerdir={':'.join(lowers)},upperdir={upper},workdir={work}"
+    return f"overlay {_fstab_field(str(dest))} overlay {_fstab_field(options)} 0 0\n"
 
 
 def _fstab_field(text: str) -> str:
