@@ -17,6 +17,7 @@ import sys
 import tempfile
 import textwrap
 import time
+import tomllib
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).parent))
@@ -72,7 +73,8 @@ def start_server(scratch: Path, standby: str | None = None
                 break
         except httpx.HTTPError:
             time.sleep(0.05)
-    token = (scratch / "config" / "config.toml").read_text().split('token = "')[1][:-2]
+    with open(scratch / "config" / "config.toml", "rb") as f:
+        token = tomllib.load(f)["default"]["token"]  # the profile the server wrote
     return server, url, token
 
 
