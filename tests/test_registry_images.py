@@ -248,6 +248,12 @@ def test_image_list_and_prune_cover_pulled_layers(tmp_path):
             oci_registry.push_image("layered:1", tmp_path / "layout", reg)
             tag = f"{reg.address}/layered:1"
             _run(modal.Image.from_registry(tag), "namespaces", sh_fn(), "true")
+            reg.stop()  # a pulled tag is cached like any step: the registry is not asked again
+            image = modal.Image.from_registry(tag)
+            assert _run(image, "namespaces", sh_fn(), "cat /opt/data/a.txt") == "a"
+            with pytest.raises(ImageBuildError, match="cannot be reached"):
+                _run(modal.Image.from_registry(tag, force_build=True), "namespaces", sh_fn(),
+                     "true")
             listed = srv.cli("image", "list")
             assert listed.returncode == 0, listed.stderr
             for n in range(1, 5):
@@ -255,8 +261,11 @@ def test_image_list_and_prune_cover_pulled_layers(tmp_path):
             assert f"from_registry {tag}" in listed.stdout
             layers = _layers(srv)
             assert len(layers) == 5  # four OCI layers and the pull's record
+            blobs = srv.state_dir / "images" / "oci" / "blobs"
+            assert any(blobs.rglob("*")) and not list((blobs.parent).glob("pull-*"))
             pruned = srv.cli("image", "prune")
             assert pruned.returncode == 0, pruned.stderr
             assert _layers(srv) == set()
+            assert not blobs.exists()  # the pulls' download cache goes with them
     finally:
         srv.stop()

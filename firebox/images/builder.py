@@ -124,6 +124,9 @@ class Builder:
         self.layers_dir.mkdir(parents=True, exist_ok=True)
         for part in self.layers_dir.glob("*.part"):  # builds a stopped server left unfinished
             shutil.rmtree(part, ignore_errors=True)
+        for pull in (root / "oci").glob("pull-*"):  # and its pulls' layouts
+            shutil.rmtree(pull, ignore_errors=True)
+        self.pulls = 0  # pulls under way: the blob store is theirs
         self.blobs = blobs
         self.locks: dict[str, asyncio.Lock] = {}
 
@@ -265,15 +268,19 @@ class Builder:
         """Pull the image, unpack the layers this server lacks (each a layer of its own, named
         by its digest and the workspace), and keep what the image is in part/oci.json."""
         tag = str(step["tag"])
-        image = await oci.pull(tag, self.root / "oci" / "blobs",
-                               out.credentials.get(int(step["index"])), log)
-        children = []
-        for n, (digest, media) in enumerate(image.layers, 1):
-            lid = layer_id(f"workspace {out.workspace_id}",
-                           {"kind": "oci-layer", "digest": digest}, "")
-            await self._unpack(lid, digest, media, f"{tag} layer {n}/{len(image.layers)}",
-                               log, record)
-            children.append(lid)
+        self.pulls += 1
+        try:
+            image = await oci.pull(tag, self.root / "oci" / "blobs",
+                                   out.credentials.get(int(step["index"])), log)
+            children = []
+            for n, (digest, media) in enumerate(image.layers, 1):
+                lid = layer_id(f"workspace {out.workspace_id}",
+                               {"kind": "oci-layer", "digest": digest}, "")
+                await self._unpack(lid, digest, media, f"{tag} layer {n}/{len(image.layers)}",
+                                   log, record)
+                children.append(lid)
+        finally:
+            self.pulls -= 1
         (part / "oci.json").write_text(json.dumps({
             "digest": image.digest, "layers": children, "env": image.env,
             "workdir": image.workdir, "user": image.user, "entrypoint": image.entrypoint,
@@ -379,6 +386,16 @@ class Builder:
                 return
             await self.containers.run(shlex.join(argv), env, None, self._python_below(out), part,
                                       log, binds=binds, keep_files=False)
+
+    def drop_blobs(self) -> int:
+        """Empty the pulls' blob store (what was pulled is unpacked into layers by now; a later
+        pull fetches again), unless a pull is under way. Returns the bytes freed."""
+        blobs = self.root / "oci" / "blobs"
+        if self.pulls or not blobs.is_dir():
+            return 0
+        size = dir_size(blobs)
+        shutil.rmtree(blobs, ignore_errors=True)
+        return size
 
     def remove(self, layer: str) -> int:
         path = self.path(layer)

@@ -178,6 +178,7 @@ async def prune(cp: ControlPlane, workspace_id: str) -> dict[str, Any]:
         if lock is not None and lock.locked():
             continue  # being built right now
         freed += await asyncio.to_thread(cp.images.remove, lid)
+    freed += await asyncio.to_thread(cp.images.drop_blobs)
     if dead:
         await cp.db.write(lambda conn: conn.execute(
             s.image_layers.delete().where(s.image_layers.c.id.in_(dead))))
