@@ -275,8 +275,8 @@ def _extract(tar: tarfile.TarFile, member: tarfile.TarInfo, dest: Path) -> None:
             os.link(source, target, follow_symlinks=False)
         return
     parent.mkdir(parents=True, exist_ok=True)
-    if not member.isdir():
-        _remove(target)
+    if not member.isdir() or target.is_symlink():
+        _remove(target)  # a directory replaces a link: its mode must not land where it points
     # The members' own paths and modes, owners numeric: the setuid bit of su or sudo is the
     # image's, and the checks above keep every write inside dest.
     tar.extract(member, dest, set_attrs=True, numeric_owner=True, filter="fully_trusted")
