@@ -64,6 +64,7 @@ def test_an_archive_cannot_reach_outside_its_layer(tmp_path):
     dest.mkdir()
     outside.mkdir(mode=0o700)
     digest = blob(store, [
+        (entry(str(outside / "absolute.txt")), b"x"),  # lands at its path inside the layer
         (entry("../escape.txt"), b"x"),
         (entry("link", tarfile.SYMTYPE, link=str(outside)), None),
         (entry("link/through.txt"), b"x"),
@@ -71,6 +72,8 @@ def test_an_archive_cannot_reach_outside_its_layer(tmp_path):
     with pytest.raises(oci.PullFailed, match="symbolic link /link"):
         oci.unpack(store, digest, GZ, dest)
     assert not (tmp_path / "escape.txt").exists() and not (outside / "through.txt").exists()
+    assert not (outside / "absolute.txt").exists()
+    assert (dest / str(outside).lstrip("/") / "absolute.txt").read_text() == "x"
     # A directory entry over a link the archive made replaces the link; the mode stays inside.
     dest2 = tmp_path / "rootfs2"
     dest2.mkdir()

@@ -279,7 +279,9 @@ def _extract(tar: tarfile.TarFile, member: tarfile.TarInfo, dest: Path) -> None:
         _remove(target)  # a directory replaces a link: its mode must not land where it points
     # The members' own paths and modes, owners numeric: the setuid bit of su or sudo is the
     # image's, and the checks above keep every write inside dest.
-    tar.extract(member, dest, set_attrs=True, numeric_owner=True, filter="fully_trusted")
+    # By the checked relative path: tarfile would put an absolute name at that host path.
+    tar.extract(member.replace(name=str(path), deep=False), dest, set_attrs=True,
+                numeric_owner=True, filter="fully_trusted")
 
 
 def _no_links_between(dest: Path, directory: Path) -> None:
