@@ -7,7 +7,7 @@ import json
 from collections.abc import Sequence
 from pathlib import Path
 
-from .view import CA_BUNDLE, Walls, file_view
+from .view import CA_BUNDLE, Mount, Walls, file_view
 
 # runsc 20221219 takes a network namespace with /proc/sys/net/core/rmem_default for the host's
 # own and refuses it; since Linux 6.x every namespace has that file. Hidden from runsc only, in
@@ -41,6 +41,13 @@ def _tmpfs(dest: str, mode: str | None = None) -> dict[str, object]:
     if mode is not None:
         mount["options"] = [f"mode={mode}"]
     return mount
+
+
+def _spec_mount(m: Mount) -> dict[str, object]:
+    """A step of the file view (not a symlink) as an OCI spec mount."""
+    if m.kind == "tmpfs":
+        return _tmpfs(m.dest, m.mode)
+    return _bind(m.dest, m.src, "ro" if m.kind in ("ro", "file") else "rw")
 
 
 def _runsc(walls: Walls, process: dict[str, object], root: dict[str, object],
@@ -94,10 +101,7 @@ def gvisor_argv(argv: Sequence[str], walls: Walls, env: dict[str, str]) -> list[
             continue
         if not target.exists():
             target.touch()
-        if m.kind == "tmpfs":
-            mounts.append(_tmpfs(m.dest, m.mode))
-        else:
-            mounts.append(_bind(m.dest, m.src, "ro" if m.kind in ("ro", "file") else "rw"))
+        mounts.append(_spec_mount(m))
     for d in ("proc", "dev", "sys", "tmp"):
         (skeleton / d).mkdir(exist_ok=True)
     if walls.preload is not None:  # the statx shim: `ls DIR` and `stat` work (sandbox_root.py)
@@ -127,11 +131,7 @@ def _image_root_argv(argv: Sequence[str], walls: Walls, env: dict[str, str]) -> 
     assert walls.scratch is not None
     walls.scratch.mkdir(parents=True, exist_ok=True)
     mounts = [*_system_mounts(), _tmpfs("/tmp", "1777")]
-    for m in file_view(walls):
-        if m.kind == "tmpfs":
-            mounts.append(_tmpfs(m.dest, m.mode))
-        elif m.kind != "symlink":
-            mounts.append(_bind(m.dest, m.src, "ro" if m.kind in ("ro", "file") else "rw"))
+    mounts += [_spec_mount(m) for m in file_view(walls) if m.kind != "symlink"]
     return _runsc(walls, _process(argv, walls, env),
                   {"path": str(walls.image_root), "readonly": False}, mounts, walls.cgroup,
                   walls.netns, host_uds=True)
