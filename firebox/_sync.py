@@ -12,12 +12,13 @@ from typing import Any, TypeVar
 T = TypeVar("T")
 
 _loop: asyncio.AbstractEventLoop | None = None
+_thread: threading.Thread | None = None
 _lock = threading.Lock()
 
 
 def loop() -> asyncio.AbstractEventLoop:
     """firebox's event loop, started on first use in a daemon thread."""
-    global _loop
+    global _loop, _thread
     with _lock:
         if _loop is None or _loop.is_closed():
             new = asyncio.new_event_loop()
@@ -28,10 +29,28 @@ def loop() -> asyncio.AbstractEventLoop:
                 new.call_soon(ready.set)
                 new.run_forever()
 
-            threading.Thread(target=run, name="firebox-loop", daemon=True).start()
+            _thread = threading.Thread(target=run, name="firebox-loop", daemon=True)
+            _thread.start()
             ready.wait()
             _loop = new
         return _loop
+
+
+def stop(last: Callable[[], Coroutine[Any, Any, None]] | None = None) -> None:
+    """Run last() on firebox's loop, then stop the loop and its thread, if it was started: a
+    memory snapshot's template does before it forks, as a thread does not survive a fork. The
+    next call starts a new one."""
+    global _loop, _thread
+    with _lock:
+        old, thread, _loop, _thread = _loop, _thread, None, None
+    if old is None or old.is_closed() or thread is None:
+        return
+    if last is not None:
+        asyncio.run_coroutine_threadsafe(last(), old).result(timeout=10)
+    old.call_soon_threadsafe(old.stop)
+    thread.join(timeout=10)
+    if not thread.is_alive():
+        old.close()
 
 
 def on_loop_thread() -> bool:

@@ -331,6 +331,15 @@ def use(client: Client | None) -> None:
     _override = client
 
 
+async def forget() -> None:
+    """Close the configured server's client and drop it (run on firebox's loop): the next
+    current() makes a new one."""
+    global _client
+    old, _client = _client, None
+    if old is not None:
+        await old.close()
+
+
 def current() -> Client:
     """The client for the configured server; raises when none is configured."""
     global _client

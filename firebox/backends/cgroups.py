@@ -11,8 +11,12 @@ import signal
 import time
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from ..wire import settings
+
+if TYPE_CHECKING:
+    from .base import Launch
 
 log = logging.getLogger("firebox.backends.cgroups")
 
@@ -138,6 +142,11 @@ class Cgroup:
     def procs_files(self) -> list[Path]:
         """Write a process's pid to each of these (before it forks) to put it in the cgroup."""
         return [d / "cgroup.procs" for d in self.dirs]
+
+    def adopt(self, pid: int) -> None:
+        """Move a running process (a container forked from a template) into the cgroup."""
+        for f in self.procs_files:
+            f.write_text(str(pid))
 
     def pids(self) -> list[int]:
         try:
@@ -362,3 +371,14 @@ def retarget(group: Cgroup, limits: Limits, container_id: str) -> None:
     """A standby's cgroup becomes the container's: its limits and its name."""
     group.apply(limits)
     group.rename(container_id)
+
+
+def limits_for(launch: Launch) -> Limits:
+    return Limits(launch.cpu, launch.cpu_limit, launch.memory_mb, memory_limit_for(launch))
+
+
+def memory_limit_for(launch: Launch) -> int:
+    """Its own limit, else the default ceiling over the memory the scheduler may hand out."""
+    if launch.memory_limit_mb:
+        return launch.memory_limit_mb
+    return default_memory_limit_mb(launch.memory_mb, machine_memory_mb())

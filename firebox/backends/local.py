@@ -20,37 +20,21 @@ import socket
 import sys
 import time
 from collections.abc import Sequence
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from ..images import layers as images
 from ..wire import ids, settings
 from ..wire.spec import DEFAULTS
-from . import cgroups, gpus, isolation, netns
+from . import cgroups, gpus, isolation, netns, templates
 from .base import CapacityReport, Launch, NodeCapacity, OnExit, OnOutput, describe_exit
 from .isolation import image_root
 from .local_sandboxes import LocalSandboxes
+from .templates import LINE_PIECE, Process, Templates
 
 log = logging.getLogger("firebox.backends.local")
 
 NETNS_POOL = 2  # network namespaces made ahead for cold starts
-LINE_PIECE = 64 * 1024  # bytes of a line of output passed on at a time: a longer one is split
-
-
-@dataclass
-class Process:
-    """A launched runtime: a standby (container_id None) or a container's."""
-
-    key: str  # the name it was launched under: its directory and first cgroup name
-    proc: asyncio.subprocess.Process
-    mode: str
-    sandbox: isolation.Walls
-    group: cgroups.Cgroup | None
-    container_id: str | None = None
-    memory_limit_mb: int | None = None
-    image_files_missing: bool = False  # its image has files this isolation cannot show
-    link: netns.Link | None = None  # its network namespace with egress, if it has one
 
 
 class LocalBackend:
@@ -95,6 +79,7 @@ class LocalBackend:
             os.chown(server_socket, 0, isolation.CONTAINER_GID)
             os.chmod(server_socket, 0o660)
         self.procs: dict[str, Process] = {}  # by container id
+        self.templates = Templates()
         self.standby: list[Process] = []
         self.standby_env = dict(standby_env or {})
         self.standby_size = settings.STANDBY_RUNTIMES.get()
@@ -148,8 +133,27 @@ class LocalBackend:
                 "A registry image is the container's whole root, which needs "
                 "isolation='namespaces' or 'gvisor' (this server runs containers as plain "
                 "processes); start it with FIREBOX_ISOLATION=namespaces.")
+        snapshot = templates.Templates.key_for(launch.env, mode)
+        if snapshot is not None and await templates.start(self, launch, mode, volumes, layers,
+                                                          config, *snapshot):
+            return
         if self._standby_fits(launch, mode, volumes, layers) and await self._assign(launch):
             return
+        env = self._container_env(launch, mode, volumes, config)
+        p = await self._spawn(launch.container_id, mode, env, cgroups.limits_for(launch),
+                              launch.gpus, volumes=volumes, layers=layers,
+                              block_network=launch.block_network, image=config)
+        p.container_id = launch.container_id
+        p.memory_limit_mb = cgroups.memory_limit_for(launch)
+        self.procs[launch.container_id] = p
+        if p.image_files_missing:
+            self.on_output(launch.container_id, "stderr", (
+                "firebox: without isolation only the image's Python packages, environment and "
+                "workdir apply; its files (apt_install, run_commands, add_local_* at absolute "
+                "paths) need isolation='namespaces' or 'gvisor'."))
+
+    def _container_env(self, launch: Launch, mode: str, volumes: Sequence[str],
+                       config: dict[str, Any]) -> dict[str, str]:
         env = self._env(launch.container_id, mode, launch.gpus)
         if config.get("rootfs"):  # none of the host's environment: the image's own
             env = {k: v for k, v in env.items() if k not in os.environ}
@@ -157,17 +161,12 @@ class LocalBackend:
         env.update(launch.env)
         if volumes:
             env[settings.VOLUMES_AT_PATH.name] = "1"
-        p = await self._spawn(launch.container_id, mode, env, _limits(launch), launch.gpus,
-                              volumes=volumes, layers=layers,
-                              block_network=launch.block_network, image=config)
-        p.container_id = launch.container_id
-        p.memory_limit_mb = _memory_limit(launch)
-        self.procs[launch.container_id] = p
-        if p.image_files_missing:
-            self.on_output(launch.container_id, "stderr", (
-                "firebox: without isolation only the image's Python packages, environment and "
-                "workdir apply; its files (apt_install, run_commands, add_local_* at absolute "
-                "paths) need isolation='namespaces' or 'gvisor'."))
+        return env
+
+    async def _say(self, container_id: str, line: str) -> None:
+        room = self.on_output(container_id, "stderr", line)
+        if room is not None:
+            await room
 
     async def _assign(self, launch: Launch) -> bool:
         """Hand the container to a standby runtime, if one is ready and can take its limits."""
@@ -187,7 +186,7 @@ class LocalBackend:
                     # would be gone when the process's shell writes itself into it.
                     if not await cgroups.joined(p.group, p.proc):
                         raise OSError(f"standby {p.key} never joined its cgroup")
-                    await asyncio.to_thread(cgroups.retarget, p.group, _limits(launch),
+                    await asyncio.to_thread(cgroups.retarget, p.group, cgroups.limits_for(launch),
                                             launch.container_id)
                 if p.link is not None:
                     await asyncio.to_thread(netns.refresh, p.link)
@@ -196,7 +195,7 @@ class LocalBackend:
                 if p.mode != isolation.PROCESS:
                     env.pop(settings.PARENT_PID.name)  # inside, its parent is the sandbox's init
                 p.container_id = launch.container_id
-                p.memory_limit_mb = _memory_limit(launch)
+                p.memory_limit_mb = cgroups.memory_limit_for(launch)
                 self.procs[launch.container_id] = p
                 p.proc.stdin.write(json.dumps(env).encode() + b"\n")
                 await p.proc.stdin.drain()
@@ -287,8 +286,8 @@ class LocalBackend:
     async def _spawn(self, key: str, mode: str, env: dict[str, str], limits: cgroups.Limits,
                      gpu_indices: Sequence[int], standby: bool = False,
                      volumes: Sequence[str] = (), layers: Sequence[Path] = (),
-                     block_network: bool = False,
-                     image: dict[str, Any] | None = None) -> Process:
+                     block_network: bool = False, image: dict[str, Any] | None = None,
+                     pass_fds: Sequence[int] = ()) -> Process:
         root = self.workdir / key
         root.mkdir(parents=True)
         rooted = bool(image and image.get("rootfs"))
@@ -372,6 +371,7 @@ class LocalBackend:
                 stderr=asyncio.subprocess.PIPE,
                 start_new_session=True,
                 limit=LINE_PIECE,
+                pass_fds=pass_fds,
             )
         except BaseException:
             if group is not None:
@@ -385,10 +385,13 @@ class LocalBackend:
                     image_files_missing=bool(view and mode == isolation.PROCESS
                                              and view.has_files), link=link)
         self._fill_netns()
+        self._watch_soon(p)
+        return p
+
+    def _watch_soon(self, p: Process) -> None:
         task = asyncio.create_task(self._watch(p))
         self.tasks.add(task)
         task.add_done_callback(self.tasks.discard)
-        return p
 
     def _image_scratch(self, key: str) -> Path:
         """Where a container's image overlays keep their writes; gone when it exits."""
@@ -411,14 +414,10 @@ class LocalBackend:
                 cause = (f"was killed for using more than its {p.memory_limit_mb} MiB "
                          "memory limit")
             await asyncio.to_thread(p.group.remove)
-        if p.mode == isolation.GVISOR:
-            await self._forget_gvisor(p.sandbox)
-        if p.link is not None:  # ~30 ms of `ip`: not before the exit is reported
-            task = asyncio.create_task(asyncio.to_thread(netns.remove, p.link))
-            self.tasks.add(task)
-            task.add_done_callback(self.tasks.discard)
-        shutil.rmtree(p.sandbox.root, ignore_errors=True)
-        shutil.rmtree(self._image_scratch(p.key), ignore_errors=True)
+        if p.template is not None:
+            self.templates.drop(p.template)
+        if p.forked_from is None:  # a fork's namespaces and files are its template's
+            await self._release(p)
         if p in self.standby:
             self.standby.remove(p)
         cid = p.container_id
@@ -431,6 +430,17 @@ class LocalBackend:
             self.on_exit(cid, code, cause, ended)
         except Exception:
             log.exception("exit handler failed for %s", cid)
+
+    async def _release(self, p: Process) -> None:
+        """Remove what a launched process had of its own: its files, its network namespace."""
+        if p.mode == isolation.GVISOR:
+            await self._forget_gvisor(p.sandbox)
+        if p.link is not None:  # ~30 ms of `ip`: not before the exit is reported
+            task = asyncio.create_task(asyncio.to_thread(netns.remove, p.link))
+            self.tasks.add(task)
+            task.add_done_callback(self.tasks.discard)
+        shutil.rmtree(p.sandbox.root, ignore_errors=True)
+        shutil.rmtree(self._image_scratch(p.key), ignore_errors=True)
 
     async def _forget_gvisor(self, sandbox: isolation.Walls) -> None:
         proc = await asyncio.create_subprocess_exec(
@@ -485,6 +495,7 @@ class LocalBackend:
 
     async def close(self) -> None:
         self._closed = True
+        self.templates.close()
         for p in list(self.standby):
             await self._discard(p)
         for cid in list(self.procs):
@@ -495,17 +506,6 @@ class LocalBackend:
             await asyncio.to_thread(self.netpool.close)
         if netns.available():
             await asyncio.to_thread(netns.shutdown)
-
-
-def _limits(launch: Launch) -> cgroups.Limits:
-    return cgroups.Limits(launch.cpu, launch.cpu_limit, launch.memory_mb, _memory_limit(launch))
-
-
-def _memory_limit(launch: Launch) -> int:
-    """Its own limit, else the default ceiling over the memory the scheduler may hand out."""
-    if launch.memory_limit_mb:
-        return launch.memory_limit_mb
-    return cgroups.default_memory_limit_mb(launch.memory_mb, cgroups.machine_memory_mb())
 
 
 def _compile_firebox() -> None:

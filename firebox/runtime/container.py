@@ -18,7 +18,7 @@ import time
 import traceback
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
-from typing import Any
+from typing import Any, NoReturn
 
 from websockets.asyncio.client import ClientConnection, connect, unix_connect
 
@@ -126,15 +126,28 @@ class Runtime:
     # ---- start and stop --------------------------------------------------------------------
 
     async def enter(self) -> None:
+        await self.enter_snapshotted()
+        await self.enter_after_restore()
+
+    async def enter_snapshotted(self) -> None:
+        """What a memory snapshot holds: a class's instance and its @enter(snap=True) hooks."""
+        if self.spec.get("kind") != "class" or self.spec.get("web"):
+            return
+        self.instance = user_code.sdk().instantiate(self.target, self.params)
+        for hook in user_code.sdk().lifecycle_methods(self.target, "enter"):
+            if hook.snap:
+                await self._call_hook(hook.raw_f)
+
+    async def enter_after_restore(self) -> None:
+        """What every container does itself: the other @enter hooks, its web apps."""
         if self.spec.get("web"):
             self.web_apps[None] = await web.build_app(self.spec["web"], self.target)
             return
         if self.spec.get("kind") != "class":
             return
-        self.instance = user_code.sdk().instantiate(self.target, self.params)
-        hooks = user_code.sdk().lifecycle_methods(self.target, "enter")
-        for hook in [h for h in hooks if h.snap] + [h for h in hooks if not h.snap]:
-            await self._call_hook(hook.raw_f)
+        for hook in user_code.sdk().lifecycle_methods(self.target, "enter"):
+            if not hook.snap:
+                await self._call_hook(hook.raw_f)
         for name, info in self.spec.get("methods", {}).items():
             if info.get("web"):
                 self.web_apps[name] = await web.build_app(info["web"],
@@ -389,45 +402,69 @@ def _columns(args_list: list[tuple[Any, ...]], kwargs_list: list[dict[str, Any]]
     return [], merged
 
 
-async def main() -> None:
-    set_parent_death_signal()
+def channel() -> Any:
+    """The container's channel to the control plane (an async context manager), over its unix
+    socket where it has one."""
     server_url = settings.SERVER_URL.required()
-    token = settings.TOKEN.required()
-    root = settings.CONTAINER_ROOT.get() / "code"
-    root.mkdir(parents=True, exist_ok=True)
-    ws_url = "ws" + server_url.removeprefix("http") + "/v1/containers/ws"
-    headers = {"Authorization": f"Bearer {token}"}
+    headers = {"Authorization": f"Bearer {settings.TOKEN.required()}"}
     socket_path = settings.SERVER_SOCKET.get()
     if socket_path:  # the control plane's unix socket: works with no network of our own
-        await loopback.relay(server_url, socket_path)  # the URLs it hands out, reachable here
-        channel = unix_connect(socket_path, "ws://firebox/v1/containers/ws",
-                               additional_headers=headers, max_size=None, ping_interval=None,
-                               compression=None)
-    else:
-        channel = connect(ws_url, additional_headers=headers, max_size=None, ping_interval=None,
-                          compression=None)
-    async with channel as ws:
+        return unix_connect(socket_path, "ws://firebox/v1/containers/ws",
+                            additional_headers=headers, max_size=None, ping_interval=None,
+                            compression=None)
+    ws_url = "ws" + server_url.removeprefix("http") + "/v1/containers/ws"
+    return connect(ws_url, additional_headers=headers, max_size=None, ping_interval=None,
+                   compression=None)
+
+
+async def relay() -> None:
+    socket_path = settings.SERVER_SOCKET.get()
+    if socket_path:  # the URLs the control plane hands out, reachable here
+        await loopback.relay(settings.SERVER_URL.required(), socket_path)
+
+
+async def load(ws: ClientConnection, hello: messages.Hello) -> Any:
+    """Fetch the app's code and volumes and import the user's function or class."""
+    root = settings.CONTAINER_ROOT.get() / "code"
+    root.mkdir(parents=True, exist_ok=True)
+    await fetch_code(ws, hello, root)
+    await _sync.run_async(user_code.sdk().mount_volumes(
+        hello["function"].get("volumes") or {}, root.parent))
+    os.chdir(root)
+    workdir = settings.IMAGE_WORKDIR.get()
+    if workdir and os.path.isdir(workdir):  # under process isolation it may not exist
+        os.chdir(workdir)
+    return load_target(hello["function"], root)
+
+
+async def init_failed(ws: ClientConnection) -> NoReturn:
+    """Report the exception being handled as the container's start-up failure, and exit."""
+    exc = sys.exc_info()[1]
+    traceback.print_exc()
+    await ws.send(wire.pack(messages.init_failed(wire.encode_exception(exc))))
+    raise SystemExit(1) from None
+
+
+async def serve(ws: ClientConnection, runtime: Runtime) -> None:
+    """Tell the control plane the container is ready and serve inputs until told to stop."""
+    loop = asyncio.get_running_loop()
+    loop.add_signal_handler(signal.SIGTERM, lambda: asyncio.ensure_future(ws.close()))
+    await ws.send(wire.pack(messages.ready()))
+    await runtime.serve()
+    await commit_volumes()
+
+
+async def main() -> None:
+    set_parent_death_signal()
+    await relay()
+    async with channel() as ws:
         hello: messages.Hello = wire.unpack(await ws.recv())
         try:
-            await fetch_code(ws, hello, root)
-            await _sync.run_async(user_code.sdk().mount_volumes(
-                hello["function"].get("volumes") or {}, root.parent))
-            os.chdir(root)
-            workdir = settings.IMAGE_WORKDIR.get()
-            if workdir and os.path.isdir(workdir):  # under process isolation it may not exist
-                os.chdir(workdir)
-            target = load_target(hello["function"], root)
-            runtime = Runtime(ws, hello, target)
+            runtime = Runtime(ws, hello, await load(ws, hello))
             await runtime.enter()
-        except BaseException as exc:
-            traceback.print_exc()
-            await ws.send(wire.pack(messages.init_failed(wire.encode_exception(exc))))
-            raise SystemExit(1) from None
-        loop = asyncio.get_running_loop()
-        loop.add_signal_handler(signal.SIGTERM, lambda: asyncio.ensure_future(ws.close()))
-        await ws.send(wire.pack(messages.ready()))
-        await runtime.serve()
-        await commit_volumes()
+        except BaseException:
+            await init_failed(ws)
+        await serve(ws, runtime)
 
 
 async def commit_volumes() -> None:

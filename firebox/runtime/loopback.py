@@ -43,7 +43,16 @@ async def relay(server_url: str, socket_path: str) -> bool:
         await asyncio.gather(pipe(reader, up_writer), pipe(up_reader, writer))
 
     try:
-        _serving.append(await asyncio.start_server(connection, "127.0.0.1", url.port))
+        # Containers started from one template share its network namespace: each listens,
+        # and the kernel hands every connection to one of them.
+        _serving.append(await asyncio.start_server(connection, "127.0.0.1", url.port,
+                                                   reuse_port=True))
     except OSError:
         return False
     return True
+
+
+def close() -> None:
+    """Stop listening (a template does before it forks the containers that listen)."""
+    while _serving:
+        _serving.pop().close()

@@ -137,7 +137,8 @@ class App:
             region: accepted for Modal compatibility; it runs on this server's machines.
             cloud: accepted for Modal compatibility; it runs on this server's machines.
             ephemeral_disk: accepted for Modal compatibility; not acted on.
-            enable_memory_snapshot: accepted for Modal compatibility; not acted on.
+            enable_memory_snapshot: start containers from a memory snapshot: a template
+                that imported the code (and ran @enter(snap=True) hooks) once (docs/snapshots.md).
             nonpreemptible: accepted for Modal compatibility; not acted on.
             i6pn: accepted for Modal compatibility; not acted on.
             restrict_modal_access: accepted for Modal compatibility; not acted on.
@@ -269,7 +270,8 @@ class App:
             region: accepted for Modal compatibility; it runs on this server's machines.
             cloud: accepted for Modal compatibility; it runs on this server's machines.
             ephemeral_disk: accepted for Modal compatibility; not acted on.
-            enable_memory_snapshot: accepted for Modal compatibility; not acted on.
+            enable_memory_snapshot: start containers from a memory snapshot: a template
+                that imported the code (and ran @enter(snap=True) hooks) once (docs/snapshots.md).
             nonpreemptible: accepted for Modal compatibility; not acted on.
             i6pn: accepted for Modal compatibility; not acted on.
             restrict_modal_access: accepted for Modal compatibility; not acted on.

@@ -84,6 +84,8 @@ def function_spec(options: dict[str, Any], kwargs: dict[str, Any], app_image: Im
         spec["startup_timeout"] = float(options["startup_timeout"])
     if options["single_use_containers"]:
         spec["single_use_containers"] = True
+    if options["enable_memory_snapshot"]:
+        spec["memory_snapshot"] = True
     if options["max_inputs"]:
         spec["max_inputs"] = int(options["max_inputs"])
     spec["region"], spec["cloud"] = options["region"], options["cloud"]

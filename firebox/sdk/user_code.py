@@ -6,6 +6,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+from .. import client
 from ..wire import user_code
 from .cls import Cls, instantiate, lifecycle_methods
 from .function import Function
@@ -32,6 +33,9 @@ class _UserCode:
 
     async def commit_volumes(self) -> None:
         await commit_all()
+
+    async def forget_client(self) -> None:
+        await client.forget()
 
 
 def register() -> None:

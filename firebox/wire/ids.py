@@ -21,6 +21,7 @@ API_TOKEN = "fb-"
 CONTAINER = "ta-"  # Modal's prefix for a container (a "task")
 CONTAINER_TOKEN = "ct-"  # CONTAINER_TOKEN + container id + "." + the container's secret
 STANDBY = "sr-"  # a standby runtime's launch key (its directory and first cgroup name)
+TEMPLATE = "tp-"  # a memory snapshot's template's launch key
 WEB_CALL = "wr-"  # the call of one web request
 SNAPSHOT_LAYER = "ly-"  # a layer a sandbox snapshot made
 # A proxy auth token: the key and its secret, as Modal spells them (Modal-Key, Modal-Secret).
@@ -97,6 +98,10 @@ def parse_container_token(token: str) -> tuple[str, str]:
 
 def new_standby_key() -> str:
     return STANDBY + secrets.token_hex(6)
+
+
+def new_template_key() -> str:
+    return TEMPLATE + secrets.token_hex(6)
 
 
 def new_web_call_id() -> str:

@@ -112,6 +112,9 @@ CONTAINER_EGRESS: Setting[bool] = Setting(
     "\"0\": containers and image builds get loopback only, no way out")
 STANDBY_RUNTIMES: Setting[int] = Setting(
     "FIREBOX_STANDBY", 2, int, "standby runtimes kept launched; 0 turns them off")
+TEMPLATE_IDLE: Setting[float] = Setting(
+    "FIREBOX_TEMPLATE_IDLE", 300.0, float,
+    "seconds a memory snapshot's template is kept with no container started from it")
 SANDBOX_POOL: Setting[int] = Setting(
     "FIREBOX_SANDBOX_POOL", 2, int, "default sandboxes kept booted; 0 turns the pool off")
 PRICES: Setting[Path | None] = Setting(
@@ -184,6 +187,13 @@ STANDBY: Setting[bool] = Setting(
     "FIREBOX_STANDBY", False, bool,
     "set in a standby runtime's environment: it waits for the container it will be (the same "
     "name as STANDBY_RUNTIMES, which a container never sees: it gets none of the server's)")
+TEMPLATE_FD: Setting[int | None] = Setting(
+    "FIREBOX_TEMPLATE_FD", None, int,
+    "set in a memory snapshot's template: the socket on which it is asked to fork containers")
+SNAPSHOT_KEY: Setting[str | None] = Setting(
+    "FIREBOX_SNAPSHOT_KEY", None, _text,
+    "set for a function with enable_memory_snapshot=True: its function, code, image and "
+    "parameters, hashed; containers with the same key start from one template")
 VOLUMES: Setting[str] = Setting(
     "FIREBOX_VOLUMES", "", _text, "the function's volumes, JSON: mount path -> volume id")
 VOLUMES_AT_PATH: Setting[bool] = Setting(

@@ -48,6 +48,7 @@ DEFAULTS: dict[str, Any] = {
     "buffer_containers": 0,
     "scaledown_window": 60.0,
     "single_use_containers": False,
+    "memory_snapshot": False,
     "cpu_limit": None,
     "memory_limit": None,
     "gpu": None,  # [{"type": "H100", "count": 2}, ...]: acceptable choices, best first
@@ -131,6 +132,7 @@ class Resources(TypedDict, total=False):
     buffer_containers: int | None
     scaledown_window: float | None
     single_use_containers: bool | None
+    memory_snapshot: bool | None  # enable_memory_snapshot=True: containers start from a template
     gpu: list[Gpu] | None
     isolation: Isolation | None
     secrets: list[str] | None

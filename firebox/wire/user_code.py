@@ -63,6 +63,9 @@ class UserCode(Protocol):
     async def commit_volumes(self) -> None:
         """Commit every mounted volume, as a container does when it stops."""
 
+    async def forget_client(self) -> None:
+        """Close and drop the SDK's client (on firebox's loop), before a template forks."""
+
 
 _registered: list[UserCode] = []
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import json
 import logging
 import time
@@ -225,7 +226,7 @@ class ControlPlane:
                 [str(self.images.path(lid)) for lid in image.get("layers") or ()]),
             variables.IMAGE_WORKDIR.name: image.get("workdir") or "",
             variables.IMAGE_CONFIG.name: json.dumps(image.get("config") or {}),
-        }
+        } | _snapshot_key(c)
 
     async def resolve_image(self, workspace_id: str, spec: dict[str, Any]) -> str | None:
         """Put the stored record of the spec's image in it (layers, env, workdir), so a client
@@ -377,3 +378,19 @@ class ControlPlane:
                     await self.stop_app(r[0], "its client stopped sending heartbeats")
             except Exception:
                 log.exception("ephemeral app check failed")
+
+
+def _snapshot_key(c: Container) -> dict[str, str]:
+    """For a function with enable_memory_snapshot=True, the key its containers' template is
+    made for: the function and its parameters (one template at a time for them), then all its
+    spec holds (code, image, options). A web server's containers listen on one port each, which
+    forks sharing the template's network could not: they start cold."""
+    fn = c.pool.function
+    webs = [fn.spec.get("web") or {}] + [m.get("web") or {} for m in
+                                         (fn.spec.get("methods") or {}).values()]
+    if not fn.spec.get("memory_snapshot") or any(w.get("type") == "web_server" for w in webs):
+        return {}
+    params = (c.pool.params or b"").hex()
+    pool = hashlib.sha256(f"{fn.id}/{params}".encode()).hexdigest()[:16]
+    content = hashlib.sha256(json.dumps(fn.spec, sort_keys=True, default=str).encode())
+    return {variables.SNAPSHOT_KEY.name: f"{pool}:{content.hexdigest()}"}

@@ -123,6 +123,7 @@ class Resources(Part):
                                              le=spec.SCALEDOWN_WINDOW_MAX,
                                              allow_inf_nan=False)] | None = None
     single_use_containers: StrictBool | None = None
+    memory_snapshot: StrictBool | None = None  # enable_memory_snapshot=True
     gpu: list[Gpu] | None = None
     isolation: spec.Isolation | None = None
     secrets: list[Id] | None = None
