@@ -11,6 +11,7 @@ from pathlib import Path
 
 import pytest
 from apps import snapshots
+from conftest import ServerProcess, current
 
 import firebox
 
@@ -125,3 +126,19 @@ def _template_pids(server_pid: int) -> list[int]:
             pids.append(int(proc.name))
     return pids
 
+
+
+def test_templates_under_process_isolation(tmp_path: Path):
+    srv = ServerProcess(tmp_path, extra_env={"FIREBOX_ISOLATION": "process"})
+    srv.start()
+    try:
+        with current(srv):
+            firebox.Dict.from_name("snapshot-counts", create_if_missing=True).clear()
+            with snapshots.app.run():
+                results = list(snapshots.Model().info.map([1.0] * 2))
+            assert len({r["container"] for r in results}) == 2
+            assert len({r["loaded_in"] for r in results}) == 1
+            assert len(runs("snapshot-counts", "snap")) == 1
+            assert len(runs("snapshot-counts", "restore")) == 2
+    finally:
+        srv.stop()
