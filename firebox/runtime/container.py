@@ -16,6 +16,7 @@ import sys
 import threading
 import time
 import traceback
+from collections.abc import Awaitable, Callable
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any, NoReturn
@@ -107,6 +108,7 @@ class Runtime:
     def __init__(self, ws: ClientConnection, hello: messages.Hello, target: Any) -> None:
         self.ws = ws
         self.spec: FunctionSpec = hello["function"]
+        self.hello = hello
         self.params = user_code.unpack_params(hello.get("params"))
         self.target = target
         self.instance: Any = None
@@ -454,17 +456,28 @@ async def serve(ws: ClientConnection, runtime: Runtime) -> None:
     await commit_volumes()
 
 
+async def start(ws: ClientConnection, enter: Callable[[messages.Hello], Awaitable[Runtime]]
+                ) -> Runtime:
+    """The container's runtime, once enter() made it from the control plane's hello; what
+    enter() raises is the container's start-up failure."""
+    hello: messages.Hello = wire.unpack(await ws.recv())
+    try:
+        return await enter(hello)
+    except BaseException:
+        await init_failed(ws)
+
+
 async def main() -> None:
     set_parent_death_signal()
     await relay()
     async with channel() as ws:
-        hello: messages.Hello = wire.unpack(await ws.recv())
-        try:
+
+        async def enter(hello: messages.Hello) -> Runtime:
             runtime = Runtime(ws, hello, await load(ws, hello))
             await runtime.enter()
-        except BaseException:
-            await init_failed(ws)
-        await serve(ws, runtime)
+            return runtime
+
+        await serve(ws, await start(ws, enter))
 
 
 async def commit_volumes() -> None:

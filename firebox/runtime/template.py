@@ -25,11 +25,11 @@ import traceback
 from dataclasses import dataclass
 from typing import Any
 
-from .. import _sync, wire
+from .. import _sync
 from ..exception import InvalidError
 from ..wire import messages, settings, user_code
 from . import loopback
-from .container import Runtime, channel, init_failed, load, relay, serve, set_parent_death_signal
+from .container import Runtime, channel, load, relay, serve, set_parent_death_signal, start
 
 MESSAGE_MAX = 1024 * 1024  # bytes of one request: a container's identity (never its secrets)
 
@@ -66,15 +66,16 @@ def run_template() -> None:
 async def _load() -> Loaded:
     await relay()  # for the @enter(snap=True) hooks; each container listens itself
     async with channel() as ws:
-        hello: messages.Hello = wire.unpack(await ws.recv())
-        try:
+
+        async def enter(hello: messages.Hello) -> Runtime:
             runtime = Runtime(ws, hello, await load(ws, hello))
             await runtime.enter_snapshotted()
-        except BaseException:
-            await init_failed(ws)
+            return runtime
+
+        runtime = await start(ws, enter)
         runtime.pool.shutdown(wait=True)
     loopback.close()
-    return Loaded(hello, runtime.target, runtime.instance)
+    return Loaded(runtime.hello, runtime.target, runtime.instance)
 
 
 def _fork_server(sock: socket.socket, loaded: Loaded) -> None:
@@ -150,19 +151,19 @@ def _child(request: dict[str, Any], fds: list[int], sock: socket.socket, loaded:
 async def _serve(loaded: Loaded) -> None:
     await relay()
     async with channel() as ws:
-        hello: messages.Hello = wire.unpack(await ws.recv())
-        try:
+
+        async def enter(hello: messages.Hello) -> Runtime:
             if (hello["function_id"], hello["function"], hello.get("params")) != (
                     loaded.hello["function_id"], loaded.hello["function"],
                     loaded.hello.get("params")):
                 raise InvalidError("This container's function is not the one its memory "
-                                   "snapshot was made from; it is started again cold.")
+                                   "snapshot was made from.")
             runtime = Runtime(ws, hello, loaded.target)
             runtime.instance = loaded.instance
             await runtime.enter_after_restore()
-        except BaseException:
-            await init_failed(ws)
-        await serve(ws, runtime)
+            return runtime
+
+        await serve(ws, await start(ws, enter))
 
 
 def _reseed() -> None:
