@@ -423,7 +423,7 @@ class LocalBackend:
         cid = p.container_id
         if cid is None:
             if not self._closed and code != 0:
-                log.warning("a standby runtime %s %s", p.key, cause)
+                log.warning("runtime %s (a standby or a template) %s", p.key, cause)
             return
         self.procs.pop(cid, None)
         try:
@@ -473,7 +473,7 @@ class LocalBackend:
                 if room is not None:  # unread, the pipe fills and the container's prints wait
                     await room
             else:
-                log.warning("standby runtime %s: %s", p.key, text)
+                log.warning("runtime %s (a standby or a template): %s", p.key, text)
 
     # ---- stopping --------------------------------------------------------------------------
 

@@ -249,11 +249,15 @@ class Template:
         self.children[name] = child
         return child
 
+    def _in_use(self) -> bool:
+        """Whether a container (not the spare) was forked from it or is being forked."""
+        return bool(self.pending) or any(c is not self.spare for c in self.children.values())
+
     def _idle_soon(self) -> None:
-        if self.gone_ or self.pending or any(c is not self.spare for c in self.children.values()):
+        if self.gone_ or self._in_use():
             return
         if self.retired:
-            self.stop()
+            self.gone()
             return
         if self._idle is None:
             self._idle = asyncio.get_running_loop().call_later(
@@ -261,8 +265,8 @@ class Template:
 
     def _idle_check(self) -> None:
         self._idle = None
-        if not any(c is not self.spare for c in self.children.values()) and not self.pending:
-            self.stop()
+        if not self._in_use():
+            self.gone()
 
     def retire(self) -> None:
         """Fork no more; let it go once its last container ends."""
@@ -272,11 +276,9 @@ class Template:
             self._kill(spare)
         self._idle_soon()
 
-    def stop(self) -> None:
-        """Let it go: the template exits when its socket closes, and its containers with it."""
-        self.gone()
-
     def gone(self) -> None:
+        """Let it go (or it went): the template exits when its socket closes, and its
+        containers with it."""
         if self.gone_:
             return
         self.gone_ = True

@@ -19,7 +19,7 @@ import traceback
 from collections.abc import Awaitable, Callable
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
-from typing import Any, NoReturn
+from typing import Any
 
 from websockets.asyncio.client import ClientConnection, connect, unix_connect
 
@@ -439,14 +439,6 @@ async def load(ws: ClientConnection, hello: messages.Hello) -> Any:
     return load_target(hello["function"], root)
 
 
-async def init_failed(ws: ClientConnection) -> NoReturn:
-    """Report the exception being handled as the container's start-up failure, and exit."""
-    exc = sys.exc_info()[1]
-    traceback.print_exc()
-    await ws.send(wire.pack(messages.init_failed(wire.encode_exception(exc))))
-    raise SystemExit(1) from None
-
-
 async def serve(ws: ClientConnection, runtime: Runtime) -> None:
     """Tell the control plane the container is ready and serve inputs until told to stop."""
     loop = asyncio.get_running_loop()
@@ -463,8 +455,10 @@ async def start(ws: ClientConnection, enter: Callable[[messages.Hello], Awaitabl
     hello: messages.Hello = wire.unpack(await ws.recv())
     try:
         return await enter(hello)
-    except BaseException:
-        await init_failed(ws)
+    except BaseException as exc:
+        traceback.print_exc()
+        await ws.send(wire.pack(messages.init_failed(wire.encode_exception(exc))))
+        raise SystemExit(1) from None
 
 
 async def main() -> None:
