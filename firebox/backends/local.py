@@ -19,14 +19,14 @@ import shutil
 import socket
 import sys
 import time
-from collections.abc import Sequence
+from collections.abc import Coroutine, Sequence
 from pathlib import Path
 from typing import Any
 
 from ..images import layers as images
 from ..wire import ids, settings
 from ..wire.spec import DEFAULTS
-from . import cgroups, gpus, isolation, netns, templates
+from . import cgroups, gpus, isolation, netns, stored, templates
 from .base import CapacityReport, Launch, NodeCapacity, OnExit, OnOutput, describe_exit
 from .isolation import image_root
 from .local_sandboxes import LocalSandboxes
@@ -122,11 +122,10 @@ class LocalBackend:
         volumes = isolation.volumes_at_path(mode, json.loads(launch.env.get(settings.VOLUMES.name)
                                                              or "{}"))
         layers = [Path(p) for p in json.loads(launch.env.get(settings.IMAGE_LAYERS.name) or "[]")]
-        if launch.block_network and (mode != isolation.NAMESPACES or self.server_socket is None):
+        if launch.block_network and (mode == isolation.PROCESS or self.server_socket is None):
             raise isolation.IsolationUnavailable(
-                f"block_network=True needs isolation='namespaces' (this container has {mode!r}); "
-                "choose namespaces isolation for it or drop block_network."
-            )
+                "block_network=True needs isolation='namespaces' or 'gvisor' (this container "
+                f"has {mode!r}); choose one of them for it or drop block_network.")
         config = json.loads(launch.env.get(settings.IMAGE_CONFIG.name) or "{}")
         if config.get("rootfs") and mode == isolation.PROCESS:
             raise isolation.IsolationUnavailable(
@@ -134,8 +133,10 @@ class LocalBackend:
                 "isolation='namespaces' or 'gvisor' (this server runs containers as plain "
                 "processes); start it with FIREBOX_ISOLATION=namespaces.")
         snapshot = templates.Templates.key_for(launch.env, mode)
-        if snapshot is not None and await templates.start(self, launch, mode, volumes, layers,
-                                                          config, *snapshot):
+        if snapshot is not None and await (
+                stored.start(self, launch, mode, volumes, layers, config)
+                if mode == isolation.GVISOR else
+                templates.start(self, launch, mode, volumes, layers, config, *snapshot)):
             return
         if self._standby_fits(launch, mode, volumes, layers) and await self._assign(launch):
             return
@@ -211,9 +212,7 @@ class LocalBackend:
         if self._refilling or self._closed or len(self.standby) >= self.standby_size:
             return
         self._refilling = True
-        task = asyncio.create_task(self._refill())
-        self.tasks.add(task)
-        task.add_done_callback(self.tasks.discard)
+        self._background(self._refill())
 
     async def _refill(self) -> None:
         try:
@@ -223,7 +222,7 @@ class LocalBackend:
                        settings.STANDBY.name: "1"}
                 limits = cgroups.Limits(DEFAULTS["cpu"], None, DEFAULTS["memory"], None)
                 try:
-                    p = await self._spawn(key, self.isolation, env, limits, [], standby=True)
+                    p = await self._spawn(key, self.isolation, env, limits, [], stdin=True)
                 except Exception:
                     log.exception("could not start a standby runtime")
                     return
@@ -239,9 +238,7 @@ class LocalBackend:
     def _fill_netns(self) -> None:
         if self.netpool is None or self._closed:
             return
-        task = asyncio.create_task(self._fill_netns_now())
-        self.tasks.add(task)
-        task.add_done_callback(self.tasks.discard)
+        self._background(self._fill_netns_now())
 
     async def _fill_netns_now(self) -> None:
         assert self.netpool is not None
@@ -284,12 +281,14 @@ class LocalBackend:
         return env
 
     async def _spawn(self, key: str, mode: str, env: dict[str, str], limits: cgroups.Limits,
-                     gpu_indices: Sequence[int], standby: bool = False,
+                     gpu_indices: Sequence[int], stdin: bool = False,
                      volumes: Sequence[str] = (), layers: Sequence[Path] = (),
                      block_network: bool = False, image: dict[str, Any] | None = None,
-                     pass_fds: Sequence[int] = ()) -> Process:
+                     pass_fds: Sequence[int] = (),
+                     restore: tuple[Path, Path] | None = None) -> Process:
+        """restore: (a stored snapshot, its own directory's path in it), under gVisor."""
         root = self.workdir / key
-        root.mkdir(parents=True)
+        root.mkdir(parents=True, exist_ok=restore is not None)  # a restore's is filled first
         rooted = bool(image and image.get("rootfs"))
         owner = self.run_as if mode != isolation.PROCESS else None
         if rooted and image is not None:
@@ -347,6 +346,7 @@ class LocalBackend:
         if mode == isolation.GVISOR:
             sandbox.preload = await asyncio.to_thread(isolation.statx_shim,
                                                       self.sandboxes.base_layers)
+            sandbox.restore_image, sandbox.root_inside = restore or (None, None)
         if mode != isolation.PROCESS:
             # Inside, the runtime's parent is the sandbox's init, which dies with us
             # (--die-with-parent), not this process: the runtime must not check for it.
@@ -366,7 +366,7 @@ class LocalBackend:
                 *argv,
                 cwd=root,
                 env=env,
-                stdin=asyncio.subprocess.PIPE if standby else asyncio.subprocess.DEVNULL,
+                stdin=asyncio.subprocess.PIPE if stdin else asyncio.subprocess.DEVNULL,
                 stdout=asyncio.subprocess.PIPE,
                 stderr=asyncio.subprocess.PIPE,
                 start_new_session=True,
@@ -389,7 +389,10 @@ class LocalBackend:
         return p
 
     def _watch_soon(self, p: Process) -> None:
-        task = asyncio.create_task(self._watch(p))
+        self._background(self._watch(p))
+
+    def _background(self, work: Coroutine[Any, Any, None]) -> None:
+        task = asyncio.create_task(work)
         self.tasks.add(task)
         task.add_done_callback(self.tasks.discard)
 
@@ -421,7 +424,7 @@ class LocalBackend:
         if p in self.standby:
             self.standby.remove(p)
         cid = p.container_id
-        if cid is None:
+        if p.exited_unseen() or cid is None:
             if not self._closed and code != 0:
                 log.warning("runtime %s (a standby or a template) %s", p.key, cause)
             return
@@ -436,9 +439,7 @@ class LocalBackend:
         if p.mode == isolation.GVISOR:
             await self._forget_gvisor(p.sandbox)
         if p.link is not None:  # ~30 ms of `ip`: not before the exit is reported
-            task = asyncio.create_task(asyncio.to_thread(netns.remove, p.link))
-            self.tasks.add(task)
-            task.add_done_callback(self.tasks.discard)
+            self._background(asyncio.to_thread(netns.remove, p.link))
         shutil.rmtree(p.sandbox.root, ignore_errors=True)
         shutil.rmtree(self._image_scratch(p.key), ignore_errors=True)
 
@@ -468,6 +469,8 @@ class LocalBackend:
             if not line:
                 return
             text = decoder.decode(line).rstrip("\n")
+            if p.saw(stream, text):
+                continue
             if p.container_id is not None:
                 room = self.on_output(p.container_id, stream, text)
                 if room is not None:  # unread, the pipe fills and the container's prints wait
@@ -509,10 +512,8 @@ class LocalBackend:
 
 
 def _compile_firebox() -> None:
-    """Every container imports firebox from this installation. Installed editable (or with
-    PYTHONDONTWRITEBYTECODE set) it has no bytecode, and each cold start would compile its
-    modules from source, about 135 ms of CPU here; so write the bytecode once, now. Where the
-    installation is read-only, containers compile as before."""
+    """Every container imports firebox from here: installed editable it has no bytecode, and
+    each cold start would compile it (~135 ms of CPU). Written once, where it can be."""
     try:
         compileall.compile_dir(Path(__file__).resolve().parent.parent, quiet=2)
     except OSError:

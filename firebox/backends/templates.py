@@ -44,6 +44,16 @@ PER_CONTAINER = (settings.TOKEN.name, settings.CONTAINER_ID.name, settings.MODAL
 
 
 @dataclass
+class Awaited:
+    """A line a launched runtime prints on stdout when it gets to where the backend waits for
+    it (backends/stored.py): never logged. seen: True then, False if the runtime exits first."""
+
+    text: str
+    seen: asyncio.Future[bool]
+    owns_exit: bool = False  # an exit before the line is the waiter's to handle, not reported
+
+
+@dataclass
 class Process:
     """A launched runtime: a standby (container_id None), a container's, or a template."""
 
@@ -58,6 +68,23 @@ class Process:
     link: netns.Link | None = None  # its network namespace with egress, if it has one
     template: Template | None = None  # the template this process is
     forked_from: Template | None = None  # the template this container was forked from
+    awaited: Awaited | None = None
+
+    def saw(self, stream: str, text: str) -> bool:
+        """Whether this line of its output is the one awaited (and so not to be logged)."""
+        a = self.awaited
+        if a is None or stream != "stdout" or text != a.text or a.seen.done():
+            return False
+        a.seen.set_result(True)
+        return True
+
+    def exited_unseen(self) -> bool:
+        """It exited: whether before the awaited line, with the exit the waiter's to report."""
+        a = self.awaited
+        if a is None or a.seen.done():
+            return False
+        a.seen.set_result(False)
+        return a.owns_exit
 
 
 class TemplateGone(Exception):
@@ -307,6 +334,8 @@ class Templates:
 
     def __init__(self) -> None:
         self.by_pool: dict[str, Template] = {}
+        # Stored snapshots being made (backends/stored.py), by key: where each is once made.
+        self.making: dict[str, asyncio.Future[tuple[Path, dict[str, Any]] | None]] = {}
 
     @staticmethod
     def key_for(env: dict[str, str], mode: str) -> tuple[str, str] | None:
@@ -342,8 +371,7 @@ async def start(backend: LocalBackend, launch: Launch, mode: str, volumes: Seque
     """Start the container as a fork of its function's template (made first if there is
     none); whether it did. Where one cannot be used, it says why and starts cold."""
     cid = launch.container_id
-    why = ("its GPUs" if launch.gpus else "its volumes" if volumes
-           else "gVisor isolation" if mode == isolation.GVISOR else None)
+    why = "its GPUs" if launch.gpus else "its volumes" if volumes else None
     if why is not None:
         await backend._say(cid, f"firebox: enable_memory_snapshot is not used with {why} yet; "
                              "this container starts cold")

@@ -15,6 +15,7 @@ from __future__ import annotations
 import asyncio
 import json
 import os
+import random
 import selectors
 import socket
 import struct
@@ -29,7 +30,15 @@ from .. import _sync
 from ..exception import InvalidError
 from ..wire import messages, settings, user_code
 from . import loopback
-from .container import Runtime, channel, load, relay, serve, set_parent_death_signal, start
+from .container import (
+    Runtime,
+    channel,
+    load,
+    relay,
+    serve,
+    set_parent_death_signal,
+    start,
+)
 
 MESSAGE_MAX = 1024 * 1024  # bytes of one request: a container's identity (never its secrets)
 
@@ -51,16 +60,40 @@ def run_template() -> None:
     os.environ.pop(settings.TEMPLATE_FD.name)
     sock = socket.socket(fileno=fd)
     started = time.perf_counter()
+    loaded = _loaded("the containers forked from it")
+    sock.send(json.dumps({"ready": round((time.perf_counter() - started) * 1000, 1)}).encode())
+    _fork_server(sock, loaded)
+
+
+def run_checkpointed() -> None:
+    """A gVisor container whose memory is stored (backends/stored.py): loaded like a template,
+    it says so on stdout and waits on stdin, where the backend checkpoints it. Each restore of
+    it reads a container's identity there and goes on as that container."""
+    ready = os.environ.pop(settings.CHECKPOINT.name)
+    loaded = _loaded("the containers restored from it")
+    print(ready, flush=True)
+    line = sys.stdin.buffer.readline()  # the checkpoint is taken here; restores go on from it
+    if not line.strip():
+        raise SystemExit(0)
+    message = json.loads(line)
+    os.environ.update(message["env"])
+    print(message["restored"], flush=True)
+    random.seed()  # `random` reseeds itself after a fork, not after a restore
+    _reseed()
+    asyncio.run(_serve(loaded))
+
+
+def _loaded(after: str) -> Loaded:
+    """The code loaded, the @enter(snap=True) hooks run, and every connection closed."""
     loaded = asyncio.run(_load())
-    # Threads do not survive a fork: firebox's own loop thread stops (a @enter(snap=True)
-    # hook that used a Dict or a Queue started it), and any left are named in the log.
+    # Threads do not survive a fork or a restore: firebox's own loop thread stops (a
+    # @enter(snap=True) hook that used a Dict or a Queue started it); any left are named.
     _sync.stop(user_code.sdk().forget_client)
     others = [t.name for t in threading.enumerate() if t is not threading.main_thread()]
     if others:
-        print(f"firebox: the memory snapshot's template has threads running ({', '.join(others)})"
-              "; they do not exist in the containers forked from it", file=sys.stderr)
-    sock.send(json.dumps({"ready": round((time.perf_counter() - started) * 1000, 1)}).encode())
-    _fork_server(sock, loaded)
+        print(f"firebox: the memory snapshot has threads running ({', '.join(others)}); they "
+              f"do not exist in {after}", file=sys.stderr)
+    return loaded
 
 
 async def _load() -> Loaded:

@@ -190,6 +190,10 @@ STANDBY: Setting[bool] = Setting(
 TEMPLATE_FD: Setting[int | None] = Setting(
     "FIREBOX_TEMPLATE_FD", None, int,
     "set in a memory snapshot's template: the socket on which it is asked to fork containers")
+CHECKPOINT: Setting[str | None] = Setting(
+    "FIREBOX_CHECKPOINT", None, _text,
+    "set in a gVisor container whose memory snapshot is stored: the word it prints when it is "
+    "ready to be checkpointed (backends/stored.py)")
 SNAPSHOT_KEY: Setting[str | None] = Setting(
     "FIREBOX_SNAPSHOT_KEY", None, _text,
     "set for a function with enable_memory_snapshot=True: its function, code, image and "

@@ -68,10 +68,12 @@ def _runsc(walls: Walls, process: dict[str, object], root: dict[str, object],
             "process": {"terminal": False, **process, "noNewPrivileges": True},
             "root": root, "hostname": walls.container_id, "mounts": mounts, "linux": linux}
     (walls.scratch / "config.json").write_text(json.dumps(spec))
+    start = (["restore", "--image-path", str(walls.restore_image)] if walls.restore_image
+             else ["run"])
     return ["runsc", "--root", str(walls.runsc_root),
             "--network=sandbox" if netns else "--network=none",
             *(["--host-uds=open"] if host_uds else []),
-            "run", "--bundle", str(walls.scratch), walls.container_id]
+            *start, "--bundle", str(walls.scratch), walls.container_id]
 
 
 def gvisor_argv(argv: Sequence[str], walls: Walls, env: dict[str, str]) -> list[str]:
@@ -120,7 +122,7 @@ def _process(argv: Sequence[str], walls: Walls, env: dict[str, str]) -> dict[str
                  **({"additionalGids": list(walls.groups)} if walls.groups else {})},
         "args": list(argv),
         "env": [f"{k}={v}" for k, v in env.items() if k != "FIREBOX_PARENT_PID"],
-        "cwd": str(walls.root.resolve()),
+        "cwd": walls.inside(),
         "capabilities": {k: [] for k in ("bounding", "effective", "permitted", "inheritable")},
     }
 

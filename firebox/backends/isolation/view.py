@@ -46,6 +46,15 @@ class Walls:
     image_root: Path | None = None
     image_upper: Path | None = None
     image_lowers: Sequence[Path] = ()
+    # A gVisor container restored from a stored memory snapshot (backends/stored.py): the
+    # snapshot's directory, and where the snapshotted container saw its own directory (where
+    # this one sees its own, so the restored process finds it where it was).
+    restore_image: Path | None = None
+    root_inside: Path | None = None
+
+    def inside(self) -> str:
+        """Where the container sees its own directory."""
+        return str(self.root_inside or self.root.resolve())
 
 
 def python_paths() -> list[Path]:
@@ -181,8 +190,7 @@ def file_view(walls: Walls) -> list[Mount]:
         if under(p, [*system, *wanted]):
             out.append(Mount("tmpfs", str(p)))
     out += [Mount("dev", node, node) for node in walls.devices]
-    root = str(walls.root.resolve())
-    out.append(Mount("rw", root, root))
+    out.append(Mount("rw", walls.inside(), str(walls.root.resolve())))
     out += [Mount("ro" if ro else "rw", dest, src) for src, dest, ro in walls.image_binds]
     for p in hidden:  # again: an image's overlay of a system dir shows the host's under it
         if walls.image_binds and under(p, system):
@@ -213,8 +221,7 @@ def _image_root_view(walls: Walls, hidden: list[Path]) -> list[Mount]:
         if under(p, wanted):
             out.append(Mount("tmpfs", str(p)))
     out += [Mount("dev", node, node) for node in walls.devices]
-    root = str(walls.root.resolve())
-    out.append(Mount("rw", root, root))
+    out.append(Mount("rw", walls.inside(), str(walls.root.resolve())))
     out += [Mount("ro" if ro else "rw", dest, src) for src, dest, ro in walls.image_binds]
     out += [Mount("rw", mount_path, str(host_dir))
             for mount_path, host_dir in walls.volumes.items()]
