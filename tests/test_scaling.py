@@ -94,3 +94,8 @@ def test_stats_cli_shows_queue_and_events(running):
     queued = row.split()[header.split().index("QUEUED")]
     assert queued.isdigit()
     call.get()
+    # How its containers started: a plain function's, cold or from a standby runtime.
+    starts = json.loads(running.cli("app", "stats", scaling.app.app_id, "--json").stdout)
+    kinds = {r["start"] for r in starts["starts"] if r["function"] == "capped"}
+    assert kinds and kinds <= {"cold", "standby"}
+    assert "Recent starts" in running.cli("app", "stats", scaling.app.app_id).stdout

@@ -4,6 +4,7 @@ keeps the template's state."""
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import time
@@ -81,6 +82,10 @@ def test_logs_say_how_each_container_started(running):
     text = logs.stdout + logs.stderr
     assert "made the memory snapshot in" in text
     assert "started from the memory snapshot in" in text
+    stats = running.cli("app", "stats", snapshots.app.app_id, "--json")
+    starts = {(r["function"], r["start"]) for r in json.loads(stats.stdout)["starts"]}
+    assert ("where", "template") in starts  # every container, the first one too
+    assert ("where", "cold") not in starts
 
 
 def test_a_failing_snap_hook_fails_the_call_clearly(running):

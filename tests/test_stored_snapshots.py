@@ -4,6 +4,7 @@ restored from there (runsc restore); a corrupt snapshot falls back cold and is m
 
 from __future__ import annotations
 
+import json
 import shutil
 import time
 from pathlib import Path
@@ -83,6 +84,12 @@ def test_stored_snapshot_restores_containers_across_restarts(tmp_path: Path):
             text = logs.stdout + logs.stderr
             assert "stored the memory snapshot" in text
             assert "restored from the stored memory snapshot in" in text
+            stats = srv.cli("app", "stats", "test-stored-snapshots", "--json")
+            starts = json.loads(stats.stdout)["starts"]  # after scale-to-zero too
+            assert [(r["start"], r["count"]) for r in starts] == [("stored", 2)]
+            assert 0 < starts[0]["median_s"] < 30
+            table = srv.cli("app", "stats", "test-stored-snapshots").stdout
+            assert "Recent starts" in table and "stored" in table
 
             # A corrupt snapshot: the restore fails, says so, and the container starts cold
             # with a new one made.

@@ -165,8 +165,7 @@ class LocalBackend:
         return env
 
     async def _say(self, container_id: str, line: str) -> None:
-        room = self.on_output(container_id, "stderr", line)
-        if room is not None:
+        if (room := self.on_output(container_id, "stderr", line)) is not None:
             await room
 
     async def _assign(self, launch: Launch) -> bool:
@@ -483,6 +482,7 @@ class LocalBackend:
     async def kill(self, container_id: str) -> None:
         p = self.procs.get(container_id)
         if p is not None:
+            p.killed = True
             await self._kill(p)
 
     async def _kill(self, p: Process) -> None:

@@ -249,14 +249,14 @@ async def _restore(backend: LocalBackend, launch: Launch, mode: str, layers: lis
         await p.proc.stdin.drain()
         p.proc.stdin.close()
         seen = await asyncio.wait_for(asyncio.shield(p.awaited.seen), RESTORE_TIMEOUT)
-    except (OSError, TimeoutError):
-        seen = False
+    except (OSError, TimeoutError):  # it hangs, or it is gone already
+        await backend._kill(p)
+        seen = await asyncio.shield(p.awaited.seen)  # resolved once its exit is handled
+    if p.killed:
+        return True  # the control plane stopped it: its exit is reported as the container's
     if not seen:
         p.container_id = None
         backend.procs.pop(cid, None)
-        if p.proc.returncode is None:  # it hangs: its exit is not the container's either
-            await backend._kill(p)
-            await p.proc.wait()
         store.remove(place)
         await backend._say(cid, "firebox: the stored memory snapshot could not be restored "
                                 "(runsc's reason above); it is removed and this container "

@@ -69,6 +69,7 @@ class Process:
     template: Template | None = None  # the template this process is
     forked_from: Template | None = None  # the template this container was forked from
     awaited: Awaited | None = None
+    killed: bool = False  # the control plane stopped it
 
     def saw(self, stream: str, text: str) -> bool:
         """Whether this line of its output is the one awaited (and so not to be logged)."""
@@ -79,12 +80,13 @@ class Process:
         return True
 
     def exited_unseen(self) -> bool:
-        """It exited: whether before the awaited line, with the exit the waiter's to report."""
+        """It exited: whether before the awaited line, with the exit the waiter's to report
+        (never when the control plane stopped it)."""
         a = self.awaited
         if a is None or a.seen.done():
             return False
         a.seen.set_result(False)
-        return a.owns_exit
+        return a.owns_exit and not self.killed
 
 
 class TemplateGone(Exception):

@@ -28,18 +28,30 @@ def app_stats(app: str, as_json: bool) -> None:
         f"{m['cpu_reserved']:g}/{m['cpu']:g} cores, "
         f"{m['memory_reserved_mb']}/{m['memory_mb']} MiB reserved"
     )
-    if not stats["functions"]:
+    if stats["functions"]:
+        _functions(stats["functions"])
+    else:
         click.echo("  no containers and no queued inputs: scaled to zero")
-        return
+    if stats.get("starts"):
+        click.echo("Recent starts (from asked for to ready):")
+        print_table(
+            ["FUNCTION", "START", fixed("COUNT", number=True), fixed("MEDIAN", number=True),
+             fixed("SLOWEST", number=True)],
+            [(r["function"], r["start"], r["count"], f"{r['median_s']:.2f}s",
+              f"{r['max_s']:.2f}s") for r in stats["starts"]],
+        )
+
+
+def _functions(functions: list[dict[str, Any]]) -> None:
     print_table(
         ["FUNCTION", fixed("READY", number=True), fixed("STARTING", number=True),
          fixed("STOPPING", number=True), fixed("QUEUED", number=True),
          fixed("RUNNING", number=True), "AUTOSCALER"],
         [(f["function"], f["containers"]["ready"], f["containers"]["starting"],
           f["containers"]["stopping"], f["queued"], f["running"], _autoscaler(f["autoscaler"]))
-         for f in stats["functions"]],
+         for f in functions],
     )
-    events = [(f["function"], e) for f in stats["functions"] for e in f["events"][-10:]]
+    events = [(f["function"], e) for f in functions for e in f["events"][-10:]]
     if events:
         click.echo("Recent scale events:")
         print_table(

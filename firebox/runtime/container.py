@@ -439,11 +439,12 @@ async def load(ws: ClientConnection, hello: messages.Hello) -> Any:
     return load_target(hello["function"], root)
 
 
-async def serve(ws: ClientConnection, runtime: Runtime) -> None:
-    """Tell the control plane the container is ready and serve inputs until told to stop."""
+async def serve(ws: ClientConnection, runtime: Runtime, started: str = "cold") -> None:
+    """Tell the control plane the container is ready (and how it started: messages.START_KINDS)
+    and serve inputs until told to stop."""
     loop = asyncio.get_running_loop()
     loop.add_signal_handler(signal.SIGTERM, lambda: asyncio.ensure_future(ws.close()))
-    await ws.send(wire.pack(messages.ready()))
+    await ws.send(wire.pack(messages.ready(started)))
     await runtime.serve()
     await commit_volumes()
 
@@ -461,7 +462,7 @@ async def start(ws: ClientConnection, enter: Callable[[messages.Hello], Awaitabl
         raise SystemExit(1) from None
 
 
-async def main() -> None:
+async def main(started: str = "cold") -> None:
     set_parent_death_signal()
     await relay()
     async with channel() as ws:
@@ -471,7 +472,7 @@ async def main() -> None:
             await runtime.enter()
             return runtime
 
-        await serve(ws, await start(ws, enter))
+        await serve(ws, await start(ws, enter), started)
 
 
 async def commit_volumes() -> None:
@@ -497,10 +498,11 @@ def wait_for_assignment() -> None:
 
 
 def run() -> None:
-    if settings.STANDBY.get():
+    standby = settings.STANDBY.get()
+    if standby:
         wait_for_assignment()
     try:
-        asyncio.run(main())
+        asyncio.run(main("standby" if standby else "cold"))
     except SystemExit:
         raise
     except Exception:

@@ -70,7 +70,7 @@ def run_checkpointed() -> None:
     it says so on stdout and waits on stdin, where the backend checkpoints it. Each restore of
     it reads a container's identity there and goes on as that container."""
     ready = os.environ.pop(settings.CHECKPOINT.name)
-    loaded = _loaded("the containers restored from it")
+    loaded = _loaded(None)  # gVisor saves and restores every thread
     print(ready, flush=True)
     line = sys.stdin.buffer.readline()  # the checkpoint is taken here; restores go on from it
     if not line.strip():
@@ -80,17 +80,18 @@ def run_checkpointed() -> None:
     print(message["restored"], flush=True)
     random.seed()  # `random` reseeds itself after a fork, not after a restore
     _reseed()
-    asyncio.run(_serve(loaded))
+    asyncio.run(_serve(loaded, "stored"))
 
 
-def _loaded(after: str) -> Loaded:
-    """The code loaded, the @enter(snap=True) hooks run, and every connection closed."""
+def _loaded(after: str | None) -> Loaded:
+    """The code loaded, the @enter(snap=True) hooks run, and every connection closed.
+    after: who will lack the threads left running (a fork's children), to warn of them."""
     loaded = asyncio.run(_load())
-    # Threads do not survive a fork or a restore: firebox's own loop thread stops (a
-    # @enter(snap=True) hook that used a Dict or a Queue started it); any left are named.
+    # firebox's own loop thread stops (a @enter(snap=True) hook that used a Dict or a Queue
+    # started it) and its connections close; other threads do not survive a fork.
     _sync.stop(user_code.sdk().forget_client)
     others = [t.name for t in threading.enumerate() if t is not threading.main_thread()]
-    if others:
+    if others and after is not None:
         print(f"firebox: the memory snapshot has threads running ({', '.join(others)}); they "
               f"do not exist in {after}", file=sys.stderr)
     return loaded
@@ -166,7 +167,7 @@ def _child(request: dict[str, Any], fds: list[int], sock: socket.socket, loaded:
         os.environ.pop(settings.PARENT_PID.name, None)  # its parent is the template
         set_parent_death_signal()
         _reseed()
-        asyncio.run(_serve(loaded))
+        asyncio.run(_serve(loaded, "template"))
         code = 0
     except SystemExit as exc:
         code = exc.code if isinstance(exc.code, int) else (0 if exc.code is None else 1)
@@ -181,7 +182,7 @@ def _child(request: dict[str, Any], fds: list[int], sock: socket.socket, loaded:
         os._exit(code)
 
 
-async def _serve(loaded: Loaded) -> None:
+async def _serve(loaded: Loaded, started: str) -> None:
     await relay()
     async with channel() as ws:
 
@@ -196,7 +197,7 @@ async def _serve(loaded: Loaded) -> None:
             await runtime.enter_after_restore()
             return runtime
 
-        await serve(ws, await start(ws, enter))
+        await serve(ws, await start(ws, enter), started)
 
 
 def _reseed() -> None:

@@ -164,6 +164,8 @@ containers = sa.Table(
     sa.Column("memory_mb", sa.Integer),
     sa.Column("gpu", sa.String(64)),
     sa.Column("ready_at", sa.Float),
+    # How it started: cold, standby, template or stored (wire/messages.py START_KINDS).
+    sa.Column("start_kind", sa.String(16)),
 )
 
 logs = sa.Table(

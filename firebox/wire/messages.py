@@ -109,8 +109,18 @@ def blobs_missing(digests: list[str]) -> dict[str, Any]:
     return {TAG: BLOBS, "missing": digests}
 
 
-def ready() -> dict[str, Any]:
-    return {TAG: READY}
+# How a container started, in its ready message: a cold launch, a standby runtime, a fork of a
+# memory snapshot's template, a restore of a stored one (`firebox app stats` counts them).
+START_KINDS = ("cold", "standby", "template", "stored")
+
+
+def ready(start: str = "cold") -> dict[str, Any]:
+    return {TAG: READY, "start": start}
+
+
+def start_kind(said: object) -> str:
+    """What a ready message says of its container's start: one of START_KINDS, else cold."""
+    return said if isinstance(said, str) and said in START_KINDS else "cold"
 
 
 def init_failed(error: bytes) -> dict[str, Any]:

@@ -13,10 +13,12 @@ from .bodies import identity, json_body, plane, query
 
 
 async def app_stats(request: Request) -> JSONResponse:
-    """Per function: containers by state, queue depth, inputs in flight, recent scale events."""
+    """Per function: containers by state, queue depth, inputs in flight, recent scale events;
+    and how the latest containers started."""
     cp = plane(request)
     app = await app_row(cp, identity(request), request.path_params["app_id"])
-    return JSONResponse(scaling.app_stats(cp, app))
+    return JSONResponse({**scaling.app_stats(cp, app),
+                         "starts": await scaling.recent_starts(cp, app.id)})
 
 
 async def update_autoscaler(request: Request) -> JSONResponse:

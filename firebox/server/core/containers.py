@@ -76,7 +76,7 @@ async def container_channel(ws: WebSocket) -> None:
                 elif kind == messages.OUTPUTS:
                     cp.scheduler.on_outputs(c, message["items"])
                 elif kind == messages.READY:
-                    cp.scheduler.on_ready(c)
+                    cp.scheduler.on_ready(c, message.get("start"))
                 elif kind == messages.BLOBS and code is None:
                     code = asyncio.create_task(
                         _send_code(cp, channel, hello, [str(d) for d in message["digests"]]))

@@ -72,11 +72,11 @@ class Meter:
             )
         )
 
-    def container_ready(self, container_id: str, at: float) -> None:
+    def container_ready(self, container_id: str, at: float, start_kind: str = "cold") -> None:
         self.db.write_soon(
             lambda conn: conn.execute(
                 s.containers.update().where(s.containers.c.id == container_id)
-                .values(state="ready", ready_at=at)
+                .values(state="ready", ready_at=at, start_kind=start_kind)
             )
         )
 

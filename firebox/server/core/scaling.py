@@ -4,6 +4,7 @@ function, the machine's reserved share, and a running function's autoscaler."""
 from __future__ import annotations
 
 import json
+import statistics
 from typing import TYPE_CHECKING, Any
 
 import sqlalchemy as sa
@@ -17,6 +18,7 @@ if TYPE_CHECKING:
 
 AUTOSCALER_KEYS = ("min_containers", "max_containers", "buffer_containers", "scaledown_window")
 EVENTS = 20  # the latest scale events shown per function
+STARTS = 200  # the latest containers whose starts are summed up
 
 
 def app_stats(cp: ControlPlane, app: Any) -> dict[str, Any]:
@@ -53,6 +55,24 @@ def app_stats(cp: ControlPlane, app: Any) -> dict[str, Any]:
             "memory_reserved_mb": capacity.used_memory,
         },
     }
+
+
+async def recent_starts(cp: ControlPlane, app_id: str) -> list[dict[str, Any]]:
+    """How the app's latest containers started, per function and kind (cold, standby, template,
+    stored: wire/messages.py START_KINDS): how many, and the median and slowest seconds from
+    being asked for to ready. Kept in the database: it holds across scale-to-zero and restarts."""
+    c, f = s.containers.c, s.functions.c
+    rows = await cp.db.read(
+        sa.select(f.name, c.start_kind, c.ready_at - c.created_at)
+        .select_from(s.containers.join(s.functions, s.functions.c.id == c.function_id))
+        .where(c.app_id == app_id, c.ready_at.is_not(None))
+        .order_by(c.created_at.desc()).limit(STARTS))
+    grouped: dict[tuple[str, str], list[float]] = {}
+    for name, kind, seconds in rows:
+        grouped.setdefault((name, kind or "cold"), []).append(max(0.0, seconds))
+    return [{"function": name, "start": kind, "count": len(times),
+             "median_s": round(statistics.median(times), 3), "max_s": round(max(times), 3)}
+            for (name, kind), times in sorted(grouped.items())]
 
 
 async def update_autoscaler(cp: ControlPlane, who: Identity, function_id: str,

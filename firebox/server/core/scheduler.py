@@ -291,12 +291,11 @@ class Scheduler:
         fn = c.pool.function
         return messages.hello(c.id, fn.app_id, fn.id, fn.spec, c.pool.params)
 
-    def on_ready(self, c: Container) -> None:
+    def on_ready(self, c: Container, started: object = "cold") -> None:
         if c.state != "starting":
             return
-        c.state = "ready"
-        c.idle_since = time.monotonic()
-        self.meter.container_ready(c.id, time.time())
+        c.state, c.idle_since = "ready", time.monotonic()
+        self.meter.container_ready(c.id, time.time(), messages.start_kind(started))
         self.dispatch(c.pool)
 
     def on_init_failed(self, c: Container, error: bytes) -> None:
