@@ -499,7 +499,7 @@ class LocalBackend:
     async def close(self) -> None:
         self._closed = True
         self.templates.close()
-        for p in list(self.standby):
+        for p in [*self.standby, *self.templates.spares.values()]:
             await self._discard(p)
         for cid in list(self.procs):
             await self.kill(cid)

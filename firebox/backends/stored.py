@@ -229,16 +229,16 @@ async def _restore(backend: LocalBackend, launch: Launch, mode: str, layers: lis
     restored = f"firebox-restored {secrets.token_hex(8)}"
     env = backend._container_env(launch, mode, [], config)
     began = time.perf_counter()
-    try:
-        await asyncio.to_thread(_fill, backend.workdir / cid, place / "root", backend.run_as)
-        p = await backend._spawn(cid, mode, env, cgroups.limits_for(launch), [], stdin=True,
-                                 layers=layers, block_network=launch.block_network,
-                                 image=config, restore=(place, Path(meta["root"])))
-    except (OSError, KeyError, TypeError) as exc:
-        store.remove(place)
-        await backend._say(cid, f"firebox: the stored memory snapshot is unusable ({exc}); it is "
-                                "removed and this container starts cold")
-        return False
+    p = await _take_spare(backend, launch, str(meta.get("key")))
+    spare = p is not None
+    if p is None:
+        try:
+            p = await _launch(backend, launch, mode, layers, config, place, meta, cid)
+        except (OSError, KeyError, TypeError) as exc:
+            store.remove(place)
+            await backend._say(cid, f"firebox: the stored memory snapshot is unusable ({exc}); "
+                                    "it is removed and this container starts cold")
+            return False
     p.awaited = Awaited(restored, asyncio.get_running_loop().create_future(), owns_exit=True)
     p.container_id, p.memory_limit_mb = cid, cgroups.memory_limit_for(launch)
     backend.procs[cid] = p
@@ -263,14 +263,77 @@ async def _restore(backend: LocalBackend, launch: Launch, mode: str, layers: lis
                                 "starts cold")
         return False
     ms = (time.perf_counter() - began) * 1000
+    _spare_soon(backend, launch, mode, layers, config, place, meta)
     size = f"{meta.get('bytes', 0) / 2**20:.1f} MiB"
     await backend._say(cid, (
         f"firebox: stored the memory snapshot ({size}; code imported and @enter(snap=True) "
         f"hooks run in {meta['loaded_ms']} ms, checkpointed in {meta['checkpoint_ms']} ms); "
         f"this container is restored from it in {ms:.0f} ms") if made_here else (
         f"firebox: restored from the stored memory snapshot in {ms:.0f} ms ({size}, made "
-        f"{_ago(meta.get('made', time.time()))})"))
+        f"{_ago(meta.get('made', time.time()))}"
+        f"{'; its sandbox was restored ahead' if spare else ''})"))
     return True
+
+
+async def _launch(backend: LocalBackend, launch: Launch, mode: str, layers: list[Path],
+                  config: dict[str, Any], place: Path, meta: dict[str, Any], name: str) -> Any:
+    """Start restoring the snapshot as name (a container, or a spare): its directory a copy of
+    the snapshot's. It waits on stdin for the container it is to be."""
+    env = {k: v for k, v in backend._container_env(launch, mode, [], config).items()
+           if k not in GIVEN}  # runsc restores the snapshot's environment; these come on stdin
+    await asyncio.to_thread(_fill, backend.workdir / name, place / "root", backend.run_as)
+    return await backend._spawn(name, mode, env, cgroups.limits_for(launch), [], stdin=True,
+                                layers=layers, block_network=launch.block_network, image=config,
+                                restore=(place, Path(meta["root"])))
+
+
+async def _take_spare(backend: LocalBackend, launch: Launch, key: str) -> Any:
+    """The snapshot's spare, restored ahead, made this container's (its cgroup renamed and
+    given the container's limits); None if there is none alive."""
+    p = backend.templates.spares.pop(key, None)
+    if p is None:
+        return None
+    try:
+        if p.proc.returncode is not None:
+            raise OSError("it ended")
+        if p.group is not None:
+            if not await cgroups.joined(p.group, p.proc):
+                raise OSError("it never joined its cgroup")
+            await asyncio.to_thread(cgroups.retarget, p.group, cgroups.limits_for(launch),
+                                    launch.container_id)
+    except OSError:
+        await backend._discard(p)
+        return None
+    return p
+
+
+def _spare_soon(backend: LocalBackend, launch: Launch, mode: str, layers: list[Path],
+                config: dict[str, Any], place: Path, meta: dict[str, Any]) -> None:
+    """Restore the next container's sandbox ahead, as templates keep a fork ready: a container
+    then only gives it its identity. An untaken spare goes after TEMPLATE_IDLE seconds."""
+    t, key = backend.templates, str(meta.get("key"))
+    if key in t.spares or key in t.sparing or backend._closed:
+        return
+    t.sparing.add(key)
+
+    async def make() -> None:
+        try:
+            p = await _launch(backend, launch, mode, layers, config, place, meta,
+                              ids.new_template_key())
+        except (OSError, KeyError, TypeError):
+            return  # the next container restores on its own and says what is wrong
+        finally:
+            t.sparing.discard(key)
+        t.spares[key] = p
+
+        def idle() -> None:
+            if t.spares.get(key) is p:
+                del t.spares[key]
+                backend._background(backend._discard(p))
+
+        asyncio.get_running_loop().call_later(settings.TEMPLATE_IDLE.get(), idle)
+
+    backend._background(make())
 
 
 def _fill(root: Path, saved: Path, owner: tuple[int, int] | None) -> None:

@@ -338,6 +338,8 @@ class Templates:
         self.by_pool: dict[str, Template] = {}
         # Stored snapshots being made (backends/stored.py), by key: where each is once made.
         self.making: dict[str, asyncio.Future[tuple[Path, dict[str, Any]] | None]] = {}
+        self.spares: dict[str, Process] = {}  # a stored snapshot's sandbox restored ahead
+        self.sparing: set[str] = set()  # the keys whose spare is being restored
 
     @staticmethod
     def key_for(env: dict[str, str], mode: str) -> tuple[str, str] | None:
