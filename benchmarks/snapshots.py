@@ -121,7 +121,7 @@ CASES = {  # name -> what the row says
     "heavy_gvisor_cold": "heavy under gVisor, cold (no snapshot)",
     "heavy_stored_first": "heavy under gVisor, first container (checkpoint, then restore)",
     "heavy_stored": "heavy under gVisor, restored from the stored snapshot (its spare)",
-    "heavy_stored_demand": "heavy under gVisor, restored on demand (no spare ready)",
+    "heavy_stored_demand": "heavy under gVisor, right after another (its spare mid-restore)",
     "trivial_plain": "trivial `@app.function()`, cold (standby runtime)",
     "trivial_snap": "trivial, forked from the template",
 }
@@ -142,8 +142,8 @@ def call(bench: object, name: str, variant: int = 0) -> float:
     elif name == "heavy_stored":
         bench.HeavyStored().predict.remote()  # type: ignore[attr-defined]
     elif name == "heavy_stored_demand":
-        # Right after another container took the spare: the next spare is still being
-        # restored (beside this one), so this container restores on its own.
+        # Right after another container took the ready spare: this one takes the next spare
+        # while it is still being restored.
         time.sleep(3)  # the spare is ready
         bench.HeavyStored().predict.remote()  # type: ignore[attr-defined]
         start = time.perf_counter()
@@ -202,8 +202,9 @@ def main() -> None:
         snapshot needs with this runsc), restored from the stored snapshot (runsc restore of
         the checkpoint on disk): {restored:.1%} of the gVisor cold first call
         ({gvisor_cold:.2f} s) when the snapshot's spare sandbox (restored ahead, as a template
-        keeps a fork ready) is there, {demand:.1%} when the container restores on its own
-        (goal: at most 10%); the ratios' column stays against the namespaces cold call.
+        keeps a fork ready) is there, {demand:.1%} right after another container, when it
+        takes the next spare still being restored (goal: at most 10%); the ratios' column
+        stays against the namespaces cold call.
         """)
     print(body)
     if not args.no_write:

@@ -143,3 +143,9 @@ def test_batched_method():
     assert 1 < max(n for _, n in results) <= 4
     smaller = classes.Doubler.with_batching(max_batch_size=2, wait_ms=300)()
     assert max(n for _, n in smaller.double.map(range(4))) == 2
+
+
+def test_methods_and_hooks_are_inherited_from_a_base_class():
+    loud = classes.LoudGreeter()
+    assert loud.greet.remote("ada") == "HELLO ada!"  # the base's method and @enter hook
+    assert loud.kind.remote() == "subclass"  # its own override wins

@@ -288,8 +288,9 @@ async def _launch(backend: LocalBackend, launch: Launch, mode: str, layers: list
 
 
 async def _take_spare(backend: LocalBackend, launch: Launch, key: str) -> Any:
-    """The snapshot's spare, restored ahead, made this container's (its cgroup renamed and
-    given the container's limits); None if there is none alive."""
+    """The snapshot's spare, restored ahead (or still being restored), made this container's:
+    its cgroup given the container's limits, never renamed (runsc restores into it by that
+    name and removes it by that name); None if there is none alive."""
     p = backend.templates.spares.pop(key, None)
     if p is None:
         return None
@@ -299,8 +300,7 @@ async def _take_spare(backend: LocalBackend, launch: Launch, key: str) -> Any:
         if p.group is not None:
             if not await cgroups.joined(p.group, p.proc):
                 raise OSError("it never joined its cgroup")
-            await asyncio.to_thread(cgroups.retarget, p.group, cgroups.limits_for(launch),
-                                    launch.container_id)
+            await asyncio.to_thread(p.group.apply, cgroups.limits_for(launch))
     except OSError:
         await backend._discard(p)
         return None

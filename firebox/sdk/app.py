@@ -307,7 +307,9 @@ class App:
                 )
             methods: dict[str, dict[str, Any]] = {}
             batching: dict[str, Any] = {}
-            for attr, value in vars(user_cls).items():
+            # Its own methods and those it inherits (a subclass's override wins), as Modal's.
+            merged = {k: v for klass in reversed(user_cls.__mro__) for k, v in vars(klass).items()}
+            for attr, value in merged.items():
                 if isinstance(value, PartialFunction) and value.flags & {"method", "batched"}:
                     raw = value.raw_f
                     gen = value.is_generator

@@ -87,3 +87,28 @@ class Doubler:
     @firebox.batched(max_batch_size=4, wait_ms=300)
     def double(self, xs):
         return [(2 * x, len(xs)) for x in xs]
+
+
+class Greeter:  # not an app class: its methods are inherited, as Modal allows
+    greeting = "hello"
+
+    @firebox.enter()
+    def ready(self):
+        self.suffix = "!"
+
+    @firebox.method()
+    def greet(self, name):
+        return f"{self.greeting} {name}{self.suffix}"
+
+    @firebox.method()
+    def kind(self):
+        return "base"
+
+
+@app.cls()
+class LoudGreeter(Greeter):
+    greeting = "HELLO"
+
+    @firebox.method()
+    def kind(self):
+        return "subclass"
