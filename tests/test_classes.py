@@ -149,3 +149,4 @@ def test_methods_and_hooks_are_inherited_from_a_base_class():
     loud = classes.LoudGreeter()
     assert loud.greet.remote("ada") == "HELLO ada!"  # the base's method and @enter hook
     assert loud.kind.remote() == "subclass"  # its own override wins
+    assert loud.hooks_run.remote() == ["loud"]  # an overridden hook runs once, its own

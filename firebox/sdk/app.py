@@ -12,7 +12,7 @@ from .. import client as client_mod
 from ..exception import InvalidError, NotFoundError
 from ..wire import spec as wire_spec
 from .attach import attach_spec
-from .cls import Cls
+from .cls import Cls, class_attributes
 from .function import Function
 from .image import Image
 from .options import check_image, function_spec
@@ -307,9 +307,7 @@ class App:
                 )
             methods: dict[str, dict[str, Any]] = {}
             batching: dict[str, Any] = {}
-            # Its own methods and those it inherits (a subclass's override wins), as Modal's.
-            merged = {k: v for klass in reversed(user_cls.__mro__) for k, v in vars(klass).items()}
-            for attr, value in merged.items():
+            for attr, value in class_attributes(user_cls).items():  # inherited ones too
                 if isinstance(value, PartialFunction) and value.flags & {"method", "batched"}:
                     raw = value.raw_f
                     gen = value.is_generator

@@ -148,13 +148,14 @@ class _UnboundMethod:
         )
 
 
+def class_attributes(user_cls: type) -> dict[str, Any]:
+    """Its attributes with those it inherits, as Python resolves them: an override wins."""
+    return {k: v for klass in reversed(user_cls.__mro__) for k, v in vars(klass).items()}
+
+
 def lifecycle_methods(user_cls: type, flag: str) -> list[PartialFunction]:
-    found = []
-    for klass in reversed(user_cls.__mro__):
-        for value in vars(klass).values():
-            if isinstance(value, PartialFunction) and flag in value.flags:
-                found.append(value)
-    return found
+    return [value for value in class_attributes(user_cls).values()
+            if isinstance(value, PartialFunction) and flag in value.flags]
 
 
 def instantiate(user_cls: type, params: dict[str, Any]) -> Any:

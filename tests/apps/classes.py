@@ -95,6 +95,7 @@ class Greeter:  # not an app class: its methods are inherited, as Modal allows
     @firebox.enter()
     def ready(self):
         self.suffix = "!"
+        self.hooks = [*getattr(self, "hooks", []), "base"]
 
     @firebox.method()
     def greet(self, name):
@@ -109,6 +110,15 @@ class Greeter:  # not an app class: its methods are inherited, as Modal allows
 class LoudGreeter(Greeter):
     greeting = "HELLO"
 
+    @firebox.enter()
+    def ready(self):  # overrides the base's hook: only this one runs
+        self.suffix = "!"
+        self.hooks = [*getattr(self, "hooks", []), "loud"]
+
     @firebox.method()
     def kind(self):
         return "subclass"
+
+    @firebox.method()
+    def hooks_run(self):
+        return self.hooks
