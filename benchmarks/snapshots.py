@@ -56,8 +56,7 @@ APP = textwrap.dedent('''
         return weights, model.fit(x, x[:, 0] > 0.5)
 
 
-    @app.cls(**OPTIONS)
-    class HeavyCold:
+    class Heavy:  # the heavy start-up in @enter(): every container does it
         @firebox.enter()
         def load(self):
             self.weights, self.model = heavy_start()
@@ -67,40 +66,33 @@ APP = textwrap.dedent('''
             return int(self.model.predict([[0.9] * 20])[0]) + len(self.weights)
 
 
-    @app.cls(enable_memory_snapshot=True, **OPTIONS)
-    class HeavySnap:
+    class HeavySnapshotted(Heavy):  # the same work in @enter(snap=True): once per snapshot
         @firebox.enter(snap=True)
         def load(self):
             self.weights, self.model = heavy_start()
-
-        @firebox.method()
-        def predict(self):
-            return int(self.model.predict([[0.9] * 20])[0]) + len(self.weights)
 
 
     GVISOR = {**OPTIONS, "isolation": "gvisor", "block_network": True}
 
 
-    @app.cls(**GVISOR)
-    class HeavyGvisorCold:
-        @firebox.enter()
-        def load(self):
-            self.weights, self.model = heavy_start()
+    @app.cls(**OPTIONS)
+    class HeavyCold(Heavy):
+        pass
 
-        @firebox.method()
-        def predict(self):
-            return int(self.model.predict([[0.9] * 20])[0]) + len(self.weights)
+
+    @app.cls(enable_memory_snapshot=True, **OPTIONS)
+    class HeavySnap(HeavySnapshotted):
+        pass
+
+
+    @app.cls(**GVISOR)
+    class HeavyGvisorCold(Heavy):
+        pass
 
 
     @app.cls(enable_memory_snapshot=True, **GVISOR)
-    class HeavyStored:
-        @firebox.enter(snap=True)
-        def load(self):
-            self.weights, self.model = heavy_start()
-
-        @firebox.method()
-        def predict(self):
-            return int(self.model.predict([[0.9] * 20])[0]) + len(self.weights)
+    class HeavyStored(HeavySnapshotted):
+        pass
 
 
     @app.function(single_use_containers=True, isolation="namespaces")
