@@ -39,7 +39,7 @@ from typing import TYPE_CHECKING, Any
 from ..wire import ids, settings
 from . import cgroups
 from .base import Launch
-from .templates import Awaited
+from .templates import Awaited, Process, Templates
 
 if TYPE_CHECKING:
     from .local import LocalBackend
@@ -69,11 +69,11 @@ def versions() -> str:
 
 
 def key_for(env: dict[str, str], mode: str) -> tuple[str, str]:
-    """(pool, key) of a container whose whole environment is env."""
-    pool, _, digest = env[settings.SNAPSHOT_KEY.name].partition(":")
-    kept = sorted((k, v) for k, v in env.items() if k not in KEYLESS)
-    key = hashlib.sha256(json.dumps([digest, mode, kept, versions()]).encode()).hexdigest()
-    return pool, key[:16]
+    """(pool, key) of a container whose whole environment is env: what a restore keeps of it,
+    and the versions it was made with."""
+    keyed = Templates.key_for(env, mode, KEYLESS, versions())
+    assert keyed is not None  # only snapshotting functions come here
+    return keyed
 
 
 class Store:
@@ -111,12 +111,11 @@ class Store:
         shutil.rmtree(place, ignore_errors=True)
 
 
-def unsupported(backend: LocalBackend, launch: Launch, volumes: list[str] | tuple[str, ...],
-                config: dict[str, Any]) -> str | None:
+def unsupported(backend: LocalBackend, launch: Launch, config: dict[str, Any]) -> str | None:
     """Why this container's memory cannot be stored, if it cannot."""
     if launch.gpus:
         return "its GPUs"
-    if volumes or json.loads(launch.env.get(settings.VOLUMES.name) or "{}"):
+    if json.loads(launch.env.get(settings.VOLUMES.name) or "{}"):
         return "its volumes"
     if config.get("rootfs"):
         return "a registry image's root"
@@ -131,7 +130,7 @@ async def start(backend: LocalBackend, launch: Launch, mode: str, volumes: list[
     """Start the container from its function's stored snapshot, made first if there is none;
     whether it did. Where one cannot be used, it says why and the container starts cold."""
     cid = launch.container_id
-    why = unsupported(backend, launch, volumes, config)
+    why = unsupported(backend, launch, config)
     if why is not None:
         await backend._say(cid, f"firebox: enable_memory_snapshot is not stored with {why}; "
                                 "this container starts cold")
@@ -204,7 +203,7 @@ async def _make(backend: LocalBackend, launch: Launch, mode: str, layers: list[P
                           made_here=True)
 
 
-async def _checkpoint(p: Any, image: Path) -> str | None:
+async def _checkpoint(p: Process, image: Path) -> str | None:
     """Checkpoint the maker into image (runsc stops it); what went wrong, if anything."""
     walls = p.sandbox
     argv = ["runsc", "--root", str(walls.runsc_root), "checkpoint", "--image-path", str(image),
@@ -227,7 +226,6 @@ async def _restore(backend: LocalBackend, launch: Launch, mode: str, layers: lis
     (runsc's reason is in the container's log)."""
     cid = launch.container_id
     restored = f"firebox-restored {secrets.token_hex(8)}"
-    env = backend._container_env(launch, mode, [], config)
     began = time.perf_counter()
     p = await _take_spare(backend, launch, str(meta.get("key")))
     spare = p is not None
@@ -242,7 +240,7 @@ async def _restore(backend: LocalBackend, launch: Launch, mode: str, layers: lis
     p.awaited = Awaited(restored, asyncio.get_running_loop().create_future(), owns_exit=True)
     p.container_id, p.memory_limit_mb = cid, cgroups.memory_limit_for(launch)
     backend.procs[cid] = p
-    given = {k: env[k] for k in GIVEN if k in env}
+    given = {k: launch.env[k] for k in GIVEN if k in launch.env}  # the plane's, per container
     assert p.proc.stdin is not None
     try:
         p.proc.stdin.write(json.dumps({"env": given, "restored": restored}).encode() + b"\n")
@@ -276,7 +274,8 @@ async def _restore(backend: LocalBackend, launch: Launch, mode: str, layers: lis
 
 
 async def _launch(backend: LocalBackend, launch: Launch, mode: str, layers: list[Path],
-                  config: dict[str, Any], place: Path, meta: dict[str, Any], name: str) -> Any:
+                  config: dict[str, Any], place: Path, meta: dict[str, Any], name: str
+                  ) -> Process:
     """Start restoring the snapshot as name (a container, or a spare): its directory a copy of
     the snapshot's. It waits on stdin for the container it is to be."""
     env = {k: v for k, v in backend._container_env(launch, mode, [], config).items()
@@ -287,7 +286,7 @@ async def _launch(backend: LocalBackend, launch: Launch, mode: str, layers: list
                                 restore=(place, Path(meta["root"])))
 
 
-async def _take_spare(backend: LocalBackend, launch: Launch, key: str) -> Any:
+async def _take_spare(backend: LocalBackend, launch: Launch, key: str) -> Process | None:
     """The snapshot's spare, restored ahead (or still being restored), made this container's:
     its cgroup given the container's limits, never renamed (runsc restores into it by that
     name and removes it by that name); None if there is none alive."""

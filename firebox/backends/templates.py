@@ -342,15 +342,17 @@ class Templates:
         self.sparing: set[str] = set()  # the keys whose spare is being restored
 
     @staticmethod
-    def key_for(env: dict[str, str], mode: str) -> tuple[str, str] | None:
-        """(pool, key) of a launch whose function snapshots its memory; None for others."""
+    def key_for(env: dict[str, str], mode: str, leave_out: Sequence[str] = PER_CONTAINER,
+                *more: str) -> tuple[str, str] | None:
+        """(pool, key) of a launch whose function snapshots its memory; None for others. The
+        key: the function's spec, mode, env but leave_out, and more (stored.py: versions)."""
         raw = env.get(settings.SNAPSHOT_KEY.name)
         if not raw:
             return None
         pool, _, digest = raw.partition(":")
-        shared = sorted((k, v) for k, v in env.items() if k not in PER_CONTAINER)
-        key = hashlib.sha256(json.dumps([digest, mode, shared]).encode()).hexdigest()[:16]
-        return pool, key
+        shared = sorted((k, v) for k, v in env.items() if k not in leave_out)
+        key = hashlib.sha256(json.dumps([digest, mode, shared, *more]).encode()).hexdigest()
+        return pool, key[:16]
 
     def current(self, pool: str, key: str) -> Template | None:
         t = self.by_pool.get(pool)
