@@ -31,6 +31,14 @@ FORBIDDEN = {
                            "firebox.images", "firebox.sdk", "firebox.client",
                            "firebox.call_channel", "firebox.cli", "firebox.local",
                            "firebox.runtime"],
+    # Foreign HTTP shapes onto core, as the routes are (they use the routes' request helpers).
+    "firebox.server.gateways": ["firebox.server.main", "firebox.store", "firebox.backends",
+                                "firebox.images", "firebox.sdk", "firebox.client",
+                                "firebox.call_channel", "firebox.cli", "firebox.local",
+                                "firebox.runtime", "firebox.formats"],
+    # A foreign package becomes an App through the SDK alone.
+    "firebox.formats": ["firebox.server", "firebox.store", "firebox.backends", "firebox.images",
+                        "firebox.runtime", "firebox.cli", "firebox.local", "firebox.client"],
     "firebox.store": ["firebox.server", "firebox.sdk", "firebox.client", "firebox.backends",
                       "firebox.images", "firebox.runtime", "firebox.cli", "firebox.local"],
     # images/layers.py is the layers' format on disk, which backends read to make a container's

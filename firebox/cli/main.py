@@ -30,6 +30,7 @@ from .entrypoints import (
 from .environment import add_environment_option, environment_group
 from .image import image_group
 from .objects import dict_group, queue_group
+from .packages import package_app, package_options
 from .profile import profile_group
 from .sandbox import sandbox_group
 from .scaling import app_stats, usage
@@ -134,12 +135,19 @@ def _interrupted(app_id: str | None, detach: bool) -> str:
 @click.option("--tag", default="", help="A label for this deployment, shown in its history.")
 @click.option("-m", "module_mode", is_flag=True,
               help="APP_REF is a module path (pkg.app), not a file.")
-def deploy(app_ref: str, name: str | None, tag: str, module_mode: bool) -> None:
+@package_options
+def deploy(app_ref: str, name: str | None, tag: str, module_mode: bool,
+           **package: Any) -> None:
     """Deploy APP_REF (file.py[::app] or, with -m, pkg.module[::app]) to the configured server,
-    replacing an earlier deploy of the same name."""
-    path, app_var = _split_ref(app_ref)
-    module = import_ref(path, module_mode)
-    app = find_app(module, app_var, typed=path)
+    replacing an earlier deploy of the same name. APP_REF may also be the directory of a
+    RunPod worker package, deployed as it is."""
+    if Path(app_ref).is_dir() or package["format"]:
+        app = package_app(Path(app_ref), name, package)
+        name = app.name
+    else:
+        path, app_var = _split_ref(app_ref)
+        module = import_ref(path, module_mode)
+        app = find_app(module, app_var, typed=path)
     started = time.monotonic()
     with reporting.use(LiveReporter()) as reporter:  # each step on stderr as it happens
         app.deploy(name=name or app.name, tag=tag)

@@ -10,6 +10,7 @@ output).
 
 from __future__ import annotations
 
+import io
 import pickle
 import traceback
 from typing import Any
@@ -108,6 +109,23 @@ def deserialize(data: bytes, what: str = "value") -> Any:
             f"Could not deserialize the {what} ({type(exc).__name__}: {exc}); make sure the "
             "same packages and modules are importable on both sides."
         ) from None
+
+
+class _PlainUnpickler(pickle.Unpickler):
+    def find_class(self, module: str, name: str) -> Any:
+        raise pickle.UnpicklingError(f"{module}.{name} is not plain data")
+
+
+def deserialize_plain(data: bytes, what: str = "value") -> Any:
+    """A value of builtin data only (str, numbers, bytes, lists, tuples, dicts), without
+    loading any class or calling anything: how the control plane reads a container's output,
+    which it must not trust."""
+    try:
+        return _PlainUnpickler(io.BytesIO(data)).load()
+    except Exception as exc:
+        raise DeserializationError(
+            f"The {what} is not plain data ({type(exc).__name__}: {exc}); return builtin values "
+            "only (str, numbers, lists, dicts).") from None
 
 
 def encode_exception(exc: BaseException) -> bytes:

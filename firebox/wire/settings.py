@@ -198,6 +198,10 @@ SNAPSHOT_KEY: Setting[str | None] = Setting(
     "FIREBOX_SNAPSHOT_KEY", None, _text,
     "set for a function with enable_memory_snapshot=True: its function, code, image and "
     "parameters, hashed; containers with the same key start from one template")
+RUNPOD_HANDLER: Setting[str | None] = Setting(
+    "FIREBOX_RUNPOD_HANDLER", None, _text,
+    "set for a deployed RunPod worker package: its handler file, which the container runs as "
+    "the worker (formats/runpod_worker.py)")
 VOLUMES: Setting[str] = Setting(
     "FIREBOX_VOLUMES", "", _text, "the function's volumes, JSON: mount path -> volume id")
 VOLUMES_AT_PATH: Setting[bool] = Setting(

@@ -17,6 +17,7 @@ from ... import wire
 from ..core import containers, queues
 from ..core.errors import ApiError, error_response
 from ..core.plane import ControlPlane, Settings
+from ..gateways import runpod as runpod_gateway
 from . import apps as api
 from . import blobs as api_blobs
 from . import calls as api_calls
@@ -66,7 +67,8 @@ API_ROUTES = [*api.routes, *api_calls.routes, *api_blobs.routes, *api_scaling.ro
               *containers.routes, *api_web.routes, *api_dicts.routes, *api_queues.routes,
               *api_secrets.routes, *api_volumes.routes, *api_sandboxes.routes,
               *api_workspace.routes, *api_images.routes, *api_tunnels.routes,
-              *api_containers.routes, *api_tokens.routes, *api_environments.routes]
+              *api_containers.routes, *api_tokens.routes, *api_environments.routes,
+              *runpod_gateway.routes]
 
 
 def create_app(settings: Settings) -> ASGIApp:
