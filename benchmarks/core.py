@@ -84,7 +84,8 @@ class Server:
             except httpx.HTTPError:
                 time.sleep(0.05)
         with open(self.root / "config" / "config.toml", "rb") as f:
-            token = tomllib.load(f)["token"]
+            written = tomllib.load(f)
+        token = written["default"]["token"]  # the profile the server wrote
         os.environ["FIREBOX_SERVER_URL"] = self.url
         os.environ["FIREBOX_TOKEN"] = token
 

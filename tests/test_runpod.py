@@ -232,3 +232,25 @@ def test_deploy_refuses_what_it_cannot_serve(server, tmp_path) -> None:
     (bad / "firebox.toml").unlink()
     out = server.cli("deploy", str(bad), "--handler", "missing.py")
     assert out.returncode != 0 and "No handler file missing.py" in out.stderr
+
+
+def test_an_accepted_job_survives_a_server_crash(own_server) -> None:
+    done = own_server.cli("deploy", str(PACKAGES / "errors"), "--name", "rp-durable",
+                          timeout=300)
+    assert done.returncode == 0, done.stderr
+    old_base = runpod.endpoint_url_base
+    runpod.endpoint_url_base = f"{own_server.url}/v2"
+    try:
+        job = runpod.Endpoint("rp-durable", api_key=own_server.token).run(
+            {"mode": "slow", "seconds": 2})
+        deadline = time.monotonic() + 60
+        while job.status() != "IN_PROGRESS":
+            assert time.monotonic() < deadline
+            time.sleep(0.1)
+        own_server.kill()
+        own_server.start()
+        # The client's job object goes on polling the server that came back.
+        assert job.output(timeout=120)["mode"] == "slow"
+        assert job.status() == "COMPLETED"
+    finally:
+        runpod.endpoint_url_base = old_base
