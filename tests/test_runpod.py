@@ -218,10 +218,10 @@ def test_deploy_refuses_what_it_cannot_serve(server, tmp_path) -> None:
     assert out.returncode != 0 and "runpod.serverless.start" in out.stderr
     assert "Traceback" not in out.stderr
 
-    (tmp_path / "cog").mkdir()
-    (tmp_path / "cog" / "cog.yaml").write_text("predict: predict.py:Predictor\n")
-    out = server.cli("deploy", str(tmp_path / "cog"))
-    assert out.returncode != 0 and "not yet Cog" in out.stderr
+    (tmp_path / "truss" / "model").mkdir(parents=True)
+    (tmp_path / "truss" / "config.yaml").write_text("model_name: t\n")
+    out = server.cli("deploy", str(tmp_path / "truss"))
+    assert out.returncode != 0 and "not yet Truss" in out.stderr
 
     bad = tmp_path / "badtoml"
     bad.mkdir()

@@ -8,14 +8,11 @@ from pathlib import Path
 
 from ..exception import InvalidError
 from ..sdk.app import App
-from . import runpod
+from . import cog, runpod
 from .options import Options
 
 FORMATS = ("runpod", "cog", "truss")
-NOT_YET = {
-    "cog": "cog.yaml",
-    "truss": "config.yaml",
-}
+BUILDERS = {"runpod": runpod.build_app, "cog": cog.build_app}
 
 
 def detect(path: Path) -> str:
@@ -39,9 +36,8 @@ def load(path: Path, name: str | None, format: str | None, options: Options) -> 
     kind = format or detect(path)
     if kind not in FORMATS:
         raise InvalidError(f"Unknown format '{kind}'; firebox deploys {', '.join(FORMATS)}.")
-    if kind in NOT_YET:
-        raise InvalidError(
-            f"{path} is a {kind} package ({NOT_YET[kind]}); this firebox deploys RunPod "
-            "workers so far, not yet Cog or Truss packages.")
+    if kind not in BUILDERS:
+        raise InvalidError(f"{path} is a {kind} package; this firebox deploys RunPod workers "
+                           "and Cog packages so far, not yet Truss packages.")
     options = options.merged_with_file(path)
-    return runpod.build_app(path, name or path.resolve().name, options)
+    return BUILDERS[kind](path, name or path.resolve().name, options)

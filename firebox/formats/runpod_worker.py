@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import http.server
 import json
 import os
 import queue
@@ -34,6 +33,7 @@ from urllib.parse import parse_qs, urlsplit
 
 from ..sdk.partial import enter, exit, method
 from ..wire import settings
+from .loopback import Loopback, json_body
 
 LONG_POLL = 20.0  # seconds a job-take or job-stop request is held before a 204
 READY_WAIT = 600.0  # seconds a worker may take from its start to its first job-take
@@ -72,24 +72,8 @@ class JobServer:
         self.key = secrets.token_hex(16)
         self.polled = threading.Event()  # the current worker asked for a job
         self.worker = ""  # the current worker's id: only it is handed jobs
-        server = self
-
-        class Handler(http.server.BaseHTTPRequestHandler):
-            protocol_version = "HTTP/1.1"  # the SDK keeps its connections open
-
-            def do_GET(self) -> None:  # noqa: N802 (the stdlib's name)
-                server.handle(self, "GET")
-
-            def do_POST(self) -> None:  # noqa: N802
-                server.handle(self, "POST")
-
-            def log_message(self, format: str, *args: Any) -> None:
-                pass  # the worker's own log says what it asked for
-
-        self.httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.httpd.daemon_threads = True
-        self.port = self.httpd.server_address[1]
-        threading.Thread(target=self.httpd.serve_forever, name="runpod-jobs", daemon=True).start()
+        self.loopback = Loopback(self.handle, "runpod-jobs")
+        self.port = self.loopback.port
 
     def worker_env(self, worker_id: str) -> dict[str, str]:
         """The variables by which the worker finds this server (`$ID` is the SDK's to fill),
@@ -117,40 +101,34 @@ class JobServer:
         self.jobs.pop(job_id, None)
 
     def close(self) -> None:
-        self.httpd.shutdown()
-        self.httpd.server_close()
+        self.loopback.close()
 
     # ---- the worker API ------------------------------------------------------------------------
 
-    def handle(self, request: http.server.BaseHTTPRequestHandler, verb: str) -> None:
-        length = int(request.headers.get("Content-Length") or 0)
-        body = request.rfile.read(length) if length else b""
-        if request.headers.get("Authorization", "") != self.key:
-            _answer(request, 401, {"error": "unauthorized"})
-            return
-        url = urlsplit(request.path)
+    def handle(self, verb: str, path: str, headers: Any, body: bytes) -> tuple[int, Any]:
+        if headers.get("Authorization", "") != self.key:
+            return 401, {"error": "unauthorized"}
+        url = urlsplit(path)
         parts = [p for p in url.path.split("/") if p]
         kind = parts[0] if parts else ""
         if verb == "GET" and kind in ("job-take", "job-take-batch") and len(parts) >= 2:
             size = int(parse_qs(url.query).get("batch_size", ["1"])[0])
             jobs = self._take(parts[1], max(1, size))
             if not jobs:
-                _answer(request, 204, None)
-            elif kind == "job-take":
-                _answer(request, 200, _job_json(jobs[0]))
-            else:
-                _answer(request, 200, [_job_json(j) for j in jobs])
-        elif verb == "GET" and kind == "job-stop":
-            _answer(request, *self._stops())
-        elif verb == "POST" and kind in ("job-done", "job-stream") and len(parts) >= 3:
+                return 204, None
+            if kind == "job-take":
+                return 200, _job_json(jobs[0])
+            return 200, [_job_json(j) for j in jobs]
+        if verb == "GET" and kind == "job-stop":
+            return self._stops()
+        if verb == "POST" and kind in ("job-done", "job-stream") and len(parts) >= 3:
             job = self.jobs.get(parts[2])
             if job is not None:
-                job.post({"kind": kind, "data": _json_body(body)})
-            _answer(request, 200, {})
-        elif kind == "ping":
-            _answer(request, 200, {})
-        else:
-            _answer(request, 404, {"error": f"no route {verb} {url.path}"})
+                job.post({"kind": kind, "data": json_body(body)})
+            return 200, {}
+        if kind == "ping":
+            return 200, {}
+        return 404, {"error": f"no route {verb} {url.path}"}
 
     def _take(self, worker: str, size: int) -> list[Job]:
         """Up to size jobs for worker, after waiting up to LONG_POLL for one; none for a worker
@@ -190,24 +168,6 @@ class JobServer:
 
 def _job_json(job: Job) -> dict[str, Any]:
     return {"id": job.id, "input": job.payload}
-
-
-def _json_body(body: bytes) -> Any:
-    """A job-done or job-stream body: JSON text, sent as form data by the SDK."""
-    try:
-        return json.loads(body or b"{}")
-    except ValueError:
-        return {"error": f"the worker posted a body that is not JSON: {body[:200]!r}"}
-
-
-def _answer(request: http.server.BaseHTTPRequestHandler, status: int, payload: Any) -> None:
-    data = b"" if payload is None else json.dumps(payload).encode()
-    request.send_response(status)
-    if payload is not None:
-        request.send_header("Content-Type", "application/json")
-    request.send_header("Content-Length", str(len(data)))
-    request.end_headers()
-    request.wfile.write(data)
 
 
 class RunpodWorker:

@@ -202,6 +202,15 @@ RUNPOD_HANDLER: Setting[str | None] = Setting(
     "FIREBOX_RUNPOD_HANDLER", None, _text,
     "set for a deployed RunPod worker package: its handler file, which the container runs as "
     "the worker (formats/runpod_worker.py)")
+COG_PREDICT: Setting[str | None] = Setting(
+    "FIREBOX_COG_PREDICT", None, _text,
+    "set for a deployed Cog package: its cog.yaml `predict` (file.py:Name), which the "
+    "container serves with Cog's own server (formats/cog_server.py)")
+COG_CONCURRENCY: Setting[str | None] = Setting(
+    "FIREBOX_COG_CONCURRENCY", None, _text,
+    "a deployed Cog package's concurrency.max: the predictions its container runs at once")
+COG_TRAIN: Setting[str | None] = Setting(
+    "FIREBOX_COG_TRAIN", None, _text, "a deployed Cog package's cog.yaml `train`, if it has one")
 VOLUMES: Setting[str] = Setting(
     "FIREBOX_VOLUMES", "", _text, "the function's volumes, JSON: mount path -> volume id")
 VOLUMES_AT_PATH: Setting[bool] = Setting(

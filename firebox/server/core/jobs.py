@@ -67,3 +67,22 @@ async def finished(db: Database, fn: FunctionRecord) -> dict[str, int]:
         .where(s.calls.c.function_id == fn.id, s.outputs.c.status.in_(wire.TERMINAL))
         .group_by(s.outputs.c.status))
     return {status: int(count) for status, count in rows}
+
+
+async def arguments(db: Database, call_id: str) -> bytes | None:
+    """The stored arguments of a call's first input (for a gateway to read as plain data)."""
+    rows = await db.read(sa.select(s.inputs.c.args).where(s.inputs.c.call_id == call_id,
+                                                         s.inputs.c.idx == 0))
+    return bytes(rows[0][0]) if rows else None
+
+
+async def recent_calls(db: Database, workspace_id: str, function_name: str, method: str,
+                       limit: int) -> list[str]:
+    """The workspace's newest calls of `method` of functions (or classes) named function_name."""
+    rows = await db.read(
+        sa.select(s.calls.c.id)
+        .select_from(s.calls.join(s.functions, s.functions.c.id == s.calls.c.function_id))
+        .where(s.calls.c.workspace_id == workspace_id, s.functions.c.name == function_name,
+               s.calls.c.method == method)
+        .order_by(s.calls.c.created_at.desc()).limit(limit))
+    return [r[0] for r in rows]

@@ -12,12 +12,10 @@ from __future__ import annotations
 
 import asyncio
 import json
-import logging
 import time
 from collections import OrderedDict
 from typing import Any
 
-import httpx
 from pydantic import Field
 from starlette.requests import Request
 from starlette.responses import JSONResponse
@@ -32,13 +30,11 @@ from ..core.errors import ApiError, invalid, not_found
 from ..core.functions import FunctionRecord
 from ..core.plane import ControlPlane
 from ..core.workspaces import Identity
-
-log = logging.getLogger("firebox.runpod")
+from .outputs import end, events, failure, send_webhook
 
 WORKER_CLASS = "RunpodWorker"  # the class formats/runpod.py deploys
 RUNSYNC_WAIT = 90.0  # seconds /runsync waits, as RunPod's does by default
 STREAM_WAIT = 5.0  # seconds /stream waits for a first new item
-WEBHOOK_TIMEOUT = 10.0
 CURSORS = 10_000  # jobs whose /stream position is remembered
 FINAL = ("COMPLETED", "FAILED", "CANCELLED", "TIMED_OUT")
 
@@ -55,21 +51,9 @@ class RunBody(Body):
 def job_state(outputs: list[Any], running: bool, accepted: float) -> dict[str, Any]:
     """RunPod's status document of a job, accepted at `accepted`, from its call's outputs
     (without its id)."""
-    result: dict[str, Any] | None = None
-    terminal: tuple[str, bytes | None] | None = None
-    progress: Any = None
-    streamed = False
-    for _seq, _idx, status, data in outputs:
-        if status == wire.ITEM:
-            event = _event(data)
-            if "result" in event:
-                result = event
-            elif "progress" in event:
-                progress = event["progress"]
-            else:
-                streamed = True
-        elif status in wire.TERMINAL:
-            terminal = (status, data)
+    found = events(outputs)
+    result = next((e for e in reversed(found) if "result" in e), None)
+    progress = next((e["progress"] for e in reversed(found) if "progress" in e), None)
     if result is not None:
         body = result["result"] if isinstance(result["result"], dict) else {}
         doc: dict[str, Any] = {"status": "FAILED" if body.get("error") else "COMPLETED"}
@@ -82,14 +66,16 @@ def job_state(outputs: list[Any], running: bool, accepted: float) -> dict[str, A
             doc["delayTime"] = max(0, round((started - accepted) * 1000))
             doc["executionTime"] = max(0, round((ended - started) * 1000))
         return doc
-    if terminal is not None:
-        status, data = terminal
+    ended_as = end(outputs)
+    if ended_as is not None:
+        status, data = ended_as
         if status == wire.TIMEOUT:
             return {"status": "TIMED_OUT", "error": "The job ran past the endpoint's timeout."}
         if status == wire.CANCELLED:
             return {"status": "CANCELLED"}
-        return {"status": "FAILED", "error": _failure(status, data)}
-    if running or streamed or progress is not None:
+        return {"status": "FAILED", "error": failure(
+            status, data, "The job failed without a result from the worker.")}
+    if running or found:
         doc = {"status": "IN_PROGRESS"}
         if progress is not None:
             doc["output"] = progress
@@ -97,34 +83,10 @@ def job_state(outputs: list[Any], running: bool, accepted: float) -> dict[str, A
     return {"status": "IN_QUEUE"}
 
 
-def _event(data: bytes | None) -> dict[str, Any]:
-    try:
-        _number, text = wire.deserialize_plain(data or b"", "job's output")
-        event = json.loads(text)
-    except (ValueError, TypeError, wire.DeserializationError):
-        return {"result": {"error": "The worker's container sent an output that is not a job's."}}
-    return event if isinstance(event, dict) else {}
-
-
-def _failure(status: str, data: bytes | None) -> str:
-    if status == wire.FAILURE and data:
-        try:
-            record = wire.unpack(data)
-            return f"{record.get('type', 'Error')}: {record.get('message', '')}"
-        except Exception:  # noqa: BLE001 (a record that will not read still failed the job)
-            pass
-    return "The job failed without a result from the worker."
-
-
 def stream_items(outputs: list[Any]) -> list[dict[str, Any]]:
     """The job's streamed outputs, in order, as RunPod's /stream lists them."""
-    items = []
-    for _seq, _idx, status, data in outputs:
-        if status == wire.ITEM:
-            event = _event(data)
-            if "stream" in event and event.get("error") is None:
-                items.append({"output": event["stream"]})
-    return items
+    return [{"output": e["stream"]} for e in events(outputs)
+            if "stream" in e and e.get("error") is None]
 
 
 # ---- the endpoint and its jobs ------------------------------------------------------------
@@ -212,25 +174,21 @@ async def stream(cp: ControlPlane, who: Identity, fn: FunctionRecord, job_id: st
             "stream": cursors.take(job_id, stream_items(outputs))}
 
 
-_webhooks: set[asyncio.Task[None]] = set()
+_waiting: set[asyncio.Task[None]] = set()
 
 
 def _webhook(cp: ControlPlane, who: Identity, fn: FunctionRecord, job_id: str,
              url: str) -> None:
     """POST the job's final status document to url once it has one."""
-    async def send() -> None:
+    async def wait() -> None:
         doc = {"status": "IN_QUEUE"}
         while doc["status"] not in FINAL:
             doc = await status(cp, who, fn, job_id, 60)
-        try:
-            async with httpx.AsyncClient(timeout=WEBHOOK_TIMEOUT) as client:
-                await client.post(url, json=doc)
-        except httpx.HTTPError as exc:
-            log.warning("the webhook of job %s (%s) failed: %s", job_id, url, exc)
+        send_webhook(url, doc, f"job {job_id}")
 
-    task = asyncio.get_running_loop().create_task(send())
-    _webhooks.add(task)
-    task.add_done_callback(_webhooks.discard)
+    task = asyncio.get_running_loop().create_task(wait())
+    _waiting.add(task)
+    task.add_done_callback(_waiting.discard)
 
 
 async def health(cp: ControlPlane, fn: FunctionRecord) -> dict[str, Any]:

@@ -1,0 +1,64 @@
+"""What a foreign format's container yields for one input, read as the gateways need it: JSON
+text only (never a pickled object: a container's output is untrusted), and the input's end."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+from typing import Any
+
+import httpx
+
+from ... import wire
+
+log = logging.getLogger("firebox.gateways")
+WEBHOOK_TIMEOUT = 10.0
+_sending: set[asyncio.Task[None]] = set()
+
+
+def events(outputs: list[Any]) -> list[dict[str, Any]]:
+    """The JSON objects the input yielded, in order; one that is not JSON says so."""
+    found = []
+    for _seq, _idx, status, data in outputs:
+        if status == wire.ITEM:
+            try:
+                _number, text = wire.deserialize_plain(data or b"", "input's output")
+                event = json.loads(text)
+            except (ValueError, TypeError, wire.DeserializationError):
+                event = {"error": "The container sent an output that is not JSON text."}
+            found.append(event if isinstance(event, dict) else {})
+    return found
+
+
+def end(outputs: list[Any]) -> tuple[str, bytes | None] | None:
+    """(status, data) of the input's terminal output, if it has one."""
+    for _seq, _idx, status, data in reversed(outputs):
+        if status in wire.TERMINAL:
+            return status, data
+    return None
+
+
+def failure(status: str, data: bytes | None, otherwise: str) -> str:
+    """A failed input's exception as 'Type: message', from its record (never unpickled)."""
+    if status == wire.FAILURE and data:
+        try:
+            record = wire.unpack(data)
+            return f"{record.get('type', 'Error')}: {record.get('message', '')}"
+        except Exception:  # noqa: BLE001 (a record that will not read still failed)
+            pass
+    return otherwise
+
+
+def send_webhook(url: str, payload: Any, what: str) -> None:
+    """POST payload to url as JSON, in a task of its own; a failure is logged."""
+    async def send() -> None:
+        try:
+            async with httpx.AsyncClient(timeout=WEBHOOK_TIMEOUT) as client:
+                await client.post(url, json=payload)
+        except httpx.HTTPError as exc:
+            log.warning("the webhook of %s (%s) failed: %s", what, url, exc)
+
+    task = asyncio.get_running_loop().create_task(send())
+    _sending.add(task)
+    task.add_done_callback(_sending.discard)
