@@ -179,7 +179,7 @@ def test_function_and_structured_predictors(cog) -> None:
 
 def test_the_build_section_makes_the_image(cog) -> None:
     assert cog.client.run("acme/build", input={}) == {
-        "weights": "weights-v1", "six": "1.17.0", "idna": "3.10",
+        "weights": "weights-v1", "tabulate": "0.9.0", "idna": "3.10",
         "greeting": "hello from cog.yaml", "second": "second"}
 
 

@@ -23,9 +23,9 @@ def test_function_runs_in_its_image(server, capfd):
     with im.app.run():
         seen = im.probe.remote()
         plain = im.plain.remote()
-    assert seen["six"] == "1.17.0"
-    assert importlib.util.find_spec("six") is None  # the host's environment has no six
-    assert plain == "no six"  # a function with another image does not see the package
+    assert seen["six"] == "1.17.0" and seen["tabulate"] == "0.9.0"
+    assert importlib.util.find_spec("tabulate") is None  # the host's environment has none
+    assert plain == "no tabulate"  # a function with another image does not see the package
     assert seen["greeting"] == "hello"
     assert seen["cwd"] == "/opt/made"
     assert seen["marker"] == "built hello\n"  # the image's env reached its later build step

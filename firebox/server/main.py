@@ -26,13 +26,17 @@ log = logging.getLogger("firebox.server")
 # WebSocket messages uvicorn reads ahead of the app, per socket: each may be as large as a
 # payload, and the app holds a sender back by not reading, which only works with few queued.
 WS_QUEUE = 2
+# Seconds an idle keep-alive connection stays open: longer than clients keep theirs (httpx and
+# requests pools: 5 s), so that a client never sends on a connection the server is closing at
+# that moment (uvicorn's default is 5 s too, and the two raced: a reset now and then).
+KEEP_ALIVE = 75
 
 
 def uvicorn_config(settings: Settings) -> uvicorn.Config:
     """How uvicorn serves the API and the endpoints' hosts, here and in the embedded server."""
     return uvicorn.Config(create_app(settings), log_level="warning", lifespan="on",
                           timeout_graceful_shutdown=5, ws_max_size=max_message_bytes(),
-                          ws_max_queue=WS_QUEUE,
+                          ws_max_queue=WS_QUEUE, timeout_keep_alive=KEEP_ALIVE,
                           # X-Forwarded-Proto/-For are believed only from these addresses
                           forwarded_allow_ips=variables.TRUSTED_PROXIES.get())
 

@@ -13,7 +13,8 @@ DATA = HERE / "image_data"
 sys.path.insert(0, str(HERE / "image_src"))  # so add_local_python_source finds imghelper
 
 base = modal.Image.debian_slim()
-pip_image = base.pip_install("six==1.17.0")
+# tabulate: a package the host's environment does not have (six it has: the runpod SDK needs it)
+pip_image = base.pip_install("six==1.17.0", "tabulate==0.9.0")
 full = (
     pip_image.env({"IMAGE_GREETING": "hello"})
     .run_commands('mkdir -p /opt/made && echo "built $IMAGE_GREETING" > /opt/made/marker')
@@ -49,9 +50,11 @@ def probe_gvisor():
 def _probe():
     import imghelper
     import six
+    import tabulate
 
     return {
         "six": six.__version__,
+        "tabulate": tabulate.__version__,
         "greeting": os.environ.get("IMAGE_GREETING"),
         "cwd": os.getcwd(),
         "marker": _read("/opt/made/marker"),
@@ -67,10 +70,10 @@ def _probe():
 @app.function(image=base)
 def plain():
     try:
-        import six  # noqa: F401
+        import tabulate  # noqa: F401
     except ImportError:
-        return "no six"
-    return "six"
+        return "no tabulate"
+    return "tabulate"
 
 
 @app.function(image=pip_image, isolation="process")
