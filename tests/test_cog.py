@@ -22,7 +22,7 @@ from replicate.exceptions import ModelError, ReplicateError
 
 PACKAGES = Path(__file__).parent / "packages" / "cog"
 MODELS = ("hello", "constraints", "canary", "files", "function", "setup_fails", "concurrent",
-          "structured", "build")
+          "structured", "build_section")
 pytestmark = pytest.mark.timeout(900)
 
 
@@ -178,7 +178,7 @@ def test_function_and_structured_predictors(cog) -> None:
 
 
 def test_the_build_section_makes_the_image(cog) -> None:
-    assert cog.client.run("acme/build", input={}) == {
+    assert cog.client.run("acme/build_section", input={}) == {
         "weights": "weights-v1", "tabulate": "0.9.0", "idna": "3.10",
         "greeting": "hello from cog.yaml", "second": "second"}
 

@@ -221,7 +221,7 @@ def test_deploy_refuses_what_it_cannot_serve(server, tmp_path) -> None:
     (tmp_path / "truss" / "model").mkdir(parents=True)
     (tmp_path / "truss" / "config.yaml").write_text("model_name: t\n")
     out = server.cli("deploy", str(tmp_path / "truss"))
-    assert out.returncode != 0 and "not yet Truss" in out.stderr
+    assert out.returncode != 0 and "has no model/model.py" in out.stderr
 
     bad = tmp_path / "badtoml"
     bad.mkdir()

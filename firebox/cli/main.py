@@ -140,7 +140,7 @@ def deploy(app_ref: str, name: str | None, tag: str, module_mode: bool,
            **package: Any) -> None:
     """Deploy APP_REF (file.py[::app] or, with -m, pkg.module[::app]) to the configured server,
     replacing an earlier deploy of the same name. APP_REF may also be the directory of a
-    RunPod worker package, deployed as it is."""
+    RunPod worker, a Cog package or a Truss, deployed as it is (docs/formats.md)."""
     if Path(app_ref).is_dir() or package["format"]:
         app = package_app(Path(app_ref), name, package)
         name = app.name

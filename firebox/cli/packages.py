@@ -28,6 +28,8 @@ def package_options(f: Callable[..., Any]) -> Callable[..., Any]:
         click.option("--cpu", type=float, help="Cores reserved per container."),
         click.option("--memory", type=int, help="MiB reserved per container."),
         click.option("--timeout", type=int, help="Seconds one input may run."),
+        click.option("--secret", "secrets", multiple=True,
+                     help="A firebox Secret whose variables the containers get (repeatable)."),
     ]
     for option in reversed(options):
         f = option(f)
@@ -37,4 +39,5 @@ def package_options(f: Callable[..., Any]) -> Callable[..., Any]:
 def package_app(path: Path, name: str | None, chosen: dict[str, Any]) -> App:
     """The App of the package at path, with the options chosen on the command line."""
     format = chosen.pop("format")
+    chosen["secrets"] = list(chosen.get("secrets") or ())
     return formats.load(path, name, format, formats.Options(**chosen))

@@ -8,11 +8,11 @@ from pathlib import Path
 
 from ..exception import InvalidError
 from ..sdk.app import App
-from . import cog, runpod
+from . import cog, runpod, truss
 from .options import Options
 
 FORMATS = ("runpod", "cog", "truss")
-BUILDERS = {"runpod": runpod.build_app, "cog": cog.build_app}
+BUILDERS = {"runpod": runpod.build_app, "cog": cog.build_app, "truss": truss.build_app}
 
 
 def detect(path: Path) -> str:
@@ -34,10 +34,7 @@ def load(path: Path, name: str | None, format: str | None, options: Options) -> 
     if not path.is_dir():
         raise InvalidError(f"{path} is not a directory.")
     kind = format or detect(path)
-    if kind not in FORMATS:
-        raise InvalidError(f"Unknown format '{kind}'; firebox deploys {', '.join(FORMATS)}.")
     if kind not in BUILDERS:
-        raise InvalidError(f"{path} is a {kind} package; this firebox deploys RunPod workers "
-                           "and Cog packages so far, not yet Truss packages.")
+        raise InvalidError(f"Unknown format '{kind}'; firebox deploys {', '.join(FORMATS)}.")
     options = options.merged_with_file(path)
     return BUILDERS[kind](path, name or path.resolve().name, options)

@@ -121,5 +121,6 @@ def build_app(path: Path, name: str, options: Options) -> App:
         env[settings.COG_TRAIN.name] = train
     app = App(name, include_source=False)  # the code is the package, mounted at /src
     image = options.image(path, build_image(path, config))
-    app.cls(image=image, serialized=True, env=env, **function_options)(CogPredictor)
+    app.cls(image=image, serialized=True, env=env, secrets=options.secret_objects(),
+            **function_options)(CogPredictor)
     return app

@@ -10,6 +10,7 @@ from typing import Any
 
 from ..exception import InvalidError
 from ..sdk.image import Image
+from ..sdk.secret import Secret
 
 CONFIG_FILE = "firebox.toml"
 
@@ -26,6 +27,7 @@ class Options:
     handler: str | None = None  # the handler file, relative to the package
     dockerfile: str | None = None  # build the image from this Dockerfile of the package
     env: dict[str, str] = field(default_factory=dict)
+    secrets: list[str] = field(default_factory=list)  # firebox Secrets the containers get
 
     def merged_with_file(self, path: Path) -> Options:
         """These options over those of the package's firebox.toml, if it has one."""
@@ -44,7 +46,7 @@ class Options:
         values: dict[str, Any] = {**data}
         for f in fields(self):
             mine = getattr(self, f.name)
-            if mine not in (None, {}):
+            if mine not in (None, {}, []):
                 values[f.name] = mine
         return Options(**values)
 
@@ -63,6 +65,9 @@ class Options:
         if not dockerfile.is_file():
             raise InvalidError(f"No Dockerfile {self.dockerfile} in {path}.")
         return Image.from_dockerfile(dockerfile, context_dir=path)
+
+    def secret_objects(self) -> list[Secret]:
+        return [Secret.from_name(name) for name in self.secrets]
 
     def function_options(self, default_timeout: int) -> dict[str, Any]:
         """The @app.cls options these stand for."""

@@ -61,7 +61,7 @@ def build_app(path: Path, name: str, options: Options) -> App:
     image = image.add_local_dir(path, REMOTE_DIR)
     app = App(name, include_source=False)  # the code is the package, mounted at /pkg
     remote_handler = f"{REMOTE_DIR}/{handler.relative_to(path).as_posix()}"
-    app.cls(image=image, serialized=True,
+    app.cls(image=image, serialized=True, secrets=options.secret_objects(),
             env={settings.RUNPOD_HANDLER.name: remote_handler, **options.env},
             **options.function_options(DEFAULT_TIMEOUT))(RunpodWorker)
     return app

@@ -209,6 +209,9 @@ COG_PREDICT: Setting[str | None] = Setting(
 COG_CONCURRENCY: Setting[str | None] = Setting(
     "FIREBOX_COG_CONCURRENCY", None, _text,
     "a deployed Cog package's concurrency.max: the predictions its container runs at once")
+TRUSS_CONCURRENCY: Setting[str | None] = Setting(
+    "FIREBOX_TRUSS_CONCURRENCY", None, _text,
+    "a deployed Truss's runtime.predict_concurrency: the predictions its container runs at once")
 COG_TRAIN: Setting[str | None] = Setting(
     "FIREBOX_COG_TRAIN", None, _text, "a deployed Cog package's cog.yaml `train`, if it has one")
 VOLUMES: Setting[str] = Setting(

@@ -17,6 +17,7 @@ from ... import wire
 from ..core import containers, queues
 from ..core.errors import ApiError, error_response
 from ..core.plane import ControlPlane, Settings
+from ..gateways import baseten as baseten_gateway
 from ..gateways import replicate as replicate_gateway
 from ..gateways import runpod as runpod_gateway
 from . import apps as api
@@ -69,7 +70,7 @@ API_ROUTES = [*api.routes, *api_calls.routes, *api_blobs.routes, *api_scaling.ro
               *api_secrets.routes, *api_volumes.routes, *api_sandboxes.routes,
               *api_workspace.routes, *api_images.routes, *api_tunnels.routes,
               *api_containers.routes, *api_tokens.routes, *api_environments.routes,
-              *runpod_gateway.routes, *replicate_gateway.routes]
+              *runpod_gateway.routes, *replicate_gateway.routes, *baseten_gateway.routes]
 
 
 def create_app(settings: Settings) -> ASGIApp:

@@ -75,7 +75,11 @@ def _header(scope: Scope, name: bytes) -> str | None:
 
 
 def _bearer(scope: Scope) -> str | None:
+    """The token of `Authorization: Bearer TOKEN`, or of `Api-Key TOKEN` (Baseten's scheme,
+    which its clients send)."""
     text = _header(scope, b"authorization")
-    if text is not None and text.lower().startswith("bearer "):
-        return text[7:].strip()
+    if text is not None:
+        scheme, _, token = text.partition(" ")
+        if scheme.lower() in ("bearer", "api-key"):
+            return token.strip()
     return None
