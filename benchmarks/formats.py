@@ -1,5 +1,6 @@
 """Foreign-format overhead: a warm job through RunPod's endpoint API and an unmodified RunPod
-worker, beside a plain firebox function doing the same work, in one run on one server.
+worker, a warm prediction of a Cog package and of a Truss through each of their APIs, beside a
+plain firebox function doing the same work, in one run on one server.
 
 Sides, each a warm container, one call at a time:
 - plain: `@app.function()` returning a dict, called with `.remote()` (what a firebox user writes);
@@ -10,6 +11,9 @@ Sides, each a warm container, one call at a time:
 - runpod client: the official client's `Endpoint.run_sync` on the same endpoint;
 - runpod, concurrency_modifier 4: tests/packages/runpod/concurrent through raw /runsync (the
   worker keeps a job-take open while it runs a job);
+- cog: tests/packages/cog/hello through Replicate's API (raw `POST /v1/predictions` with
+  `Prefer: wait`, and the official client's `run`) and through Cog's HTTP API at its web URL;
+- truss: tests/packages/truss/basic through Truss's API at its web URL and Baseten's path;
 - the floors: each worker fed jobs by the job server alone (formats/runpod_worker.py's, on the
   host), without the control plane, the container or HTTP from a client: the RunPod SDK's own
   cadence, which no server can beat.
@@ -22,6 +26,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import os
+import re
 import subprocess
 import sys
 import time
@@ -29,6 +34,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 import httpx
+import replicate
 import runpod
 
 sys.path.insert(0, str(Path(__file__).parent))
@@ -38,13 +44,22 @@ from report import write_section  # noqa: E402
 import firebox  # noqa: E402
 from firebox.formats.runpod_worker import Job, JobServer  # noqa: E402
 
-PACKAGES = Path(__file__).resolve().parent.parent / "tests" / "packages" / "runpod"
+ROOT = Path(__file__).resolve().parent.parent / "tests" / "packages"
+PACKAGES = ROOT / "runpod"
 app = firebox.App("bench-formats")
 
 
 @app.function(serialized=True)
 def echo(job: dict) -> dict:
     return {"echo": job.get("text"), "job_id": "x", "worker": 0, "greeting": ""}
+
+
+def _web_url(deployed: str) -> str:
+    return re.search(r"\.http => (\S+)", deployed).group(1)
+
+
+def _ok(fine: bool) -> None:
+    assert fine
 
 
 def timed(f: Callable[[], object], runs: int, warmup: int = 3) -> list[float]:
@@ -101,6 +116,12 @@ def main() -> None:
     try:
         for package in ("basic", "concurrent"):
             server.cli("deploy", str(PACKAGES / package), "--name", f"bench-{package}")
+        cog_url = _web_url(server.cli("deploy", str(ROOT / "cog" / "hello"), "--name",
+                                      "bench/hello"))
+        truss_url = _web_url(server.cli("deploy", str(ROOT / "truss" / "basic"), "--name",
+                                        "bench-truss"))
+        proxy = dict(re.findall(r"(Modal-Key|Modal-Secret): (\S+)",
+                                server.cli("token", "proxy", "create")))
         token = os.environ["FIREBOX_TOKEN"]
         runpod.api_key = token
         runpod.endpoint_url_base = f"{server.url}/v2"
@@ -126,6 +147,23 @@ def main() -> None:
             lambda: client.run_sync({"text": "hi"}, timeout=120), args.runs)
         results["runpod worker with concurrency_modifier 4, raw POST /runsync"] = timed(
             runsync("bench-concurrent"), args.runs)
+        replicate_client = replicate.Client(api_token=token, base_url=server.url)
+        results["cog, raw POST /v1/predictions (Prefer: wait)"] = timed(
+            lambda: _ok(http.post(f"{server.url}/v1/predictions", headers={"Prefer": "wait"},
+                                  json={"version": "bench/hello", "input": {"text": "hi"}})
+                        .json()["status"] == "succeeded"), args.runs)
+        results["cog, official replicate client run"] = timed(
+            lambda: replicate_client.run("bench/hello", input={"text": "hi"}), args.runs)
+        web = httpx.Client(headers=proxy, timeout=120)
+        results["cog, Cog's HTTP API at its web URL"] = timed(
+            lambda: _ok(web.post(f"{cog_url}/predictions", json={"input": {"text": "hi"}})
+                        .json()["status"] == "succeeded"), args.runs)
+        results["truss, Truss's API at its web URL"] = timed(
+            lambda: _ok(web.post(f"{truss_url}/v1/models/m:predict", json={"inputs": [1]})
+                        .status_code == 200), args.runs)
+        results["truss, Baseten's /model/{name}/production/predict"] = timed(
+            lambda: _ok(http.post(f"{server.url}/model/bench-truss/production/predict",
+                                  json={"inputs": [1]}).status_code == 200), args.runs)
         results["floor: the same worker fed by its job server alone"] = direct("basic", args.runs)
         results["floor: the concurrency_modifier 4 worker fed by its job server alone"] = direct(
             "concurrent", args.runs)
@@ -148,6 +186,10 @@ def main() -> None:
         f"({slow * 1000:.0f} vs {slow_floor * 1000:.0f} ms), "
         f"{(fast - fast_floor) * 1000:.1f} ms with concurrency_modifier 4 "
         f"({fast * 1000:.1f} vs {fast_floor * 1000:.1f} ms).",
+        "Cog and Truss predictions have no such sleep: their rows are firebox's path plus the "
+        "package's own server (coglet, and Truss's API in the container) against the plain "
+        "function's "
+        f"{rows['plain firebox function, .remote()']['p50'] * 1000:.2f} ms.",
     ]
     text = "\n".join(lines)
     print(text)

@@ -3,11 +3,15 @@
 from __future__ import annotations
 
 import contextlib
+import http.server
+import json
 import os
+import re
 import signal
 import socket
 import subprocess
 import sys
+import threading
 import time
 import tomllib
 from collections.abc import Iterator
@@ -132,3 +136,30 @@ def own_server(tmp_path: Path) -> Iterator[ServerProcess]:
     srv.start()
     yield srv
     srv.stop()
+
+
+@pytest.fixture
+def webhook() -> Iterator[tuple[str, list[dict]]]:
+    """A webhook receiver on loopback: its URL, and the JSON bodies POSTed to it."""
+    got: list[dict] = []
+
+    class Hook(http.server.BaseHTTPRequestHandler):
+        def do_POST(self) -> None:  # noqa: N802 (the stdlib's name)
+            got.append(json.loads(self.rfile.read(int(self.headers["Content-Length"]))))
+            self.send_response(200)
+            self.end_headers()
+
+        def log_message(self, *args: object) -> None:
+            pass
+
+    srv = http.server.HTTPServer(("127.0.0.1", 0), Hook)
+    threading.Thread(target=srv.serve_forever, daemon=True).start()
+    yield f"http://127.0.0.1:{srv.server_port}/hook", got
+    srv.shutdown()
+
+
+def proxy_headers(srv: ServerProcess) -> dict[str, str]:
+    """The Modal-Key and Modal-Secret of a new proxy token of srv's workspace."""
+    made = srv.cli("token", "proxy", "create")
+    assert made.returncode == 0, made.stderr
+    return dict(re.findall(r"(Modal-Key|Modal-Secret): (\S+)", made.stdout))

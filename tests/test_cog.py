@@ -6,17 +6,15 @@ tests/packages/cog/, written like replicate/cog-examples (CPU, offline)."""
 from __future__ import annotations
 
 import base64
-import http.server
-import json
 import re
 import threading
 import time
-from collections.abc import Iterator
 from pathlib import Path
 
 import httpx
 import pytest
 import replicate
+from conftest import proxy_headers
 from other_workspace import other_workspace_env
 from replicate.exceptions import ModelError, ReplicateError
 
@@ -30,10 +28,7 @@ class Deployed:
     def __init__(self, server) -> None:
         self.server = server
         self.urls: dict[str, str] = {}
-        made = server.cli("token", "proxy", "create")
-        assert made.returncode == 0, made.stderr
-        found = dict(re.findall(r"(Modal-Key|Modal-Secret): (\S+)", made.stdout))
-        self.proxy = {"Modal-Key": found["Modal-Key"], "Modal-Secret": found["Modal-Secret"]}
+        self.proxy = proxy_headers(server)
         self.client = replicate.Client(api_token=server.token, base_url=server.url)
 
     def deploy(self, package: str, name: str | None = None) -> str:
@@ -201,25 +196,6 @@ def test_an_async_predictor_runs_concurrency_max_at_once(cog) -> None:
         t.join(300)
     assert len(found) == 3 and len({f["pid"] for f in found}) == 1
     assert max(f["started"] for f in found) < min(f["ended"] for f in found)
-
-
-@pytest.fixture
-def webhook() -> Iterator[tuple[str, list[dict]]]:
-    got: list[dict] = []
-
-    class Hook(http.server.BaseHTTPRequestHandler):
-        def do_POST(self) -> None:  # noqa: N802
-            got.append(json.loads(self.rfile.read(int(self.headers["Content-Length"]))))
-            self.send_response(200)
-            self.end_headers()
-
-        def log_message(self, *args: object) -> None:
-            pass
-
-    srv = http.server.HTTPServer(("127.0.0.1", 0), Hook)
-    threading.Thread(target=srv.serve_forever, daemon=True).start()
-    yield f"http://127.0.0.1:{srv.server_port}/hook", got
-    srv.shutdown()
 
 
 def test_cancel_and_webhooks(cog, webhook) -> None:

@@ -5,9 +5,7 @@ and pulls its jobs by RunPod's worker protocol."""
 
 from __future__ import annotations
 
-import http.server
 import json
-import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -123,25 +121,6 @@ def test_concurrency_modifier_runs_jobs_at_once(endpoints) -> None:
     starts = sorted(o["started"] for o in outs)
     ends = sorted(o["ended"] for o in outs)
     assert starts[-1] < ends[0], "the four jobs did not run at the same time"
-
-
-@pytest.fixture
-def webhook() -> Iterator[tuple[str, list[dict]]]:
-    got: list[dict] = []
-
-    class Hook(http.server.BaseHTTPRequestHandler):
-        def do_POST(self) -> None:  # noqa: N802
-            got.append(json.loads(self.rfile.read(int(self.headers["Content-Length"]))))
-            self.send_response(200)
-            self.end_headers()
-
-        def log_message(self, *args: object) -> None:
-            pass
-
-    srv = http.server.HTTPServer(("127.0.0.1", 0), Hook)
-    threading.Thread(target=srv.serve_forever, daemon=True).start()
-    yield f"http://127.0.0.1:{srv.server_port}/hook", got
-    srv.shutdown()
 
 
 def test_cancel_purge_and_webhooks(server, endpoints, webhook) -> None:

@@ -12,6 +12,7 @@ from pathlib import Path
 import httpx
 import msgpack
 import pytest
+from conftest import proxy_headers
 from other_workspace import other_workspace_env
 
 PACKAGES = Path(__file__).parent / "packages" / "truss"
@@ -24,9 +25,7 @@ class Deployed:
     def __init__(self, server) -> None:
         self.server = server
         self.urls: dict[str, str] = {}
-        made = server.cli("token", "proxy", "create")
-        assert made.returncode == 0, made.stderr
-        self.proxy = dict(re.findall(r"(Modal-Key|Modal-Secret): (\S+)", made.stdout))
+        self.proxy = proxy_headers(server)
 
     def deploy(self, package: str, *extra: str) -> None:
         done = self.server.cli("deploy", str(PACKAGES / package), "--name", f"tr-{package}",

@@ -14,14 +14,12 @@ import platform
 from pathlib import Path
 from typing import Any
 
-import yaml
-
 from ..exception import InvalidError
 from ..sdk.app import App
 from ..sdk.image import Image
 from ..wire import settings
 from .cog_server import REMOTE_DIR, CogPredictor
-from .options import Options
+from .options import Options, read_yaml
 
 COG_SDK = "cog==0.23.1"  # the SDK (and its server, coglet) installed into every Cog image
 BUILD_KEYS = {"python_version", "python_packages", "python_requirements", "system_packages",
@@ -33,16 +31,7 @@ DEFAULT_TIMEOUT = 1800  # seconds: Replicate's prediction time limit
 
 def read_config(path: Path) -> dict[str, Any]:
     file = path / "cog.yaml"
-    try:
-        config = yaml.safe_load(file.read_text()) or {}
-    except yaml.YAMLError as exc:
-        raise InvalidError(f"{file} is not valid YAML ({exc}).") from None
-    if not isinstance(config, dict):
-        raise InvalidError(f"{file} must be a mapping of keys (build:, predict:, ...).")
-    unknown = sorted(set(config) - TOP_KEYS)
-    if unknown:
-        raise InvalidError(f"{file}: firebox does not know the key(s) {', '.join(unknown)}; "
-                           f"cog.yaml has {', '.join(sorted(TOP_KEYS))}.")
+    config = read_yaml(file, "build:, predict:, ...", TOP_KEYS)
     build = config.get("build") or {}
     unknown = sorted(set(build) - BUILD_KEYS)
     if unknown:

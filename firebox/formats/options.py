@@ -8,6 +8,8 @@ from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
+import yaml
+
 from ..exception import InvalidError
 from ..sdk.image import Image
 from ..sdk.secret import Secret
@@ -77,3 +79,18 @@ class Options:
             "memory": self.memory, "timeout": self.timeout or default_timeout,
         }
         return {k: v for k, v in chosen.items() if v is not None}
+
+
+def read_yaml(file: Path, what: str, known: set[str]) -> dict[str, Any]:
+    """A package's YAML config (cog.yaml, a Truss's config.yaml): a mapping whose top-level
+    keys are all known, or an error that says what is wrong with it."""
+    try:
+        config = yaml.safe_load(file.read_text()) or {}
+    except yaml.YAMLError as exc:
+        raise InvalidError(f"{file} is not valid YAML ({exc}).") from None
+    if not isinstance(config, dict):
+        raise InvalidError(f"{file} must be a mapping of keys ({what}).")
+    unknown = sorted(set(config) - known)
+    if unknown:
+        raise InvalidError(f"{file}: firebox does not know the key(s) {', '.join(unknown)}.")
+    return config

@@ -14,13 +14,11 @@ import re
 from pathlib import Path
 from typing import Any
 
-import yaml
-
 from ..exception import InvalidError
 from ..sdk.app import App
 from ..sdk.image import Image
 from ..wire import settings
-from .options import Options
+from .options import Options, read_yaml
 from .truss_server import REMOTE_DIR, TrussModel
 
 KEYS = {"model_name", "model_class_name", "model_module_dir", "model_class_filename",
@@ -37,15 +35,7 @@ DEFAULT_TIMEOUT = 1800
 
 def read_config(path: Path) -> dict[str, Any]:
     file = path / "config.yaml"
-    try:
-        config = yaml.safe_load(file.read_text()) or {}
-    except yaml.YAMLError as exc:
-        raise InvalidError(f"{file} is not valid YAML ({exc}).") from None
-    if not isinstance(config, dict):
-        raise InvalidError(f"{file} must be a mapping of keys (model_name:, ...).")
-    unknown = sorted(set(config) - KEYS)
-    if unknown:
-        raise InvalidError(f"{file}: firebox does not know the key(s) {', '.join(unknown)}.")
+    config = read_yaml(file, "model_name:, ...", KEYS)
     for key in NOT_SERVED:
         if config.get(key):
             raise InvalidError(f"{file}: {key} is not supported by firebox yet; remove it to "

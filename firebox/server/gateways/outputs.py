@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 import httpx
@@ -50,9 +51,11 @@ def failure(status: str, data: bytes | None, otherwise: str) -> str:
     return otherwise
 
 
-def send_webhook(url: str, payload: Any, what: str) -> None:
-    """POST payload to url as JSON, in a task of its own; a failure is logged."""
+def send_webhook(url: str, final: Callable[[], Awaitable[Any]], what: str) -> None:
+    """In a task of its own: await final() (the document once the work has ended), then POST
+    it to url as JSON; a failure is logged."""
     async def send() -> None:
+        payload = await final()
         try:
             async with httpx.AsyncClient(timeout=WEBHOOK_TIMEOUT) as client:
                 await client.post(url, json=payload)

@@ -11,7 +11,6 @@ what the container yields (Cog's prediction states, JSON text) is read as plain 
 
 from __future__ import annotations
 
-import asyncio
 import datetime
 import hashlib
 import json
@@ -225,20 +224,15 @@ def _doc(prediction_id: str, request: dict[str, Any], meta: dict[str, Any],
     }
 
 
-_waiting: set[asyncio.Task[None]] = set()
-
-
 def _webhook(cp: ControlPlane, who: Identity, prediction_id: str, url: str, base: str) -> None:
     """POST the prediction to url once it has ended."""
-    async def wait() -> None:
+    async def final() -> dict[str, Any]:
         doc: dict[str, Any] = {"status": "starting"}
         while doc["status"] not in TERMINAL:
             doc = await prediction(cp, who, prediction_id, base, 60)
-        send_webhook(url, doc, f"prediction {prediction_id}")
+        return doc
 
-    task = asyncio.get_running_loop().create_task(wait())
-    _waiting.add(task)
-    task.add_done_callback(_waiting.discard)
+    send_webhook(url, final, f"prediction {prediction_id}")
 
 
 async def stream_events(cp: ControlPlane, who: Identity, prediction_id: str

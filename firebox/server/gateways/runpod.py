@@ -10,7 +10,6 @@ comes back as the call's yielded values, JSON text that is read here as plain da
 
 from __future__ import annotations
 
-import asyncio
 import json
 import time
 from collections import OrderedDict
@@ -174,21 +173,16 @@ async def stream(cp: ControlPlane, who: Identity, fn: FunctionRecord, job_id: st
             "stream": cursors.take(job_id, stream_items(outputs))}
 
 
-_waiting: set[asyncio.Task[None]] = set()
-
-
 def _webhook(cp: ControlPlane, who: Identity, fn: FunctionRecord, job_id: str,
              url: str) -> None:
     """POST the job's final status document to url once it has one."""
-    async def wait() -> None:
+    async def final() -> dict[str, Any]:
         doc = {"status": "IN_QUEUE"}
         while doc["status"] not in FINAL:
             doc = await status(cp, who, fn, job_id, 60)
-        send_webhook(url, doc, f"job {job_id}")
+        return doc
 
-    task = asyncio.get_running_loop().create_task(wait())
-    _waiting.add(task)
-    task.add_done_callback(_waiting.discard)
+    send_webhook(url, final, f"job {job_id}")
 
 
 async def health(cp: ControlPlane, fn: FunctionRecord) -> dict[str, Any]:
