@@ -25,12 +25,7 @@ from pathlib import Path
 from typing import Any
 
 import msgpack
-import pydantic
 import yaml
-from starlette.applications import Starlette
-from starlette.requests import Request
-from starlette.responses import JSONResponse, Response, StreamingResponse
-from starlette.routing import Route
 
 from ..sdk.partial import enter, method
 from ..sdk.web import asgi_app
@@ -55,8 +50,11 @@ async def _call(f: Callable[..., Any], *args: Any) -> Any:
 
 def _takes_request(f: Callable[..., Any]) -> bool:
     params = list(inspect.signature(f).parameters.values())
-    return len(params) >= 2 and (params[1].name == "request" or params[1].annotation in (
-        Request, "Request", "fastapi.Request", "starlette.requests.Request"))
+    if len(params) < 2:
+        return False
+    annotation = params[1].annotation
+    named = getattr(annotation, "__name__", None) or str(annotation)
+    return params[1].name == "request" or named.endswith("Request")
 
 
 class TrussModel:
@@ -96,8 +94,10 @@ class TrussModel:
 
     # ---- one prediction ---------------------------------------------------------------------
 
-    async def run(self, body: Any, request: Request | None = None) -> Any:
+    async def run(self, body: Any, request: Any = None) -> Any:
         """preprocess, predict (with the request if it takes one), postprocess."""
+        import pydantic  # here and below: the container's (a client's install has none)
+
         predict = self.model.predict
         inputs = body
         annotation = next(iter(inspect.signature(predict).parameters.values())).annotation
@@ -133,7 +133,7 @@ class TrussModel:
             async for chunk in _chunks(result):
                 yield json.dumps({"chunk": chunk.decode("utf-8", "replace")})
             return
-        if isinstance(result, Response):
+        if _is_response(result):
             yield json.dumps({"output": bytes(result.body).decode("utf-8", "replace"),
                               "status": result.status_code})
             return
@@ -142,7 +142,12 @@ class TrussModel:
     # ---- Truss's server API -----------------------------------------------------------------
 
     @asgi_app(requires_proxy_auth=True)
-    def http(self) -> Starlette:
+    def http(self) -> Any:
+        from starlette.applications import Starlette
+        from starlette.requests import Request
+        from starlette.responses import JSONResponse, Response
+        from starlette.routing import Route
+
         async def root(request: Request) -> Response:
             return JSONResponse(True)
 
@@ -168,7 +173,9 @@ class TrussModel:
         routes += [Route(path, openai, methods=["POST"]) for path in OPENAI]
         return Starlette(routes=routes)
 
-    async def _answer(self, request: Request, method_name: str) -> Response:
+    async def _answer(self, request: Any, method_name: str) -> Any:
+        from starlette.responses import JSONResponse, Response, StreamingResponse
+
         if not self.ready:
             return JSONResponse({"error": "Model is not ready."}, status_code=503)
         packed = request.headers.get("content-type", "").startswith(MSGPACK)
@@ -194,13 +201,19 @@ class TrussModel:
             print(f"firebox: the model's {method_name} raised {type(exc).__name__}: {exc}",
                   flush=True)
             return JSONResponse({"error": f"{type(exc).__name__}: {exc}"}, status_code=500)
-        if isinstance(result, Response):
+        if _is_response(result):
             return result
         if inspect.isasyncgen(result) or inspect.isgenerator(result):
             return StreamingResponse(_chunks(result), media_type="text/plain")
         if packed:
             return Response(msgpack.packb(result), media_type=MSGPACK)
         return JSONResponse(result)
+
+
+def _is_response(value: Any) -> bool:
+    from starlette.responses import Response
+
+    return isinstance(value, Response)
 
 
 async def _chunks(stream: Any) -> AsyncIterator[bytes]:

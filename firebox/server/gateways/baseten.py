@@ -69,10 +69,10 @@ async def predict(request: Request) -> Response:
         raise ApiError(413, "InvalidError", "The request body is larger than the server takes.")
     try:
         json.loads(body or b"null")
-    except ValueError:
+    except (ValueError, RecursionError):  # RecursionError: nested deeper than Python's stack
         raise invalid("The request body is not valid JSON.") from None
     version_text = request.path_params.get("version")
-    if version_text is not None and not version_text.isdigit():
+    if version_text is not None and not (version_text.isdigit() and len(version_text) < 10):
         raise invalid(f"'{version_text}' is not a deployment: give its version number.")
     version = int(version_text) if version_text is not None else None
     call_id = await _call(cp, who, request.path_params["name"], version, body or b"null")

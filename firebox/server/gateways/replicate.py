@@ -97,7 +97,7 @@ async def resolve(cp: ControlPlane, who: Identity, ref: str) -> tuple[Any, int]:
     found = parse_version_id(version)
     if found is not None and found[0] == app.id:
         return app, found[1]
-    if version.isdigit():
+    if version.isdigit() and len(version) < 10:
         return app, int(version)
     raise not_found(f"Model {model} has no version '{version}'.")
 

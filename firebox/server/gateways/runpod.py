@@ -95,7 +95,7 @@ async def endpoint_function(cp: ControlPlane, who: Identity, endpoint_id: str) -
     name, _, version_text = endpoint_id.partition(":")
     version = None
     if version_text:
-        if not version_text.isdigit():
+        if not (version_text.isdigit() and len(version_text) < 10):
             raise invalid(f"'{endpoint_id}' is not an endpoint id: use NAME or NAME:VERSION.")
         version = int(version_text)
     found = await apps.lookup_function(cp, who, WORKER_CLASS, "", name, version)
