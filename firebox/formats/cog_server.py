@@ -52,7 +52,10 @@ class CogPredictor:
             if entry.name != ".cog":
                 (self.work / entry.name).symlink_to(entry)
         (self.work / ".cog").mkdir()
-        _write_schema(package, self.ref, self.work / ".cog" / "openapi_schema.json")
+        schema_file = self.work / ".cog" / "openapi_schema.json"
+        _write_schema(package, self.ref, schema_file)
+        output = json.loads(schema_file.read_text())["components"]["schemas"]["Output"]
+        self.streams = output.get("x-cog-array-type") == "iterator"
         bin_dir = str(Path(sys.executable).parent)  # coglet starts its worker as `python`
         env = {**os.environ, "PORT": str(PORT), "COG_PREDICT_TYPE_STUB": self.ref,
                # the slots Cog's server runs at once: cog.yaml's concurrency.max, which is
@@ -120,14 +123,19 @@ class CogPredictor:
                               "error": self.setup_failed})
             return
         body = json.loads(request)
-        body.update(id=prediction_id, webhook=f"{self.hooks.url}/hook/{prediction_id}",
-                    webhook_events_filter=EVENTS)
+        # An iterator's output comes back as it is made, by Cog's webhooks on the loopback;
+        # any other prediction is Cog's synchronous answer (~45 ms sooner than its webhooks).
+        streamed = self.streams
+        if streamed:
+            body.update(webhook=f"{self.hooks.url}/hook/{prediction_id}",
+                        webhook_events_filter=EVENTS)
         states: asyncio.Queue[Any] = asyncio.Queue()
         self.waiting[prediction_id] = (asyncio.get_running_loop(), states)
-        try:
-            async with httpx.AsyncClient(base_url=self.base, timeout=60) as client:
-                reply = await client.put(f"/predictions/{prediction_id}", json=body,
-                                         headers={"Prefer": "respond-async"})
+        async with httpx.AsyncClient(base_url=self.base, timeout=None) as client:
+            try:
+                reply = await client.put(
+                    f"/predictions/{prediction_id}", json={**body, "id": prediction_id},
+                    headers={"Prefer": "respond-async"} if streamed else {})
                 if reply.status_code == 422:
                     yield json.dumps({"id": prediction_id, "status": "failed",
                                       "error": _invalid(reply.json()), "logs": ""})
@@ -137,18 +145,20 @@ class CogPredictor:
                                       "error": f"Cog's server answered {reply.status_code}: "
                                                f"{reply.text[:2000]}"})
                     return
-                try:
-                    while True:
-                        state = await states.get()
-                        yield json.dumps(state)
-                        if state.get("status") in TERMINAL:
-                            return
-                except asyncio.CancelledError:
-                    with contextlib.suppress(httpx.HTTPError):
-                        await client.post(f"/predictions/{prediction_id}/cancel")
-                    raise
-        finally:
-            self.waiting.pop(prediction_id, None)
+                if not streamed:
+                    yield reply.text
+                    return
+                while True:
+                    state = await states.get()
+                    yield json.dumps(state)
+                    if state.get("status") in TERMINAL:
+                        return
+            except asyncio.CancelledError:
+                with contextlib.suppress(httpx.HTTPError):
+                    await client.post(f"/predictions/{prediction_id}/cancel", timeout=10)
+                raise
+            finally:
+                self.waiting.pop(prediction_id, None)
 
     @exit()
     def stop(self) -> None:
