@@ -126,11 +126,11 @@ class CogPredictor:
         # An iterator's output comes back as it is made, by Cog's webhooks on the loopback;
         # any other prediction is Cog's synchronous answer (~45 ms sooner than its webhooks).
         streamed = self.streams
+        states: asyncio.Queue[Any] = asyncio.Queue()
         if streamed:
             body.update(webhook=f"{self.hooks.url}/hook/{prediction_id}",
                         webhook_events_filter=EVENTS)
-        states: asyncio.Queue[Any] = asyncio.Queue()
-        self.waiting[prediction_id] = (asyncio.get_running_loop(), states)
+            self.waiting[prediction_id] = (asyncio.get_running_loop(), states)
         async with httpx.AsyncClient(base_url=self.base, timeout=None) as client:
             try:
                 reply = await client.put(

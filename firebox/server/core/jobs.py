@@ -52,11 +52,11 @@ def waiting_calls(scheduler: Scheduler, fn: FunctionRecord) -> list[str]:
     return list(seen)
 
 
-async def accepted_at(db: Database, call_id: str) -> tuple[str, float] | None:
-    """(function id, when it was accepted) of a stored call."""
-    rows = await db.read(sa.select(s.calls.c.function_id, s.calls.c.created_at)
-                         .where(s.calls.c.id == call_id))
-    return (rows[0][0], float(rows[0][1])) if rows else None
+async def accepted_at(db: Database, call_id: str) -> tuple[str, str, float] | None:
+    """(workspace id, function id, when it was accepted) of a stored call."""
+    rows = await db.read(sa.select(s.calls.c.workspace_id, s.calls.c.function_id,
+                                   s.calls.c.created_at).where(s.calls.c.id == call_id))
+    return (rows[0][0], rows[0][1], float(rows[0][2])) if rows else None
 
 
 async def finished(db: Database, fn: FunctionRecord) -> dict[str, int]:

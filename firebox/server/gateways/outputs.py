@@ -6,16 +6,33 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import time
 from collections.abc import Awaitable, Callable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import httpx
 
 from ... import wire
 
+if TYPE_CHECKING:
+    from ..core.plane import ControlPlane
+
 log = logging.getLogger("firebox.gateways")
 WEBHOOK_TIMEOUT = 10.0
+POLL = 30.0  # seconds one read of a call's outputs waits at most
 _sending: set[asyncio.Task[None]] = set()
+
+
+async def read_until(cp: ControlPlane, workspace_id: str, call_id: str,
+                     done: Callable[[list[Any]], bool], wait: float) -> list[Any]:
+    """The call's outputs, read as they come until done(outputs) or `wait` seconds passed."""
+    deadline = time.monotonic() + wait
+    outputs = (await cp.calls.read(workspace_id, call_id, 0, 0))["outputs"]
+    while not done(outputs) and (left := deadline - time.monotonic()) > 0:
+        after = outputs[-1][0] if outputs else 0
+        outputs += (await cp.calls.read(workspace_id, call_id, after, min(left, POLL)))[
+            "outputs"]
+    return outputs
 
 
 def events(outputs: list[Any]) -> list[dict[str, Any]]:

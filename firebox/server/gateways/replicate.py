@@ -32,13 +32,14 @@ from ..core import apps, jobs
 from ..core.errors import invalid, not_found
 from ..core.plane import ControlPlane
 from ..core.workspaces import Identity
-from .outputs import end, events, failure, send_webhook
+from .outputs import end, events, failure, read_until, send_webhook
 
 COG_CLASS = "CogPredictor"  # the class formats/cog.py deploys
 TERMINAL = ("succeeded", "failed", "canceled")
 WAIT_DEFAULT = 60.0  # seconds `Prefer: wait` holds a create, as Replicate's does
 WAIT_MOST = 60.0
 STREAM_POLL = 30.0
+SCHEMA_WAIT = 600.0  # seconds a version's schema may take: its container's start
 Event = Literal["start", "output", "logs", "completed"]
 
 
@@ -118,11 +119,8 @@ async def schema(cp: ControlPlane, who: Identity, fn_id: str) -> Any:
         args = wire.serialize(((), {}), "arguments")
         await cp.calls.create(who.workspace_id, fn_id, call_id, [(0, args)], kind="spawn",
                               method="schema", params=None, wait=0, retried=False)
-        deadline = time.monotonic() + 600
-        outputs: list[Any] = []
-        while end(outputs) is None and time.monotonic() < deadline:
-            after = outputs[-1][0] if outputs else 0
-            outputs += (await cp.calls.read(who.workspace_id, call_id, after, 30))["outputs"]
+        outputs = await read_until(cp, who.workspace_id, call_id,
+                                   lambda o: end(o) is not None, SCHEMA_WAIT)
         ended = end(outputs)
         if ended is None or ended[0] != wire.SUCCESS:
             return None  # a version whose container cannot start has no schema to show
@@ -183,16 +181,13 @@ async def prediction(cp: ControlPlane, who: Identity, prediction_id: str, base: 
                      wait: float = 0.0) -> dict[str, Any]:
     """The prediction in Replicate's shape, waiting up to `wait` seconds for it to end."""
     request, meta = await _parts(cp, who, prediction_id)
-    deadline = time.monotonic() + wait
-    outputs = (await cp.calls.read(who.workspace_id, prediction_id, 0, 0))["outputs"]
-    while True:
-        doc = _doc(prediction_id, request, meta, outputs, base)
-        left = deadline - time.monotonic()
-        if doc["status"] in TERMINAL or left <= 0:
-            return doc
-        after = outputs[-1][0] if outputs else 0
-        outputs += (await cp.calls.read(who.workspace_id, prediction_id, after,
-                                        min(left, 30)))["outputs"]
+
+    def doc(outputs: list[Any]) -> dict[str, Any]:
+        return _doc(prediction_id, request, meta, outputs, base)
+
+    outputs = await read_until(cp, who.workspace_id, prediction_id,
+                               lambda o: doc(o)["status"] in TERMINAL, wait)
+    return doc(outputs)
 
 
 def _doc(prediction_id: str, request: dict[str, Any], meta: dict[str, Any],

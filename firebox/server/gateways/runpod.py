@@ -11,7 +11,6 @@ comes back as the call's yielded values, JSON text that is read here as plain da
 from __future__ import annotations
 
 import json
-import time
 from collections import OrderedDict
 from typing import Any
 
@@ -29,7 +28,7 @@ from ..core.errors import ApiError, invalid, not_found
 from ..core.functions import FunctionRecord
 from ..core.plane import ControlPlane
 from ..core.workspaces import Identity
-from .outputs import end, events, failure, send_webhook
+from .outputs import end, events, failure, read_until, send_webhook
 
 WORKER_CLASS = "RunpodWorker"  # the class formats/runpod.py deploys
 RUNSYNC_WAIT = 90.0  # seconds /runsync waits, as RunPod's does by default
@@ -119,29 +118,24 @@ async def submit(cp: ControlPlane, who: Identity, fn: FunctionRecord, body: RunB
 
 
 async def _own(cp: ControlPlane, who: Identity, fn: FunctionRecord, job_id: str) -> float:
-    """When the job was accepted; NotFound unless it is a job of this endpoint."""
-    await cp.calls.check_owner(who.workspace_id, job_id)
+    """When the job was accepted; NotFound unless it is a job of this endpoint and workspace."""
     found = await jobs.accepted_at(cp.db, job_id)
-    if found is None or found[0] != fn.id:
+    if found is None or found[:2] != (who.workspace_id, fn.id):
         raise not_found(f"No job '{job_id}' on this endpoint.")
-    return found[1]
+    return found[2]
 
 
 async def status(cp: ControlPlane, who: Identity, fn: FunctionRecord, job_id: str,
                  wait: float = 0.0) -> dict[str, Any]:
     """The job's status document, waiting up to `wait` seconds for it to finish."""
     accepted = await _own(cp, who, fn, job_id)
-    deadline = time.monotonic() + wait
-    outputs = (await cp.calls.read(who.workspace_id, job_id, 0, 0))["outputs"]
-    while True:
-        doc = job_state(outputs, jobs.running(cp.scheduler, job_id), accepted)
-        left = deadline - time.monotonic()
-        if doc["status"] in FINAL or left <= 0:
-            break
-        after = outputs[-1][0] if outputs else 0
-        outputs += (await cp.calls.read(who.workspace_id, job_id, after, min(left, 30)))[
-            "outputs"]
-    return {"id": job_id, **doc}
+
+    def state(outputs: list[Any]) -> dict[str, Any]:
+        return job_state(outputs, jobs.running(cp.scheduler, job_id), accepted)
+
+    outputs = await read_until(cp, who.workspace_id, job_id,
+                               lambda o: state(o)["status"] in FINAL, wait)
+    return {"id": job_id, **state(outputs)}
 
 
 class Cursors:
@@ -160,16 +154,17 @@ class Cursors:
 
 async def stream(cp: ControlPlane, who: Identity, fn: FunctionRecord, job_id: str,
                  cursors: Cursors) -> dict[str, Any]:
+    """What the job streamed since the last /stream, waiting up to STREAM_WAIT for more."""
     accepted = await _own(cp, who, fn, job_id)
-    outputs = (await cp.calls.read(who.workspace_id, job_id, 0, 0))["outputs"]
     already = cursors.read.get(job_id, 0)
-    doc = job_state(outputs, jobs.running(cp.scheduler, job_id), accepted)
-    if doc["status"] not in FINAL and len(stream_items(outputs)) <= already:
-        after = outputs[-1][0] if outputs else 0
-        outputs += (await cp.calls.read(who.workspace_id, job_id, after, STREAM_WAIT))[
-            "outputs"]
-        doc = job_state(outputs, jobs.running(cp.scheduler, job_id), accepted)
-    return {"id": job_id, "status": doc["status"],
+
+    def state(outputs: list[Any]) -> str:
+        return str(job_state(outputs, jobs.running(cp.scheduler, job_id), accepted)["status"])
+
+    outputs = await read_until(
+        cp, who.workspace_id, job_id,
+        lambda o: state(o) in FINAL or len(stream_items(o)) > already, STREAM_WAIT)
+    return {"id": job_id, "status": state(outputs),
             "stream": cursors.take(job_id, stream_items(outputs))}
 
 
@@ -237,7 +232,6 @@ async def stream_route(request: Request) -> JSONResponse:
 async def cancel_route(request: Request) -> JSONResponse:
     cp, who, fn = await _endpoint(request)
     job_id = request.path_params["job_id"]
-    await _own(cp, who, fn, job_id)
     doc = await status(cp, who, fn, job_id)
     if doc["status"] not in FINAL:
         await cp.calls.cancel(who.workspace_id, job_id)
