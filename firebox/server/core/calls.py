@@ -21,6 +21,7 @@ from ...store.db import Database
 from ...wire import calls as wire_calls
 from ...wire import ids
 from .call_graph import CallGraph
+from .dispatch import Router
 from .errors import ApiError, invalid, not_found
 from .functions import FunctionRecord
 from .outputs import OutputLog
@@ -117,12 +118,15 @@ class Calls:
         return call_id
 
     def serve(self, fn: FunctionRecord, method: str | None, request: dict[str, Any],
-              exchange: WebExchange) -> Input:
+              exchange: WebExchange, router: Router | None = None) -> Input:
         """A web request or WebSocket as a call of one input, answered through exchange and
-        never stored: its caller is there to send it again."""
+        never stored: its caller is there to send it again. A router, where given, picks the
+        container of each of the pool's inputs from then on (the model gateway's)."""
         call_id = ids.new_web_call_id()
         # A class's web methods are served by its default instance: the pool without params.
         pool = self.scheduler.pool(fn, "", None)
+        if router is not None:
+            pool.router = router
         inp = Input(ids.web_input_id(call_id), call_id, 0, wire.pack(request), 0, pool, method,
                     web=exchange)
         self.scheduler.submit(pool, [inp])

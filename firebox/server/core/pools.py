@@ -86,6 +86,8 @@ class Pool:
     events: deque[tuple[float, str]] = field(default_factory=lambda: deque(maxlen=50))
     waiting_for_capacity: bool = False
     loading: asyncio.Task[None] | None = None  # reading stored inputs' arguments back
+    # Picks the container for each input where the pool's function chooses (dispatch.Router).
+    router: Any = None
 
     def event(self, text: str) -> None:
         """Remember a scaling decision, for `firebox app stats`."""

@@ -16,7 +16,7 @@ from ... import wire
 from ...backends.base import Backend, Launch
 from ...store.db import Database
 from ...wire import ids, messages
-from . import autoscaler, failures, input_rows
+from . import autoscaler, dispatch, failures, input_rows
 from .capacity import Capacity
 from .functions import FunctionRecord
 from .launches import LaunchGate, isolation_problem, launch_for, startup_timeout
@@ -132,17 +132,7 @@ class Scheduler:
             for inp in pool.queue.clear():
                 self.finish(inp, wire.FAILURE, failures.app_stopped())
         if pool.queue.ready and self.outputs.has_room():
-            ready = [c for c in pool.containers.values() if c.state == "ready" and c.channel]
-            # Spread work: fill the emptiest containers first.
-            ready.sort(key=lambda c: len(c.running))
-            for c in ready:
-                room = pool.function.per_container - len(c.running)
-                if c.pool.function.get("single_use_containers"):
-                    room = min(room, 1 - c.served - len(c.running))
-                if room <= 0 or not pool.queue.ready:
-                    continue
-                batch = [pool.queue.popleft() for _ in range(min(room, len(pool.queue.ready)))]
-                self._assign(c, batch)
+            dispatch.hand_out(pool, self._assign)
         if pool.queue.stored and pool.loading is None and (
                 not pool.queue.ready or self.window.fits(pool.queue.stored[0].size)):
             pool.loading = asyncio.create_task(
