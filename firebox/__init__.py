@@ -40,7 +40,7 @@ from .sdk.secret import Secret
 from .sdk.tunnel import Tunnel, forward
 from .sdk.unsupported import CloudBucketMount, Mount, NetworkFileSystem, Stub
 from .sdk.volume import Volume
-from .sdk.web import asgi_app, fastapi_endpoint, web_endpoint, web_server, wsgi_app
+from .sdk.web import asgi_app, fastapi_endpoint, model_api, web_endpoint, web_server, wsgi_app
 
 __version__ = "0.1.0"
 
@@ -83,6 +83,7 @@ __all__ = [
     "method",
     "parameter",
     "web_endpoint",
+    "model_api",
     "web_server",
     "wsgi_app",
 ]

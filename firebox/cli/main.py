@@ -29,6 +29,7 @@ from .entrypoints import (
 )
 from .environment import add_environment_option, environment_group
 from .image import image_group
+from .model_api import model_api_group
 from .objects import dict_group, queue_group
 from .packages import package_app, package_options
 from .profile import profile_group
@@ -342,8 +343,8 @@ main.add_command(usage)
 main.add_command(container_group)
 main.add_command(shell)
 
-for _group in (dict_group, environment_group, image_group, profile_group, queue_group,
-               sandbox_group, secret_group, volume_group, workspace_group):
+for _group in (dict_group, environment_group, image_group, model_api_group, profile_group,
+               queue_group, sandbox_group, secret_group, volume_group, workspace_group):
     main.add_command(_group)
 # Every command that talks to a server takes -e/--env, but those that talk to none, manage the
 # environments themselves, or concern the whole workspace (its tokens, settings and images).

@@ -32,6 +32,8 @@ def app_stats(app: str, as_json: bool) -> None:
         _functions(stats["functions"])
     else:
         click.echo("  no containers and no queued inputs: scaled to zero")
+    if stats.get("models"):
+        _models(stats["models"])
     if stats.get("starts"):
         click.echo("Recent starts (from asked for to ready):")
         print_table(
@@ -40,6 +42,22 @@ def app_stats(app: str, as_json: bool) -> None:
             [(r["function"], r["start"], r["count"], f"{r['median_s']:.2f}s",
               f"{r['max_s']:.2f}s") for r in stats["starts"]],
         )
+
+
+def _ms(value: float | None) -> str:
+    return "-" if value is None else f"{value:.0f} ms"
+
+
+def _models(models: list[dict[str, Any]]) -> None:
+    click.echo("Models (the last hour, through /v1):")
+    print_table(
+        ["MODEL", fixed("REQUESTS", number=True), fixed("ERRORS", number=True),
+         fixed("TTFT P50", number=True), fixed("TTFT P95", number=True),
+         fixed("TOKENS/S", number=True)],
+        [(m["model"], m["requests"], m["errors"], _ms(m["ttft_p50_ms"]), _ms(m["ttft_p95_ms"]),
+          "-" if m["tokens_per_second_p50"] is None else f"{m['tokens_per_second_p50']:.1f}")
+         for m in models],
+    )
 
 
 def _functions(functions: list[dict[str, Any]]) -> None:
@@ -81,8 +99,9 @@ def parse_since(text: str) -> float:
 @click.command("usage")
 @click.option("--app", help="Only this app (name or id).")
 @click.option("--since", help="Only time after this: 2h, 7d, or an ISO date.")
-@click.option("--by", type=click.Choice(["function", "day"]), default="function",
-              show_default=True, help="Sum the rows per function or per day.")
+@click.option("--by", type=click.Choice(["function", "day", "model"]), default="function",
+              show_default=True, help="Sum the rows per function, per day, or per model "
+              "(tokens through /v1 beside the container-seconds serving them).")
 @click.option("--json", "as_json", is_flag=True, help="Print it as JSON.")
 def usage(app: str | None, since: str | None, by: str, as_json: bool) -> None:
     """Container-seconds, resources and what they would cost at the price table's rates."""
@@ -96,6 +115,9 @@ def usage(app: str | None, since: str | None, by: str, as_json: bool) -> None:
         click.echo(json.dumps(report, indent=2))
         return
     rows = [*report["rows"], {"key": "total", **report["total"]}]
+    if by == "model":
+        _model_usage(rows)
+        return
     for row in rows:
         row["gpu_seconds"] = sum(v for k, v in row.items() if k.startswith("gpu_seconds:"))
     # (header, key, format); the GPU column only where some row used a GPU, so the table fits
@@ -109,5 +131,17 @@ def usage(app: str | None, since: str | None, by: str, as_json: bool) -> None:
              ("INPUTS", "inputs", ".0f"), ("INPUT\nSECONDS", "input_seconds", ".2f"),
              ("COST\nUSD", "cost_usd", ".6f")]
     print_table([by.upper(), *(fixed(header, number=True) for header, _, _ in shown)],
+                [(row["key"], *(format(row.get(key, 0), spec) for _, key, spec in shown))
+                 for row in rows])
+
+
+def _model_usage(rows: list[dict[str, Any]]) -> None:
+    shown = [("REQUESTS", "requests", ".0f"), ("PROMPT\nTOKENS", "prompt_tokens", ".0f"),
+             ("COMPLETION\nTOKENS", "completion_tokens", ".0f"),
+             ("CACHED\nTOKENS", "cached_tokens", ".0f"),
+             ("TOKEN\nCOST USD", "token_cost_usd", ".6f"),
+             ("CONTAINER\nSECONDS", "container_seconds", ".1f"),
+             ("COMPUTE\nCOST USD", "compute_cost_usd", ".6f")]
+    print_table(["MODEL", *(fixed(header, number=True) for header, _, _ in shown)],
                 [(row["key"], *(format(row.get(key, 0), spec) for _, key, spec in shown))
                  for row in rows])

@@ -14,6 +14,7 @@ from typing import Any
 from .. import wire
 from ..exception import ExecutionError, InvalidError
 from ..wire import messages
+from .adapters import AdapterLoader, allow_runtime_loading
 
 Send = Callable[[bytes], Awaitable[None]]
 BODY_PIECE = 1024 * 1024  # bytes of a response body per message to the control plane
@@ -35,6 +36,9 @@ async def build_app(web: dict[str, Any], target: Any) -> Any:
                       openapi_url="/openapi.json" if web.get("docs") else None)
         app.add_api_route("/", target, methods=[web["method"]])
         return app
+    adapters = (web.get("model") or {}).get("adapters")
+    if adapters:
+        allow_runtime_loading()
     made = await _call(target)
     if kind == "asgi":
         app = Lifespan(made)
@@ -46,7 +50,8 @@ async def build_app(web: dict[str, Any], target: Any) -> Any:
         return WSGIMiddleware(made)
     if kind == "web_server":
         await _wait_for_port(web["port"], web["startup_timeout"])
-        return PortProxy(web["port"])
+        proxy = PortProxy(web["port"])
+        return AdapterLoader(proxy, proxy.http, adapters) if adapters else proxy
     raise InvalidError(f"Unknown kind of web function: {kind}")
 
 

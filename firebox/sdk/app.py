@@ -23,6 +23,7 @@ from .runner import RunContext, deploy
 from .schedule import Schedule, schedule_spec
 from .secret import Secret
 from .volume import Volume
+from .web import check_web, check_web_parameters, web_method
 
 
 class App:
@@ -198,8 +199,8 @@ class App:
                 spec.update(_concurrency_spec(partial))
             if schedule_config is not None:
                 spec["schedule"] = schedule_config
-            if partial is not None and partial.web is not None:
-                _check_web(fname, spec, partial.web)
+            if partial is not None and (partial.web is not None or partial.model):
+                check_web(fname, spec, partial)
             fn = Function(name=fname, spec=spec, raw_f=raw, app=self)
             if serialized:
                 fn._serialized = raw  # type: ignore[attr-defined]
@@ -316,8 +317,8 @@ class App:
                     methods[attr] = {"is_generator": gen, "batched": "batched" in value.flags}
                     if "batched" in value.flags:
                         batching = _concurrency_spec(value)
-                if isinstance(value, PartialFunction) and value.web is not None:
-                    methods[attr] = _web_method(user_cls.__name__, attr, value, base)
+                if isinstance(value, PartialFunction) and (value.web is not None or value.model):
+                    methods[attr] = web_method(user_cls.__name__, attr, value, base)
             if not methods:
                 raise InvalidError(
                     f"{user_cls.__name__} has no method marked with @firebox.method() or a web "
@@ -331,7 +332,7 @@ class App:
                 methods=methods,
                 parameters=class_parameters(user_cls),
             )
-            _check_web_parameters(user_cls.__name__, methods, spec["parameters"])
+            check_web_parameters(user_cls.__name__, methods, spec["parameters"])
             spec.update(batching)
             concurrent = getattr(user_cls, "__firebox_concurrent__", None)
             if concurrent:
@@ -448,53 +449,6 @@ class App:
             if obj is not None:
                 out[name] = wire.serialize(obj, f"definition of {name}")
         return out
-
-
-def _check_web(name: str, spec: dict[str, Any], web: dict[str, Any]) -> None:
-    """Put a web decorator's settings into the spec, refusing what a web function can't do."""
-    if spec.get("retries"):
-        raise InvalidError(f"Web function '{name}' cannot have retries.")
-    if spec.get("is_generator"):
-        raise InvalidError(f"Web function '{name}' cannot be a generator; stream with a "
-                           "StreamingResponse instead.")
-    if spec.get("batch_max_size"):
-        raise InvalidError(f"Web function '{name}' cannot be @batched.")
-    spec["web"] = dict(web)
-
-
-def _web_method(cls_name: str, attr: str, p: PartialFunction, base: dict[str, Any]
-                ) -> dict[str, Any]:
-    """A web method's entry in its class's spec: served at its own URL by the class's
-    containers, refusing what a web method can't do."""
-    where = f"{cls_name}.{attr}"
-    if p.flags & {"method", "batched", "concurrent"}:
-        raise InvalidError(
-            f"Web method '{where}' cannot also be @method, @batched or @concurrent; put "
-            "@firebox.concurrent on the class to serve requests concurrently."
-        )
-    if p.flags & {"enter", "exit"}:
-        raise InvalidError(f"Web method '{where}' cannot also be an @enter or @exit hook.")
-    if inspect.isgeneratorfunction(p.raw_f) or inspect.isasyncgenfunction(p.raw_f):
-        raise InvalidError(f"Web method '{where}' cannot be a generator; stream with a "
-                           "StreamingResponse instead.")
-    if base.get("retries"):
-        raise InvalidError(f"{cls_name} has web method '{attr}', and web requests cannot be "
-                           "retried; remove retries= from @app.cls().")
-    return {"is_generator": False, "batched": False, "web": dict(p.web or {})}
-
-
-def _check_web_parameters(cls_name: str, methods: dict[str, Any],
-                          parameters: dict[str, Any]) -> None:
-    """Web methods are served by the class's default instance, so every parameter needs a
-    default."""
-    if not any(m.get("web") for m in methods.values()):
-        return
-    for pname, p in parameters.items():
-        if not p.get("has_default"):
-            raise InvalidError(
-                f"{cls_name} has web methods, which its default instance serves, so parameter "
-                f"'{pname}' needs a default: firebox.parameter(default=...)."
-            )
 
 
 def _concurrency_spec(p: PartialFunction) -> dict[str, Any]:

@@ -28,6 +28,7 @@ class PartialFunction:
     batch_max_size: int | None = None
     batch_wait_ms: int | None = None
     web: dict[str, Any] | None = None  # set by the web decorators (sdk/web.py)
+    model: dict[str, Any] | None = None  # set by @model_api: the model names its web serves
 
     def __get__(self, obj: Any, objtype: type | None = None) -> Any:
         # Inside the class body and on instances, behave like the plain method.

@@ -344,3 +344,52 @@ images = sa.Table(
     # JSON: a registry image's {"rootfs": true, "user", "entrypoint"}; null for the others.
     sa.Column("config", sa.Text),
 )
+
+# The model gateway (gateways/openai.py): each request through /v1, with its tokens.
+model_requests = sa.Table(
+    "model_requests",
+    metadata,
+    sa.Column("id", sa.String(40), primary_key=True),  # the request's web call id
+    sa.Column("workspace_id", sa.String(32), nullable=False),
+    sa.Column("app_id", sa.String(32), nullable=False),
+    sa.Column("function_id", sa.String(32), nullable=False),
+    sa.Column("model", sa.String(260), nullable=False),  # as requested
+    sa.Column("base", sa.String(130), nullable=False),
+    sa.Column("adapter", sa.String(130)),
+    sa.Column("key_id", sa.String(32)),  # a gateway key's; null for a firebox token
+    sa.Column("container_id", sa.String(32)),
+    sa.Column("endpoint", sa.String(32), nullable=False),  # chat/completions, embeddings, ...
+    sa.Column("status", sa.Integer, nullable=False),
+    sa.Column("stream", sa.Boolean, nullable=False, default=False),
+    sa.Column("prompt_tokens", sa.Integer, nullable=False, default=0),
+    sa.Column("completion_tokens", sa.Integer, nullable=False, default=0),
+    sa.Column("cached_tokens", sa.Integer, nullable=False, default=0),
+    sa.Column("usage_counted", sa.Boolean, nullable=False, default=False),  # not the engine's
+    sa.Column("cost_usd", sa.Float, nullable=False, default=0.0),
+    sa.Column("ttft_ms", sa.Float),
+    sa.Column("duration_ms", sa.Float, nullable=False),
+    sa.Column("created_at", sa.Float, nullable=False),
+    sa.Index("ix_model_requests_workspace_created", "workspace_id", "created_at"),
+)
+
+# API keys made for the model gateway alone: scoped to models, with limits of their own.
+model_keys = sa.Table(
+    "model_keys",
+    metadata,
+    sa.Column("id", sa.String(32), primary_key=True),
+    sa.Column("workspace_id", sa.String(32), nullable=False, index=True),
+    sa.Column("environment", sa.String(64), nullable=False),
+    sa.Column("secret_hash", sa.String(64), nullable=False),
+    sa.Column("name", sa.String(128), nullable=False),
+    sa.Column("models", sa.Text),  # JSON list of model names; null: every model
+    sa.Column("limits", sa.Text, nullable=False),  # JSON object (core/model_limits.py)
+    sa.Column("created_at", sa.Float, nullable=False),
+)
+
+# A workspace's limits on the model gateway (core/model_limits.py), as JSON.
+model_limits = sa.Table(
+    "model_limits",
+    metadata,
+    sa.Column("workspace_id", sa.String(32), primary_key=True),
+    sa.Column("limits", sa.Text, nullable=False),
+)

@@ -29,6 +29,7 @@ SNAPSHOT_LAYER = "ly-"  # a layer a sandbox snapshot made
 # key finds its row, and the secret is only compared by hash.
 PROXY_KEY = "wk-"
 PROXY_SECRET = "ws-"
+MODEL_KEY = "fbm-"  # a model gateway key: fbm-<16 hex id>-<secret>
 
 # Made from what they name, so the same thing gets the same id again.
 FUNCTION = "fu-"
@@ -115,6 +116,19 @@ def new_snapshot_layer_id() -> str:
 def new_proxy_token() -> tuple[str, str]:
     """A proxy auth token's key and secret."""
     return _random(PROXY_KEY), PROXY_SECRET + secrets.token_urlsafe(24)
+
+
+def new_model_key() -> tuple[str, str]:
+    """A model gateway key's id and the whole key a client sends, whose secret follows it."""
+    key_id = secrets.token_hex(8)
+    return key_id, f"{MODEL_KEY}{key_id}-{secrets.token_urlsafe(24)}"
+
+
+def parse_model_key(token: str) -> str | None:
+    """The id of a model gateway key, or None where the text is not one."""
+    rest = token.removeprefix(MODEL_KEY)
+    key_id, _, secret = rest.partition("-")
+    return key_id if rest != token and len(key_id) == 16 and secret else None
 
 
 def function_id(parent_id: str, key: str) -> str:

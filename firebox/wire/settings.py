@@ -137,6 +137,9 @@ MAX_BODIES: Setting[int] = Setting(
 MAX_QUEUED: Setting[int] = Setting(
     "FIREBOX_MAX_QUEUED_MB", 64 * MB, _megabytes,
     "queued inputs' arguments held in memory, all pools together")
+MODEL_START_WAIT: Setting[float] = Setting(
+    "FIREBOX_MODEL_START_WAIT_S", 600.0, float,
+    "how long a model gateway request waits for a replica to start before a 503")
 WEB_MAX_BODY: Setting[int] = Setting(
     "FIREBOX_WEB_MAX_BODY_MB", 32 * MB, _megabytes, "the largest web request body")
 WEB_MAX_MESSAGE: Setting[int] = Setting(

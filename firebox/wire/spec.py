@@ -64,6 +64,14 @@ class Code(TypedDict):
     files: dict[str, str]  # path in the app -> digest
 
 
+class ModelApi(TypedDict, total=False):
+    """@model_api: the model names a web function's engine serves through the gateway."""
+
+    names: list[str]
+    adapters: str | None  # the mount path of the Volume holding LoRA adapters
+    routing: Literal["prefix", "least_loaded"]
+
+
 class Web(TypedDict, total=False):
     type: Literal["fastapi", "asgi", "wsgi", "web_server"]
     method: str | None
@@ -72,6 +80,7 @@ class Web(TypedDict, total=False):
     requires_proxy_auth: bool
     port: int | None
     startup_timeout: float | None
+    model: ModelApi | None
 
 
 class Method(TypedDict, total=False):

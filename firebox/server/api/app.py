@@ -18,6 +18,7 @@ from ..core import containers, queues
 from ..core.errors import ApiError, error_response
 from ..core.plane import ControlPlane, Settings
 from ..gateways import baseten as baseten_gateway
+from ..gateways import openai as openai_gateway
 from ..gateways import replicate as replicate_gateway
 from ..gateways import runpod as runpod_gateway
 from . import apps as api
@@ -28,6 +29,7 @@ from . import dicts as api_dicts
 from . import environments as api_environments
 from . import images as api_images
 from . import ingress
+from . import model_api as api_model_api
 from . import queues as api_queues
 from . import sandboxes as api_sandboxes
 from . import scaling as api_scaling
@@ -70,7 +72,9 @@ API_ROUTES = [*api.routes, *api_calls.routes, *api_blobs.routes, *api_scaling.ro
               *api_secrets.routes, *api_volumes.routes, *api_sandboxes.routes,
               *api_workspace.routes, *api_images.routes, *api_tunnels.routes,
               *api_containers.routes, *api_tokens.routes, *api_environments.routes,
-              *runpod_gateway.routes, *replicate_gateway.routes, *baseten_gateway.routes]
+              *api_model_api.routes,
+              *runpod_gateway.routes, *replicate_gateway.routes, *baseten_gateway.routes,
+              *openai_gateway.routes]
 
 
 def create_app(settings: Settings) -> ASGIApp:
@@ -97,7 +101,7 @@ def create_app(settings: Settings) -> ASGIApp:
     # web endpoints have a budget of their own, so their traffic cannot hold up the API.
     app.state.body_budget = budget = Budget(max_bodies_bytes())  # the call channel's too
     api_app = BodyLimit(TokenAuth(BodyBudget(app, budget, api_body_share),
-                                  cp.db, cp.container_identity))
+                                  cp.db, cp.container_identity, cp.model_key_identity))
     web = BodyBudget(ingress.Ingress(cp), Budget(max_bodies_bytes()), web_body_share)
 
     async def root(scope: Scope, receive: Receive, send: Send) -> None:

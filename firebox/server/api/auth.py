@@ -16,16 +16,19 @@ if TYPE_CHECKING:
     from ...store.db import Database
 
 PUBLIC_PATHS = {"/health"}
+MODEL_API_PATHS = {"/v1/models", "/v1/chat/completions", "/v1/completions", "/v1/embeddings"}
 ENVIRONMENT_HEADER = b"x-firebox-environment"  # the client's ENVIRONMENT_HEADER
 
 
 class TokenAuth:
     """ASGI middleware: resolves the bearer token to an Identity in scope["identity"]."""
 
-    def __init__(self, app: ASGIApp, db: Database, container_identity: Any) -> None:
+    def __init__(self, app: ASGIApp, db: Database, container_identity: Any,
+                 model_key_identity: Any) -> None:
         self.app = app
         self.db = db
         self.container_identity = container_identity
+        self.model_key_identity = model_key_identity
         self.cache: dict[str, Identity] = {}
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
@@ -47,9 +50,15 @@ class TokenAuth:
                 return
             await error_response(401, "AuthError", message)(scope, receive, send)
             return
-        try:
-            scope["identity"] = await in_environment(self.db, identity,
-                                                     _header(scope, ENVIRONMENT_HEADER))
+        if identity.key is not None and not model_api_path(scope["path"]):
+            await error_response(403, "AuthError", "A model API key works on the model API "
+                                 "only (/v1/models, /v1/chat/completions, /v1/completions, "
+                                 "/v1/embeddings); use a firebox token for the rest.")(
+                scope, receive, send)
+            return
+        try:  # a model API key is for its own environment only
+            scope["identity"] = identity if identity.key is not None else await in_environment(
+                self.db, identity, _header(scope, ENVIRONMENT_HEADER))
         except ApiError as exc:  # an environment the workspace does not have
             await error_response(exc.status, exc.kind, exc.message)(scope, receive, send)
             return
@@ -58,6 +67,8 @@ class TokenAuth:
     async def identify(self, token: str) -> Identity | None:
         if token.startswith(ids.CONTAINER_TOKEN):
             return self.container_identity(token)
+        if token.startswith(ids.MODEL_KEY):
+            return await self.model_key_identity(token)  # type: ignore[no-any-return]
         cached = self.cache.get(token)
         if cached is not None:
             return cached
@@ -65,6 +76,14 @@ class TokenAuth:
         if identity is not None:
             self.cache[token] = identity
         return identity
+
+
+def model_api_path(path: str) -> bool:
+    """Whether a path is one of the model gateway's, which its own keys may use."""
+    if path in MODEL_API_PATHS:
+        return True
+    rest = path.removeprefix("/v1/models/")
+    return rest != path and "/" not in rest
 
 
 def _header(scope: Scope, name: bytes) -> str | None:

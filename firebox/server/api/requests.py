@@ -121,9 +121,19 @@ class UpdateAutoscaler(Body):
 
 
 class Usage(Query):
-    by: Literal["function", "day"] = "function"
+    by: Literal["function", "day", "model"] = "function"
     since: Annotated[float, Field(allow_inf_nan=False)] | None = None
     app: Name | None = None
+
+
+class CreateModelKey(Body):
+    name: Annotated[str, Field(min_length=1, max_length=128)]
+    models: list[Annotated[str, Field(min_length=1, max_length=260)]] | None = None
+    limits: dict[str, Any] = {}
+
+
+class ModelLimits(Body):
+    limits: dict[str, Any]
 
 
 class UpdateWorkspace(Body):

@@ -6,7 +6,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse
 from starlette.routing import Route
 
-from ..core import metering, scaling
+from ..core import metering, model_usage, scaling
 from ..core.apps import app_row
 from . import requests as rq
 from .bodies import identity, json_body, plane, query
@@ -18,7 +18,8 @@ async def app_stats(request: Request) -> JSONResponse:
     cp = plane(request)
     app = await app_row(cp, identity(request), request.path_params["app_id"])
     return JSONResponse({**scaling.app_stats(cp, app),
-                         "starts": await scaling.recent_starts(cp, app.id)})
+                         "starts": await scaling.recent_starts(cp, app.id),
+                         "models": await model_usage.model_stats(cp, app.id)})
 
 
 async def update_autoscaler(request: Request) -> JSONResponse:
@@ -35,6 +36,9 @@ async def get_usage(request: Request) -> JSONResponse:
     q = query(request, rq.Usage)
     if q.app:
         await app_row(cp, who, q.app)  # a clear error for an unknown app
+    if q.by == "model":
+        return JSONResponse(await model_usage.by_model(cp, who.workspace_id, app=q.app,
+                                                       since=q.since))
     return JSONResponse(await metering.workspace_usage(cp, who.workspace_id, app=q.app,
                                                        since=q.since, by=q.by))
 

@@ -42,7 +42,13 @@ def load_prices(state_dir: Path) -> dict[str, float]:
         with open(path, "rb") as f:
             table = tomllib.load(f)
         for key, value in table.items():
-            if isinstance(value, dict):  # [gpu] H100 = ...
+            if key == "models" and isinstance(value, dict):
+                # [models."NAME"] input = ..., output = ...: USD per million tokens
+                for name, entry in value.items():
+                    for side in ("input", "output"):
+                        if isinstance(entry, dict) and side in entry:
+                            prices[f"model_{side}:{name}"] = float(entry[side])
+            elif isinstance(value, dict):  # [gpu] H100 = ...
                 prices.update({f"{key}:{k}": float(v) for k, v in value.items()})
             else:
                 prices[key] = float(value)

@@ -25,11 +25,14 @@ from ...store.blobs import BlobStore
 from ...store.db import Database
 from ...wire import ids
 from ...wire import settings as variables
+from . import volumes
 from .calls import Calls
 from .capacity import Capacity
 from .functions import FunctionRecord, merged_spec
 from .logs import LogHub
 from .metering import Meter, load_prices
+from .model_keys import ModelKeys
+from .model_limits import ModelLimits
 from .outputs import OutputLog
 from .pools import Container
 from .recovery import recover
@@ -122,6 +125,9 @@ class ControlPlane:
             meter=self.meter,
         )
         self.vault = Vault(settings.state_dir, self.db)
+        self.started_at = time.time()
+        self.model_keys = ModelKeys(self.db)  # the model gateway's own API keys
+        self.model_limits = ModelLimits(self.db)
         # The one way a call is made, read or cancelled.
         self.calls = Calls(self.db, self.outputs, self.scheduler, self.vault, self.load_function)
         self.waiters = Waiters()  # blocked Queue gets and puts, woken by changes
@@ -130,7 +136,7 @@ class ControlPlane:
                                urlparse(settings.url).hostname or "127.0.0.1")
         self.sandboxes = SandboxManager(self)
         self.web_endpoints = WebEndpoints(self.db, settings.url, self.load_function,
-                                          self.calls.accepts)
+                                          self.calls.accepts, self._adapters)
         self.images = Builder(settings.state_dir / "images", self.blobs, self.backend.hidden,
                               self.backend.netpool)
         self.image_builds: set[asyncio.Task[None]] = set()
@@ -253,6 +259,20 @@ class ControlPlane:
             return None
         fn = c.pool.function
         return Identity(fn.workspace_id, "container", c.id, environment=fn.environment)
+
+    async def model_key_identity(self, token: str) -> Identity | None:
+        """The identity a model gateway key gives: its workspace's environment, only on the
+        OpenAI routes (api/auth.py)."""
+        found = await self.model_keys.identify(token)
+        if found is None:
+            return None
+        workspace_id, environment, key = found
+        return Identity(workspace_id, "model_key", environment=environment, key=key)
+
+    async def _adapters(self, volume_id: str) -> list[str]:
+        """The directories at the root of a volume: a model server's LoRA adapters."""
+        return [e[0] for e in await volumes.listdir(self, volume_id, "", False)
+                if e[1] == "directory"]
 
     async def load_function(self, function_id: str) -> FunctionRecord | None:
         cached = self.scheduler.functions.get(function_id)

@@ -33,6 +33,13 @@ class Code(Part):
     files: dict[Annotated[str, Field(max_length=4096)], Digest]
 
 
+class ModelApi(Part):
+    names: Annotated[list[Annotated[str, Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9._/-]{0,127}$")]],
+                     Field(min_length=1, max_length=64)]
+    adapters: Annotated[str, Field(pattern=r"^/", max_length=4096)] | None = None
+    routing: Literal["prefix", "least_loaded"] = "prefix"
+
+
 class Web(Part):
     type: Literal["fastapi", "asgi", "wsgi", "web_server"]
     method: Literal["GET", "POST", "PUT", "PATCH", "DELETE", "HEAD", "OPTIONS"] | None = None
@@ -41,6 +48,7 @@ class Web(Part):
     requires_proxy_auth: StrictBool = False
     port: Annotated[int, Field(ge=1, le=65535)] | None = None
     startup_timeout: Timeout | None = None
+    model: ModelApi | None = None
 
     @model_validator(mode="after")
     def _port(self) -> Web:
@@ -166,6 +174,12 @@ class FunctionSpec(Resources):
     def _code(self) -> FunctionSpec:
         if self.serialized is None and self.module is None:
             raise ValueError("a function needs the module it is defined in, or serialized code")
+        webs = [self.web] + [m.web for m in (self.methods or {}).values()]
+        for web in webs:
+            adapters = web.model.adapters if web is not None and web.model else None
+            if adapters is not None and adapters not in (self.volumes or {}):
+                raise ValueError(f"model_api(adapters={adapters!r}) must be the mount path of "
+                                 "one of the function's volumes")
         return self
 
 

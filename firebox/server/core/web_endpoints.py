@@ -37,6 +37,7 @@ from ...wire import ids
 from ...wire import settings as variables
 from .errors import not_found
 from .functions import FunctionRecord
+from .model_routes import ModelRoutes
 
 PREFIX = "/web/"
 HOST_LABEL_MAX = 63  # characters in one DNS label
@@ -117,7 +118,8 @@ class WebDomain:
 class WebEndpoints:
     def __init__(self, db: Database, url: str,
                  load_function: Callable[[str], Awaitable[FunctionRecord | None]],
-                 accepts: Callable[[FunctionRecord], bool]) -> None:
+                 accepts: Callable[[FunctionRecord], bool],
+                 list_adapters: Callable[[str], Awaitable[list[str]]]) -> None:
         self.db = db
         self.url = url  # the control plane's, which the path form's URLs start with
         self.domain = WebDomain(url, variables.WEB_DOMAIN.get())
@@ -128,6 +130,8 @@ class WebEndpoints:
         self.hosts: dict[str, tuple[str, str | None]] = {}  # host label -> the same
         self.workspaces: dict[str, str] = {}  # workspace id -> name
         self.proxy_ok: dict[tuple[str, str], str] = {}  # (key, secret) -> workspace id
+        # The model names of @model_api web functions, for the model gateway.
+        self.models = ModelRoutes(load_function, accepts, list_adapters)
 
     # ---- routing ---------------------------------------------------------------------------
 
@@ -177,11 +181,13 @@ class WebEndpoints:
             if endpoint.host:
                 self.hosts[endpoint.host] = (fn.id, method)
             urls[method] = endpoint.url
+            await self.models.publish(fn, method, web_entries(fn.spec)[method], deployed)
         return urls
 
     def unpublish(self, function_ids: set[str]) -> set[str]:
         """Stop routing the URLs of these functions (their environment was renamed); the ones
         that had any."""
+        self.models.unpublish(function_ids)
         for host in [h for h, (fid, _method) in self.hosts.items() if fid in function_ids]:
             del self.hosts[host]
         keys = [k for k, (fid, _method) in self.routes.items() if fid in function_ids]

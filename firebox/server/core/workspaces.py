@@ -31,6 +31,7 @@ class Identity:
     # The environment of the workspace the request names (X-Firebox-Environment), or a
     # container's app's: the namespace its apps and named objects are found and made in.
     environment: str = "main"
+    key: Any = None  # a model gateway key's ModelKey (core/model_keys.py): its scope and limits
 
     @property
     def operator(self) -> bool:
