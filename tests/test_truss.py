@@ -11,6 +11,7 @@ from pathlib import Path
 
 import httpx
 import msgpack
+import openai
 import pytest
 from conftest import proxy_headers
 from other_workspace import other_workspace_env
@@ -143,6 +144,16 @@ def test_openai_shaped_methods(truss) -> None:
     assert done["choices"][0]["text"] == "HI"
     missing = truss.web("openai", "/v1/embeddings", json={})
     assert missing.status_code == 404
+
+
+def test_openai_methods_are_served_by_the_model_gateway(server, truss) -> None:
+    client = openai.OpenAI(base_url=f"{server.url}/v1", api_key=server.token, max_retries=0)
+    assert "tr-openai" in {m.id for m in client.models.list().data}
+    assert "tr-basic" not in {m.id for m in client.models.list().data}  # no OpenAI methods
+    chat = client.chat.completions.create(model="tr-openai",
+                                          messages=[{"role": "user", "content": "abc"}])
+    assert chat.choices[0].message.content == "cba"
+    assert client.completions.create(model="tr-openai", prompt="hi").choices[0].text == "HI"
 
 
 def test_the_baseten_predict_path(server, truss) -> None:

@@ -9,6 +9,7 @@ package is mounted at /app, as in Truss's images. The App has one class, TrussMo
 
 from __future__ import annotations
 
+import ast
 import platform
 import re
 from pathlib import Path
@@ -21,6 +22,7 @@ from ..wire import settings
 from .options import Options, read_yaml
 from .truss_server import REMOTE_DIR, TrussModel
 
+MODEL_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._/-]{0,127}$")  # as @model_api takes
 KEYS = {"model_name", "model_class_name", "model_module_dir", "model_class_filename",
         "data_dir", "bundled_packages_dir", "external_package_dirs", "python_version",
         "requirements", "requirements_file", "system_packages", "environment_variables",
@@ -111,6 +113,20 @@ def build_app(path: Path, name: str, options: Options) -> App:
     image = options.image(path, build_image(path, config))
     env = {settings.TRUSS_CONCURRENCY.name: str(function_options.get("max_inputs", 1)),
            **options.env}
-    app.cls(image=image, serialized=True, env=env, secrets=options.secret_objects(),
-            **function_options)(TrussModel)
+    served = app.cls(image=image, serialized=True, env=env, secrets=options.secret_objects(),
+                     **function_options)(TrussModel)
+    if MODEL_NAME.match(name) and _serves_openai(path / module_dir / file):  # /v1 routes it
+        web = served._function._spec["methods"]["http"]["web"]
+        web["model"] = {"names": [name], "adapters": None, "routing": "prefix"}
     return app
+
+
+def _serves_openai(model_file: Path) -> bool:
+    """Whether the model's source defines one of the OpenAI-shaped methods a Truss may have."""
+    try:
+        tree = ast.parse(model_file.read_text())
+    except (SyntaxError, UnicodeDecodeError):
+        return False  # the container reports what is wrong with it
+    names = {"chat_completions", "completions", "embeddings"}
+    return any(isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef) and node.name in names
+               for node in ast.walk(tree))
