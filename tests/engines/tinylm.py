@@ -250,7 +250,7 @@ def build_app(engine: Engine) -> Any:
             return None, "max_tokens must be a positive integer."
         return (adapter, max_tokens), None
 
-    async def chat(request: Request) -> Any:
+    async def generation(request: Request) -> Any:
         body = await request.json()
         parsed, problem = parse(body)
         if problem == "model":
@@ -259,21 +259,12 @@ def build_app(engine: Engine) -> Any:
         if problem:
             return error(400, problem)
         adapter, max_tokens = parsed
-        tool = _named_tool(body)
-        json_mode = (body.get("response_format") or {}).get("type") == "json_object"
-        prompt = chat_prompt(body.get("messages") or [])
-        return await respond(body, encode(prompt), adapter, max_tokens, "chat", tool,
-                             json_mode)
-
-    async def completions(request: Request) -> Any:
-        body = await request.json()
-        parsed, problem = parse(body)
-        if problem == "model":
-            return error(404, f"The model `{body.get('model')}` does not exist.",
-                         "model_not_found", "NotFoundError")
-        if problem:
-            return error(400, problem)
-        adapter, max_tokens = parsed
+        if request.url.path.endswith("/chat/completions"):
+            tool = _named_tool(body)
+            json_mode = (body.get("response_format") or {}).get("type") == "json_object"
+            prompt = chat_prompt(body.get("messages") or [])
+            return await respond(body, encode(prompt), adapter, max_tokens, "chat", tool,
+                                 json_mode)
         prompt = body.get("prompt") or ""
         if isinstance(prompt, list):
             prompt = "".join(map(str, prompt))
@@ -387,8 +378,8 @@ def build_app(engine: Engine) -> Any:
     return Starlette(routes=[
         Route("/v1/models", models), Route("/health", lambda r: PlainTextResponse("ok")),
         Route("/metrics", metrics),
-        Route("/v1/chat/completions", chat, methods=["POST"]),
-        Route("/v1/completions", completions, methods=["POST"]),
+        Route("/v1/chat/completions", generation, methods=["POST"]),
+        Route("/v1/completions", generation, methods=["POST"]),
         Route("/v1/embeddings", embeddings, methods=["POST"]),
         Route("/v1/load_lora_adapter", load_adapter, methods=["POST"]),
         Route("/v1/unload_lora_adapter", unload_adapter, methods=["POST"]),
