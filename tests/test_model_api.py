@@ -35,16 +35,19 @@ def gateway(tmp_path_factory):
     (root / "prices.toml").write_text(PRICES)
     srv = ServerProcess(root, extra_env={"FIREBOX_PRICES": str(root / "prices.toml")})
     srv.start()
-    with current(srv):
-        assert srv.cli("volume", "create", "test-model-adapters").returncode == 0
-        for name, seed in (("ad-one", 1), ("ad-two", 2)):
-            subprocess.run([sys.executable, str(ENGINE), "adapter", str(root / name),
-                            "--seed", str(seed)], check=True)
-            put = srv.cli("volume", "put", "test-model-adapters", str(root / name), f"/{name}")
-            assert put.returncode == 0, put.stderr
-        with model_api.app.run(show_logs=False):
-            yield srv
-    srv.stop()
+    try:
+        with current(srv):
+            assert srv.cli("volume", "create", "test-model-adapters").returncode == 0
+            for name, seed in (("ad-one", 1), ("ad-two", 2)):
+                subprocess.run([sys.executable, str(ENGINE), "adapter", str(root / name),
+                                "--seed", str(seed)], check=True)
+                put = srv.cli("volume", "put", "test-model-adapters", str(root / name),
+                              f"/{name}")
+                assert put.returncode == 0, put.stderr
+            with model_api.app.run(show_logs=False):
+                yield srv
+    finally:
+        srv.stop()
 
 
 def client(srv: ServerProcess, key: str | None = None) -> openai.OpenAI:
