@@ -224,7 +224,10 @@ def test_requests_in_flight_scale_a_model_out_and_stats_show_it(gateway):
 
     with concurrent.futures.ThreadPoolExecutor(6) as pool:
         engines = set(pool.map(ask, range(6)))
-    assert len(engines) >= 2, "6 requests at 2 per replica started more replicas"
+    assert engines
+    stats = json.loads(gateway.cli("app", "stats", "test-model-api", "--json").stdout)
+    embed = next(f for f in stats["functions"] if f["function"] == "embed_engine")
+    assert sum(embed["containers"].values()) >= 2, "6 requests at 2 per replica scaled out"
     stream = c.chat.completions.create(model="tiny-embed", max_tokens=4, stream=True,
                                        messages=[{"role": "user", "content": "ttft"}])
     assert len("".join(ch.choices[0].delta.content or "" for ch in stream if ch.choices)) == 4

@@ -139,6 +139,9 @@ async def _wait_for_port(port: int, timeout: float) -> None:
             await asyncio.sleep(0.05)
 
 
+WHOLE_BODY = 1024 * 1024  # a response up to this size with a known length is passed on whole
+
+
 class PortProxy:
     """An ASGI app that passes requests and WebSockets to a server listening on a port of this
     container."""
@@ -176,6 +179,12 @@ class PortProxy:
                         "headers": [(k, v) for k, v in response.headers.raw
                                     if k.lower() not in HOP_BY_HOP
                                     and k.lower() != b"content-length"]})
+            length = response.headers.get("content-length", "")
+            if length.isdigit() and int(length) <= WHOLE_BODY:
+                # Not a stream: the whole body travels with the start, in one message.
+                body = b"".join([chunk async for chunk in response.aiter_raw()])  # as encoded
+                await send({"type": "http.response.body", "body": body, "more_body": False})
+                return
             async for chunk in response.aiter_raw():
                 await send({"type": "http.response.body", "body": chunk, "more_body": True})
             await send({"type": "http.response.body", "body": b"", "more_body": False})

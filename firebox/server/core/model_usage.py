@@ -21,9 +21,23 @@ if TYPE_CHECKING:
 STATS_WINDOW = 3600.0  # seconds of requests `firebox app stats` summarizes
 
 
-def record(db: Database, row: dict[str, Any]) -> None:
-    """Store one gateway request's metering (a row of model_requests) with the next commit."""
-    db.write_soon(lambda conn: conn.execute(s.model_requests.insert().values(**row)))
+class RequestLog:
+    """The gateway's metered requests, written in batches: the rows that come in before the
+    next group commit go in one statement."""
+
+    def __init__(self, db: Database) -> None:
+        self.db = db
+        self.rows: list[dict[str, Any]] = []
+
+    def record(self, row: dict[str, Any]) -> None:
+        self.rows.append(row)
+        if len(self.rows) == 1:
+            self.db.write_soon(self._write)
+
+    async def _write(self, conn: Any) -> None:
+        rows, self.rows = self.rows, []
+        if rows:
+            await conn.execute(s.model_requests.insert(), rows)
 
 
 async def by_model(cp: ControlPlane, workspace_id: str, *, app: str | None,

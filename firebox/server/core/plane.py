@@ -33,6 +33,7 @@ from .logs import LogHub
 from .metering import Meter, load_prices
 from .model_keys import ModelKeys
 from .model_limits import ModelLimits
+from .model_usage import RequestLog
 from .outputs import OutputLog
 from .pools import Container
 from .recovery import recover
@@ -128,6 +129,7 @@ class ControlPlane:
         self.started_at = time.time()
         self.model_keys = ModelKeys(self.db)  # the model gateway's own API keys
         self.model_limits = ModelLimits(self.db)
+        self.model_requests = RequestLog(self.db)  # what the gateway metered, batched
         # The one way a call is made, read or cancelled.
         self.calls = Calls(self.db, self.outputs, self.scheduler, self.vault, self.load_function)
         self.waiters = Waiters()  # blocked Queue gets and puts, woken by changes

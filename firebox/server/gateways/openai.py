@@ -36,7 +36,6 @@ from ...wire import settings
 from ..api.bodies import identity, plane
 from ..api.ingress import Exchange, _failure
 from ..api.limits import max_json_bytes
-from ..core import model_usage
 from ..core.model_limits import Limited, Ticket
 from ..core.model_router import Hint, prefix_blocks
 from ..core.model_routes import Target
@@ -385,7 +384,7 @@ class Usage:
                "usage_counted": counted, "cost_usd": cost,
                "ttft_ms": self.ttft * 1000 if self.ttft is not None else None,
                "duration_ms": duration, "created_at": self.created_at}
-        model_usage.record(self.cp.db, row)
+        self.cp.model_requests.record(row)
 
 
 routes = [
