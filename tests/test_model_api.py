@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import concurrent.futures
 import json
+import math
 import subprocess
 import sys
 import time
@@ -213,6 +214,21 @@ def test_scoped_keys_and_limits_answer_with_openai_429(gateway):
         assert refused.status_code == 403 and "operator" in refused.json()["error"]
     finally:
         assert gateway.cli("model-api", "limits", "--clear").returncode == 0
+
+
+def test_tokens_are_counted_where_an_engine_reports_none(gateway):
+    c = client(gateway)
+    reply = c.chat.completions.create(model="tiny-uncounted", max_tokens=6,
+                                      messages=[{"role": "user", "content": "x" * 40}])
+    assert reply.usage is None and len(reply.choices[0].message.content) == 6
+    chunks = list(c.chat.completions.create(model="tiny-uncounted", max_tokens=5, stream=True,
+                                            messages=[{"role": "user", "content": "y" * 40}]))
+    assert sum(1 for ch in chunks if ch.choices and ch.choices[0].delta.content) == 5
+    row = _usage_rows(gateway)["tiny-uncounted"]
+    assert row["counted_requests"] == row["requests"] == 2
+    # A streamed chunk is a token; a whole answer and a prompt, about four characters a token.
+    assert row["completion_tokens"] == math.ceil(6 / 4) + 5
+    assert row["prompt_tokens"] > 2 * 40 / 4
 
 
 def test_requests_in_flight_scale_a_model_out_and_stats_show_it(gateway):

@@ -12,9 +12,9 @@ app = firebox.App("test-model-api")
 adapters = firebox.Volume.from_name("test-model-adapters", create_if_missing=True)
 
 
-def engine(name: str, port: int, delay_ms: float = 0.0) -> None:
+def engine(name: str, port: int, delay_ms: float = 0.0, *extra: str) -> None:
     subprocess.Popen([sys.executable, tinylm.__file__, "serve", "--port", str(port),
-                      "--served-model-name", name, "--token-delay-ms", str(delay_ms)])
+                      "--served-model-name", name, "--token-delay-ms", str(delay_ms), *extra])
 
 
 @app.function(volumes={"/adapters": adapters}, min_containers=2, max_containers=2,
@@ -32,3 +32,10 @@ def chat_engine():
 @firebox.web_server(8001, startup_timeout=60)
 def embed_engine():
     engine("tiny-embed", 8001, delay_ms=150)
+
+
+@app.function(scaledown_window=60)
+@firebox.model_api(models="tiny-uncounted")
+@firebox.web_server(8002, startup_timeout=60)
+def engine_without_usage():
+    engine("tiny-uncounted", 8002, 0.0, "--no-usage")

@@ -10,7 +10,7 @@ output head, from a directory) loaded while it runs through vLLM's `/v1/load_lor
 and OpenAI's endpoints: /v1/models, /v1/chat/completions (stream, n, logprobs, tools with a
 named tool_choice, response_format json_object), /v1/completions and /v1/embeddings.
 
-    python tinylm.py serve --port 8000 --served-model-name tiny [--token-delay-ms 5]
+    python tinylm.py serve --port 8000 --served-model-name tiny [--token-delay-ms 5] [--no-usage]
     python tinylm.py adapter OUT_DIR --seed 7
 """
 
@@ -150,6 +150,7 @@ class Engine:
         self.adapters: dict[str, dict[str, np.ndarray]] = {}
         self.created = int(time.time())
         self.fingerprint = FINGERPRINT
+        self.reports_usage = True
 
     def adapter(self, model: str) -> tuple[bool, dict[str, np.ndarray] | None]:
         if model == self.name:
@@ -306,7 +307,8 @@ def build_app(engine: Engine) -> Any:
                     for i in range(n)]
 
         if body.get("stream"):
-            usage_wanted = (body.get("stream_options") or {}).get("include_usage")
+            usage_wanted = (body.get("stream_options") or {}).get("include_usage") \
+                and engine.reports_usage
 
             async def events():
                 completion, cached = 0, 0
@@ -371,9 +373,11 @@ def build_app(engine: Engine) -> Any:
                 choice["text"] = text
             choice["logprobs"] = _logprobs(kind, steps) if want_logprobs else None
             choices.append(choice)
-        return JSONResponse({"id": rid, "object": obj, "created": created, "model": model,
-                             "system_fingerprint": engine.fingerprint, "choices": choices,
-                             "usage": _usage(len(tokens) * n, completion, cached)})
+        answer = {"id": rid, "object": obj, "created": created, "model": model,
+                  "system_fingerprint": engine.fingerprint, "choices": choices}
+        if engine.reports_usage:
+            answer["usage"] = _usage(len(tokens) * n, completion, cached)
+        return JSONResponse(answer)
 
     return Starlette(routes=[
         Route("/v1/models", models), Route("/health", lambda r: PlainTextResponse("ok")),
@@ -435,6 +439,8 @@ def main() -> None:
     serve.add_argument("--served-model-name", default="tinylm")
     serve.add_argument("--seed", type=int, default=0)
     serve.add_argument("--token-delay-ms", type=float, default=0.0)
+    serve.add_argument("--no-usage", action="store_true",
+                       help="Report no usage, like engines that count no tokens.")
     adapter = sub.add_parser("adapter")
     adapter.add_argument("out")
     adapter.add_argument("--seed", type=int, default=1)
@@ -445,6 +451,7 @@ def main() -> None:
     import uvicorn
 
     engine = Engine(args.served_model_name, args.seed, args.token_delay_ms / 1000)
+    engine.reports_usage = not args.no_usage
     uvicorn.run(build_app(engine), host=args.host, port=args.port, log_level="warning")
 
 

@@ -111,14 +111,16 @@ class ModelRoutes:
     async def find(self, who: Identity, model: str) -> Target | None:
         """What serves the requested model, or None."""
         base, _, adapter = model.partition(":")
-        live = await self._live(who)
-        for name, served, fn in live:
-            if name == base and (not adapter or adapter in await self.adapters(fn, served.config)):
-                return self._target(fn, served, name, adapter or None)
+        served = self.names.get((who.workspace_id, who.environment, base))
+        fn = await self.load_function(served.function_id) if served else None
+        if served is not None and fn is not None and self.accepts(fn):
+            if not adapter or adapter in await self.adapters(fn, served.config):
+                return self._target(fn, served, base, adapter or None)
+            return None
         if not adapter:  # an adapter by its own name
-            for name, served, fn in live:
-                if model in await self.adapters(fn, served.config):
-                    return self._target(fn, served, name, model)
+            for name, found, function in await self._live(who):
+                if model in await self.adapters(function, found.config):
+                    return self._target(function, found, name, model)
         return None
 
     def _target(self, fn: FunctionRecord, served: Served, base: str,

@@ -49,6 +49,7 @@ async def by_model(cp: ControlPlane, workspace_id: str, *, app: str | None,
     q = (sa.select(s.model_requests.c.base, s.model_requests.c.function_id,
                    s.model_requests.c.prompt_tokens, s.model_requests.c.completion_tokens,
                    s.model_requests.c.cached_tokens, s.model_requests.c.cost_usd,
+                   s.model_requests.c.usage_counted,
                    s.functions.c.name.label("function"), s.apps.c.name.label("app"),
                    s.apps.c.id.label("app_id"))
          .join(s.functions, s.functions.c.id == s.model_requests.c.function_id)
@@ -64,6 +65,7 @@ async def by_model(cp: ControlPlane, workspace_id: str, *, app: str | None,
         g = rows[r.base]
         g["function"] = f"{r.app or r.app_id}/{r.function}"
         g["requests"] += 1
+        g["counted_requests"] += 1 if r.usage_counted else 0  # no usage from the engine
         g["prompt_tokens"] += r.prompt_tokens
         g["completion_tokens"] += r.completion_tokens
         g["cached_tokens"] += r.cached_tokens
