@@ -43,6 +43,7 @@ EXPECTED_ALL = [
     "forward",
     "is_local",
     "method",
+    "model_api",  # firebox's own: the model gateway's (docs/model_api.md)
     "parameter",
     "web_endpoint",
     "web_server",

@@ -69,6 +69,7 @@ def create_key(name: str, models: tuple[str, ...], **options: Any) -> None:
 
 @key_group.command("list")
 def list_keys() -> None:
+    """The environment's model API keys, with their models and limits (never their secrets)."""
     keys = request("GET", "/v1/model-api/keys")["keys"]
     print_table([fixed("KEY"), "NAME", "MODELS", "LIMITS", fixed("CREATED")],
                 [(k["key_id"], k["name"], ", ".join(k["models"]) if k["models"] else "all",
