@@ -21,6 +21,7 @@ from ..gateways import baseten as baseten_gateway
 from ..gateways import openai as openai_gateway
 from ..gateways import replicate as replicate_gateway
 from ..gateways import runpod as runpod_gateway
+from ..gateways.engines import Engines
 from . import apps as api
 from . import blobs as api_blobs
 from . import calls as api_calls
@@ -66,15 +67,16 @@ async def internal_error(request: Request, exc: Exception) -> Response:
     )
 
 
-# Every route of the client API; all of them need a token.
-API_ROUTES = [*api.routes, *api_calls.routes, *api_blobs.routes, *api_scaling.routes,
-              *containers.routes, *api_web.routes, *api_dicts.routes, *api_queues.routes,
+# Every route of the client API; all of them need a token. The model gateway's come first: they
+# are the busiest, and routes are matched in order.
+API_ROUTES = [*openai_gateway.routes, *api.routes, *api_calls.routes, *api_blobs.routes,
+              *api_scaling.routes, *containers.routes, *api_web.routes, *api_dicts.routes,
+              *api_queues.routes,
               *api_secrets.routes, *api_volumes.routes, *api_sandboxes.routes,
               *api_workspace.routes, *api_images.routes, *api_tunnels.routes,
               *api_containers.routes, *api_tokens.routes, *api_environments.routes,
               *api_model_api.routes,
-              *runpod_gateway.routes, *replicate_gateway.routes, *baseten_gateway.routes,
-              *openai_gateway.routes]
+              *runpod_gateway.routes, *replicate_gateway.routes, *baseten_gateway.routes]
 
 
 def create_app(settings: Settings) -> ASGIApp:
@@ -88,6 +90,7 @@ def create_app(settings: Settings) -> ASGIApp:
             yield
         finally:
             sweeper.cancel()
+            await app.state.engines.close()
             await cp.close()
 
     app = Starlette(
@@ -97,6 +100,8 @@ def create_app(settings: Settings) -> ASGIApp:
         lifespan=lifespan,
     )
     app.state.plane = cp
+    # The model gateway's connections to engines in their containers.
+    app.state.engines = Engines(cp.backend.connect, lambda cid: cid in cp.scheduler.containers)
     # Inside TokenAuth: a request without a valid token takes nothing of the budget. The public
     # web endpoints have a budget of their own, so their traffic cannot hold up the API.
     app.state.body_budget = budget = Budget(max_bodies_bytes())  # the call channel's too

@@ -64,6 +64,9 @@ class Exchange:
     def finish(self, status: str, data: bytes | None) -> None:
         self.queue.put_nowait(("finish", status, data))
 
+    def takes(self, c: Any) -> bool:
+        return False  # the container's runtime serves it
+
 
 class Ingress:
     """The ASGI app of endpoints' hosts and `/web/...`: each request to a web endpoint, a call

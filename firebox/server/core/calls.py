@@ -132,6 +132,13 @@ class Calls:
         self.scheduler.submit(pool, [inp])
         return inp
 
+    def web_done(self, inp: Input, status: str, exec_seconds: float) -> None:
+        """A request its caller served with the container itself (WebExchange.takes) ended:
+        the container's place is free for the next."""
+        if inp.container is not None:
+            self.scheduler.on_outputs(inp.container, [
+                {"id": inp.id, "status": status, "data": None, "exec": exec_seconds}])
+
     def socket_in(self, inp: Input, event: dict[str, Any]) -> None:
         """Pass a WebSocket client's event on to the container serving the socket."""
         self.scheduler.socket_in(inp, event)

@@ -14,6 +14,7 @@ requests that share a system prompt meet on one replica from the first.
 
 from __future__ import annotations
 
+import asyncio
 import math
 from collections import OrderedDict
 from dataclasses import dataclass, field
@@ -54,6 +55,9 @@ class ModelRouter:
         self.adapters: dict[str, set[str]] = {}  # container id -> adapters sent to it
         self.owners: OrderedDict[int, str] = OrderedDict()  # prefix block -> container id
         self.turn = 0  # replicas equally loaded take turns
+        # Where the gateway loaded adapters itself (gateways/direct.py), and its locks.
+        self.loaded: dict[str, set[str]] = {}
+        self.locks: dict[tuple[str, str], asyncio.Lock] = {}
 
     def __call__(self, inp: Input, candidates: list[Container]) -> Container:
         hint: Hint | None = getattr(inp.web, "hint", None)
@@ -92,6 +96,9 @@ class ModelRouter:
             live = c.pool.containers
             for gone in [cid for cid in self.adapters if cid not in live]:
                 del self.adapters[gone]
+                self.loaded.pop(gone, None)
+            for key in [k for k in self.locks if k[0] not in live]:
+                del self.locks[key]
         if self.prefix:
             owners = self.owners
             for h in hint.blocks:
@@ -103,6 +110,7 @@ class ModelRouter:
     def forget_adapter(self, container_id: str, adapter: str) -> None:
         """The replica could not load the adapter: do not send its requests there for it."""
         self.adapters.get(container_id, set()).discard(adapter)
+        self.loaded.get(container_id, set()).discard(adapter)
 
 
 def _bounded(candidates: list[Container]) -> list[Container]:

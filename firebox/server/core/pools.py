@@ -32,6 +32,10 @@ class WebExchange(Protocol):
 
     def finish(self, status: str, data: bytes | None) -> None: ...
 
+    def takes(self, c: Container) -> bool:
+        """Whether the caller serves the request with container c itself (it went to c)."""
+        ...
+
 
 @dataclass(eq=False, slots=True)  # slots: a queue may hold a million of them
 class Input:

@@ -154,12 +154,15 @@ class Scheduler:
             inp.ran_on = c.id
             c.running[inp.id] = inp
             self.timers.input_started(inp, timeout)
+            if inp.web is not None and inp.web.takes(c):
+                continue  # the model gateway sends this request to the container's port itself
             items.append({"id": inp.id, "call_id": inp.call_id, "idx": inp.idx,
                           "method": inp.method, "args": inp.args, "attempt": inp.attempts})
             if self._storable(inp):  # run again, it is read back; running, it holds nothing
                 inp.args = None
         assert c.channel is not None
-        c.channel.send(messages.inputs(items))
+        if items:
+            c.channel.send(messages.inputs(items))
 
     # ---- scaling ---------------------------------------------------------------------------
 

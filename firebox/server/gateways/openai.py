@@ -36,11 +36,14 @@ from ...wire import settings
 from ..api.bodies import identity, plane
 from ..api.ingress import Exchange, _failure
 from ..api.limits import max_json_bytes
-from ..core.model_limits import Limited, Ticket
+from ..core.model_limits import Limited
 from ..core.model_router import Hint, prefix_blocks
 from ..core.model_routes import Target
 from ..core.plane import ControlPlane
+from ..core.web_endpoints import web_entries
 from ..core.workspaces import Identity
+from . import direct
+from .tokens import Usage, relay_stream
 
 ENDPOINTS = {"/v1/chat/completions": "chat/completions", "/v1/completions": "completions",
              "/v1/embeddings": "embeddings"}
@@ -50,13 +53,30 @@ RETRY_STARTING = 10  # seconds a client is told to wait for a replica that is st
 
 
 class ModelExchange(Exchange):
-    """A gateway request in flight, with what the router needs to know of it."""
+    """A gateway request in flight, with what the router needs to know of it. A direct one is
+    sent to the engine's port by the gateway (engines.py) once it is given a container."""
 
-    __slots__ = ("hint",)
+    __slots__ = ("hint", "direct")
 
-    def __init__(self, hint: Hint) -> None:
+    def __init__(self, hint: Hint, direct: bool) -> None:
         super().__init__()
-        self.hint = hint
+        self.hint, self.direct = hint, direct
+
+    def takes(self, c: Any) -> bool:
+        if self.direct:
+            self.queue.put_nowait(("assigned", c, None))
+        return self.direct
+
+
+def _direct(cp: ControlPlane, target: Target) -> int | None:
+    """The engine's port, where the gateway may call it itself: a web_server's, in a
+    container whose loopback the control plane reaches (not gVisor's, whose netstack is its
+    own)."""
+    web = web_entries(target.function.spec).get(target.method) or {}
+    fn = target.function
+    mode = (fn.get("isolation") or cp.scheduler.workspace_isolation.get(fn.workspace_id)
+            or cp.backend.isolation)
+    return web.get("port") if web.get("type") == "web_server" and mode != "gvisor" else None
 
 
 def error(status: int, message: str, kind: str, code: str | None = None,
@@ -92,12 +112,8 @@ def _prompt_text(doc: dict[str, Any]) -> str:
 # ---- models --------------------------------------------------------------------------------
 
 
-def _key(who: Identity) -> Any:
-    return getattr(who, "key", None)
-
-
 async def _visible(cp: ControlPlane, who: Identity) -> list[dict[str, Any]]:
-    key = _key(who)
+    key = who.key
     found = await cp.web_endpoints.models.models(who)
     return [m for m in found if key is None or key.allows(m["id"])]
 
@@ -143,7 +159,7 @@ async def forward(request: Request) -> Response:
     if not isinstance(model, str) or not model:
         return error(400, "You must provide a model parameter.", "invalid_request_error",
                      param="model")
-    key = _key(who)
+    key = who.key
     target = await cp.web_endpoints.models.find(who, model)
     if target is None or (key is not None and not key.allows(model)):
         return _no_model(model)
@@ -181,12 +197,13 @@ async def _send(cp: ControlPlane, request: Request, doc: dict[str, Any], body: b
     hint = Hint(target.adapter, prefix_blocks(prompt) if target.router.prefix else [])
     headers = [(k, v) for k, v in request.scope["headers"] if k not in DROPPED_HEADERS]
     headers.append((b"content-length", str(len(body)).encode()))
-    if target.adapter:
+    port = _direct(cp, target)
+    if target.adapter and port is None:  # the container's runtime loads it (runtime/adapters)
         headers.append((b"x-firebox-adapter", target.adapter.encode()))
     call = {"method": "POST", "path": request.url.path, "root_path": "", "query": b"",
             "headers": headers, "body": body, "scheme": "http", "client": None,
             "http_version": "1.1"}
-    exchange = ModelExchange(hint)
+    exchange = ModelExchange(hint, port is not None)
     inp = cp.calls.serve(target.function, target.method, call, exchange, router=target.router)
     record.call_id = inp.call_id
     wait = settings.MODEL_START_WAIT.get()
@@ -203,6 +220,11 @@ async def _send(cp: ControlPlane, request: Request, doc: dict[str, Any], body: b
         status, reason = _failure(first[1], first[2])
         record.finish(status)
         return error(status, reason, "server_error")
+    if first[0] == "assigned":
+        assert port is not None
+        return await direct.send(cp, request.app.state.engines, inp, first[1], port,
+                                 target, request.url.path, headers, body,
+                                 stream, strip_usage, record)
     start = first[1]
     status = int(start.get("status", 502))
     response_headers = {k.decode("latin-1"): v.decode("latin-1")
@@ -212,7 +234,7 @@ async def _send(cp: ControlPlane, request: Request, doc: dict[str, Any], body: b
         target.router.forget_adapter(inp.ran_on or "", target.adapter)
     chunks = _body(cp, exchange, start, inp.call_id)
     if stream and status == 200:
-        return StreamingResponse(_relay_stream(chunks, record, strip_usage), status_code=status,
+        return StreamingResponse(relay_stream(chunks, record, strip_usage), status_code=status,
                                  headers=response_headers)
     data = b"".join([c async for c in chunks])
     record.read_answer(data if status == 200 else b"")
@@ -229,7 +251,7 @@ async def _first(exchange: ModelExchange, wait: float) -> tuple[str, Any, Any]:
     deadline = time.monotonic() + wait
     while True:
         kind, a, b = await _get(exchange, deadline - time.monotonic())
-        if kind == "finish" or "status" in a:
+        if kind != "event" or "status" in a:
             return kind, a, b
 
 
@@ -258,133 +280,6 @@ async def _body(cp: ControlPlane, exchange: ModelExchange, start: dict[str, Any]
             message = a
     finally:
         cp.calls.cancel_web(call_id)  # a no-op once it ended; else the client went away
-
-
-async def _relay_stream(chunks: AsyncIterator[bytes], record: Usage,
-                        strip_usage: bool) -> AsyncIterator[bytes]:
-    """Pass the engine's server-sent events on, one whole event at a time, reading the usage
-    and the first token's time from them; the final usage chunk stays behind where the client
-    did not ask for it."""
-    pending = b""
-    status = 200
-    try:
-        async for chunk in chunks:
-            pending += chunk
-            if b"\n\n" not in pending:
-                continue
-            complete, _, pending = pending.rpartition(b"\n\n")
-            out = [event for event in complete.split(b"\n\n")
-                   if record.read_event(event, strip_usage)]
-            if out:
-                yield b"\n\n".join(out) + b"\n\n"
-        if pending:
-            yield pending
-    except BaseException:
-        status = 499
-        raise
-    finally:
-        record.finish(status)
-
-
-class Usage:
-    """One gateway request's metering: its tokens, time to first token, cost; written once."""
-
-    def __init__(self, cp: ControlPlane, who: Identity, target: Target, model: str,
-                 endpoint: str, ticket: Ticket) -> None:
-        self.cp, self.who, self.target, self.model = cp, who, target, model
-        self.endpoint, self.ticket = endpoint, ticket
-        self.started = time.monotonic()
-        self.created_at = time.time()
-        self.call_id = ""
-        self.container_id: str | None = None
-        self.prompt_chars = 0
-        self.prompt = self.completion = self.cached = 0
-        self.counted_chunks = 0
-        self.output_chars = 0
-        self.has_usage = False
-        self.ttft: float | None = None
-        self.stream = False
-        self.done = False
-
-    def _usage(self, usage: Any) -> None:
-        if not isinstance(usage, dict):
-            return
-        self.has_usage = True
-        self.prompt = int(usage.get("prompt_tokens") or 0)
-        self.completion = int(usage.get("completion_tokens") or 0)
-        details = usage.get("prompt_tokens_details")
-        if isinstance(details, dict):
-            self.cached = int(details.get("cached_tokens") or 0)
-
-    def read_answer(self, data: bytes) -> None:
-        """A whole JSON answer: its usage, or its output's length to count from."""
-        try:
-            doc = json.loads(data) if data else None
-        except ValueError:
-            return
-        if not isinstance(doc, dict):
-            return
-        self._usage(doc.get("usage"))
-        for choice in doc.get("choices") or []:
-            if isinstance(choice, dict):
-                message = choice.get("message") or {}
-                text = choice.get("text") or (message.get("content") if isinstance(
-                    message, dict) else "") or ""
-                self.output_chars += len(text) if isinstance(text, str) else 0
-
-    def read_event(self, event: bytes, strip_usage: bool) -> bool:
-        """Note what one server-sent event says; False for the one to hold back."""
-        line = event.strip()
-        if not line.startswith(b"data:"):
-            return True
-        data = line[5:].strip()
-        if data == b"[DONE]":
-            return True
-        try:
-            doc = json.loads(data)
-        except ValueError:
-            return True
-        if not isinstance(doc, dict):
-            return True
-        if doc.get("usage"):
-            self._usage(doc["usage"])
-            if strip_usage and not doc.get("choices"):
-                return False
-        for choice in doc.get("choices") or []:
-            delta = choice.get("delta") or {} if isinstance(choice, dict) else {}
-            text = choice.get("text") or delta.get("content") or delta.get("tool_calls")
-            if text:
-                if self.ttft is None:
-                    self.ttft = time.monotonic() - self.started
-                self.counted_chunks += 1
-        return True
-
-    def finish(self, status: int) -> None:
-        if self.done:
-            return
-        self.done = True
-        counted = not self.has_usage and status == 200
-        if counted:  # no usage from the engine: about four characters a token
-            self.prompt = math.ceil(self.prompt_chars / 4)
-            self.completion = self.counted_chunks or math.ceil(self.output_chars / 4)
-        prices = self.cp.prices
-        base = self.target.base
-        cost = (self.prompt * prices.get(f"model_input:{base}", 0.0)
-                + self.completion * prices.get(f"model_output:{base}", 0.0)) / 1e6
-        self.cp.model_limits.release(self.ticket, self.prompt + self.completion, cost)
-        duration = (time.monotonic() - self.started) * 1000
-        key = _key(self.who)
-        row = {"id": self.call_id or f"rejected-{time.time_ns()}",
-               "workspace_id": self.who.workspace_id, "app_id": self.target.function.app_id,
-               "function_id": self.target.function.id, "model": self.model[:260],
-               "base": base, "adapter": self.target.adapter, "key_id": key.id if key else None,
-               "container_id": self.container_id, "endpoint": self.endpoint,
-               "status": status, "stream": self.stream, "prompt_tokens": self.prompt,
-               "completion_tokens": self.completion, "cached_tokens": self.cached,
-               "usage_counted": counted, "cost_usd": cost,
-               "ttft_ms": self.ttft * 1000 if self.ttft is not None else None,
-               "duration_ms": duration, "created_at": self.created_at}
-        self.cp.model_requests.record(row)
 
 
 routes = [
