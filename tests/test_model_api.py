@@ -216,6 +216,21 @@ def test_scoped_keys_and_limits_answer_with_openai_429(gateway):
         assert gateway.cli("model-api", "limits", "--clear").returncode == 0
 
 
+def test_a_gvisor_engine_is_reached_through_its_container(gateway):
+    c = client(gateway)
+    reply = c.chat.completions.create(model="tiny-gvisor", max_tokens=3,
+                                      messages=[{"role": "user", "content": "hi"}])
+    assert reply.usage.completion_tokens == 3
+    streamed = list(c.chat.completions.create(model="tiny-gvisor", max_tokens=3, stream=True,
+                                              messages=[{"role": "user", "content": "hi"}]))
+    assert "".join(ch.choices[0].delta.content or "" for ch in streamed if ch.choices)
+    adapted = c.chat.completions.create(model="tiny-gvisor:ad-one", max_tokens=6,
+                                        messages=[{"role": "user", "content": "adapter 0"}])
+    plain = c.chat.completions.create(model="tiny-gvisor", max_tokens=6,
+                                      messages=[{"role": "user", "content": "adapter 0"}])
+    assert adapted.choices[0].message.content != plain.choices[0].message.content
+
+
 def test_tokens_are_counted_where_an_engine_reports_none(gateway):
     c = client(gateway)
     reply = c.chat.completions.create(model="tiny-uncounted", max_tokens=6,

@@ -11,6 +11,8 @@ import json
 import os
 from typing import Any
 
+from ..wire import settings
+
 HEADER = b"x-firebox-adapter"
 LOAD_PATH = "/v1/load_lora_adapter"
 
@@ -49,7 +51,7 @@ class AdapterLoader:
         async with lock:
             if name in self.loaded:
                 return None
-            path = os.path.join(self.directory, name)
+            path = os.path.join(_local(self.directory), name)
             if "/" in name or name.startswith(".") or not os.path.isdir(path):
                 return 404, f"The adapter `{name}` is not in the adapters volume."
             response = await self.http.post(LOAD_PATH, json={"lora_name": name,
@@ -59,6 +61,13 @@ class AdapterLoader:
                 return response.status_code, f"The engine did not load adapter `{name}`: {text}"
             self.loaded.add(name)
             return None
+
+
+def _local(mount_path: str) -> str:
+    """Where a volume's mount path really is in this container (under gVisor and process
+    isolation its working copy lives in the container's directory: sdk/volume.py)."""
+    paths = json.loads(settings.VOLUME_PATHS.get() or "{}")
+    return str(paths.get(mount_path.rstrip("/"), mount_path))
 
 
 async def _error(send: Any, status: int, message: str) -> None:

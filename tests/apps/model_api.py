@@ -39,3 +39,13 @@ def embed_engine():
 @firebox.web_server(8002, startup_timeout=60)
 def engine_without_usage():
     engine("tiny-uncounted", 8002, 0.0, "--no-usage")
+
+
+# Under gVisor the control plane does not reach the engine's loopback: requests take the
+# container's channel, and its runtime loads adapters.
+@app.function(isolation="gvisor", volumes={"/adapters": adapters}, scaledown_window=60)
+@firebox.concurrent(max_inputs=4)
+@firebox.model_api(models="tiny-gvisor", adapters="/adapters")
+@firebox.web_server(8003, startup_timeout=90)
+def engine_in_gvisor():
+    engine("tiny-gvisor", 8003)

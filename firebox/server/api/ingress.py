@@ -26,9 +26,8 @@ from starlette.types import Receive, Scope, Send
 
 from ... import wire
 from ...wire import settings as variables
-from ..core.functions import FunctionRecord
+from ..core.functions import FunctionRecord, web_entries
 from ..core.pools import Input
-from ..core.web_endpoints import web_entries
 
 if TYPE_CHECKING:
     from ..core.plane import ControlPlane

@@ -14,11 +14,10 @@ from ...store import schema as s
 from ...wire import ids
 from ...wire.spec import DEFAULTS
 from .errors import ApiError, invalid, not_found
-from .functions import FunctionRecord
+from .functions import FunctionRecord, web_entries
 from .objects import in_environment
 from .ownership import check_refs
 from .specs import check_options, check_spec
-from .web_endpoints import web_entries
 from .workspaces import Identity
 
 if TYPE_CHECKING:

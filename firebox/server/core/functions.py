@@ -46,3 +46,15 @@ def merged_spec(parent_spec: str, options: dict[str, Any] | None) -> dict[str, A
     if options:
         spec.update(options)
     return spec
+
+
+def web_entries(spec: dict[str, Any]) -> dict[str | None, dict[str, Any]]:
+    """What a function serves over HTTP: its own web config under None, and a class's web
+    methods under their names."""
+    entries: dict[str | None, dict[str, Any]] = {}
+    if spec.get("web"):
+        entries[None] = spec["web"]
+    for name, info in (spec.get("methods") or {}).items():
+        if info.get("web"):
+            entries[name] = info["web"]
+    return entries

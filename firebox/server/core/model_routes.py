@@ -14,7 +14,9 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from .functions import FunctionRecord
+from ...backends import isolation
+from ...backends.isolation.view import volumes_at_path
+from .functions import FunctionRecord, web_entries
 from .model_router import ModelRouter
 
 if TYPE_CHECKING:
@@ -122,6 +124,20 @@ class ModelRoutes:
                 if model in await self.adapters(function, found.config):
                     return self._target(function, found, name, model)
         return None
+
+    def short_path(self, target: Target, mode: str) -> int | None:
+        """The engine's port, where the gateway may call it itself (gateways/direct.py): a
+        web_server's, in a container whose loopback the control plane reaches (not gVisor's,
+        whose netstack is its own), and, for adapters, whose volumes are at their mount paths
+        (the engine is told an adapter's path)."""
+        web = web_entries(target.function.spec).get(target.method) or {}
+        if web.get("type") != "web_server" or mode == isolation.GVISOR:
+            return None
+        adapters = target.config.get("adapters")
+        volumes = target.function.spec.get("volumes") or {}
+        if adapters and adapters not in volumes_at_path(mode, volumes):
+            return None
+        return int(web["port"])
 
     def _target(self, fn: FunctionRecord, served: Served, base: str,
                 adapter: str | None) -> Target:

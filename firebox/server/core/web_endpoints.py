@@ -36,7 +36,7 @@ from ...store.db import Database
 from ...wire import ids
 from ...wire import settings as variables
 from .errors import not_found
-from .functions import FunctionRecord
+from .functions import FunctionRecord, web_entries
 from .model_routes import ModelRoutes
 
 PREFIX = "/web/"
@@ -60,18 +60,6 @@ def host_label(source: str, label: str, suffix: str) -> str:
     digest = hashlib.sha256(full.encode()).hexdigest()[:6]
     head = full[:HOST_LABEL_MAX - len(digest) - 1 - len(suffix)].rstrip("-")
     return f"{head}-{digest}{suffix}"
-
-
-def web_entries(spec: dict[str, Any]) -> dict[str | None, dict[str, Any]]:
-    """What a function serves over HTTP: its own web config under None, and a class's web
-    methods under their names."""
-    entries: dict[str | None, dict[str, Any]] = {}
-    if spec.get("web"):
-        entries[None] = spec["web"]
-    for name, info in (spec.get("methods") or {}).items():
-        if info.get("web"):
-            entries[name] = info["web"]
-    return entries
 
 
 class Endpoint(NamedTuple):

@@ -40,7 +40,6 @@ from ..core.model_limits import Limited
 from ..core.model_router import Hint, prefix_blocks
 from ..core.model_routes import Target
 from ..core.plane import ControlPlane
-from ..core.web_endpoints import web_entries
 from ..core.workspaces import Identity
 from . import direct
 from .tokens import Usage, relay_stream
@@ -68,15 +67,11 @@ class ModelExchange(Exchange):
         return self.direct
 
 
-def _direct(cp: ControlPlane, target: Target) -> int | None:
-    """The engine's port, where the gateway may call it itself: a web_server's, in a
-    container whose loopback the control plane reaches (not gVisor's, whose netstack is its
-    own)."""
-    web = web_entries(target.function.spec).get(target.method) or {}
+def _short_path(cp: ControlPlane, target: Target) -> int | None:
     fn = target.function
     mode = (fn.get("isolation") or cp.scheduler.workspace_isolation.get(fn.workspace_id)
             or cp.backend.isolation)
-    return web.get("port") if web.get("type") == "web_server" and mode != "gvisor" else None
+    return cp.web_endpoints.models.short_path(target, mode)
 
 
 def error(status: int, message: str, kind: str, code: str | None = None,
@@ -197,7 +192,7 @@ async def _send(cp: ControlPlane, request: Request, doc: dict[str, Any], body: b
     hint = Hint(target.adapter, prefix_blocks(prompt) if target.router.prefix else [])
     headers = [(k, v) for k, v in request.scope["headers"] if k not in DROPPED_HEADERS]
     headers.append((b"content-length", str(len(body)).encode()))
-    port = _direct(cp, target)
+    port = _short_path(cp, target)
     if target.adapter and port is None:  # the container's runtime loads it (runtime/adapters)
         headers.append((b"x-firebox-adapter", target.adapter.encode()))
     call = {"method": "POST", "path": request.url.path, "root_path": "", "query": b"",
