@@ -62,8 +62,7 @@ class ModelExchange(Exchange):
         self.hint, self.direct = hint, direct
 
     def takes(self, c: Any) -> bool:
-        if self.direct:
-            self.queue.put_nowait(("assigned", c, None))
+        self.queue.put_nowait(("assigned", c, None))  # the wait for a replica is over
         return self.direct
 
 
@@ -215,11 +214,16 @@ async def _send(cp: ControlPlane, request: Request, doc: dict[str, Any], body: b
         status, reason = _failure(first[1], first[2])
         record.finish(status)
         return error(status, reason, "server_error")
-    if first[0] == "assigned":
-        assert port is not None
+    if first[0] == "assigned" and port is not None:
         return await direct.send(cp, request.app.state.engines, inp, first[1], port,
                                  target, request.url.path, headers, body,
                                  stream, strip_usage, record)
+    if first[0] == "assigned":  # the container's runtime passes it on: wait for its answer
+        first = await _first(exchange, None)
+        if first[0] == "finish":
+            status, reason = _failure(first[1], first[2])
+            record.finish(status)
+            return error(status, reason, "server_error")
     start = first[1]
     status = int(start.get("status", 502))
     response_headers = {k.decode("latin-1"): v.decode("latin-1")
@@ -241,19 +245,20 @@ def endpoint_streams(endpoint: str) -> bool:
     return endpoint in ("chat/completions", "completions")
 
 
-async def _first(exchange: ModelExchange, wait: float) -> tuple[str, Any, Any]:
-    """The container's first event for the request: its response's start, or its end."""
-    deadline = time.monotonic() + wait
+async def _first(exchange: ModelExchange, wait: float | None) -> tuple[str, Any, Any]:
+    """The request's next news: given a replica, its response's start, or its end; a
+    TimeoutError past wait seconds."""
+    deadline = None if wait is None else time.monotonic() + wait
     while True:
-        kind, a, b = await _get(exchange, deadline - time.monotonic())
+        if deadline is None:
+            kind, a, b = await exchange.queue.get()
+        elif deadline <= time.monotonic():
+            raise TimeoutError
+        else:
+            kind, a, b = await asyncio.wait_for(exchange.queue.get(),
+                                                deadline - time.monotonic())
         if kind != "event" or "status" in a:
             return kind, a, b
-
-
-async def _get(exchange: ModelExchange, timeout: float) -> tuple[str, Any, Any]:
-    if timeout <= 0:
-        raise TimeoutError
-    return await asyncio.wait_for(exchange.queue.get(), timeout)
 
 
 async def _body(cp: ControlPlane, exchange: ModelExchange, start: dict[str, Any],
