@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 import math
+import re
 import time
 from collections.abc import AsyncIterator
 from typing import TYPE_CHECKING, Any
@@ -17,6 +18,8 @@ from ..core.workspaces import Identity
 
 if TYPE_CHECKING:
     from ..core.plane import ControlPlane
+
+OUTPUT = re.compile(rb'"(?:content|text)":\s*"[^"]')  # a chunk's non-empty text
 
 
 async def relay_stream(chunks: AsyncIterator[bytes], record: Usage,
@@ -99,6 +102,11 @@ class Usage:
         data = line[5:].strip()
         if data == b"[DONE]":
             return True
+        if self.ttft is not None and not _has_usage(data):
+            # Past the first token, a chunk without usage is only counted, not parsed.
+            if _has_output(data):
+                self.counted_chunks += 1
+            return True
         try:
             doc = json.loads(data)
         except ValueError:
@@ -144,3 +152,13 @@ class Usage:
                "ttft_ms": self.ttft * 1000 if self.ttft is not None else None,
                "duration_ms": duration, "created_at": self.created_at}
         self.cp.model_requests.record(row)
+
+
+def _has_usage(data: bytes) -> bool:
+    return b'"usage"' in data and b'"usage":null' not in data and b'"usage": null' not in data
+
+
+def _has_output(data: bytes) -> bool:
+    """Whether a chunk carries output (non-empty text or content, or a tool call), as far as
+    its bytes show without parsing."""
+    return OUTPUT.search(data) is not None or b'"tool_calls"' in data
