@@ -10,14 +10,13 @@ import json
 import time
 from collections.abc import AsyncIterator
 
-import httpcore
 from starlette.responses import JSONResponse, Response, StreamingResponse
 
 from ... import wire
 from ..core.model_routes import Target
 from ..core.plane import ControlPlane
 from ..core.pools import Container, Input
-from .engines import Engines
+from .engines import EngineError, Engines
 from .tokens import Usage, relay_stream
 
 PASSED_BACK = {b"content-length", b"transfer-encoding", b"connection", b"keep-alive"}
@@ -72,8 +71,7 @@ async def send(cp: ControlPlane, engines: Engines, inp: Input, c: Container, por
                 record.finish(502)
                 return _error(502, problem, "adapter_not_loaded")
         response = await engines.send(c.id, port, path, headers, body)
-    except (httpcore.NetworkError, httpcore.ProtocolError, httpcore.TimeoutException,
-            OSError) as exc:
+    except (EngineError, OSError) as exc:
         done()
         record.finish(502)
         return _error(502, f"The engine of `{record.model}` did not answer: "
@@ -99,7 +97,7 @@ async def send(cp: ControlPlane, engines: Engines, inp: Input, c: Container, por
                                  status_code=status, headers=answer_headers)
     try:
         data = await response.aread()
-    except (httpcore.NetworkError, httpcore.ProtocolError) as exc:
+    except EngineError as exc:
         record.finish(502)
         return _error(502, f"The engine of `{record.model}` broke off its answer: {exc}",
                       "engine_unreachable")
