@@ -56,8 +56,8 @@ class Response:
 
 
 class _Connection(asyncio.Protocol):
-    def __init__(self, engines: Engines, container_id: str) -> None:
-        self.engines, self.container_id = engines, container_id
+    def __init__(self, engines: Engines, key: tuple[str, int]) -> None:
+        self.engines, self.key = engines, key  # (container id, port)
         self.transport: asyncio.Transport | None = None
         self.writer: asyncio.StreamWriter | None = None
         self.response: Response | None = None
@@ -123,7 +123,7 @@ class _Connection(asyncio.Protocol):
         self.response = None
         if response.complete and response.keep_alive and not self.closed:
             self.idle_since = time.monotonic()
-            self.engines.idle.setdefault(self.container_id, []).append(self)
+            self.engines.idle.setdefault(self.key, []).append(self)
         else:
             self.close()
 
@@ -147,10 +147,10 @@ class Engines:
     def __init__(self, connect: Connect, live: Callable[[str], bool]) -> None:
         self.connect = connect
         self.live = live  # whether a container still runs
-        self.idle: dict[str, list[_Connection]] = {}
+        self.idle: dict[tuple[str, int], list[_Connection]] = {}  # (container, port) ->
 
-    def _reuse(self, container_id: str) -> _Connection | None:
-        conns = self.idle.get(container_id)
+    def _reuse(self, container_id: str, port: int) -> _Connection | None:
+        conns = self.idle.get((container_id, port))
         now = time.monotonic()
         while conns:
             conn = conns.pop()
@@ -160,11 +160,11 @@ class Engines:
         return None
 
     async def _open(self, container_id: str, port: int) -> _Connection:
-        for gone in [cid for cid in self.idle if not self.live(cid)]:
+        for gone in [key for key in self.idle if not self.live(key[0])]:
             for conn in self.idle.pop(gone):
                 conn.close()
         _reader, writer = await self.connect(container_id, port)
-        conn = _Connection(self, container_id)
+        conn = _Connection(self, (container_id, port))
         conn.writer = writer  # kept: a StreamWriter that is collected closes its transport
         transport: Any = writer.transport
         transport.set_protocol(conn)
@@ -176,7 +176,7 @@ class Engines:
         """POST to the engine and wait for its answer's head; its body is read from the
         response (then aclose it). A reused connection the engine had closed is replaced."""
         headers = [(b"host", f"127.0.0.1:{port}".encode()), *headers]
-        conn = self._reuse(container_id)
+        conn = self._reuse(container_id, port)
         if conn is not None:
             response = conn.send(path, headers, body)
             try:
