@@ -114,11 +114,14 @@ async def overhead(server: Server, token: str, runs: int, seconds: float) -> lis
                 ttft[name] += await _ttft(client, model, max(1, runs // 20))
         _, lat_lines = latency_table(latency, "engine direct", "direct")
         _, ttft_lines = latency_table(ttft, "engine direct", "direct")
-        rates = {}
+        rates: dict[tuple[str, int], float] = {}
         for concurrency in (8, 32):
-            for name, (client, model) in sides.items():
-                rates[(name, concurrency)] = statistics.median(
-                    [await _throughput(client, model, concurrency, seconds) for _ in range(3)])
+            runs: dict[str, list[float]] = {name: [] for name in sides}
+            for _ in range(3):  # interleaved, as above
+                for name, (client, model) in sides.items():
+                    runs[name].append(await _throughput(client, model, concurrency, seconds))
+            for name, found in runs.items():
+                rates[(name, concurrency)] = statistics.median(found)
         added = (statistics.median(latency["through firebox /v1"])
                  - statistics.median(latency["engine direct"]))
         added_ttft = (statistics.median(ttft["through firebox /v1"])
@@ -127,7 +130,7 @@ async def overhead(server: Server, token: str, runs: int, seconds: float) -> lis
                  *lat_lines, "", f"Added p50: **{ms(added)}**.", "",
                  f"Time to first token, 8-token stream ({5 * max(1, runs // 20)} a side):", "",
                  *ttft_lines, "", f"Added p50: **{ms(added_ttft)}**.", "",
-                 f"Throughput, 16-token completions (median of 3 x {seconds:g} s):", "",
+                 f"Throughput, 16-token completions (median of 3 interleaved x {seconds:g} s):", "",
                  "| concurrency | engine direct | through firebox /v1 | ratio |",
                  "|---|---|---|---|"]
         for concurrency in (8, 32):
