@@ -174,7 +174,7 @@ async def forward(request: Request) -> Response:
 
 async def _send(cp: ControlPlane, request: Request, doc: dict[str, Any], body: bytes,
                 target: Target, record: Usage) -> Response:
-    stream = bool(doc.get("stream"))
+    stream = record.stream
     strip_usage = False
     if target.adapter:
         doc["model"] = target.adapter
@@ -210,20 +210,16 @@ async def _send(cp: ControlPlane, request: Request, doc: dict[str, Any], body: b
                      f"within {wait:g} s; retry shortly.", "server_error", "model_starting",
                      headers={"Retry-After": str(RETRY_STARTING)})
     record.container_id = inp.ran_on
-    if first[0] == "finish":
-        status, reason = _failure(first[1], first[2])
-        record.finish(status)
-        return error(status, reason, "server_error")
     if first[0] == "assigned" and port is not None:
         return await direct.send(cp, request.app.state.engines, inp, first[1], port,
                                  target, request.url.path, headers, body,
                                  stream, strip_usage, record)
     if first[0] == "assigned":  # the container's runtime passes it on: wait for its answer
         first = await _first(exchange, None)
-        if first[0] == "finish":
-            status, reason = _failure(first[1], first[2])
-            record.finish(status)
-            return error(status, reason, "server_error")
+    if first[0] == "finish":
+        status, reason = _failure(first[1], first[2])
+        record.finish(status)
+        return error(status, reason, "server_error")
     start = first[1]
     status = int(start.get("status", 502))
     response_headers = {k.decode("latin-1"): v.decode("latin-1")
