@@ -49,7 +49,7 @@ def running(server):
 
 
 def test_snap_hooks_run_once_for_many_containers(running):
-    results = list(snapshots.Model().info.map([1.0] * 3))
+    results = list(snapshots.Model().info.map([3.0] * 3))  # long enough for 3 to start
     containers = {r["container"] for r in results}
     assert len(containers) == 3  # three containers at once
     assert all(r["env"] == r["container"] for r in results)  # each its own identity

@@ -26,7 +26,7 @@ async def relay_stream(chunks: AsyncIterator[bytes], record: Usage,
                         strip_usage: bool) -> AsyncIterator[bytes]:
     """Pass the engine's server-sent events on, one whole event at a time, reading the usage
     and the first token's time from them; the final usage chunk stays behind where the client
-    did not ask for it."""
+    did not ask for it. The request is metered once its stream ends ([DONE]) or breaks."""
     pending = b""
     status = 200
     try:
@@ -37,6 +37,8 @@ async def relay_stream(chunks: AsyncIterator[bytes], record: Usage,
             complete, _, pending = pending.rpartition(b"\n\n")
             out = [event for event in complete.split(b"\n\n")
                    if record.read_event(event, strip_usage)]
+            if out and out[-1].strip() == b"data: [DONE]":
+                record.finish(status)  # metered before the client hears the end of it
             if out:
                 yield b"\n\n".join(out) + b"\n\n"
         if pending:
