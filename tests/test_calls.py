@@ -313,6 +313,31 @@ def test_with_concurrency():
         calls.meet_plain.with_concurrency(max_inputs=2, target_inputs=3)
 
 
+def test_prefetched_inputs_still_run_max_inputs_at_once():
+    # 1 ms inputs are prefetched (up to 20 held in the container beside the one it runs).
+    assert set(calls.overlap.map([0.001] * 300)) == {1}
+    assert set(calls.overlap_async.map([0.001] * 300)) == {1}
+    assert max(calls.overlap_async.with_concurrency(max_inputs=3).map([0.001] * 300)) <= 3
+
+
+def test_a_container_killed_with_prefetched_inputs_loses_none(tmp_path):
+    marker = str(tmp_path / "died")
+    got = list(calls.die_once.map(range(300), [marker] * 300, [150] * 300,
+                                  return_exceptions=True))
+    failed = [i for i, r in enumerate(got) if isinstance(r, Exception)]
+    assert failed == [150], failed  # only the input it was running when it died
+    assert "exited with code 1" in str(got[150])
+    assert [r for i, r in enumerate(got) if i != 150] == [i for i in range(300) if i != 150]
+
+
+def test_a_map_left_early_frees_its_prefetched_inputs_container():
+    results = calls.overlap.map([0.002] * 3000)
+    assert [next(results) for _ in range(100)] == [1] * 100
+    results.close()  # cancels the rest, prefetched ones included
+    # The function's one container takes a new call at once, not after 3,000 inputs.
+    assert calls.overlap.spawn(0).get(timeout=3) == 1
+
+
 def test_batched_function_gets_lists():
     results = list(calls.batch_sizes.map(range(16)))
     assert [x for x, _ in results] == list(range(16))

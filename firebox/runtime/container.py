@@ -118,6 +118,8 @@ class Runtime:
         self.outbox_ready = asyncio.Event()
         self.max_inputs = int(self.spec.get("max_inputs") or 1)
         self.pool = ThreadPoolExecutor(max_workers=self.max_inputs, thread_name_prefix="input")
+        # Inputs beyond max_inputs (prefetched by the control plane) wait here, in order.
+        self.slots = asyncio.Semaphore(self.max_inputs)
         self.batchers: dict[str | None, Batcher] = {}
         # The ASGI apps served here: a web function's under None, a class's web methods' under
         # their names.
@@ -295,6 +297,10 @@ class Runtime:
 
     async def _run_one(self, item: dict[str, Any]) -> None:
         input_id = item["id"]
+        try:
+            await self.slots.acquire()
+        except asyncio.CancelledError:
+            return  # cancelled while it waited its turn
         token_input = user_code.current_input.set(input_id)
         token_call = user_code.current_call.set(item["call_id"])
         started = time.perf_counter()
@@ -321,6 +327,7 @@ class Runtime:
             self._report(input_id, wire.FAILURE, wire.encode_exception(exc),
                          time.perf_counter() - started)
         finally:
+            self.slots.release()
             user_code.current_input.reset(token_input)
             user_code.current_call.reset(token_call)
 

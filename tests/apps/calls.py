@@ -154,3 +154,46 @@ async def async_batch_double(xs):
 @firebox.batched(max_batch_size=4, wait_ms=100)
 def batch_wrong_length(xs):
     return xs[:-1] if len(xs) > 1 else []
+
+
+# Short inputs are prefetched: a container holds more than it runs. These count how many of a
+# container's inputs overlap (module globals of one process) to show it still runs max_inputs.
+_overlap = {"now": 0, "most": 0, "ran": 0}
+
+
+def _enter_overlap() -> None:
+    with _lock:
+        _overlap["now"] += 1
+        _overlap["ran"] += 1
+        _overlap["most"] = max(_overlap["most"], _overlap["now"])
+
+
+def _leave_overlap() -> int:
+    with _lock:
+        _overlap["now"] -= 1
+        return _overlap["most"]
+
+
+@app.function(max_containers=1)
+def overlap(seconds):
+    _enter_overlap()
+    time.sleep(seconds)
+    return _leave_overlap()
+
+
+@app.function(max_containers=1)
+async def overlap_async(seconds):
+    _enter_overlap()
+    await asyncio.sleep(seconds)
+    return _leave_overlap()
+
+
+@app.function(max_containers=1, isolation="process")
+def die_once(i, marker, at):
+    """Kills its container the first time it gets input `at` (marker remembers it did)."""
+    if i == at and not Path(marker).exists():
+        Path(marker).write_text("died")
+        time.sleep(0.1)  # the outputs before it have gone out: they ended, it did not
+        os._exit(1)
+    time.sleep(0.001)
+    return i

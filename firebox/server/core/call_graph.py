@@ -149,8 +149,8 @@ class CallGraph:
 
     def _running_on(self, call_id: str, input_id: str) -> str:
         for inp in self.scheduler.by_call.get(call_id, ()):
-            if inp.id == input_id and inp.container is not None:
-                return inp.container.id
+            if inp.id == input_id and inp.runs_in is not None:
+                return inp.runs_in.id
         return ""
 
     async def _names(self, call: _Call) -> tuple[str, str]:

@@ -32,6 +32,14 @@ class FunctionRecord:
         target = self.get("target_inputs") or self.get("max_inputs")
         return int(target) * int(self.get("batch_max_size") or 1)
 
+    @property
+    def prefetches(self) -> bool:
+        """Whether its containers may hold inputs beyond the ones they run, queued in the
+        container in order: not for web requests (each is answered as it comes), batches
+        (the container's batcher gathers those) or single-use containers."""
+        return not (web_entries(self.spec) or self.get("batch_max_size")
+                    or self.get("single_use_containers"))
+
     def retry_delay(self, attempts_done: int) -> float | None:
         """Seconds before retry number attempts_done + 1, or None when retries are used up."""
         policy = self.spec.get("retries")

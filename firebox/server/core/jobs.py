@@ -25,8 +25,8 @@ class Queue:
 
 
 def running(scheduler: Scheduler, call_id: str) -> bool:
-    """Whether an input of the call is held by a container now."""
-    return any(inp.container is not None for inp in scheduler.by_call.get(call_id, ()))
+    """Whether an input of the call runs in a container now (not prefetched, waiting)."""
+    return any(inp.runs_in is not None for inp in scheduler.by_call.get(call_id, ()))
 
 
 def queue(scheduler: Scheduler, fn: FunctionRecord) -> Queue:
@@ -34,8 +34,8 @@ def queue(scheduler: Scheduler, fn: FunctionRecord) -> Queue:
     containers = [c for p in pools for c in p.live_containers()]
     busy = sum(1 for c in containers if c.state == "ready" and c.running)
     return Queue(
-        waiting=sum(len(p.queue) for p in pools),
-        running=sum(p.running for p in pools),
+        waiting=sum(len(p.queue) + p.prefetched for p in pools),
+        running=sum(p.running - p.prefetched for p in pools),
         idle_workers=sum(1 for c in containers if c.state == "ready" and not c.running),
         running_workers=busy,
         starting_workers=sum(1 for c in containers if c.state == "starting"),

@@ -59,6 +59,12 @@ class Input:
         if self.size < 0:
             self.size = len(self.args or b"")
 
+    @property
+    def runs_in(self) -> Container | None:
+        """The container running it now: None while queued, or prefetched and waiting."""
+        c = self.container
+        return c if c is not None and self.id not in c.waiting else None
+
 
 @dataclass(eq=False)
 class Container:
@@ -68,7 +74,10 @@ class Container:
     reservation: Reservation  # the cores, memory and GPUs it holds, and on which node
     state: str = "starting"  # starting -> ready -> stopping
     channel: Channel | None = None
+    # The inputs it holds, in the order it was given them: those it runs, then (prefetched)
+    # those queued in it behind them, also in `waiting`, which are timed only once they start.
     running: dict[str, Input] = field(default_factory=dict)
+    waiting: dict[str, Input] = field(default_factory=dict)
     idle_since: float = field(default_factory=time.monotonic)
     init_error: bytes | None = None
     served: int = 0
@@ -78,6 +87,39 @@ class Container:
     # Set once it dialled in (its runtime imported) or exited: the end of its launch's CPU rush.
     connected: asyncio.Event = field(default_factory=asyncio.Event)
     execs: dict[str, Exec] = field(default_factory=dict)  # commands exec'd into it, by id
+
+    def hold(self, inp: Input) -> bool:
+        """Give it the input: True when it runs now, False when it waits behind others."""
+        runs = len(self.running) - len(self.waiting) < self.pool.function.per_container
+        inp.container = self
+        inp.ran_on = self.id
+        self.running[inp.id] = inp
+        if not runs:
+            self.waiting[inp.id] = inp
+        return runs
+
+    def release(self, inp: Input) -> None:
+        """The input left it: ended, cancelled, timed out or taken back."""
+        self.running.pop(inp.id, None)
+        self.waiting.pop(inp.id, None)
+        if inp.container is self:
+            inp.container = None
+
+    def started(self) -> list[Input]:
+        """The waiting inputs that started since: one for each slot that came free, in the
+        order it was given them (the container runs them so)."""
+        room = self.pool.function.per_container - (len(self.running) - len(self.waiting))
+        ids = list(self.waiting)[:max(0, room)]
+        return [self.waiting.pop(i) for i in ids]
+
+    def take_all(self) -> list[Input]:
+        """Everything it holds, in order, released: it stopped or is being killed."""
+        held = list(self.running.values())
+        for inp in held:
+            inp.container = None
+        self.running.clear()
+        self.waiting.clear()
+        return held
 
 
 @dataclass(eq=False)
@@ -92,14 +134,25 @@ class Pool:
     loading: asyncio.Task[None] | None = None  # reading stored inputs' arguments back
     # Picks the container for each input where the pool's function chooses (dispatch.Router).
     router: Any = None
+    exec_mean: float | None = None  # seconds an input runs, a moving average of its outputs'
 
     def event(self, text: str) -> None:
         """Remember a scaling decision, for `firebox app stats`."""
         self.events.append((time.time(), text))
 
+    def observe(self, exec_seconds: float) -> None:
+        """An input ran for exec_seconds: fold it into the pool's average."""
+        mean = self.exec_mean
+        self.exec_mean = exec_seconds if mean is None else mean + (exec_seconds - mean) / 16
+
     @property
     def running(self) -> int:
         return sum(len(c.running) for c in self.containers.values())
+
+    @property
+    def prefetched(self) -> int:
+        """Of those running, the ones waiting in their containers behind others."""
+        return sum(len(c.waiting) for c in self.containers.values())
 
     def live_containers(self) -> list[Container]:
         return [c for c in self.containers.values() if c.state != "stopping"]

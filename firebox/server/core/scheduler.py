@@ -150,10 +150,8 @@ class Scheduler:
         timeout = float(c.pool.function.get("timeout"))
         items: list[messages.InputItem] = []
         for inp in batch:
-            inp.container = c
-            inp.ran_on = c.id
-            c.running[inp.id] = inp
-            self.timers.input_started(inp, timeout)
+            if c.hold(inp):  # else prefetched: timed once it starts (_time_started)
+                self.timers.input_started(inp, timeout)
             if inp.web is not None and inp.web.takes(c):
                 continue  # the model gateway sends this request to the container's port itself
             items.append({"id": inp.id, "call_id": inp.call_id, "idx": inp.idx,
@@ -320,19 +318,28 @@ class Scheduler:
                 self.outputs.emit(inp.call_id, inp.idx, inp.id, wire.ITEM, item["data"])
                 continue
             inp.exec_seconds = item.get("exec")
-            del c.running[inp.id]
+            c.release(inp)
             self.timers.input_done(inp)
-            inp.container = None
             c.served += 1
+            if inp.exec_seconds is not None:
+                c.pool.observe(inp.exec_seconds)
             if status == wire.FAILURE:
                 self._fail_attempt(inp, wire.FAILURE, item["data"])
             else:
                 self.finish(inp, status, item["data"])
+        self._time_started(c)
         if not c.running:
             c.idle_since = time.monotonic()
         if c.pool.function.get("single_use_containers") and c.served and not c.running:
             self._stop_container(c, "single-use container served its input")
         self.dispatch(c.pool)
+
+    def _time_started(self, c: Container) -> None:
+        """Prefetched inputs start as the ones before them end: time them from now."""
+        if c.waiting:
+            timeout = float(c.pool.function.get("timeout"))
+            for inp in c.started():
+                self.timers.input_started(inp, timeout)
 
     def on_container_exit(self, container_id: str, returncode: int | None, cause: str,
                           ended: float | None = None) -> None:
@@ -354,11 +361,14 @@ class Scheduler:
         self.logs.forget(c.id)
         if expected:  # inputs of a container we stopped are not at fault: run them again
             self._requeue_running(c)
-        running = list(c.running.values())
-        c.running.clear()
+        never_started = list(c.waiting.values())
+        running = c.take_all()
+        for inp in reversed(never_started):  # prefetched, not at fault: first in line again
+            running.remove(inp)
+            self.timers.input_done(inp)
+            pool.queue.appendleft(inp)
         for inp in running:
             self.timers.input_done(inp)
-            inp.container = None
             # Web requests cannot be retried: theirs says what to do instead.
             error = (failures.exited_while_running(cause) if inp.web is None
                      else failures.exited_while_serving(cause, inp.web.started))
@@ -421,9 +431,8 @@ class Scheduler:
         c = inp.container
         if c is None or inp.id not in c.running:
             return
-        del c.running[inp.id]
+        c.release(inp)
         inp.timer = None
-        inp.container = None
         timeout = float(inp.pool.function.get("timeout"))
         self._fail_attempt(inp, wire.TIMEOUT, failures.input_timed_out(timeout))
         self._kill(c, f"was stopped: an input exceeded the {timeout:g} s timeout")
@@ -438,16 +447,14 @@ class Scheduler:
         asyncio.create_task(self.backend.kill(c.id))
 
     def _requeue_running(self, c: Container) -> None:
-        for inp in reversed(list(c.running.values())):
+        for inp in reversed(c.take_all()):
             self.timers.input_done(inp)
-            inp.container = None
             if inp.web is not None and inp.web.started:
                 # Half a response went out: it cannot be sent again from another container.
                 self.finish(inp, wire.FAILURE,
                              failures.stopped_while_responding(c.stop_reason or "stopped"))
                 continue
             c.pool.queue.appendleft(inp)
-        c.running.clear()
 
     def stop_container(self, c: Container, reason: str) -> None:
         """Stop one container on request, as the autoscaler would: it gets its grace, and
@@ -476,9 +483,9 @@ class Scheduler:
         for inp in live:
             c = inp.container
             if c is not None:
-                c.running.pop(inp.id, None)
+                c.release(inp)
                 self.timers.input_done(inp)
-                inp.container = None
+                self._time_started(c)
                 if c.channel is not None:
                     c.channel.send(messages.cancel([inp.id]))
             self.finish(inp, wire.CANCELLED, None)
