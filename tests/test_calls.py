@@ -334,8 +334,9 @@ def test_a_map_left_early_frees_its_prefetched_inputs_container():
     results = calls.overlap.map([0.002] * 3000)
     assert [next(results) for _ in range(100)] == [1] * 100
     results.close()  # cancels the rest, prefetched ones included
-    # The function's one container takes a new call at once, not after 3,000 inputs.
-    assert calls.overlap.spawn(0).get(timeout=3) == 1
+    # The function's one container takes a new call at once, not after 3,000 inputs. (What
+    # it returns may be 2: a cancelled input's thread ends its sleep beside the next input.)
+    assert calls.overlap.spawn(0).get(timeout=3) in (1, 2)
 
 
 def test_batched_function_gets_lists():
