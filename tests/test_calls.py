@@ -335,8 +335,8 @@ def test_a_map_left_early_frees_its_prefetched_inputs_container():
     assert [next(results) for _ in range(100)] == [1] * 100
     results.close()  # cancels the rest, prefetched ones included
     # The function's one container takes a new call at once, not after 3,000 inputs. (What
-    # it returns may be 2: a cancelled input's thread ends its sleep beside the next input.)
-    assert calls.overlap.spawn(0).get(timeout=3) in (1, 2)
+    # it returns is not checked: cancelled inputs' threads end their sleeps beside the next.)
+    assert calls.overlap.spawn(0).get(timeout=3) >= 1
 
 
 def test_batched_function_gets_lists():
