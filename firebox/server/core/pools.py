@@ -88,9 +88,12 @@ class Container:
     connected: asyncio.Event = field(default_factory=asyncio.Event)
     execs: dict[str, Exec] = field(default_factory=dict)  # commands exec'd into it, by id
 
+    def _free_slots(self) -> int:
+        return self.pool.function.per_container - (len(self.running) - len(self.waiting))
+
     def hold(self, inp: Input) -> bool:
         """Give it the input: True when it runs now, False when it waits behind others."""
-        runs = len(self.running) - len(self.waiting) < self.pool.function.per_container
+        runs = self._free_slots() > 0
         inp.container = self
         inp.ran_on = self.id
         self.running[inp.id] = inp
@@ -108,9 +111,15 @@ class Container:
     def started(self) -> list[Input]:
         """The waiting inputs that started since: one for each slot that came free, in the
         order it was given them (the container runs them so)."""
-        room = self.pool.function.per_container - (len(self.running) - len(self.waiting))
-        ids = list(self.waiting)[:max(0, room)]
+        ids = list(self.waiting)[:max(0, self._free_slots())]
         return [self.waiting.pop(i) for i in ids]
+
+    def take_waiting(self) -> list[Input]:
+        """The prefetched inputs it has not started, in order, released."""
+        waiting = list(self.waiting.values())
+        for inp in waiting:
+            self.release(inp)
+        return waiting
 
     def take_all(self) -> list[Input]:
         """Everything it holds, in order, released: it stopped or is being killed."""

@@ -361,12 +361,8 @@ class Scheduler:
         self.logs.forget(c.id)
         if expected:  # inputs of a container we stopped are not at fault: run them again
             self._requeue_running(c)
-        never_started = list(c.waiting.values())
+        self._queue_first(c, c.take_waiting())  # prefetched, not at fault: first in line again
         running = c.take_all()
-        for inp in reversed(never_started):  # prefetched, not at fault: first in line again
-            running.remove(inp)
-            self.timers.input_done(inp)
-            pool.queue.appendleft(inp)
         for inp in running:
             self.timers.input_done(inp)
             # Web requests cannot be retried: theirs says what to do instead.
@@ -447,7 +443,11 @@ class Scheduler:
         asyncio.create_task(self.backend.kill(c.id))
 
     def _requeue_running(self, c: Container) -> None:
-        for inp in reversed(c.take_all()):
+        self._queue_first(c, c.take_all())
+
+    def _queue_first(self, c: Container, inputs: list[Input]) -> None:
+        """Inputs taken back from c go first in its pool's queue, in their order."""
+        for inp in reversed(inputs):
             self.timers.input_done(inp)
             if inp.web is not None and inp.web.started:
                 # Half a response went out: it cannot be sent again from another container.
