@@ -33,6 +33,8 @@ from .execs import Execs
 
 SOCKET_CLOSE_GRACE = 2.0  # seconds a cancelled WebSocket's app has to see the disconnect
 OUTPUT_COST = 256  # bytes an output's id, status and timing add to its frame
+# While other inputs are still in this container, outputs wait this long to travel together.
+OUTPUT_LINGER = 0.001
 
 
 def set_parent_death_signal() -> None:
@@ -277,6 +279,8 @@ class Runtime:
     async def _send_loop(self) -> None:
         while True:
             await self.outbox_ready.wait()
+            if len(self.tasks) > 1:  # more outputs are coming: one frame for several
+                await asyncio.sleep(OUTPUT_LINGER)
             await self._flush()
 
     async def _flush(self) -> None:

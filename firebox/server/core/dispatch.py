@@ -7,7 +7,8 @@ Where inputs are short, a container is also given a few beyond what it runs at o
 instead of a round trip through the control plane later. How many: about PREFETCH_SECONDS
 of work per slot at the pool's observed input time, at most PREFETCH_MAX; none until an
 input has been timed, or where inputs take longer than PREFETCH_SECONDS, so a long input never
-holds others back from a container that is free."""
+holds others back from a container that is free. A container's prefetched inputs are topped
+up once half of them have started, in one batch, not one message per input that ends."""
 
 from __future__ import annotations
 
@@ -59,6 +60,6 @@ def hand_out(pool: Pool, assign: Callable[[Container, list[Input]], None]) -> No
     for depth in (0, extra) if extra else (0,):  # free slots everywhere, then prefetching
         for c in ready:
             free = room(c, depth)
-            if free <= 0 or not pool.queue.ready:
+            if free < (max(1, depth // 2) if depth else 1) or not pool.queue.ready:
                 continue
             assign(c, [pool.queue.popleft() for _ in range(min(free, len(pool.queue.ready)))])
