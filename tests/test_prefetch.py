@@ -144,3 +144,31 @@ def test_free_slots_of_every_container_fill_before_any_prefetches(tmp_path):
                 assert len(held.running) - len(held.waiting) == 2
 
     run(main, tmp_path)
+
+
+def test_prefetched_inputs_are_topped_up_in_batches_once_half_have_started(tmp_path):
+    async def main(tmp_path: Path) -> None:
+        async with world(tmp_path) as w:
+            fn = w.function()
+            cid = await warm(w, fn)  # 1 ms inputs: 20 prefetched beyond the one it runs
+            inputs = await calls(w, fn, 30)
+            await w.handed(cid, 22)
+            held = w.scheduler.containers[cid]
+            sent = w.backend.containers[cid].sent
+
+            def batches() -> list[int]:
+                return [len(m["items"]) for m in sent if m[messages.TAG] == messages.INPUTS]
+
+            assert len(held.running) == 21
+            before = len(batches())
+            for k, inp in enumerate(inputs[:9], 1):
+                w.backend.output(cid, inp.id)
+                await until(lambda k=k: len(held.running) == 21 - k)
+            assert len(w.backend.containers[cid].inputs()) == 22  # 12 still held: no refill
+            w.backend.output(cid, inputs[9].id)  # half have started: the 9 queued go in one
+            await w.handed(cid, 31)
+            assert batches()[before:] == [9]
+            refilled = w.backend.containers[cid].inputs()[22:]
+            assert [i["id"] for i in refilled] == [inp.id for inp in inputs[21:]]
+
+    run(main, tmp_path)
