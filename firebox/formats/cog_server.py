@@ -38,6 +38,7 @@ PORT = 5000  # Cog's server's port in its own containers
 SETUP_WAIT = 1800.0  # seconds setup() may take
 TERMINAL = ("succeeded", "failed", "canceled")
 EVENTS = ["start", "output", "logs", "completed"]
+BUSY_RETRIES = 250  # 20 ms apart: how long a prediction waits for a slot Cog has not yet freed
 
 
 class CogPredictor:
@@ -133,9 +134,13 @@ class CogPredictor:
             self.waiting[prediction_id] = (asyncio.get_running_loop(), states)
         async with httpx.AsyncClient(base_url=self.base, timeout=None) as client:
             try:
-                reply = await client.put(
-                    f"/predictions/{prediction_id}", json={**body, "id": prediction_id},
-                    headers={"Prefer": "respond-async"} if streamed else {})
+                for _ in range(BUSY_RETRIES):  # Cog frees a slot a moment after it answers
+                    reply = await client.put(
+                        f"/predictions/{prediction_id}", json={**body, "id": prediction_id},
+                        headers={"Prefer": "respond-async"} if streamed else {})
+                    if reply.status_code != 409:
+                        break
+                    await asyncio.sleep(0.02)
                 if reply.status_code == 422:
                     yield json.dumps({"id": prediction_id, "status": "failed",
                                       "error": _invalid(reply.json()), "logs": ""})

@@ -33,8 +33,7 @@ from .execs import Execs
 
 SOCKET_CLOSE_GRACE = 2.0  # seconds a cancelled WebSocket's app has to see the disconnect
 OUTPUT_COST = 256  # bytes an output's id, status and timing add to its frame
-# While other inputs are still in this container, outputs wait this long to travel together.
-OUTPUT_LINGER = 0.001
+OUTPUT_LINGER = 0.001  # seconds outputs wait to travel together while more are coming
 
 
 def set_parent_death_signal() -> None:
