@@ -60,6 +60,7 @@ def hand_out(pool: Pool, assign: Callable[[Container, list[Input]], None]) -> No
     for depth in (0, extra) if extra else (0,):  # free slots everywhere, then prefetching
         for c in ready:
             free = room(c, depth)
-            if free < (max(1, depth // 2) if depth else 1) or not pool.queue.ready:
+            # Prefetch is topped up in batches: once half of it has started.
+            if free < max(1, depth // 2) or not pool.queue.ready:
                 continue
             assign(c, [pool.queue.popleft() for _ in range(min(free, len(pool.queue.ready)))])
