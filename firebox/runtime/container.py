@@ -4,7 +4,6 @@ hooks, execute inputs with the function's concurrency and batching, and report o
 from __future__ import annotations
 
 import asyncio
-import contextvars
 import ctypes
 import importlib
 import inspect
@@ -16,6 +15,7 @@ import sys
 import threading
 import time
 import traceback
+from collections import deque
 from collections.abc import Awaitable, Callable
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -24,12 +24,13 @@ from typing import Any
 from websockets.asyncio.client import ClientConnection, connect, unix_connect
 
 from .. import _sync, wire
-from ..exception import InputCancellation, InvalidError
+from ..exception import InvalidError
 from ..wire import messages, settings, user_code
 from ..wire.spec import FunctionSpec
 from . import loopback, web
-from .batching import Batcher
+from .batching import Batcher, run_batch
 from .execs import Execs
+from .inputs import Inputs
 
 SOCKET_CLOSE_GRACE = 2.0  # seconds a cancelled WebSocket's app has to see the disconnect
 OUTPUT_COST = 256  # bytes an output's id, status and timing add to its frame
@@ -113,14 +114,16 @@ class Runtime:
         self.params = user_code.unpack_params(hello.get("params"))
         self.target = target
         self.instance: Any = None
-        self.tasks: dict[str, asyncio.Task[None]] = {}
-        self.threads: dict[str, int] = {}
-        self.outbox: list[messages.OutputItem] = []
+        self.tasks: dict[str, asyncio.Task[None]] = {}  # web requests and sockets
+        self.outbox: deque[messages.OutputItem] = deque()
         self.outbox_ready = asyncio.Event()
+        self.loop = asyncio.get_running_loop()
+        self.wake_pending = False
+        self.loop_thread = threading.get_ident()
         self.max_inputs = int(self.spec.get("max_inputs") or 1)
-        self.pool = ThreadPoolExecutor(max_workers=self.max_inputs, thread_name_prefix="input")
-        # Inputs beyond max_inputs (prefetched by the control plane) wait here, in order.
-        self.slots = asyncio.Semaphore(self.max_inputs)
+        self.pool = ThreadPoolExecutor(max_workers=self.max_inputs, thread_name_prefix="hook")
+        # Inputs beyond max_inputs (prefetched by the control plane) wait there, in order.
+        self.inputs = Inputs(self.max_inputs, self.callable_for, self._report, self.loop)
         self.batchers: dict[str | None, Batcher] = {}
         # The ASGI apps served here: a web function's under None, a class's web methods' under
         # their names.
@@ -214,6 +217,7 @@ class Runtime:
             pending = list(self.tasks.values())
             if pending:
                 await asyncio.wait(pending, timeout=30)
+            await self.inputs.drained(timeout=30)
             await self.exit()
             await self._flush()
             sender.cancel()
@@ -240,13 +244,12 @@ class Runtime:
                 batcher = self.batchers[method] = Batcher(
                     int(self.spec["batch_max_size"]),
                     float(self.spec.get("batch_wait_ms") or 0) / 1000,
-                    lambda items, m=method: self._run_batch(m, items),
+                    lambda items, m=method: run_batch(lambda: self.callable_for(m), items,
+                                                     self.pool, self._report),
                 )
             batcher.add(item)
             return
-        task = asyncio.create_task(self._run_one(item))
-        self.tasks[item["id"]] = task
-        task.add_done_callback(lambda _t, i=item["id"]: self.tasks.pop(i, None))
+        self.inputs.add(item)
 
     def _cancel(self, input_id: str) -> None:
         task = self.tasks.get(input_id)
@@ -258,33 +261,33 @@ class Runtime:
             return
         if task is not None:
             task.cancel()
-        thread_id = self.threads.get(input_id)
-        if thread_id is not None:
-            ctypes.pythonapi.PyThreadState_SetAsyncExc(
-                ctypes.c_ulong(thread_id), ctypes.py_object(InputCancellation)
-            )
-            # The exception lands only when the thread runs Python again (not during a sleep or
-            # a long C call), so new inputs get fresh threads instead of queueing behind it.
-            old, self.pool = self.pool, ThreadPoolExecutor(
-                max_workers=self.max_inputs, thread_name_prefix="input"
-            )
-            old.shutdown(wait=False)
+            return
+        self.inputs.cancel(input_id)
 
     def _report(self, input_id: str, status: str, data: bytes | None,
                 exec_seconds: float | None = None) -> None:
+        """Queue an output to send, from the event loop or from a lane's thread."""
         self.outbox.append({"id": input_id, "status": status, "data": data, "exec": exec_seconds})
+        if threading.get_ident() == self.loop_thread:
+            self.outbox_ready.set()
+        elif not self.wake_pending:  # one wake-up for the outputs that come until it runs
+            self.wake_pending = True
+            self.loop.call_soon_threadsafe(self._wake)
+
+    def _wake(self) -> None:
+        self.wake_pending = False
         self.outbox_ready.set()
 
     async def _send_loop(self) -> None:
         while True:
             await self.outbox_ready.wait()
-            if len(self.tasks) > 1:  # more outputs are coming: one frame for several
+            if self.inputs.pending() or len(self.tasks) > 1:  # more outputs are coming
                 await asyncio.sleep(OUTPUT_LINGER)
             await self._flush()
 
     async def _flush(self) -> None:
         self.outbox_ready.clear()
-        items, self.outbox = self.outbox, []
+        items = [self.outbox.popleft() for _ in range(len(self.outbox))]
         # Frames of about a payload at most: the control plane refuses larger messages.
         frame: list[messages.OutputItem] = []
         size = 0
@@ -297,42 +300,6 @@ class Runtime:
             size += cost
         if frame:
             await self.ws.send(wire.pack(messages.outputs(frame)))
-
-    async def _run_one(self, item: dict[str, Any]) -> None:
-        input_id = item["id"]
-        try:
-            await self.slots.acquire()
-        except asyncio.CancelledError:
-            return  # cancelled while it waited its turn
-        token_input = user_code.current_input.set(input_id)
-        token_call = user_code.current_call.set(item["call_id"])
-        started = time.perf_counter()
-        try:
-            args, kwargs = wire.deserialize(item["args"], "arguments")
-            f = self.callable_for(item.get("method"))
-            if inspect.isasyncgenfunction(f):
-                number = 0
-                async for value in f(*args, **kwargs):
-                    self._report(input_id, wire.ITEM, wire.item(number, value))
-                    number += 1
-                result: Any = None
-            elif inspect.iscoroutinefunction(f):
-                result = await f(*args, **kwargs)
-            else:
-                result = await self._in_thread(input_id, f, args, kwargs)
-            self._report(input_id, wire.SUCCESS, wire.serialize(result, "return value"),
-                         time.perf_counter() - started)
-        except asyncio.CancelledError:
-            return  # the control plane already settled this input
-        except InputCancellation:
-            return
-        except Exception as exc:
-            self._report(input_id, wire.FAILURE, wire.encode_exception(exc),
-                         time.perf_counter() - started)
-        finally:
-            self.slots.release()
-            user_code.current_input.reset(token_input)
-            user_code.current_call.reset(token_call)
 
     async def _run_web(self, app: Any, input_id: str, request: dict[str, Any],
                        inbox: asyncio.Queue[dict[str, Any]] | None) -> None:
@@ -348,70 +315,6 @@ class Runtime:
             traceback.print_exc()
             self._report(input_id, wire.FAILURE, wire.encode_exception(exc),
                          time.perf_counter() - started)
-
-    async def _in_thread(self, input_id: str, f: Any, args: Any, kwargs: Any) -> Any:
-        ctx = contextvars.copy_context()
-        loop = asyncio.get_running_loop()
-
-        def run() -> Any:
-            self.threads[input_id] = threading.get_ident()
-            try:
-                if inspect.isgeneratorfunction(f):
-                    for number, value in enumerate(f(*args, **kwargs)):
-                        data = wire.item(number, value)
-                        loop.call_soon_threadsafe(self._report, input_id, wire.ITEM, data)
-                    return None
-                return f(*args, **kwargs)
-            finally:
-                self.threads.pop(input_id, None)
-
-        return await loop.run_in_executor(self.pool, ctx.run, run)
-
-    async def _run_batch(self, method: str | None, items: list[dict[str, Any]]) -> None:
-        started = time.perf_counter()
-        try:
-            decoded = [wire.deserialize(i["args"], "arguments") for i in items]
-            f = self.callable_for(method)
-            columns = _columns([a for a, _ in decoded], [k for _, k in decoded], f)
-            if inspect.iscoroutinefunction(f):
-                results = await f(*columns[0], **columns[1])
-            else:
-                ctx = contextvars.copy_context()
-                results = await asyncio.get_running_loop().run_in_executor(
-                    self.pool, ctx.run, lambda: f(*columns[0], **columns[1])
-                )
-            if not isinstance(results, list) or len(results) != len(items):
-                raise InvalidError(
-                    f"A @batched function must return a list as long as its input "
-                    f"({len(items)}), not {type(results).__name__}"
-                    + (f" of {len(results)}" if isinstance(results, list) else "")
-                )
-            share = (time.perf_counter() - started) / len(items)
-            for item, result in zip(items, results):
-                self._report(item["id"], wire.SUCCESS, wire.serialize(result, "return value"),
-                             share)
-        except Exception as exc:
-            encoded = wire.encode_exception(exc)
-            share = (time.perf_counter() - started) / len(items)
-            for item in items:
-                self._report(item["id"], wire.FAILURE, encoded, share)
-
-
-def _columns(args_list: list[tuple[Any, ...]], kwargs_list: list[dict[str, Any]], f: Any
-             ) -> tuple[list[list[Any]], dict[str, list[Any]]]:
-    """Turn per-input arguments into one list per argument, as @batched functions take them."""
-    sig = inspect.signature(f)
-    names = [p.name for p in sig.parameters.values()
-             if p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD)]
-    merged: dict[str, list[Any]] = {}
-    for args, kwargs in zip(args_list, kwargs_list):
-        bound = dict(zip(names, args))
-        bound.update(kwargs)
-        for name in names:
-            if name not in bound:
-                raise InvalidError(f"Every input of a @batched function must pass '{name}'.")
-            merged.setdefault(name, []).append(bound[name])
-    return [], merged
 
 
 def channel() -> Any:
