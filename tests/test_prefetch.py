@@ -172,3 +172,15 @@ def test_prefetched_inputs_are_topped_up_in_batches_once_half_have_started(tmp_p
             assert [i["id"] for i in refilled] == [inp.id for inp in inputs[21:]]
 
     run(main, tmp_path)
+
+
+def test_a_pool_times_its_containers_starts(tmp_path):
+    async def main(tmp_path: Path) -> None:
+        async with world(tmp_path) as w:
+            fn = w.function()
+            cid = await warm(w, fn)
+            pool = w.scheduler.containers[cid].pool
+            assert pool.start_mean is not None and 0 < pool.start_mean < 5
+            assert pool.exec_mean is not None  # both feed the autoscaler
+
+    run(main, tmp_path)

@@ -400,6 +400,25 @@ def test_wanted_containers_follow_demand_within_the_limits():
     assert autoscaler.wanted(autoscaler.Limits(min_containers=2), 0) == 2
 
 
+def test_short_inputs_get_only_the_containers_their_work_needs_before_another_could_start():
+    limits = autoscaler.Limits(max_containers=16)
+    assert autoscaler.wanted(limits, 20_000) == 16  # nothing observed yet: one per input
+    # 20,000 inputs of 10 us are 0.2 s of work: done before a 0.25 s start, one container.
+    assert autoscaler.wanted(limits, 20_000, 1e-5, 0.25) == 1
+    assert autoscaler.wanted(limits, 20_000, 1e-4, 0.25) == 8  # 2 s of work
+    assert autoscaler.wanted(limits, 64, 1.0, 0.25) == 16  # long inputs: one each, to the limit
+    assert autoscaler.wanted(limits, 3, 1.0, 0.25) == 3
+    assert autoscaler.wanted(limits, 3, 1.0, 0.01) == 3
+    # Four inputs at a time in each container: 400 of 10 ms are 1 s of work for one.
+    assert autoscaler.wanted(autoscaler.Limits(target_inputs=4), 400, 0.01, 0.25) == 4
+    # The buffer and the minimum still apply on top.
+    assert autoscaler.wanted(autoscaler.Limits(buffer_containers=1), 100, 1e-5, 0.25) == 2
+    assert autoscaler.wanted(autoscaler.Limits(min_containers=3), 100, 1e-5, 0.25) == 3
+    assert autoscaler.wanted(autoscaler.Limits(), 0, 1e-5, 0.25) == 0
+    state = autoscaler.PoolState(limits, 15_000, 5_000, [Seen("a")], 100.0, 1e-5, 0.25)
+    assert autoscaler.starts(state) == 0
+
+
 def test_starts_count_containers_not_stopping():
     limits = autoscaler.Limits()
     containers = [Seen("a", "starting"), Seen("b", "stopping")]

@@ -56,6 +56,12 @@ class PoolState:
     running: int
     containers: Collection[ContainerView]
     now: float  # monotonic seconds
+    input_seconds: float | None = None  # how long its inputs run, as observed
+    start_seconds: float | None = None  # how long its containers take to start, as observed
+
+    def wanted(self) -> int:
+        return wanted(self.limits, self.queued + self.running, self.input_seconds,
+                      self.start_seconds)
 
 
 @dataclass(frozen=True)
@@ -67,9 +73,16 @@ class Idle:
     idle_since: float
 
 
-def wanted(limits: Limits, demand: int) -> int:
-    """Containers a pool should have for `demand` inputs queued and running."""
+def wanted(limits: Limits, demand: int, input_seconds: float | None = None,
+           start_seconds: float | None = None) -> int:
+    """Containers a pool should have for `demand` inputs queued and running: one per
+    `target_inputs` of them, but where their run time and the pool's start time are known, no
+    more than the work needs to end by the time another container could start (one that
+    would be ready only once the work is done is not started)."""
     want = math.ceil(demand / limits.target_inputs) if demand else 0
+    if demand and input_seconds is not None and start_seconds:
+        work = demand * input_seconds / limits.target_inputs  # seconds of one container's
+        want = min(want, max(1, math.ceil(work / start_seconds)))
     if demand:
         want += limits.buffer_containers
     want = max(want, limits.min_containers)
@@ -79,14 +92,14 @@ def wanted(limits: Limits, demand: int) -> int:
 def starts(pool: PoolState) -> int:
     """How many containers to start now (each as long as capacity allows)."""
     live = sum(1 for c in pool.containers if c.state != "stopping")
-    return max(0, wanted(pool.limits, pool.queued + pool.running) - live)
+    return max(0, pool.wanted() - live)
 
 
 def stops(pool: PoolState) -> list[str]:
     """The containers to stop: idle ones past the scaledown window, longest idle first, while
     the pool has more than it wants."""
     live = [c for c in pool.containers if c.state != "stopping"]
-    surplus = len(live) - wanted(pool.limits, pool.queued + pool.running)
+    surplus = len(live) - pool.wanted()
     idle = sorted((c for c in live if c.state == "ready" and len(c.running) == 0),
                   key=lambda c: c.idle_since)
     chosen: list[str] = []

@@ -79,6 +79,7 @@ class Container:
     running: dict[str, Input] = field(default_factory=dict)
     waiting: dict[str, Input] = field(default_factory=dict)
     idle_since: float = field(default_factory=time.monotonic)
+    created: float = field(default_factory=time.monotonic)
     init_error: bytes | None = None
     served: int = 0
     stop_reason: str | None = None
@@ -144,6 +145,7 @@ class Pool:
     # Picks the container for each input where the pool's function chooses (dispatch.Router).
     router: Any = None
     exec_mean: float | None = None  # seconds an input runs, a moving average of its outputs'
+    start_mean: float | None = None  # seconds from a container's start to ready, the same
 
     def event(self, text: str) -> None:
         """Remember a scaling decision, for `firebox app stats`."""
@@ -153,6 +155,13 @@ class Pool:
         """An input ran for exec_seconds: fold it into the pool's average."""
         mean = self.exec_mean
         self.exec_mean = exec_seconds if mean is None else mean + (exec_seconds - mean) / 16
+
+    def ready(self, c: Container) -> None:
+        """One of its containers is ready: time its start."""
+        c.state = "ready"
+        c.idle_since = now = time.monotonic()
+        took, mean = now - c.created, self.start_mean
+        self.start_mean = took if mean is None else mean + (took - mean) / 4
 
     @property
     def running(self) -> int:

@@ -166,7 +166,8 @@ class Scheduler:
 
     def _state(self, pool: Pool) -> autoscaler.PoolState:
         return autoscaler.PoolState(autoscaler.Limits.of(pool.function), len(pool.queue),
-                                    pool.running, pool.containers.values(), time.monotonic())
+                                    pool.running, pool.containers.values(), time.monotonic(),
+                                    pool.exec_mean, pool.start_mean)
 
     def scale(self, pool: Pool) -> None:
         """Start the containers the autoscaler wants for the pool, while capacity allows."""
@@ -285,7 +286,7 @@ class Scheduler:
     def on_ready(self, c: Container, started: object = "cold") -> None:
         if c.state != "starting":
             return
-        c.state, c.idle_since = "ready", time.monotonic()
+        c.pool.ready(c)
         self.meter.container_ready(c.id, time.time(), messages.start_kind(started))
         self.dispatch(c.pool)
 
