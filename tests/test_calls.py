@@ -12,6 +12,8 @@ from apps import calls
 
 import firebox
 from firebox.exception import FunctionTimeoutError, InvalidError
+from firebox.sdk import function as function_mod
+from firebox.sdk.map_inputs import Finished
 
 
 @pytest.fixture(scope="module", autouse=True)
@@ -103,6 +105,32 @@ def test_map_return_exceptions():
     assert results[:3] == [0, 1, 2] and results[4:] == [4, 5]
     assert isinstance(results[3], calls.CallError)
     assert str(results[3]) == "bad input 3"
+
+
+def test_a_map_keeps_its_memory_to_what_ends_out_of_order():
+    done = Finished(window=10)
+    assert done.add(1) and done.add(2) and not done.add(2)  # a repeated outcome is not counted
+    assert (done.low, done.above, len(done)) == (0, {1, 2}, 2)
+    assert done.add(0) and (done.low, done.above, len(done)) == (3, set(), 3)
+    assert not done.add(0)
+    for idx in range(3, 100_000):
+        done.add(idx)
+    assert done.above == set() and len(done) == 100_000
+
+
+def test_a_map_has_at_most_its_window_of_inputs_out(monkeypatch):
+    monkeypatch.setattr(function_mod, "MAP_WINDOW", 30)
+    monkeypatch.setattr(function_mod, "INPUT_BATCH", 10)
+    out: list[int] = []  # inputs posted without an outcome, as each batch is posted
+    room = Finished.room
+
+    async def watched(self: Finished, posted: int) -> None:
+        await room(self, posted)
+        out.append(posted - len(self))
+
+    monkeypatch.setattr(Finished, "room", watched)
+    assert list(calls.square.map(range(300))) == [x * x for x in range(300)]
+    assert len(out) == 30 and max(out) < 30
 
 
 def test_starmap():

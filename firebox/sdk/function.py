@@ -22,7 +22,7 @@ from .function_call import (
     result_of,
     value_or_exception,
 )
-from .map_inputs import aiter_chunks, map_items, zip_args
+from .map_inputs import Finished, aiter_chunks, map_items, zip_args
 from .options import variant_options
 from .reporting import MapProgress, current_reporter
 
@@ -30,6 +30,7 @@ if TYPE_CHECKING:
     from .app import App
 
 INPUT_BATCH = 1000  # inputs per request when fanning out
+MAP_WINDOW = 50_000  # a map's inputs out without an outcome at most (seconds of fan-out)
 INPUT_BATCH_BYTES = 4 * 1024 * 1024
 
 
@@ -255,8 +256,10 @@ class Function:
 
     async def _send_inputs(self, fid: str, call_id: str, kind: wire_calls.Kind, items: Any,
                            created: asyncio.Event | None = None,
-                           progress: MapProgress | None = None) -> int:
-        """Serialize and post all inputs in batches; returns how many were sent."""
+                           progress: MapProgress | None = None,
+                           finished: Finished | None = None) -> int:
+        """Serialize and post all inputs in batches, each once `finished` has room for it
+        where given; returns how many were sent."""
         c = client_mod.current()
         idx = 0
         batch: list[tuple[int, bytes]] = []
@@ -265,6 +268,8 @@ class Function:
 
         async def flush() -> None:
             nonlocal batch, size, posted
+            if finished is not None:
+                await finished.room(idx - len(batch))
             await c.request("POST", "/v1/calls", packed=self._request(fid, call_id, kind, batch))
             if progress is not None:
                 progress.sent(len(batch))
@@ -295,8 +300,9 @@ class Function:
         total: int | None = None
         created = asyncio.Event()
         progress = current_reporter().map_started(self._name)
+        done = Finished(MAP_WINDOW)
         sender = asyncio.create_task(self._send_inputs(fid, call_id, "map", items, created,
-                                                       progress))
+                                                       progress, done))
 
         def on_sent(t: asyncio.Task[int]) -> None:
             nonlocal total
@@ -304,7 +310,6 @@ class Function:
                 total = t.result()
 
         sender.add_done_callback(on_sent)
-        done: set[int] = set()
         buffered: dict[int, tuple[str, bytes | None]] = {}
         next_idx = 0
         after = 0
@@ -324,9 +329,8 @@ class Function:
                 ready: list[Any] = []
                 for seq, idx, status, data in outputs:
                     after = seq
-                    if status not in wire.TERMINAL or idx in done:
+                    if status not in wire.TERMINAL or not done.add(idx):
                         continue
-                    done.add(idx)
                     if progress is not None:
                         progress.finished(int(status == wire.SUCCESS), int(status != wire.SUCCESS))
                     if not return_exceptions and status != wire.SUCCESS:

@@ -56,7 +56,7 @@ class PoolState:
     running: int
     containers: Collection[ContainerView]
     now: float  # monotonic seconds
-    input_seconds: float | None = None  # how long its inputs run, as observed
+    input_seconds: float | None = None  # how long its inputs run, where run back to back
     start_seconds: float | None = None  # how long its containers take to start, as observed
 
     def wanted(self) -> int:

@@ -35,6 +35,12 @@ def prefetch(pool: Pool) -> int:
     return min(PREFETCH_MAX, per_slot * pool.function.per_container)
 
 
+def timed_backlog(pool: Pool) -> float | None:
+    """The pool's input time where its containers run a backlog back to back (they prefetch),
+    for the autoscaler to size the pool from; None where each input waits its own hand-out."""
+    return pool.exec_mean if prefetch(pool) else None
+
+
 def room(c: Container, extra: int = 0) -> int:
     """How many more inputs the container takes now, holding `extra` beyond its slots."""
     fn = c.pool.function

@@ -167,7 +167,7 @@ class Scheduler:
     def _state(self, pool: Pool) -> autoscaler.PoolState:
         return autoscaler.PoolState(autoscaler.Limits.of(pool.function), len(pool.queue),
                                     pool.running, pool.containers.values(), time.monotonic(),
-                                    pool.exec_mean, pool.start_mean)
+                                    dispatch.timed_backlog(pool), pool.start_mean)
 
     def scale(self, pool: Pool) -> None:
         """Start the containers the autoscaler wants for the pool, while capacity allows."""
