@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import asyncio
 import codecs
-import compileall
 import contextlib
 import json
 import logging
@@ -26,7 +25,7 @@ from typing import Any
 from ..images import layers as images
 from ..wire import ids, settings
 from ..wire.spec import DEFAULTS
-from . import cgroups, gpus, isolation, netns, stored, templates
+from . import bytecode, cgroups, gpus, isolation, netns, stored, templates
 from .base import CapacityReport, Launch, NodeCapacity, OnExit, OnOutput, describe_exit
 from .isolation import image_root
 from .local_sandboxes import LocalSandboxes
@@ -89,7 +88,7 @@ class LocalBackend:
         self._closed = False
         self.tasks: set[asyncio.Task[None]] = set()
         workdir.mkdir(parents=True, exist_ok=True)
-        _compile_firebox()
+        bytecode.compile_runtime()
 
     def capacity(self) -> CapacityReport:
         """This machine: its cores and memory (FIREBOX_CPU and FIREBOX_MEMORY_MB override them)
@@ -509,12 +508,3 @@ class LocalBackend:
             await asyncio.to_thread(self.netpool.close)
         if netns.available():
             await asyncio.to_thread(netns.shutdown)
-
-
-def _compile_firebox() -> None:
-    """Every container imports firebox from here: installed editable it has no bytecode, and
-    each cold start would compile it (~135 ms of CPU). Written once, where it can be."""
-    try:
-        compileall.compile_dir(Path(__file__).resolve().parent.parent, quiet=2)
-    except OSError:
-        pass
