@@ -187,10 +187,7 @@ class Inputs:
 
     def _run_sync(self, item: Item, f: Any) -> tuple[str, bytes, float] | None:
         """Run one input in this lane; its output, or None where it was cancelled."""
-        input_id = item["id"]
-        user_code.current_input.set(input_id)
-        user_code.current_call.set(item["call_id"])
-        started = time.perf_counter()
+        input_id, started = item["id"], _begin(item)
         try:
             args, kwargs = wire.deserialize(item["args"], "arguments")
             if inspect.isgeneratorfunction(f):
@@ -208,10 +205,7 @@ class Inputs:
             return wire.FAILURE, wire.encode_exception(exc), time.perf_counter() - started
 
     async def _run_async(self, item: Item, f: Any) -> None:
-        input_id = item["id"]
-        user_code.current_input.set(input_id)
-        user_code.current_call.set(item["call_id"])
-        started = time.perf_counter()
+        input_id, started = item["id"], _begin(item)
         try:
             args, kwargs = wire.deserialize(item["args"], "arguments")
             if inspect.isasyncgenfunction(f):
@@ -229,3 +223,10 @@ class Inputs:
         except Exception as exc:
             self.report(input_id, wire.FAILURE, wire.encode_exception(exc),
                         time.perf_counter() - started)
+
+
+def _begin(item: Item) -> float:
+    """Make the input current (for the calls it makes) and note when it started."""
+    user_code.current_input.set(item["id"])
+    user_code.current_call.set(item["call_id"])
+    return time.perf_counter()
