@@ -22,6 +22,7 @@ import threading
 import time
 from collections import deque
 from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any
 
 from .. import wire
@@ -32,6 +33,21 @@ Item = dict[str, Any]
 Report = Callable[[str, str, "bytes | None", "float | None"], None]
 
 
+@dataclass(frozen=True)
+class Callee:
+    """What a method's inputs call, and how: inspected once per method, not once per input."""
+
+    f: Any
+    is_async: bool  # a coroutine function or an async generator: a task on the event loop
+    is_gen: bool  # a generator (sync or async): its items are sent as they come
+
+    @classmethod
+    def of(cls, f: Any) -> Callee:
+        is_async_gen = inspect.isasyncgenfunction(f)
+        return cls(f, is_async_gen or inspect.iscoroutinefunction(f),
+                   is_async_gen or inspect.isgeneratorfunction(f))
+
+
 class Inputs:
     def __init__(self, max_inputs: int, callable_for: Callable[[str | None], Any],
                  report: Report, loop: asyncio.AbstractEventLoop) -> None:
@@ -39,11 +55,11 @@ class Inputs:
         self.callable_for = callable_for
         self.report = report  # thread-safe: lanes report from their threads
         self.loop = loop
-        self.kinds: dict[str | None, tuple[Any, bool]] = {}  # method -> (callable, is async)
+        self.callees: dict[str | None, Callee] = {}  # by method
         self.lock = threading.Lock()  # guards everything below
-        self.waiting: deque[tuple[Item, Any, bool]] = deque()
+        self.waiting: deque[tuple[Item, Callee]] = deque()
         self.busy = 0  # inputs admitted to a slot and not yet ended
-        self.admitted: queue.SimpleQueue[tuple[Item, Any] | None] = queue.SimpleQueue()
+        self.admitted: queue.SimpleQueue[tuple[Item, Callee] | None] = queue.SimpleQueue()
         self.queued: set[str] = set()  # ids admitted to the lanes, not yet taken by one
         self.in_lanes = 0  # of the busy inputs, those admitted to the lanes
         self.lanes = 0  # lane threads alive and not given up
@@ -60,42 +76,40 @@ class Inputs:
         """Take an input (on the event loop): it runs when a slot is free and those before it
         have started."""
         method = item.get("method")
-        kind = self.kinds.get(method)
-        if kind is None:
+        callee = self.callees.get(method)
+        if callee is None:
             try:
-                f = self.callable_for(method)
+                callee = self.callees[method] = Callee.of(self.callable_for(method))
             except Exception as exc:
                 self.report(item["id"], wire.FAILURE, wire.encode_exception(exc), None)
                 return
-            kind = self.kinds[method] = (
-                f, inspect.iscoroutinefunction(f) or inspect.isasyncgenfunction(f))
         with self.lock:
-            self.waiting.append((item, *kind))
+            self.waiting.append((item, callee))
             started = self._admit()
         self._start_tasks(started)
 
-    def _admit(self) -> list[tuple[Item, Any]]:
+    def _admit(self) -> list[tuple[Item, Callee]]:
         """Give free slots to waiting inputs, in order (holding the lock): sync ones go to the
         lanes here, async ones are returned for the event loop to start."""
-        started: list[tuple[Item, Any]] = []
+        started: list[tuple[Item, Callee]] = []
         while self.waiting and self.busy < self.max_inputs:
-            item, f, is_async = self.waiting.popleft()
+            item, callee = self.waiting.popleft()
             self.busy += 1
-            if is_async:
-                started.append((item, f))
+            if callee.is_async:
+                started.append((item, callee))
                 continue
             self.in_lanes += 1
             self.queued.add(item["id"])
-            self.admitted.put((item, f))
+            self.admitted.put((item, callee))
         while self.lanes < self.in_lanes:  # a lane for each sync input admitted
             self.lanes += 1
             threading.Thread(target=self.context.copy().run, args=(self._lane,),
                              name=f"input-{self.lanes}", daemon=True).start()
         return started
 
-    def _start_tasks(self, started: list[tuple[Item, Any]]) -> None:
-        for item, f in started:
-            task = self.loop.create_task(self._run_async(item, f))
+    def _start_tasks(self, started: list[tuple[Item, Callee]]) -> None:
+        for item, callee in started:
+            task = self.loop.create_task(self._run_async(item, callee))
             self.tasks[item["id"]] = task
             task.add_done_callback(lambda _t, i=item["id"]: self._task_ended(i))
 
@@ -153,7 +167,7 @@ class Inputs:
         entry = self.admitted.get()
         if entry is None:
             return False
-        item, f = entry
+        item, callee = entry
         input_id = item["id"]
         with self.lock:
             if input_id not in self.queued:  # cancelled before it started
@@ -162,7 +176,7 @@ class Inputs:
             self.queued.discard(input_id)
             self.running[input_id] = me
         try:
-            outcome = self._run_sync(item, f)
+            outcome = self._run_sync(item, callee)
         except InputCancellation:
             outcome = None
         while True:  # a cancellation sent as it ended lands here, or is cleared here
@@ -179,24 +193,24 @@ class Inputs:
                 outcome = None
         if given_up:
             return False  # cancelled: a new lane took this one's place
-        if outcome is not None and inspect.isgeneratorfunction(f):  # after its items
+        if outcome is not None and callee.is_gen:  # after its items
             self.loop.call_soon_threadsafe(self.report, input_id, *outcome)
         elif outcome is not None:
             self.report(input_id, *outcome)
         return True
 
-    def _run_sync(self, item: Item, f: Any) -> tuple[str, bytes, float] | None:
+    def _run_sync(self, item: Item, callee: Callee) -> tuple[str, bytes, float] | None:
         """Run one input in this lane; its output, or None where it was cancelled."""
         input_id, started = item["id"], _begin(item)
         try:
             args, kwargs = wire.deserialize(item["args"], "arguments")
-            if inspect.isgeneratorfunction(f):
-                for number, value in enumerate(f(*args, **kwargs)):
+            if callee.is_gen:
+                for number, value in enumerate(callee.f(*args, **kwargs)):
                     data = wire.item(number, value)
                     self.loop.call_soon_threadsafe(self.report, input_id, wire.ITEM, data, None)
                 result = None
             else:
-                result = f(*args, **kwargs)
+                result = callee.f(*args, **kwargs)
             return wire.SUCCESS, wire.serialize(result, "return value"), \
                 time.perf_counter() - started
         except InputCancellation:
@@ -204,18 +218,18 @@ class Inputs:
         except Exception as exc:
             return wire.FAILURE, wire.encode_exception(exc), time.perf_counter() - started
 
-    async def _run_async(self, item: Item, f: Any) -> None:
+    async def _run_async(self, item: Item, callee: Callee) -> None:
         input_id, started = item["id"], _begin(item)
         try:
             args, kwargs = wire.deserialize(item["args"], "arguments")
-            if inspect.isasyncgenfunction(f):
+            if callee.is_gen:
                 number = 0
-                async for value in f(*args, **kwargs):
+                async for value in callee.f(*args, **kwargs):
                     self.report(input_id, wire.ITEM, wire.item(number, value), None)
                     number += 1
                 result: Any = None
             else:
-                result = await f(*args, **kwargs)
+                result = await callee.f(*args, **kwargs)
             self.report(input_id, wire.SUCCESS, wire.serialize(result, "return value"),
                         time.perf_counter() - started)
         except (asyncio.CancelledError, InputCancellation):
