@@ -82,9 +82,10 @@ class LocalBackend:
         self.templates = Templates()
         self.standby: list[Process] = []
         self.standby_env = dict(standby_env or {})
-        keeps = self.isolation != isolation.GVISOR and bool(self.standby_env)
-        self.standby_target = standbys.StandbyTarget(
-            settings.STANDBY_RUNTIMES.get() if keeps else 0, settings.STANDBY_MAX.get())
+        self.standby_target = standbys.StandbyTarget(settings.STANDBY_RUNTIMES.get(),
+                                          settings.STANDBY_MAX.get())
+        if self.isolation == isolation.GVISOR or not self.standby_env:
+            self.standby_target = standbys.StandbyTarget(0, 0)
         self._refilling = False
         self._closed = False
         self.tasks: set[asyncio.Task[None]] = set()
