@@ -3,8 +3,7 @@
 To start containers fast it keeps a few *standby* runtimes: processes already launched under
 the default isolation, with Python and firebox imported, waiting on stdin. Starting a container
 without GPUs takes one, gives it the container's limits and environment, and launches a
-replacement in the background; a cold launch is the fallback. After a burst of starts the pool
-is sized for the next one like it (standbys.py).
+replacement in the background; a cold launch is the fallback.
 """
 
 from __future__ import annotations
@@ -26,7 +25,7 @@ from typing import Any
 from ..images import layers as images
 from ..wire import ids, settings
 from ..wire.spec import DEFAULTS
-from . import bytecode, cgroups, gpus, isolation, netns, standbys, stored, templates
+from . import bytecode, cgroups, gpus, isolation, netns, stored, templates
 from .base import CapacityReport, Launch, NodeCapacity, OnExit, OnOutput, describe_exit
 from .isolation import image_root
 from .local_sandboxes import LocalSandboxes
@@ -82,10 +81,9 @@ class LocalBackend:
         self.templates = Templates()
         self.standby: list[Process] = []
         self.standby_env = dict(standby_env or {})
-        self.standby_target = standbys.StandbyTarget(settings.STANDBY_RUNTIMES.get(),
-                                          settings.STANDBY_MAX.get())
+        self.standby_size = settings.STANDBY_RUNTIMES.get()
         if self.isolation == isolation.GVISOR or not self.standby_env:
-            self.standby_target = standbys.StandbyTarget(0, 0)
+            self.standby_size = 0
         self._refilling = False
         self._closed = False
         self.tasks: set[asyncio.Task[None]] = set()
@@ -139,10 +137,8 @@ class LocalBackend:
                 if mode == isolation.GVISOR else
                 templates.start(self, launch, mode, volumes, layers, config, *snapshot)):
             return
-        if self._standby_fits(launch, mode, volumes, layers):
-            self.standby_target.started()  # a start a standby could take: the pool's demand
-            if await self._assign(launch):
-                return
+        if self._standby_fits(launch, mode, volumes, layers) and await self._assign(launch):
+            return
         env = self._container_env(launch, mode, volumes, config)
         p = await self._spawn(launch.container_id, mode, env, cgroups.limits_for(launch),
                               launch.gpus, volumes=volumes, layers=layers,
@@ -176,8 +172,7 @@ class LocalBackend:
         try:
             return await self._take_standby(launch)
         finally:
-            self._refill_soon()  # to the base now, beyond it once the burst is over:
-            asyncio.get_running_loop().call_later(standbys.QUIET_SECONDS, self._refill_soon)
+            self._refill_soon()
 
     async def _take_standby(self, launch: Launch) -> bool:
         while self.standby:
@@ -212,14 +207,14 @@ class LocalBackend:
         return False
 
     def _refill_soon(self) -> None:
-        if self._refilling or self._closed or len(self.standby) >= self.standby_target.size():
+        if self._refilling or self._closed or len(self.standby) >= self.standby_size:
             return
         self._refilling = True
         self._background(self._refill())
 
     async def _refill(self) -> None:
         try:
-            while not self._closed and len(self.standby) < self.standby_target.size():
+            while not self._closed and len(self.standby) < self.standby_size:
                 key = ids.new_standby_key()
                 env = {**self._env(key, self.isolation, []), **self.standby_env,
                        settings.STANDBY.name: "1"}

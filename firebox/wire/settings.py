@@ -112,10 +112,6 @@ CONTAINER_EGRESS: Setting[bool] = Setting(
     "\"0\": containers and image builds get loopback only, no way out")
 STANDBY_RUNTIMES: Setting[int] = Setting(
     "FIREBOX_STANDBY", 2, int, "standby runtimes kept launched; 0 turns them off")
-STANDBY_MAX: Setting[int] = Setting(
-    "FIREBOX_STANDBY_MAX", 16, int,
-    "standby runtimes kept at most after a burst of container starts (the pool grows to the "
-    "burst's size for 10 minutes)")
 TEMPLATE_IDLE: Setting[float] = Setting(
     "FIREBOX_TEMPLATE_IDLE", 300.0, float,
     "seconds a memory snapshot's template is kept with no container started from it")
