@@ -1,6 +1,6 @@
 """A burst of 64 one-second calls on at most 16 containers, then the same burst again once its
-containers have scaled down: the first launches cold on a fresh server, the second finds the
-standby pool sized by the first (backends/standbys.py). Each as makespan / ideal (4 s).
+containers have scaled down: the first launches cold on a fresh server, the second shows
+what the server's standby pool (FIREBOX_STANDBY) kept for it. Each as makespan / ideal (4 s).
 
     python benchmarks/burst_repeat.py
 """
